@@ -1,9 +1,10 @@
 """Pinned control-plane binaries, built from Go modules once and cached by version.
 
-Three small Go modules of ours live in ``gomod/``: ``kube`` requires ``k8s.io/kubernetes`` (with a
+Small Go modules of ours live in ``gomod/``: ``kube`` requires ``k8s.io/kubernetes`` (with a
 ``replace`` line per staging module) and builds kube-apiserver, kube-controller-manager and
 kube-scheduler; ``etcd`` wraps ``go.etcd.io/etcd/server/v3``; ``kwok`` builds the fake-node
-controller. Their ``go.mod`` files are the one place versions are pinned.
+controller; ``helm`` builds the helm CLI for rendering charts where no helm is installed. Their
+``go.mod`` files are the one place versions are pinned.
 
 A build lands in ``<cache>/controlplane/bin/<group>-<version>-<digest>/``, where the digest covers
 the module files, the Go version and the link flags: a second run finds it and builds nothing; a
@@ -29,7 +30,15 @@ from pathlib import Path
 
 from fleet.controlplane.errors import KitError
 
-__all__ = ["GROUPS", "BuildGroup", "ensure_all", "ensure_group", "module_version"]
+__all__ = [
+    "GROUPS",
+    "TOOLS",
+    "BuildGroup",
+    "ensure_all",
+    "ensure_group",
+    "ensure_tool",
+    "module_version",
+]
 
 GOMOD_DIR = Path(__file__).parent / "gomod"
 
@@ -82,6 +91,11 @@ GROUPS: dict[str, BuildGroup] = {
         ),
         BuildGroup("kwok", "sigs.k8s.io/kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
     )
+}
+
+# Tools fleet itself runs (not part of a cluster), built the same way when none is on PATH.
+TOOLS: dict[str, BuildGroup] = {
+    "helm": BuildGroup("helm", "helm.sh/helm/v3", {"helm": "helm.sh/helm/v3/cmd/helm"}),
 }
 
 
@@ -200,6 +214,15 @@ def ensure_group(
             shutil.rmtree(tmp, ignore_errors=True)
         progress(f"built {names} in {time.monotonic() - started:.0f} s")
     return final
+
+
+def ensure_tool(name: str, *, cache_dir: Path, progress: Progress = _stderr_progress) -> Path:
+    """The path of tool `name` (``helm``): the one on PATH, else a build of the pinned version."""
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    group = TOOLS[name]
+    return ensure_group(group, cache_dir=cache_dir, progress=progress) / name
 
 
 def ensure_all(*, cache_dir: Path, progress: Progress = _stderr_progress) -> dict[str, Path]:
