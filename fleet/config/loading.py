@@ -1,0 +1,308 @@
+"""Reading the apps: ``fleet.yaml`` and Argo CD ``Application`` documents, with errors that name
+the file, the app and the field.
+
+A config path is a file or a directory of ``.yaml``/``.yml`` files. A file holds one or more YAML
+documents, each either a fleet document (``apps: [...]``) or an Argo CD Application
+(``apiVersion: argoproj.io/v1alpha1``, ``kind: Application``), so teams can bring what they have.
+Argo's ``destination.name`` selects the cluster of that name in ``clusters/``, and
+``destination.server`` the cluster whose kubeconfig points at that URL.
+
+Validation is complete before anything is returned: one bad field rejects the whole load with a
+:class:`ConfigError`, and the caller (the hub) keeps the last good config running.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet.config import templates
+from fleet.config.model import (
+    App,
+    ClusterSelector,
+    Config,
+    Destination,
+    HelmOptions,
+    IgnoreRule,
+    Source,
+    SyncPolicy,
+)
+from fleet.errors import ConfigError
+
+__all__ = ["load", "parse_documents"]
+
+_APP_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_MAX_CONFIG_BYTES = 4 * 2**20
+
+
+class _Fields:
+    """Typed access to one mapping of the config, raising errors that say where."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        self.data: Mapping[str, Any] = data
+        self.where = where
+
+    def _get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        value = self.data.get(key, default)
+        if value is None and default is None:
+            return None
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            expected = (
+                kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            )
+            raise ConfigError(f"{self.where}.{key}: expected {expected}, got {value!r}")
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._get(key, (str, int, float), default)
+        if value is None:
+            raise ConfigError(f"{self.where}.{key}: required")
+        return str(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value: bool = self._get(key, bool, default)
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self._get(key, (int, float), default)
+        return float(value)
+
+    def sub(self, key: str, *, required: bool = False) -> _Fields:
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise ConfigError(f"{self.where}.{key}: required")
+            return _Fields({}, f"{self.where}.{key}")
+        return _Fields(self.data[key], f"{self.where}.{key}")
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self._get(key, list, [])
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{self.where}.{key}: expected a list of strings")
+        return tuple(value)
+
+    def string_map(self, key: str) -> dict[str, str]:
+        value = self._get(key, dict, {})
+        if not all(
+            isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()
+        ):
+            raise ConfigError(f"{self.where}.{key}: expected a mapping of strings")
+        return {k: str(v) for k, v in value.items()}
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value: dict[str, Any] = self._get(key, dict, {})
+        return value
+
+
+def _helm(fields: _Fields, *, values_key: str) -> HelmOptions | None:
+    if not fields.data:
+        return None
+    values = fields.mapping(values_key)
+    if not values and isinstance(fields.data.get("values"), str):  # Argo's values: "yaml text"
+        try:
+            values = yaml.safe_load(fields.data["values"]) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{fields.where}.values: invalid YAML: {exc}") from exc
+    for name, item in _templates_in(values):
+        templates.validate(item, where=f"{fields.where}.{values_key}.{name}")
+    release = fields.data.get("releaseName")
+    return HelmOptions(
+        value_files=fields.strings("valueFiles"),
+        values=values,
+        release_name=str(release) if release else None,
+    )
+
+
+def _templates_in(values: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Every string inside Helm `values`, with its dotted path."""
+    found: list[tuple[str, str]] = []
+    if isinstance(values, str):
+        found.append((prefix or ".", values))
+    elif isinstance(values, Mapping):
+        for key, item in values.items():
+            found += _templates_in(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(values, list):
+        for index, item in enumerate(values):
+            found += _templates_in(item, f"{prefix}[{index}]")
+    return found
+
+
+def _source(fields: _Fields) -> Source:
+    path = fields.text("path", ".")
+    templates.validate(path, where=f"{fields.where}.path")
+    if path.startswith("/") or ".." in Path(path).parts:
+        raise ConfigError(f"{fields.where}.path: {path!r} must stay inside the repository")
+    revision = fields.text("targetRevision", "HEAD")
+    return Source(
+        repo_url=fields.text("repoURL"),
+        target_revision=revision or "HEAD",
+        path=path,
+        helm=_helm(fields.sub("helm"), values_key="values"),
+    )
+
+
+def _sync_policy(fields: _Fields) -> SyncPolicy:
+    automated = fields.sub("automated")  # Argo nests these under automated
+    source = automated if automated.data else fields
+    limit = fields.number("pruneLimit", 0.5)
+    if not 0 < limit <= 1:
+        raise ConfigError(f"{fields.where}.pruneLimit: expected a share in (0, 1], got {limit}")
+    return SyncPolicy(
+        prune=source.flag("prune", False),
+        self_heal=source.flag("selfHeal", False),
+        allow_empty=source.flag("allowEmpty", False),
+        force_conflicts=fields.flag("forceConflicts", True),
+        prune_limit=limit,
+        prune_kinds=fields.strings("pruneKinds"),
+    )
+
+
+def _ignore_rules(data: Any, where: str) -> tuple[IgnoreRule, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: expected a list")
+    rules = []
+    for index, item in enumerate(data):
+        fields = _Fields(item, f"{where}[{index}]")
+        pointers = fields.strings("jsonPointers")
+        for pointer in pointers:
+            if not pointer.startswith("/"):
+                raise ConfigError(f"{fields.where}.jsonPointers: {pointer!r} must start with '/'")
+        rules.append(
+            IgnoreRule(
+                json_pointers=pointers,
+                group=fields.text("group", ""),
+                kind=fields.text("kind", ""),
+                name=fields.text("name", ""),
+                namespace=fields.text("namespace", ""),
+            )
+        )
+    return tuple(rules)
+
+
+def _check_name(name: str, where: str) -> None:
+    if len(name) > 53 or not _APP_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}.name: {name!r} is not a valid app name (DNS label, <= 53 chars)"
+        )
+
+
+def _fleet_app(data: Any, where: str, origin: str) -> App:
+    fields = _Fields(data, where)
+    name = fields.text("name")
+    _check_name(name, where)
+    where = f"{where} ({name})"
+    fields = _Fields(data, where)
+    destination = fields.sub("destination", required=True)
+    clusters = destination.sub("clusters")
+    return App(
+        name=name,
+        source=_source(fields.sub("source", required=True)),
+        destination=Destination(
+            namespace=destination.text("namespace"),
+            clusters=ClusterSelector(
+                names=clusters.strings("names"), match_labels=clusters.string_map("matchLabels")
+            ),
+        ),
+        sync_policy=_sync_policy(fields.sub("syncPolicy")),
+        ignore_differences=_ignore_rules(
+            fields.data.get("ignoreDifferences"), f"{where}.ignoreDifferences"
+        ),
+        origin=origin,
+    )
+
+
+def _argo_app(data: Mapping[str, Any], where: str, origin: str) -> App:
+    metadata = _Fields(data.get("metadata"), f"{where}.metadata")
+    name = metadata.text("name")
+    _check_name(name, f"{where}.metadata")
+    where = f"{where} (Application {name})"
+    spec = _Fields(data.get("spec"), f"{where}.spec")
+    if "sources" in spec.data:
+        raise ConfigError(f"{spec.where}.sources: multi-source Applications are not supported")
+    destination = spec.sub("destination", required=True)
+    cluster_name = destination.text("name", "")
+    server = destination.text("server", "")
+    if not cluster_name and not server:
+        raise ConfigError(f"{destination.where}: needs name or server")
+    return App(
+        name=name,
+        source=_source(spec.sub("source", required=True)),
+        destination=Destination(
+            namespace=destination.text("namespace"),
+            clusters=ClusterSelector(
+                names=(cluster_name,) if cluster_name else (),
+                servers=(server,) if server and not cluster_name else (),
+            ),
+        ),
+        sync_policy=_sync_policy(spec.sub("syncPolicy")),
+        ignore_differences=_ignore_rules(
+            spec.data.get("ignoreDifferences"), f"{spec.where}.ignoreDifferences"
+        ),
+        origin=origin,
+    )
+
+
+def parse_documents(documents: list[Any], *, origin: str) -> list[App]:
+    """The apps declared in the YAML `documents` of file `origin`."""
+    apps: list[App] = []
+    for index, document in enumerate(documents):
+        where = f"{origin}" if len(documents) == 1 else f"{origin} (document {index + 1})"
+        if document is None:
+            continue
+        if not isinstance(document, Mapping):
+            raise ConfigError(f"{where}: expected a mapping at the top")
+        if document.get("kind") == "Application":
+            if not str(document.get("apiVersion", "")).startswith("argoproj.io/"):
+                raise ConfigError(
+                    f"{where}: kind Application needs apiVersion argoproj.io/v1alpha1"
+                )
+            apps.append(_argo_app(document, where, origin))
+            continue
+        if "apps" not in document:
+            raise ConfigError(f"{where}: expected `apps:` or an Argo CD Application")
+        entries = document["apps"] or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}.apps: expected a list")
+        apps += [
+            _fleet_app(entry, f"{where}: apps[{i}]", origin) for i, entry in enumerate(entries)
+        ]
+    return apps
+
+
+def _read(path: Path) -> list[Any]:
+    try:
+        if path.stat().st_size > _MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {_MAX_CONFIG_BYTES} bytes")
+        return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
+
+
+def load(path: Path) -> Config:
+    """Every app of the file or directory `path`; app names must be unique across all files."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    else:
+        files = [path]
+    apps: list[App] = []
+    for file in files:
+        apps += parse_documents(_read(file), origin=str(file))
+    seen: dict[str, str] = {}
+    for app in apps:
+        if app.name in seen:
+            raise ConfigError(
+                f"{app.origin}: app {app.name!r} is also declared in {seen[app.name]}"
+            )
+        seen[app.name] = app.origin
+    return Config(apps=tuple(apps))

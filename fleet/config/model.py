@@ -1,0 +1,127 @@
+"""The app model: Argo CD's words (source, destination, syncPolicy), as frozen dataclasses.
+
+An :class:`App` says what to deploy (a path at a revision of a repository) and where (a namespace
+on every cluster its selector matches). The same app on N clusters is N (cluster, app) pairs for the
+scheduler; per-cluster differences come only from ``{{ cluster.name }}`` and
+``{{ cluster.labels.X }}`` in the path and Helm values (:mod:`fleet.config.templates`).
+
+Defaults lean safe, as a production GitOps tool must: prune is off unless the app turns it on,
+an empty render never prunes unless ``allowEmpty``, and a prune of more than half of what an app
+owns needs ``pruneLimit`` raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet.types import ClusterRef
+
+__all__ = [
+    "App",
+    "ClusterSelector",
+    "Config",
+    "Destination",
+    "HelmOptions",
+    "IgnoreRule",
+    "Source",
+    "SyncPolicy",
+]
+
+
+@dataclass(frozen=True)
+class HelmOptions:
+    """``helm template`` inputs: values files (relative to the chart) and inline values."""
+
+    value_files: tuple[str, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)
+    release_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the manifests are: a repository, a revision, a path inside it."""
+
+    repo_url: str
+    target_revision: str = "HEAD"
+    path: str = "."
+    helm: HelmOptions | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSelector:
+    """Which clusters an app goes to: by name, by labels, by API server URL, or all."""
+
+    names: tuple[str, ...] = ()
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    servers: tuple[str, ...] = ()
+
+    def matches(self, cluster: ClusterRef, *, server: str = "") -> bool:
+        """True when `cluster` is selected; an empty selector selects every cluster."""
+        if self.names and cluster.name not in self.names:
+            return False
+        if self.servers and server.rstrip("/") not in {s.rstrip("/") for s in self.servers}:
+            return False
+        return all(cluster.labels.get(k) == v for k, v in self.match_labels.items())
+
+
+@dataclass(frozen=True)
+class Destination:
+    """The namespace namespaced objects without one land in, on the selected clusters."""
+
+    namespace: str
+    clusters: ClusterSelector = field(default_factory=ClusterSelector)
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    """How far fleet may go on its own."""
+
+    prune: bool = False
+    self_heal: bool = False
+    allow_empty: bool = False
+    force_conflicts: bool = True
+    prune_limit: float = 0.5  # the share of the inventory one sync may prune without consent
+    prune_kinds: tuple[str, ...] = ()  # opt in to pruning Namespace, CustomResourceDefinition, ...
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    """Fields to leave out of diff and drift: JSON pointers on matching objects."""
+
+    json_pointers: tuple[str, ...]
+    group: str = ""
+    kind: str = ""
+    name: str = ""
+    namespace: str = ""
+
+    def applies_to(self, *, group: str, kind: str, namespace: str, name: str) -> bool:
+        return (
+            (not self.kind or self.kind == kind)
+            and (not self.group or self.group == group)
+            and (not self.name or self.name == name)
+            and (not self.namespace or self.namespace == namespace)
+        )
+
+
+@dataclass(frozen=True)
+class App:
+    """One app of the fleet."""
+
+    name: str
+    source: Source
+    destination: Destination
+    sync_policy: SyncPolicy = field(default_factory=SyncPolicy)
+    ignore_differences: tuple[IgnoreRule, ...] = ()
+    origin: str = ""  # the file the app was read from, for error messages
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every app, by name, in the order they were declared."""
+
+    apps: tuple[App, ...] = ()
+
+    def app(self, name: str) -> App | None:
+        return next((a for a in self.apps if a.name == name), None)

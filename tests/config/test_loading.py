@@ -1,0 +1,149 @@
+"""fleet.yaml and Argo CD Applications load into one model; bad config names file, app, field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet.config import loading
+from fleet.errors import ConfigError
+from fleet.types import ClusterRef
+
+FLEET_YAML = """
+apps:
+  - name: webapp
+    source:
+      repoURL: https://git.example.com/team/gitops-webapp.git
+      targetRevision: main
+      path: deployment/{{ cluster.labels.env }}
+    destination:
+      namespace: prod
+      clusters: {matchLabels: {env: prod}}
+    syncPolicy: {prune: true, selfHeal: true}
+  - name: monitoring
+    source: {repoURL: file:///srv/git/mon.git, path: charts/mon,
+             helm: {valueFiles: [values.yaml], values: {cluster: "{{ cluster.name }}"}}}
+    destination: {namespace: monitoring, clusters: {names: [prod-eu, prod-us]}}
+    ignoreDifferences:
+      - {group: apps, kind: Deployment, jsonPointers: [/spec/replicas]}
+"""
+
+ARGO_APP = """
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: guestbook, namespace: argocd}
+spec:
+  project: default
+  source:
+    repoURL: https://github.com/argoproj/argocd-example-apps.git
+    targetRevision: HEAD
+    path: guestbook
+  destination: {name: prod-eu, namespace: guestbook}
+  syncPolicy:
+    automated: {prune: true, selfHeal: false}
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "fleet.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_fleet_yaml(tmp_path: Path) -> None:
+    config = loading.load(_write(tmp_path, FLEET_YAML))
+    web = config.app("webapp")
+    assert web is not None
+    assert web.source.target_revision == "main"
+    assert web.source.path == "deployment/{{ cluster.labels.env }}"
+    assert web.sync_policy.prune and web.sync_policy.self_heal
+    assert not web.sync_policy.allow_empty
+    prod = ClusterRef("prod-eu", {"env": "prod"})
+    assert web.destination.clusters.matches(prod)
+    assert not web.destination.clusters.matches(ClusterRef("dev", {"env": "dev"}))
+    mon = config.app("monitoring")
+    assert mon is not None and mon.source.helm is not None
+    assert mon.source.helm.value_files == ("values.yaml",)
+    assert mon.source.target_revision == "HEAD"
+    assert not mon.sync_policy.prune, "prune is off unless the app turns it on"
+    assert mon.destination.clusters.matches(prod)
+    assert not mon.destination.clusters.matches(ClusterRef("staging"))
+    assert mon.ignore_differences[0].json_pointers == ("/spec/replicas",)
+
+
+def test_argo_application_and_directory(tmp_path: Path) -> None:
+    _write(tmp_path, FLEET_YAML, "a.yaml")
+    _write(tmp_path, ARGO_APP, "b.yml")
+    config = loading.load(tmp_path)
+    assert [a.name for a in config.apps] == ["webapp", "monitoring", "guestbook"]
+    guestbook = config.app("guestbook")
+    assert guestbook is not None
+    assert guestbook.destination.namespace == "guestbook"
+    assert guestbook.destination.clusters.names == ("prod-eu",)
+    assert guestbook.sync_policy.prune and not guestbook.sync_policy.self_heal
+
+
+def test_argo_destination_by_server(tmp_path: Path) -> None:
+    text = ARGO_APP.replace(
+        "{name: prod-eu, namespace: guestbook}",
+        "{server: 'https://10.0.0.1:6443', namespace: guestbook}",
+    )
+    app = loading.load(_write(tmp_path, text)).apps[0]
+    cluster = ClusterRef("anything")
+    assert app.destination.clusters.matches(cluster, server="https://10.0.0.1:6443/")
+    assert not app.destination.clusters.matches(cluster, server="https://10.0.0.2:6443")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("repoURL: https://git.example.com/team/gitops-webapp.git", "repoURL: [1]"),
+            r"fleet.yaml: apps\[0\] \(webapp\).source.repoURL: expected",
+        ),
+        (
+            ("namespace: prod\n", "namespace:\n"),
+            r"apps\[0\] \(webapp\).destination.namespace: required",
+        ),
+        (
+            ("{{ cluster.labels.env }}", "{{ cluster.region }}"),
+            r"apps\[0\] \(webapp\).source.path: unknown placeholder \{\{ cluster.region \}\}",
+        ),
+        (
+            ("path: deployment/", "path: ../../etc/"),
+            r"source.path: '../../etc/.*' must stay inside the repository",
+        ),
+        (("name: monitoring", "name: webapp"), r"app 'webapp' is also declared"),
+        (
+            ("name: monitoring", "name: Mon_itoring"),
+            r"apps\[1\].name: 'Mon_itoring' is not a valid",
+        ),
+        (
+            ("prune: true, selfHeal", "prune: yes please, selfHeal"),
+            r"syncPolicy.prune: expected bool",
+        ),
+        (
+            ("jsonPointers: [/spec/replicas]", "jsonPointers: [spec]"),
+            r"jsonPointers: 'spec' must start with '/'",
+        ),
+    ],
+)
+def test_bad_config_names_file_app_and_field(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    old, new = edit
+    assert old in FLEET_YAML
+    with pytest.raises(ConfigError, match=message):
+        loading.load(_write(tmp_path, FLEET_YAML.replace(old, new, 1)))
+
+
+def test_invalid_yaml_and_unknown_documents(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fleet.yaml: invalid YAML"):
+        loading.load(_write(tmp_path, "apps: [\n"))
+    with pytest.raises(ConfigError, match=r"expected `apps:` or an Argo CD Application"):
+        loading.load(_write(tmp_path, "kind: Deployment\n"))
+    with pytest.raises(ConfigError, match=r"needs apiVersion argoproj.io"):
+        loading.load(_write(tmp_path, ARGO_APP.replace("argoproj.io/v1alpha1", "v1")))
+    with pytest.raises(ConfigError, match=r"cannot read"):
+        loading.load(tmp_path / "missing.yaml")
