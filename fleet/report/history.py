@@ -1,0 +1,126 @@
+"""The audit trail: every sync of every (app, cluster), in an embedded SQLite file.
+
+One row per sync attempt: which revision, when it started and ended, the result, the counts of the
+change set, the error if any, and when the commit was made (so commit-to-applied latency is a
+column, not a guess). Git holds who changed what; this file holds what reached where and when.
+``fleet history`` joins the two.
+
+SQLite in WAL mode: the hub writes, ``fleet history`` reads concurrently from another process. All
+calls go through one connection guarded by a lock; async callers use :meth:`History.arecord` and
+:meth:`History.aquery`, which run the blocking work in a worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+import anyio.to_thread
+
+__all__ = ["History", "SyncRecord"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS syncs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    result TEXT NOT NULL,
+    created INTEGER NOT NULL DEFAULT 0,
+    configured INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    pruned INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    committed_at REAL,
+    health TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS syncs_app_cluster ON syncs (app, cluster, finished_at);
+CREATE INDEX IF NOT EXISTS syncs_revision ON syncs (revision);
+"""
+
+
+@dataclass(frozen=True)
+class SyncRecord:
+    """One sync attempt of one app on one cluster. Times are Unix seconds."""
+
+    app: str
+    cluster: str
+    revision: str
+    started_at: float
+    finished_at: float
+    result: str  # "synced" | "failed" | "skipped"
+    created: int = 0
+    configured: int = 0
+    unchanged: int = 0
+    pruned: int = 0
+    failed: int = 0
+    error: str = ""
+    committed_at: float | None = None
+    health: str = ""
+
+    @property
+    def commit_to_applied(self) -> float | None:
+        """Seconds from the commit's timestamp to the end of this sync, when known."""
+        return None if self.committed_at is None else self.finished_at - self.committed_at
+
+
+_COLUMNS = [f.name for f in fields(SyncRecord)]
+
+
+class History:
+    """The SQLite file of sync records."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def record(self, record: SyncRecord) -> None:
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO syncs ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+                astuple(record),
+            )
+
+    def query(
+        self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
+    ) -> list[SyncRecord]:
+        """The newest records first, filtered by app and cluster."""
+        where, args = [], []
+        if app:
+            where.append("app = ?")
+            args.append(app)
+        if cluster:
+            where.append("cluster = ?")
+            args.append(cluster)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM syncs"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY finished_at DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, [*args, limit]).fetchall()
+        return [SyncRecord(*row) for row in rows]
+
+    async def arecord(self, record: SyncRecord) -> None:
+        await anyio.to_thread.run_sync(self.record, record)
+
+    async def aquery(
+        self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
+    ) -> list[SyncRecord]:
+        return await anyio.to_thread.run_sync(
+            lambda: self.query(app=app, cluster=cluster, limit=limit)
+        )
