@@ -1,0 +1,105 @@
+"""The hub's HTTP server, served for real on 127.0.0.1 and called over HTTP.
+
+The hub behind it is a small recording double (the server's contract is :class:`HubView`); the
+real hub is exercised end to end in the hub's own tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+import aiohttp
+import anyio
+import pytest
+
+from fleet.hub import server, webhooks
+from fleet.report import Board, ClusterState, Metrics
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class RecordingHub:
+    board: Board = field(default_factory=Board)
+    metrics: Metrics = field(default_factory=Metrics)
+    pushes: list[webhooks.Push] = field(default_factory=list)
+    ready: bool = False
+
+    def readiness(self) -> tuple[bool, str]:
+        return (True, "ready") if self.ready else (False, "scanning clusters/")
+
+    async def on_push(self, push: webhooks.Push) -> int:
+        self.pushes.append(push)
+        return 1
+
+
+async def test_routes() -> None:
+    hub = RecordingHub()
+    hub.board.clusters["eu"] = ClusterState("eu", state="ready")
+    hub.board.cell("web", "eu").sync = "Synced"
+    hub.metrics.api_requests.labels(cluster="eu", code="200").inc()
+    settings = server.ServerSettings(port=0, github_secret="s3cret", gitlab_token="t0ken")
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, hub, settings)
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200
+            async with http.get(f"{base}/readyz") as r:
+                assert r.status == 503 and "scanning" in await r.text()
+            hub.ready = True
+            async with http.get(f"{base}/readyz") as r:
+                assert r.status == 200
+            async with http.get(f"{base}/metrics") as r:
+                text = await r.text()
+                assert 'fleet_api_requests_total{cluster="eu",code="200"} 1.0' in text
+            async with http.get(f"{base}/api/status") as r:
+                data = await r.json()
+                assert data["apps"][0]["sync"] == "Synced"
+            async with http.get(f"{base}/") as r:
+                assert "<title>fleet</title>" in await r.text()
+
+            body = b'{"ref": "refs/heads/main", "repository": {"clone_url": "https://x/y.git"}}'
+            good = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+            async with http.post(
+                f"{base}/webhooks/github",
+                data=body,
+                headers={
+                    "X-GitHub-Event": "push",
+                    "X-Hub-Signature-256": "sha256=" + "0" * 64,
+                },
+            ) as r:
+                assert r.status == 401
+            assert hub.pushes == [], "a bad signature triggers nothing"
+            async with http.post(
+                f"{base}/webhooks/github",
+                data=body,
+                headers={
+                    "X-GitHub-Event": "push",
+                    "X-Hub-Signature-256": good,
+                },
+            ) as r:
+                assert r.status == 202 and (await r.json()) == {"refreshed": 1}
+            assert [p.urls for p in hub.pushes] == [("https://x/y.git",)]
+            async with http.post(
+                f"{base}/webhooks/gitlab",
+                data=body,
+                headers={
+                    "X-Gitlab-Event": "Push Hook",
+                    "X-Gitlab-Token": "wrong",
+                },
+            ) as r:
+                assert r.status == 401
+            assert len(hub.pushes) == 1
+        tg.cancel_scope.cancel()
+
+
+async def test_port_in_use_is_a_clear_error() -> None:
+    hub = RecordingHub()
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, hub, server.ServerSettings(port=0))
+        with pytest.raises(OSError, match=rf"cannot listen on 127.0.0.1:{port}: Address already"):
+            await tg.start(server.serve, hub, server.ServerSettings(port=port))
+        tg.cancel_scope.cancel()
