@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,13 +21,14 @@ pytestmark = pytest.mark.clusters
 CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-from fleet.controlplane import LocalProvider
+from fleet.controlplane import LocalProvider, processes
 mode, out = sys.argv[1], Path(sys.argv[2])
 kit = LocalProvider(kubeconfig_dir=out / "clusters", progress=lambda m: None)
 with kit:
     clusters = kit.up(["leak-1"])
     info = {"kit_id": kit.kit_id, "run_dir": str(kit.run_dir), "log_dir": str(kit.log_dir),
             "ports": [c.port for c in clusters],
+            "pids": sorted(processes.find_marked(kit.kit_id)),
             "kubeconfigs": [str(c.kubeconfig) for c in clusters]}
     (out / "info.json").write_text(json.dumps(info))
     if mode == "fail":
@@ -38,15 +38,34 @@ with kit:
 """
 
 
-def _port_free(port: int) -> bool:
-    """Nothing listens on `port` (a closed connection lingering in TIME_WAIT is fine)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            next(handle)
+            for line in handle:
+                parts = line.split()
+                local, state, inode = parts[1], parts[3], parts[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                    inodes.add(inode)
+    return inodes
+
+
+def _port_holders(port: int) -> set[int]:
+    """PIDs holding a listening socket on `port` (other tests' clusters may reuse a freed port,
+    so a busy port alone proves nothing: what matters is who holds it)."""
+    inodes = _listening_inodes(port)
+    holders = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
         try:
-            sock.bind(("127.0.0.1", port))
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
         except OSError:
-            return False
-        return True
+            continue
+        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+            holders.add(int(proc.name))
+    return holders
 
 
 def _run_child(
@@ -68,8 +87,11 @@ def _assert_gone(info: dict[str, object], *, dir_too: bool) -> None:
     while processes.find_marked(str(info["kit_id"])) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes.find_marked(str(info["kit_id"])) == {}
+    kit_pids = set(info["pids"])  # type: ignore[call-overload]
     for port in info["ports"]:  # type: ignore[attr-defined]
-        assert _port_free(port)
+        holders = _port_holders(port)
+        assert not holders & kit_pids
+        assert not any(pid in processes.find_marked(str(info["kit_id"])) for pid in holders)
     if dir_too:
         assert not Path(str(info["run_dir"])).exists()
         for path in info["kubeconfigs"]:  # type: ignore[attr-defined]
