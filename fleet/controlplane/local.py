@@ -65,6 +65,7 @@ class _Cluster:
     labels: dict[str, str]
     document: dict[str, Any]
     procs: list[processes.Proc] = field(default_factory=list)
+    apiserver_argv: list[str] = field(default_factory=list)
 
 
 def _free_port() -> int:
@@ -192,6 +193,30 @@ class LocalProvider:
             shutil.rmtree(self.log_dir, ignore_errors=True)
         self._clusters, self._etcd, self._state = [], [], None
 
+    def stop_apiserver(self, name: str) -> None:
+        """Stop one cluster's apiserver (an outage, for tests); its other processes keep running
+        and reconnect when :meth:`start_apiserver` brings it back on the same port."""
+        cluster = self._cluster(name)
+        processes.stop_all([cluster.procs[0]])
+
+    def start_apiserver(self, name: str, *, timeout: float = 60.0) -> None:
+        """Start a stopped apiserver again and wait for its ``/readyz``."""
+        cluster = self._cluster(name)
+        if cluster.procs[0].exited() is None:
+            return
+        cluster.procs[0] = self._start(f"{name}/kube-apiserver", cluster.apiserver_argv)
+        self._wait(
+            {name: (cluster.procs[0], cluster.api.ready)},
+            what="ready (/readyz)",
+            deadline=time.monotonic() + timeout,
+        )
+
+    def _cluster(self, name: str) -> _Cluster:
+        for cluster in self._clusters:
+            if cluster.name == name:
+                return cluster
+        raise KitError(f"no cluster {name!r} in kit {self.kit_id}")
+
     def __enter__(self) -> LocalProvider:
         return self
 
@@ -289,6 +314,7 @@ class LocalProvider:
                 )
                 + self.apiserver_args
             )
+            cluster.apiserver_argv = argv
             cluster.procs.append(self._start(f"{cluster.name}/kube-apiserver", argv))
 
     def _start_components(self, bins: Mapping[str, Path]) -> None:

@@ -8,6 +8,7 @@ scheduler), delete the Namespace and see it gone (the namespace controller final
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,7 @@ import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
 
-from fleet.controlplane import RunningCluster
+from fleet.controlplane import LocalProvider, RunningCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -132,3 +133,19 @@ async def test_clusters_are_isolated(kit_clusters: list[RunningCluster]) -> None
     async with client.ApiClient(loader_cfg) as api:
         with pytest.raises((aiohttp.ClientError, ssl.SSLError)):  # the CA differs
             await client.CoreV1Api(api).list_namespace()
+
+
+async def test_apiserver_outage_and_recovery(tmp_path: Path) -> None:
+    """stop_apiserver / start_apiserver: the outage tests of the hub stand on this."""
+    with LocalProvider(kubeconfig_dir=tmp_path, progress=lambda _: None) as kit:
+        (cluster,) = kit.up(["outage"])
+        async with await config.new_client_from_config(config_file=str(cluster.kubeconfig)) as api:
+            core = client.CoreV1Api(api)
+            await core.create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name="kept"))
+            )
+            kit.stop_apiserver("outage")
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await core.read_namespace("kept")
+            kit.start_apiserver("outage")
+            assert (await core.read_namespace("kept")).metadata.name == "kept"
