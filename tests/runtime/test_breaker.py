@@ -1,0 +1,153 @@
+"""The circuit breaker on virtual time: opens after N outages, probes with capped backoff."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from fleet.errors import TransientError
+from fleet.runtime.breaker import (
+    Breakers,
+    BreakerSettings,
+    BreakerState,
+    BreakerStatus,
+    CircuitBreaker,
+    ClusterUnavailable,
+)
+from fleet.runtime.clock import VirtualClock
+
+pytestmark = pytest.mark.anyio
+
+SETTINGS = BreakerSettings(failures=3, probe_base=1.0, probe_cap=8.0)
+
+
+async def test_breaker_opens_after_n_outages_and_probes_at_backoff_times() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("prod-eu", SETTINGS, clock=clock)
+    admitted: list[tuple[float, str]] = []
+    cluster_up_at = 20.0
+
+    async def call() -> None:
+        if clock.now() < cluster_up_at:
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    async def client() -> None:
+        while clock.now() < 27.0:
+            try:
+                async with breaker.guard():
+                    admitted.append((clock.now(), breaker.state.value))
+                    await call()
+            except (ClusterUnavailable, OSError):
+                pass
+            await clock.sleep(0.5)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(client)
+        await clock.advance(30.0)
+
+    assert admitted == [
+        (0.0, "closed"),
+        (0.5, "closed"),
+        (1.0, "closed"),  # third failure: open, first probe 1 s later
+        (2.0, "half-open"),  # probe fails: next in 2 s
+        (4.0, "half-open"),  # then 4 s
+        (8.0, "half-open"),  # then 8 s (the cap)
+        (16.0, "half-open"),  # then 8 s again
+        (24.0, "half-open"),  # the cluster is back since t=20: closed
+        (24.5, "closed"),
+        (25.0, "closed"),
+        (25.5, "closed"),
+        (26.0, "closed"),
+        (26.5, "closed"),
+    ]
+    status = breaker.status()
+    assert (status.state, status.since, status.failures, status.next_probe) == (
+        BreakerState.CLOSED,
+        24.0,
+        0,
+        None,
+    )
+
+
+async def test_open_breaker_fails_fast_naming_cluster_and_cause() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("prod-eu", SETTINGS, clock=clock)
+    for _ in range(3):
+        breaker.failure(TimeoutError("read timed out"))
+    await clock.advance(0.25)
+    with pytest.raises(ClusterUnavailable) as caught:
+        breaker.check()
+    message = str(caught.value)
+    assert "prod-eu" in message
+    assert "TimeoutError: read timed out" in message
+    assert "next probe in 0.8s" in message
+    assert isinstance(caught.value, TransientError)
+    assert breaker.status() == BreakerStatus(
+        cluster="prod-eu",
+        state=BreakerState.OPEN,
+        since=0.0,
+        failures=3,
+        last_error="TimeoutError: read timed out",
+        next_probe=1.0,
+    )
+
+
+async def test_only_one_probe_at_a_time() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("a", SETTINGS, clock=clock)
+    for _ in range(3):
+        breaker.failure(OSError("unreachable"))
+    await clock.advance(1.0)
+    assert breaker.admit()
+    assert not breaker.admit()
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.success()
+    assert breaker.admit()
+
+
+async def test_answers_from_the_server_do_not_trip_and_reset_the_count() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("a", SETTINGS, clock=clock)
+    breaker.failure(OSError("refused"))
+    breaker.failure(OSError("refused"))
+    breaker.failure(TransientError("HTTP 503 from the apiserver"))  # it answered
+    breaker.failure(OSError("refused"))
+    breaker.failure(OSError("refused"))
+    assert breaker.status().state is BreakerState.CLOSED
+    breaker.failure(ClusterUnavailable("a", cause=None, retry_in=1.0))  # not a new observation
+    assert breaker.status().state is BreakerState.CLOSED
+    breaker.failure(OSError("refused"))
+    assert breaker.status().state is BreakerState.OPEN
+
+
+async def test_cancelled_probe_leaves_a_probe_due_at_once() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("a", SETTINGS, clock=clock)
+    for _ in range(3):
+        breaker.failure(OSError("refused"))
+    await clock.advance(1.0)
+    with anyio.CancelScope() as scope:
+        async with breaker.guard():
+            scope.cancel()
+            await clock.sleep(1.0)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_in() == 0.0
+    assert breaker.admit()
+
+
+async def test_breakers_registry_reports_changes() -> None:
+    clock = VirtualClock()
+    changes: list[tuple[str, BreakerState]] = []
+    breakers = Breakers(
+        SETTINGS, clock=clock, on_change=lambda s: changes.append((s.cluster, s.state))
+    )
+    for _ in range(3):
+        breakers.for_cluster("b").failure(OSError("refused"))
+    assert breakers.for_cluster("a").state is BreakerState.CLOSED
+    assert changes == [("b", BreakerState.OPEN)]
+    assert [s.state for s in breakers.statuses().values()] == [
+        BreakerState.CLOSED,
+        BreakerState.OPEN,
+    ]
+    breakers.drop("b")
+    assert list(breakers.statuses()) == ["a"]
