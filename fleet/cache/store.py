@@ -1,0 +1,136 @@
+"""The manifest cache on disk: content-addressed, written atomically, verified on every read.
+
+An entry is ``<root>/<key[:2]>/<key>.json`` holding the key, the canonical objects and their
+digest. It is written to a temp file in the same directory and renamed into place, so a reader
+sees a whole entry or none. A read recomputes the digest: an entry that does not match (a torn
+disk, a hand edit) is a miss and is removed. A hit touches the file's mtime, so :meth:`gc` removes
+entries unused for longer than ``max_age`` and then the least recently used until the total size
+is under ``max_bytes``. Everything here can be rebuilt by rendering again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from fleet.settings import default_cache_dir
+from fleet.types import RenderedSet, canonical_json, digest_of
+
+__all__ = ["CacheSettings", "CacheStats", "ManifestCache"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where the render cache lives and how much it may keep."""
+
+    root: Path = field(default_factory=lambda: default_cache_dir() / "render")
+    max_age: float = 7 * 24 * 3600.0  # seconds since last use
+    max_bytes: int = 1024 * 1024 * 1024
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+    writes: int = 0
+
+
+class ManifestCache:
+    """Rendered sets by key."""
+
+    def __init__(self, settings: CacheSettings | None = None) -> None:
+        self.settings = settings or CacheSettings()
+        self.stats = CacheStats()
+
+    def path_of(self, key: str) -> Path:
+        return self.settings.root / key[:2] / f"{key}.json"
+
+    async def get(self, key: str) -> RenderedSet | None:
+        """The entry for `key`, or ``None`` (missing or corrupt, in which case it is removed)."""
+        found = await anyio.to_thread.run_sync(self._read, key)
+        if found is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return found
+
+    async def put(self, key: str, rendered: RenderedSet) -> None:
+        """Store `rendered` under `key` (atomically)."""
+        await anyio.to_thread.run_sync(self._write, key, rendered)
+        self.stats.writes += 1
+
+    async def gc(self, *, now: float | None = None) -> int:
+        """Remove entries by age, then by total size; the number removed."""
+        return await anyio.to_thread.run_sync(self._gc, time.time() if now is None else now)
+
+    def _read(self, key: str) -> RenderedSet | None:
+        path = self.path_of(key)
+        try:
+            data = json.loads(path.read_bytes())
+            objects = tuple(data["objects"])
+            ok = data["key"] == key and digest_of(objects) == data["digest"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            self.stats.corrupt += 1
+            log.warning("event=cache_corrupt key=%s path=%s", key, path)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return RenderedSet(objects=objects, digest=data["digest"])
+
+    def _write(self, key: str, rendered: RenderedSet) -> None:
+        path = self.path_of(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = canonical_json(
+            {"key": key, "digest": rendered.digest, "objects": list(rendered.objects)}
+        )
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(body)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _gc(self, now: float) -> int:
+        entries: list[tuple[float, int, Path]] = []
+        for path in self.settings.root.glob("*/*.json"):
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                entries.append((stat.st_mtime, stat.st_size, path))
+        entries.sort()
+        removed = 0
+        total = sum(size for _, size, _ in entries)
+        for mtime, size, path in entries:
+            if now - mtime <= self.settings.max_age and total <= self.settings.max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+                total -= size
+        for stale in self.settings.root.glob("*/.*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - stale.stat().st_mtime > 3600:
+                    stale.unlink()
+        log.info("event=cache_gc removed=%d bytes=%d", removed, total)
+        return removed

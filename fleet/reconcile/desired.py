@@ -1,0 +1,166 @@
+"""Desired state of one app on one cluster: source, plan, cache, render, in that order.
+
+:meth:`DesiredState.desired` is the whole pipeline below ``plan/``. For (app, cluster) it
+substitutes the cluster's inputs into the app's source, resolves the revision through the shared
+mirror, plans the render from the commit (renderer, paths read), keys it by the object ids of
+those paths, and returns the cached set or renders once: concurrent identical renders coalesce
+(single flight), and clusters with equal inputs share the entry. The plan and key of a
+(repo, commit, spec) are kept in memory, so a hit costs one file read.
+
+Failure never loses the last good render: :class:`Desired` carries the error (its message names
+the repo, the commit, the path and the cause) *and* the last good set, flagged ``stale``, so
+nothing downstream prunes or applies because of a bad commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.cache import ManifestCache, SingleFlight, render_key
+from fleet.errors import FleetError, StalledError
+from fleet.render import HelmOptions, Renderer, RenderPlan, RenderSpec
+from fleet.sources import Snapshot, Sources, repo_path
+from fleet.types import ClusterRef, ObjectKey, RenderedSet, canonical_json
+
+__all__ = ["AppSource", "Desired", "DesiredState"]
+
+log = logging.getLogger(__name__)
+
+_MEMO_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class AppSource:
+    """An app's source, in the words of ``fleet.yaml`` (templates not yet substituted)."""
+
+    name: str
+    repo_url: str
+    revision: str = "HEAD"
+    path: str = "."
+    namespace: str = ""
+    helm: HelmOptions | None = None
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The outcome for one (app, cluster): a rendered set, or an error and the last good set."""
+
+    app: str
+    cluster: str
+    rendered: RenderedSet | None
+    commit: str | None = None
+    key: str | None = None
+    error: FleetError | None = None
+    rendered_now: bool = False  # false for a cache hit
+
+    @property
+    def stale(self) -> bool:
+        """True when `rendered` is the last good set kept because of `error`."""
+        return self.error is not None
+
+
+class DesiredState:
+    """The pipeline shared by every app and cluster of the hub."""
+
+    def __init__(self, *, sources: Sources, renderer: Renderer, cache: ManifestCache) -> None:
+        self.sources = sources
+        self.renderer = renderer
+        self.cache = cache
+        self._flight: SingleFlight[str, RenderedSet] = SingleFlight()
+        self._plans: OrderedDict[bytes, tuple[RenderPlan, str]] = OrderedDict()
+        self._last_good: dict[tuple[str, str], Desired] = {}
+
+    async def desired(self, app: AppSource, cluster: ClusterRef) -> Desired:
+        """The desired set of `app` on `cluster` now (see the module docstring)."""
+        where = f"app {app.name} cluster {cluster.name}: repo {app.repo_url} "
+        where += f"revision {app.revision!r} path {app.path!r}"
+        try:
+            spec = RenderSpec.for_cluster(
+                cluster, path=app.path, namespace=app.namespace, helm=app.helm
+            )
+            snapshot = await self.sources.snapshot(app.repo_url, app.revision)
+            where = f"app {app.name} cluster {cluster.name}: {snapshot.where} path {spec.path!r}"
+            result = await self._desired(app, cluster, snapshot, spec)
+        except FleetError as exc:
+            error = type(exc)(f"{where}: {exc}")
+            log.warning(
+                "event=desired_failed app=%s cluster=%s error=%s", app.name, cluster.name, error
+            )
+            last = self._last_good.get((app.name, cluster.name))
+            return Desired(
+                app.name,
+                cluster.name,
+                last.rendered if last else None,
+                commit=last.commit if last else None,
+                key=last.key if last else None,
+                error=error,
+            )
+        self._last_good[(app.name, cluster.name)] = result
+        return result
+
+    async def _desired(
+        self, app: AppSource, cluster: ClusterRef, snapshot: Snapshot, spec: RenderSpec
+    ) -> Desired:
+        spec = RenderSpec(repo_path(spec.path), spec.namespace, spec.helm, spec.cluster_inputs)
+        plan, key = await self._plan(snapshot, spec)
+        rendered = await self.cache.get(key)
+        fresh = False
+        if rendered is None:
+            before = self.renderer.renders
+            rendered = await self._flight.do(key, lambda: self._render(snapshot, plan, key))
+            fresh = self.renderer.renders != before
+        return Desired(
+            app.name, cluster.name, rendered, commit=snapshot.commit, key=key, rendered_now=fresh
+        )
+
+    async def _plan(self, snapshot: Snapshot, spec: RenderSpec) -> tuple[RenderPlan, str]:
+        memo = canonical_json(
+            [
+                snapshot.mirror.repo.key,
+                snapshot.commit,
+                spec.path,
+                spec.namespace,
+                spec.helm.__dict__ if spec.helm else None,
+                dict(spec.cluster_inputs),
+            ]
+        )
+        if memo in self._plans:
+            self._plans.move_to_end(memo)
+            return self._plans[memo]
+        plan = await self.renderer.plan(snapshot, spec)
+        trees = await snapshot.object_ids(plan.reads)
+        missing = [path for path, oid in trees.items() if oid is None]
+        if missing:
+            raise StalledError(f"path {missing[0]!r} does not exist")
+        key = render_key(
+            renderer=plan.kind,
+            version=await self.renderer.version(plan.kind),
+            trees={p: oid for p, oid in trees.items() if oid},
+            inputs=plan.inputs(),
+        )
+        self._plans[memo] = (plan, key)
+        if len(self._plans) > _MEMO_SIZE:
+            self._plans.popitem(last=False)
+        return plan, key
+
+    async def _render(self, snapshot: Snapshot, plan: RenderPlan, key: str) -> RenderedSet:
+        cached = await self.cache.get(key)  # a flight that finished just before we joined
+        if cached is not None:
+            return cached
+        with tempfile.TemporaryDirectory(prefix="fleet-render-") as scratch:
+            checkout = Path(scratch) / "repo"
+            await snapshot.extract(plan.reads, checkout)
+            objects = await self.renderer.render(checkout, plan)
+        seen: set[ObjectKey] = set()
+        for obj in objects:
+            object_key = ObjectKey.of(obj)
+            if object_key in seen:
+                raise StalledError(f"object {object_key} is rendered twice")
+            seen.add(object_key)
+        rendered = RenderedSet.of(objects)
+        await self.cache.put(key, rendered)
+        return rendered

@@ -1,0 +1,156 @@
+"""Kustomize: what a kustomization reads, checked and listed before anything is built.
+
+:func:`reads` walks a kustomization and every kustomization it references, through a
+:class:`TreeReader` (a commit, read straight from git), and returns the repository paths the build
+needs: the app's own directory and whatever it reaches outside it (``../base``, a component, a
+patch file). Those paths are extracted for the build and their object ids enter the cache key, so
+a change to a shared base re-renders the overlays that use it, and nothing else does. Every
+reference is checked on the way: it may not leave the repository, name a remote URL, or inflate a
+Helm chart (use a Helm source for that).
+
+:func:`build_command` prefers a standalone ``kustomize`` and falls back to ``kubectl kustomize``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from fleet.errors import StalledError
+from fleet.render.documents import DocumentLimits, load_yaml
+
+__all__ = ["KUSTOMIZATION_NAMES", "TreeReader", "build_command", "kustomization_in", "reads"]
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_PATH_LISTS = (
+    "resources",
+    "bases",
+    "components",
+    "crds",
+    "configurations",
+    "patchesStrategicMerge",
+    "transformers",
+    "generators",
+    "validators",
+)
+_REMOTE_MARKS = ("://", "github.com/", "gitlab.com/", "bitbucket.org/", "git@", "?ref=")
+
+
+class TreeReader(Protocol):
+    """A commit's files, read without a checkout (see :class:`fleet.sources.Snapshot`)."""
+
+    async def kind(self, path: str) -> Literal["tree", "blob"] | None: ...
+    async def read(self, path: str) -> bytes: ...
+    async def names(self, path: str) -> list[str]: ...
+
+
+async def kustomization_in(reader: TreeReader, directory: str) -> str | None:
+    """The kustomization file's repository path in `directory`, if it has one."""
+    names = set(await reader.names(directory))
+    for name in KUSTOMIZATION_NAMES:
+        if name in names:
+            return posixpath.join(directory, name) if directory else name
+    return None
+
+
+async def reads(reader: TreeReader, path: str, *, limits: DocumentLimits) -> list[str]:
+    """Every repository path the build of `path` reads: `path` first, then outside paths sorted."""
+    outside: set[str] = set()
+    seen: set[str] = set()
+    pending = [path]
+    while pending:
+        directory = pending.pop()
+        if directory in seen:
+            continue
+        seen.add(directory)
+        file = await kustomization_in(reader, directory)
+        if file is None:
+            continue  # a plain directory of resources
+        for ref in _references(await reader.read(file), file=file, limits=limits):
+            target = _resolve(directory, ref, file=file)
+            kind = await reader.kind(target)
+            if kind is None:
+                raise StalledError(f"path {file!r}: reference {ref!r} does not exist")
+            if not _under(target, path):
+                outside.add(target)
+            if kind == "tree":
+                pending.append(target)
+    return [path, *sorted(_roots(outside))]
+
+
+def build_command(directory: Path, *, binary: Path | None) -> list[str]:
+    """The command that builds `directory`: `binary`, or kustomize, or kubectl kustomize."""
+    if binary is not None:
+        if binary.name.startswith("kubectl"):
+            return [str(binary), "kustomize", str(directory)]
+        return [str(binary), "build", str(directory)]
+    standalone = shutil.which("kustomize")
+    if standalone:
+        return [standalone, "build", str(directory)]
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        return [kubectl, "kustomize", str(directory)]
+    raise StalledError("neither kustomize nor kubectl is on PATH")
+
+
+def _references(data: bytes, *, file: str, limits: DocumentLimits) -> Iterator[str]:
+    docs = load_yaml(data, source=file, limits=limits)
+    doc: Any = docs[0] if docs else {}
+    if not isinstance(doc, dict):
+        raise StalledError(f"path {file!r}: a kustomization must be a mapping")
+    for key in ("helmCharts", "helmChartInflationGenerator", "helmGlobals"):
+        if key in doc:
+            raise StalledError(f"path {file!r}: {key} is not supported; use a Helm source")
+    for key in _PATH_LISTS:
+        for entry in _list(doc, key, file):
+            if isinstance(entry, str) and "\n" not in entry:
+                yield entry
+    for key in ("patches", "patchesJson6902", "replacements"):
+        for entry in _list(doc, key, file):
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                yield entry["path"]
+    yield from _generator_files(doc, file)
+    openapi = doc.get("openapi")
+    if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
+        yield openapi["path"]
+
+
+def _generator_files(doc: dict[str, Any], file: str) -> Iterator[str]:
+    for key in ("configMapGenerator", "secretGenerator"):
+        for entry in _list(doc, key, file):
+            if not isinstance(entry, dict):
+                continue
+            for item in [*(entry.get("files") or []), *(entry.get("envs") or [])]:
+                yield str(item).rpartition("=")[2]
+            if isinstance(entry.get("env"), str):
+                yield entry["env"]
+
+
+def _list(doc: dict[str, Any], key: str, file: str) -> list[Any]:
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise StalledError(f"path {file!r}: {key} must be a list")
+    return value
+
+
+def _resolve(directory: str, ref: str, *, file: str) -> str:
+    if any(mark in ref for mark in _REMOTE_MARKS):
+        raise StalledError(f"path {file!r}: remote reference {ref!r} is not supported")
+    if ref.startswith("/"):
+        raise StalledError(f"path {file!r}: reference {ref!r} escapes the repository")
+    target = posixpath.normpath(posixpath.join(directory, ref))
+    if target == ".." or target.startswith("../"):
+        raise StalledError(f"path {file!r}: reference {ref!r} escapes the repository")
+    return "" if target == "." else target
+
+
+def _under(path: str, root: str) -> bool:
+    return root in ("", path) or path.startswith(root + "/")
+
+
+def _roots(paths: set[str]) -> set[str]:
+    """`paths` without those inside another of them."""
+    return {p for p in paths if not any(p != q and _under(p, q) for q in paths)}

@@ -1,0 +1,144 @@
+"""Running git: one place for the timeout, the environment and the reading of its failures.
+
+Every git call of fleet goes through :func:`run_git`: ``anyio`` subprocesses in their own session,
+so a timeout or a cancellation kills git *and* its helpers (``git-remote-https``, ``ssh``) as one
+process group. Failures become :mod:`fleet.errors` classes from git's own words (``LC_ALL=C``):
+a refused credential or host key is stalled (nothing changes until the credentials do), anything
+else on the network is transient. The command line never holds a secret (see
+:mod:`fleet.sources.credentials`), so it may be logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anyio
+from anyio.abc import Process
+
+from fleet.errors import FleetError, StalledError, TransientError
+
+__all__ = ["GitFailed", "base_env", "run_git"]
+
+log = logging.getLogger(__name__)
+
+_AUTH_WORDS = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "terminal prompts disabled",
+    "host key verification failed",
+    "permission denied (publickey",
+    "http basic: access denied",
+    "returned error: 401",
+    "returned error: 403",
+)
+_MAX_OUTPUT = 256 * 1024 * 1024
+
+
+class GitFailed(FleetError):
+    """A git command exited non-zero; carries its stderr for callers that read it."""
+
+    def __init__(self, message: str, *, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+def base_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The inherited environment, cleaned of git state, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "FLEET_GIT_"))}
+    env.update(LC_ALL="C", GIT_CONFIG_NOSYSTEM="1", GIT_ALLOW_PROTOCOL="file:https:http:ssh")
+    env.update(extra)
+    return env
+
+
+async def run_git(
+    args: Sequence[str],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str],
+    time_limit: float,
+    network: bool = False,
+    stdin: bytes | None = None,
+) -> bytes:
+    """Run ``git ARGS``; its stdout, or a :class:`GitFailed` / fleet error on failure.
+
+    A `network` call that fails is :class:`TransientError` or, for a refused credential,
+    :class:`StalledError`; a local one is :class:`GitFailed` for the caller to explain.
+    """
+    command = ["git", "-c", "credential.helper=", *args]
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(time_limit):
+            code, out, err = await _run(command, cwd=cwd, env=env, stdin=stdin)
+    except TimeoutError:
+        log.warning("event=git_timeout args=%s timeout_s=%s", " ".join(args[:2]), time_limit)
+        raise TransientError(f"git {args[0]} timed out after {time_limit:g} s") from None
+    elapsed = time.monotonic() - started
+    log.debug("event=git args=%s rc=%s elapsed_s=%.3f", " ".join(args[:3]), code, elapsed)
+    if code == 0:
+        return out
+    stderr = err.decode(errors="replace").strip()
+    cause = _cause(stderr)
+    if network:
+        if any(word in stderr.lower() for word in _AUTH_WORDS):
+            raise StalledError(
+                f"git {args[0]}: access refused (bad or missing credential): {cause}"
+            )
+        raise TransientError(f"git {args[0]} failed: {cause}")
+    raise GitFailed(f"git {args[0]} failed: {cause}", stderr=stderr)
+
+
+def _cause(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (fatal or lines or ["(no output)"])[-1][:500]
+
+
+async def _run(
+    command: list[str], *, cwd: Path | None, env: Mapping[str, str], stdin: bytes | None
+) -> tuple[int, bytes, bytes]:
+    process = await anyio.open_process(
+        command,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_drain, process.stdout, chunks["out"])
+            tg.start_soon(_drain, process.stderr, chunks["err"])
+            if stdin is not None and process.stdin is not None:
+                await process.stdin.send(stdin)
+                await process.stdin.aclose()
+            code = await process.wait()
+    except BaseException:
+        _kill_group(process)
+        with anyio.CancelScope(shield=True):
+            await process.wait()
+        raise
+    return code, b"".join(chunks["out"]), b"".join(chunks["err"])
+
+
+async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: list[bytes]) -> None:
+    if stream is None:
+        return
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > _MAX_OUTPUT:
+            raise TransientError("git output exceeds the size limit")
+        into.append(chunk)
+
+
+def _kill_group(process: Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)

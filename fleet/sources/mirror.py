@@ -1,0 +1,200 @@
+"""One bare mirror per repository, shared by every app and cluster that reads it.
+
+The model: the remote's refs are listed (``ls-remote``) at most once per interval, whoever asks;
+a revision resolves against that list to a commit; the commit is fetched only if the mirror lacks
+it, so one new commit costs one fetch for the whole fleet. A commit named by its sha needs no
+network at all once present. Network work on a mirror holds that mirror's lock (never a global
+one), so a hanging remote holds up only its own readers, until git's timeout.
+
+Coalescing: a caller notes how many listings had started when it asked; after taking the lock it
+reuses a listing that *started* after its request, or one younger than the interval for a
+non-forced read. A burst of
+webhook refreshes thus costs at most the one in flight plus one more.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from fleet.errors import StalledError, TransientError
+from fleet.sources import gitcmd
+from fleet.sources.urls import RepoId
+
+__all__ = ["Mirror", "MirrorStats"]
+
+log = logging.getLogger(__name__)
+
+_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+
+@dataclass
+class MirrorStats:
+    """What this mirror cost the remote; read by tests and metrics."""
+
+    ls_remotes: int = 0
+    fetches: int = 0
+
+
+class Mirror:
+    """A bare mirror of `repo` at `path`; git runs with `env` and `timeout`."""
+
+    def __init__(
+        self,
+        *,
+        repo: RepoId,
+        path: Path,
+        env: Mapping[str, str],
+        timeout: float,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.repo = repo
+        self.path = path
+        self.stats = MirrorStats()
+        self._env = env
+        self._timeout = timeout
+        self._interval = interval
+        self._clock = clock
+        self._lock = anyio.Lock()
+        self._refs: dict[str, str] = {}
+        self._listed_at: float | None = None  # when the last good listing started
+        self._started = 0  # listings started
+        self._done = 0  # the number of the last listing that succeeded
+
+    @property
+    def refs_seen(self) -> Mapping[str, str]:
+        """The last listing, without asking the remote."""
+        return self._refs
+
+    async def resolve(self, revision: str, *, force: bool = False) -> str:
+        """The full commit sha `revision` names, fetching it if new; `force` skips the interval."""
+        revision = revision.strip() or "HEAD"
+        if _HEX.match(revision) and await self._has_commit(revision):
+            return await self._full_sha(revision)
+        refs = await self.refs(force=force)
+        sha = _pick(refs, revision)
+        if sha is None and not _HEX.match(revision):
+            raise StalledError(f"repo {self.repo}: revision {revision!r} is no branch or tag")
+        await self._ensure_commit(sha or revision, wanted=revision)
+        return await self._full_sha(sha or revision)
+
+    async def refs(self, *, force: bool = False) -> dict[str, str]:
+        """The remote's refs (name -> sha, tags peeled), listed once per interval for all."""
+        ticket = self._started  # listings started before we asked cannot answer us
+        async with self._lock:
+            if self._listed_at is not None and (
+                self._done > ticket
+                or (not force and self._clock() - self._listed_at < self._interval)
+            ):
+                return self._refs
+            await self._init()
+            self._started += 1
+            number, started = self._started, self._clock()
+            out = await gitcmd.run_git(
+                ["ls-remote", "origin"],
+                cwd=self.path,
+                env=self._env,
+                time_limit=self._timeout,
+                network=True,
+            )
+            self.stats.ls_remotes += 1
+            self._refs = _parse_ls_remote(out.decode())
+            self._listed_at, self._done = started, number
+            log.info("event=ls_remote repo=%s refs=%d", self.repo, len(self._refs))
+            return self._refs
+
+    async def _ensure_commit(self, sha: str, *, wanted: str) -> None:
+        if await self._has_commit(sha):
+            return
+        async with self._lock:
+            if await self._has_commit(sha):
+                return  # another caller fetched it while we waited
+            await self._init()
+            args = ["fetch", "--quiet", "--no-tags", "--prune", "origin", *_REFSPECS]
+            await gitcmd.run_git(
+                args, cwd=self.path, env=self._env, time_limit=self._timeout, network=True
+            )
+            self.stats.fetches += 1
+            log.info("event=fetch repo=%s wanted=%s", self.repo, wanted)
+            if not await self._has_commit(sha) and len(sha) == 40:
+                # a commit no branch or tag reaches: ask for it by id (protocol v2 allows it)
+                await gitcmd.run_git(
+                    ["fetch", "--quiet", "--no-tags", "origin", sha],
+                    cwd=self.path,
+                    env=self._env,
+                    time_limit=self._timeout,
+                    network=True,
+                )
+                self.stats.fetches += 1
+        if not await self._has_commit(sha):
+            if _pick(self._refs, wanted) == sha:
+                raise TransientError(f"repo {self.repo}: commit {sha[:12]} vanished while fetching")
+            raise StalledError(f"repo {self.repo}: commit {wanted!r} not found on the remote")
+
+    async def _init(self) -> None:
+        if (self.path / "HEAD").exists():
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        await gitcmd.run_git(
+            ["init", "--quiet", "--bare", str(tmp)],
+            cwd=None,
+            env=self._env,
+            time_limit=self._timeout,
+        )
+        await gitcmd.run_git(
+            ["remote", "add", "origin", self.repo.fetch_url],
+            cwd=tmp,
+            env=self._env,
+            time_limit=self._timeout,
+        )
+        tmp.rename(self.path)
+
+    async def _has_commit(self, sha: str) -> bool:
+        if not (self.path / "HEAD").exists():
+            return False
+        try:
+            await self.local_git("cat-file", "-e", f"{sha}^{{commit}}")
+        except gitcmd.GitFailed:
+            return False
+        return True
+
+    async def _full_sha(self, sha: str) -> str:
+        try:
+            out = await self.local_git("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
+        except gitcmd.GitFailed:
+            raise StalledError(f"repo {self.repo}: commit {sha!r} not found") from None
+        return out.decode().strip()
+
+    async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes:
+        """A local git command in the mirror; no lock: objects never change."""
+        return await gitcmd.run_git(
+            args, cwd=self.path, env=self._env, time_limit=self._timeout, stdin=stdin
+        )
+
+
+def _parse_ls_remote(text: str) -> dict[str, str]:
+    refs: dict[str, str] = {}
+    for line in text.splitlines():
+        sha, _, name = line.partition("\t")
+        if name.endswith("^{}"):
+            refs[name[:-3]] = sha  # a peeled tag wins over the tag object
+        elif name not in refs:
+            refs[name] = sha
+    return refs
+
+
+def _pick(refs: Mapping[str, str], revision: str) -> str | None:
+    """The sha `revision` names in `refs`: HEAD, a full ref name, a branch, then a tag."""
+    for name in (revision, f"refs/heads/{revision}", f"refs/tags/{revision}"):
+        if name in refs:
+            return refs[name]
+    return None

@@ -1,0 +1,136 @@
+"""A commit of a mirror, read without a checkout: object ids, files, listings, and extraction.
+
+:class:`Snapshot` answers what rendering asks before it renders: the git object id of each path
+(the cache key's input: a commit that leaves a path alone leaves its id alone), whether a path is a
+tree or a file, a file's bytes, a directory's names. Many paths go to one ``git cat-file --batch``.
+
+:meth:`Snapshot.extract` writes just the named paths of the commit into a fresh directory
+(``git archive COMMIT -- PATHS``, unpacked in Python), refusing what could escape it: absolute or
+``..`` member names, hard links, devices, and a symlink whose target leaves the repository. The
+mirror itself is never a working directory for anything but git.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+
+from fleet.errors import StalledError
+from fleet.sources import gitcmd
+from fleet.sources.mirror import Mirror
+
+__all__ = ["Snapshot", "repo_path"]
+
+ObjectKind = Literal["tree", "blob"]
+
+
+def repo_path(path: str, *, where: str = "") -> str:
+    """`path` normalised relative to the repository root (``""`` is the root); refuses escapes."""
+    raw = path.strip()
+    norm = posixpath.normpath(raw or ".")
+    if raw.startswith("/") or norm == ".." or norm.startswith("../"):
+        raise StalledError(f"{where}path {path!r} escapes the repository")
+    return "" if norm == "." else norm
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Commit `commit` of `mirror`."""
+
+    mirror: Mirror
+    commit: str
+    max_archive_bytes: int = 512 * 1024 * 1024
+
+    @property
+    def where(self) -> str:
+        """``repo URL commit SHORT`` for messages."""
+        return f"repo {self.mirror.repo} commit {self.commit[:12]}"
+
+    async def object_ids(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """The object id of each path (``None`` where the commit has no such path)."""
+        return {path: oid for path, (oid, _) in (await self._batch(paths)).items()}
+
+    async def kind(self, path: str) -> ObjectKind | None:
+        """``"tree"``, ``"blob"`` or ``None`` for a missing path."""
+        return (await self._batch([path]))[path][1]
+
+    async def read(self, path: str) -> bytes:
+        """The bytes of file `path`."""
+        try:
+            return await self.mirror.local_git("cat-file", "blob", f"{self.commit}:{path}")
+        except gitcmd.GitFailed:
+            raise StalledError(f"{self.where}: no file {path!r}") from None
+
+    async def names(self, path: str) -> list[str]:
+        """The entry names of directory `path`."""
+        spec = f"{self.commit}:{path}" if path else f"{self.commit}^{{tree}}"
+        try:
+            out = await self.mirror.local_git("ls-tree", "-z", "--name-only", spec)
+        except gitcmd.GitFailed:
+            raise StalledError(f"{self.where}: no directory {path!r}") from None
+        return [name for name in out.decode().split("\0") if name]
+
+    async def extract(self, paths: Iterable[str], dest: Path) -> None:
+        """Write `paths` of the commit under `dest`, at their repository-relative places."""
+        wanted = sorted({p for p in paths})
+        args = ["archive", "--format=tar", self.commit]
+        if "" not in wanted:
+            args += ["--", *wanted]
+        try:
+            data = await self.mirror.local_git(*args)
+        except gitcmd.GitFailed as exc:
+            raise StalledError(f"{self.where}: cannot read {wanted}: {exc}") from None
+        if len(data) > self.max_archive_bytes:
+            raise StalledError(
+                f"{self.where}: paths {wanted} exceed {self.max_archive_bytes} bytes"
+            )
+        await anyio.to_thread.run_sync(_unpack, data, dest, self.where)
+
+    async def _batch(self, paths: Iterable[str]) -> dict[str, tuple[str | None, ObjectKind | None]]:
+        ordered = list(dict.fromkeys(paths))
+        specs = [f"{self.commit}:{p}" if p else f"{self.commit}^{{tree}}" for p in ordered]
+        out = await self.mirror.local_git(
+            "cat-file", "--batch-check", stdin="".join(s + "\n" for s in specs).encode()
+        )
+        result: dict[str, tuple[str | None, ObjectKind | None]] = {}
+        for path, line in zip(ordered, out.decode().splitlines(), strict=True):
+            fields = line.split()
+            if len(fields) == 3 and fields[1] in {"tree", "blob"}:
+                kind: ObjectKind = "tree" if fields[1] == "tree" else "blob"
+                result[path] = (fields[0], kind)
+            else:
+                result[path] = (None, None)
+        return result
+
+
+def _unpack(data: bytes, dest: Path, where: str) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        members = archive.getmembers()
+        for member in members:
+            _check_member(member, where)
+        archive.extractall(dest, members=members, filter="tar")
+
+
+def _check_member(member: tarfile.TarInfo, where: str) -> None:
+    name = member.name
+    if member.type == tarfile.XGLTYPE or name == "pax_global_header":
+        return
+    if name.startswith("/") or ".." in name.split("/"):
+        raise StalledError(f"{where}: path {name!r} escapes the repository")
+    if member.issym():
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+        if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
+            raise StalledError(
+                f"{where}: path {name!r} is a symlink to {member.linkname!r}, "
+                "which escapes the repository"
+            )
+    elif not (member.isfile() or member.isdir()):
+        raise StalledError(f"{where}: path {name!r} is neither a file nor a directory")

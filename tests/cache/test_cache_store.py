@@ -1,0 +1,101 @@
+"""The manifest cache: atomic entries, verified reads, GC by age and size, single flight."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fleet.cache import CacheSettings, ManifestCache, SingleFlight, render_key
+from fleet.types import RenderedSet
+
+
+def rendered(name: str) -> RenderedSet:
+    return RenderedSet.of([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}])
+
+
+def temp_files(root: Path) -> list[Path]:
+    return list(root.glob("*/.*.tmp"))
+
+
+def test_key_depends_on_every_input() -> None:
+    base = {"renderer": "plain", "version": "plain/1", "trees": {"a": "1"}, "inputs": {"p": "a"}}
+    key = render_key(**base)  # type: ignore[arg-type]
+    assert key == render_key(**base)  # type: ignore[arg-type]
+    for field, value in [
+        ("renderer", "helm"),
+        ("version", "plain/2"),
+        ("trees", {"a": "2"}),
+        ("inputs", {"p": "b"}),
+    ]:
+        assert render_key(**{**base, field: value}) != key  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_put_get_and_corrupt_entry_is_a_removed_miss(tmp_path: Path) -> None:
+    cache = ManifestCache(CacheSettings(root=tmp_path))
+    key = "ab" * 32
+    assert await cache.get(key) is None
+    await cache.put(key, rendered("a"))
+    assert await cache.get(key) == rendered("a")
+    assert not temp_files(tmp_path)  # temp files renamed away
+    path = cache.path_of(key)
+    path.write_bytes(path.read_bytes().replace(b'"a"', b'"b"'))
+    assert await cache.get(key) is None
+    assert not path.exists() and cache.stats.corrupt == 1
+
+
+@pytest.mark.anyio
+async def test_gc_by_age_then_size(tmp_path: Path) -> None:
+    cache = ManifestCache(CacheSettings(root=tmp_path, max_age=500.0, max_bytes=10**6))
+    now = time.time()
+    for i in range(5):
+        await cache.put(f"{i:02d}" * 32, rendered(str(i)))
+        os.utime(cache.path_of(f"{i:02d}" * 32), (now - 1000 + i * 200, now - 1000 + i * 200))
+    assert await cache.gc(now=now) == 3  # entries 0..2 unused for over 500 s
+    size = cache.path_of("04" * 32).stat().st_size
+    small = ManifestCache(CacheSettings(root=tmp_path, max_age=10**6, max_bytes=size))
+    assert await small.gc(now=now) == 1  # the least recently used goes first
+    assert cache.path_of("04" * 32).exists()
+
+
+@pytest.mark.anyio
+async def test_single_flight_coalesces_and_shares_errors() -> None:
+    flight: SingleFlight[str, int] = SingleFlight()
+    calls = 0
+
+    async def work() -> int:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.05)
+        return 42
+
+    results: list[int] = []
+
+    async def call() -> None:
+        results.append(await flight.do("k", work))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(call)
+    assert results == [42] * 10 and calls == 1
+
+    async def fail() -> int:
+        await anyio.sleep(0.05)
+        raise ValueError("boom")
+
+    errors: list[str] = []
+
+    async def failing() -> None:
+        try:
+            await flight.do("k", fail)
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(failing)
+    assert errors == ["boom"] * 3 and flight.runs == 2
