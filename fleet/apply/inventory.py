@@ -1,0 +1,121 @@
+"""An app's inventory, kept in the cluster it describes: one ConfigMap per app.
+
+The ConfigMap ``fleet-inventory-<app>`` in namespace ``fleet-system`` holds the objects the app
+applied there (apiVersion, kind, namespace, name, as JSON), the revision and the desired digest.
+Any hub can read it and prune correctly. Writing an inventory equal to the one read is skipped,
+so a no-op reconcile makes no write; the namespace is created only when the ConfigMap is new.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fleet.apply.kube import APPLY_PATCH, ApiError, Cluster
+from fleet.types import ObjectKey, split_api_version
+
+__all__ = ["NAMESPACE", "Inventory", "configmap_name", "read_inventory", "write_inventory"]
+
+NAMESPACE = "fleet-system"
+_LABELS = {"app.kubernetes.io/component": "fleet-inventory"}
+
+
+def configmap_name(app: str) -> str:
+    return f"fleet-inventory-{app}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What an app applied to one cluster: each key with its apiVersion; revision; digest."""
+
+    app: str
+    entries: Mapping[ObjectKey, str] = field(default_factory=dict)
+    revision: str = ""
+    digest: str = ""
+
+    def _rows(self) -> list[list[str]]:
+        return [
+            [api_version, key.kind, key.namespace, key.name]
+            for key, api_version in sorted(self.entries.items())
+        ]
+
+    def to_configmap(self) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": configmap_name(self.app),
+                "namespace": NAMESPACE,
+                "labels": {**_LABELS, "fleet.dev/app": self.app},
+            },
+            "data": {
+                "objects": json.dumps(self._rows(), separators=(",", ":")),
+                "revision": self.revision,
+                "digest": self.digest,
+            },
+        }
+
+    @classmethod
+    def from_configmap(cls, app: str, configmap: Mapping[str, object]) -> Inventory:
+        data = configmap.get("data") or {}
+        assert isinstance(data, dict)
+        entries: dict[ObjectKey, str] = {}
+        for api_version, kind, namespace, name in json.loads(data.get("objects") or "[]"):
+            group, _ = split_api_version(api_version)
+            entries[ObjectKey(group=group, kind=kind, namespace=namespace, name=name)] = api_version
+        return cls(
+            app=app,
+            entries=entries,
+            revision=str(data.get("revision", "")),
+            digest=str(data.get("digest", "")),
+        )
+
+    def same_as(self, other: Inventory | None) -> bool:
+        return other is not None and self.to_configmap() == other.to_configmap()
+
+
+def _path(app: str) -> str:
+    return f"/api/v1/namespaces/{NAMESPACE}/configmaps/{configmap_name(app)}"
+
+
+async def read_inventory(cluster: Cluster, app: str) -> Inventory | None:
+    """The app's inventory on `cluster`, or None when it has none yet."""
+    try:
+        configmap = await cluster.request("GET", _path(app))
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return Inventory.from_configmap(app, configmap)
+
+
+async def write_inventory(
+    cluster: Cluster, inventory: Inventory, *, previous: Inventory | None, field_manager: str
+) -> bool:
+    """Record `inventory` unless it equals `previous`; whether a write was made."""
+    if inventory.same_as(previous):
+        return False
+    query = [("fieldManager", field_manager), ("force", "true")]
+    if previous is None:
+        try:
+            await cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+            await cluster.request(
+                "PATCH",
+                f"/api/v1/namespaces/{NAMESPACE}",
+                query=query,
+                body=namespace,
+                content_type=APPLY_PATCH,
+            )
+    await cluster.request(
+        "PATCH",
+        _path(inventory.app),
+        query=query,
+        body=inventory.to_configmap(),
+        content_type=APPLY_PATCH,
+    )
+    return True

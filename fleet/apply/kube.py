@@ -1,0 +1,178 @@
+"""A thin JSON client for one cluster: every request fleet's apply engine makes goes through here.
+
+Objects are plain mappings (what the apiserver sends), not generated models, so the same code
+handles built-in kinds and custom resources. Requests go through kubernetes-asyncio's ApiClient
+(its kubeconfig loading, TLS and auth) with ``call_api`` and raw responses; a status outside 2xx
+becomes an :class:`ApiError` that carries the status and the apiserver's message. A
+:class:`Cluster` bundles the client, its discovery cache and a concurrency limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient
+
+from fleet.errors import TransientError
+from fleet.types import Manifest
+
+__all__ = ["APPLY_PATCH", "ApiError", "Cluster", "connect"]
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class ApiError(TransientError):
+    """The apiserver answered outside 2xx; `status` 0 means no answer at all."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Cluster:
+    """One cluster as apply sees it: a client, a discovery cache, a concurrency limit."""
+
+    name: str
+    api: ApiClient
+    concurrency: int = 8
+    limiter: anyio.CapacityLimiter = field(init=False)
+    discovery_cache: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    """Requests made, by method (``PATCH?dryRun`` counted apart): a client-side write count."""
+
+    def __post_init__(self) -> None:
+        self.limiter = anyio.CapacityLimiter(self.concurrency)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        request_timeout: float = 60,
+    ) -> Manifest:
+        """One request; the decoded JSON answer (``{}`` when empty)."""
+        _, answer = await self.exchange(
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            request_timeout=request_timeout,
+        )
+        return answer
+
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        request_timeout: float = 60,
+    ) -> tuple[int, Manifest]:
+        """One request; the HTTP status and the decoded JSON answer."""
+        async with self.limiter:
+            response = await self._send(
+                method,
+                path,
+                query=query,
+                body=body,
+                content_type=content_type,
+                request_timeout=request_timeout,
+            )
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+        text = raw.decode("utf-8", "replace")
+        if not 200 <= response.status < 300:
+            raise _error_of(response.status, response.reason or "", text)
+        if not text:
+            return response.status, {}
+        decoded = json.loads(text) if text.lstrip().startswith("{") else {"text": text}
+        return response.status, dict(decoded)
+
+    @asynccontextmanager
+    async def stream(
+        self, path: str, *, query: list[tuple[str, str]], request_timeout: float
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A long GET (a watch) whose body the caller reads line by line."""
+        response = await self._send(
+            "GET",
+            path,
+            query=query,
+            body=None,
+            content_type="application/json",
+            request_timeout=request_timeout,
+        )
+        try:
+            if response.status != 200:
+                text = (await response.read()).decode("utf-8", "replace")
+                raise _error_of(response.status, response.reason or "", text)
+            yield response
+        finally:
+            response.release()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str,
+        request_timeout: float,
+    ) -> aiohttp.ClientResponse:
+        dry = any(k == "dryRun" for k, _ in query or ())
+        self.calls[f"{method}?dryRun" if dry else method] += 1
+        try:
+            response: aiohttp.ClientResponse = await self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=request_timeout,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ApiError(0, "", f"{method} {path} on cluster {self.name}: {exc!r}") from exc
+        return response
+
+
+def _error_of(status: int, reason: str, text: str) -> ApiError:
+    message = text.strip()
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        pass
+    else:
+        if isinstance(decoded, dict):
+            message = str(decoded.get("message") or message)
+    return ApiError(status, reason, message[:2000])
+
+
+@asynccontextmanager
+async def connect(
+    kubeconfig: Path, *, name: str = "", concurrency: int = 8
+) -> AsyncIterator[Cluster]:
+    """A :class:`Cluster` for the kubeconfig at `kubeconfig`, closed on exit."""
+    async with await config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        yield Cluster(name=name or kubeconfig.stem, api=api, concurrency=concurrency)

@@ -1,0 +1,101 @@
+"""Turn an app's rendered manifests into objects ready to apply, without I/O.
+
+Each object gets the app's destination namespace when its kind is namespaced and it names none
+(and loses a namespace it should not have when cluster-scoped), fleet's two labels, and an
+annotation with the digest of everything fleet sends for it. Whether a kind is namespaced comes
+from discovery, passed in as `scopes`, and from the set's own CRDs, so custom resources of a CRD
+that is not installed yet are placed correctly on the first run. ``status`` is dropped: apply
+cannot set it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+
+from fleet.plan.model import (
+    APP_LABEL,
+    DIGEST_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    DesiredObject,
+)
+from fleet.types import Manifest, ObjectKey, digest_of, split_api_version
+
+__all__ = ["CRD_GROUP", "Scopes", "prepare", "scopes_declared_by"]
+
+CRD_GROUP = "apiextensions.k8s.io"
+
+Scopes = Mapping[tuple[str, str], bool]
+"""(group, kind) -> namespaced."""
+
+
+def scopes_declared_by(manifests: Iterable[Manifest]) -> dict[tuple[str, str], bool]:
+    """The scope of each kind that a CRD among `manifests` defines."""
+    declared: dict[tuple[str, str], bool] = {}
+    for manifest in manifests:
+        group, _ = split_api_version(str(manifest.get("apiVersion", "")))
+        if group != CRD_GROUP or manifest.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = manifest.get("spec") or {}
+        kind = str((spec.get("names") or {}).get("kind", ""))
+        if kind:
+            declared[(str(spec.get("group", "")), kind)] = spec.get("scope") == "Namespaced"
+    return declared
+
+
+def prepare(
+    manifests: Iterable[Manifest],
+    *,
+    app: str,
+    namespace: str,
+    scopes: Scopes,
+) -> tuple[DesiredObject, ...]:
+    """The desired objects of `app`, in the order given; see the module docstring."""
+    manifests = list(manifests)
+    known = {**scopes, **scopes_declared_by(manifests)}
+    return tuple(_prepare_one(m, app=app, namespace=namespace, scopes=known) for m in manifests)
+
+
+def _prepare_one(manifest: Manifest, *, app: str, namespace: str, scopes: Scopes) -> DesiredObject:
+    body = copy.deepcopy(manifest)
+    body.pop("status", None)
+    api_version = str(body.get("apiVersion", ""))
+    group, _ = split_api_version(api_version)
+    kind = str(body.get("kind", ""))
+    metadata = body.setdefault("metadata", {})
+    namespaced = scopes.get((group, kind))
+    if namespaced is None:
+        key = ObjectKey.of(body)
+        return DesiredObject(
+            key=key,
+            api_version=api_version,
+            manifest=body,
+            digest="",
+            problem=f"unknown kind {kind!r} in {api_version!r}: not served and no CRD in the set",
+        )
+    if namespaced:
+        metadata["namespace"] = metadata.get("namespace") or namespace
+    else:
+        metadata.pop("namespace", None)
+    labels = metadata.get("labels") or {}
+    metadata["labels"] = {**labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE, APP_LABEL: app}
+    metadata.pop(DIGEST_ANNOTATION, None)
+    annotations = dict(metadata.get("annotations") or {})
+    annotations.pop(DIGEST_ANNOTATION, None)
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
+    digest = digest_of([body])
+    metadata["annotations"] = {**annotations, DIGEST_ANNOTATION: digest}
+    problem = None
+    if namespaced and not metadata["namespace"]:
+        problem = "namespaced object without a namespace, and the app has no destination namespace"
+    return DesiredObject(
+        key=ObjectKey.of(body),
+        api_version=api_version,
+        manifest=body,
+        digest=digest,
+        problem=problem,
+    )
