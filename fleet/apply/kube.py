@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -25,7 +25,7 @@ from kubernetes_asyncio.client import ApiClient
 from fleet.errors import TransientError
 from fleet.types import Manifest
 
-__all__ = ["APPLY_PATCH", "ApiError", "Cluster", "connect"]
+__all__ = ["APPLY_PATCH", "ApiError", "Cluster", "RequestGate", "connect"]
 
 APPLY_PATCH = "application/apply-patch+yaml"
 
@@ -40,13 +40,32 @@ class ApiError(TransientError):
         self.message = message
 
 
+class RequestGate(Protocol):
+    """Admission of each request to one cluster (the hub's per-cluster rate limits): held for the
+    duration of the call, then told the answer's status and Retry-After."""
+
+    def request(self) -> AbstractAsyncContextManager[None]: ...
+
+    def observe(self, status_code: int, retry_after: float | None = None) -> None: ...
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare from an apiserver; the limiter's own back-off applies
+
+
 @dataclass
 class Cluster:
-    """One cluster as apply sees it: a client, a discovery cache, a concurrency limit."""
+    """One cluster as apply sees it: a client, a discovery cache, a concurrency limit, and an
+    optional gate (rate limits) and status observer (metrics) the hub plugs in."""
 
     name: str
     api: ApiClient
     concurrency: int = 8
+    gate: RequestGate | None = None
+    on_status: Callable[[int], None] | None = None
     limiter: anyio.CapacityLimiter = field(init=False)
     discovery_cache: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
@@ -87,7 +106,7 @@ class Cluster:
         request_timeout: float = 60,
     ) -> tuple[int, Manifest]:
         """One request; the HTTP status and the decoded JSON answer."""
-        async with self.limiter:
+        async with self.limiter, self._gated():
             response = await self._send(
                 method,
                 path,
@@ -100,6 +119,7 @@ class Cluster:
                 raw = await response.read()
             finally:
                 response.release()
+            self._observe(response)
         text = raw.decode("utf-8", "replace")
         if not 200 <= response.status < 300:
             raise _error_of(response.status, response.reason or "", text)
@@ -107,6 +127,20 @@ class Cluster:
             return response.status, {}
         decoded = json.loads(text) if text.lstrip().startswith("{") else {"text": text}
         return response.status, dict(decoded)
+
+    @asynccontextmanager
+    async def _gated(self) -> AsyncIterator[None]:
+        if self.gate is None:
+            yield
+        else:
+            async with self.gate.request():
+                yield
+
+    def _observe(self, response: aiohttp.ClientResponse) -> None:
+        if self.gate is not None:
+            self.gate.observe(response.status, _retry_after(response.headers.get("Retry-After")))
+        if self.on_status is not None:
+            self.on_status(response.status)
 
     @asynccontextmanager
     async def stream(
@@ -171,8 +205,19 @@ def _error_of(status: int, reason: str, text: str) -> ApiError:
 
 @asynccontextmanager
 async def connect(
-    kubeconfig: Path, *, name: str = "", concurrency: int = 8
+    kubeconfig: Path,
+    *,
+    name: str = "",
+    concurrency: int = 8,
+    gate: RequestGate | None = None,
+    on_status: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Cluster]:
     """A :class:`Cluster` for the kubeconfig at `kubeconfig`, closed on exit."""
     async with await config.new_client_from_config(config_file=str(kubeconfig)) as api:
-        yield Cluster(name=name or kubeconfig.stem, api=api, concurrency=concurrency)
+        yield Cluster(
+            name=name or kubeconfig.stem,
+            api=api,
+            concurrency=concurrency,
+            gate=gate,
+            on_status=on_status,
+        )

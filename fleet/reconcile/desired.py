@@ -74,6 +74,11 @@ class DesiredState:
         self._plans: OrderedDict[bytes, tuple[RenderPlan, str]] = OrderedDict()
         self._last_good: dict[tuple[str, str], Desired] = {}
 
+    def last_good(self, app: str, cluster: str) -> RenderedSet | None:
+        """The last set rendered without error for (app, cluster), if any."""
+        last = self._last_good.get((app, cluster))
+        return last.rendered if last else None
+
     async def desired(self, app: AppSource, cluster: ClusterRef) -> Desired:
         """The desired set of `app` on `cluster` now (see the module docstring)."""
         where = f"app {app.name} cluster {cluster.name}: repo {app.repo_url} "

@@ -1,7 +1,9 @@
 """The hub's Prometheus metrics, in one registry of its own (no process-global state).
 
-Labels stay bounded: per cluster where an operator needs to see one cluster misbehave (API
-requests by code, limiter waits, breaker state), never per object; per repository for git. The
+Events are counted here as they happen; figures that other parts keep (git requests per
+repository, rate-limiter waits, cluster state) are read at scrape time by a collector the hub
+registers, so they cannot drift from their source. Labels stay bounded: per cluster where an
+operator needs to see one cluster misbehave (API requests by code), never per object. The
 histograms' buckets span a no-op reconcile (milliseconds) to a slow rollout (minutes).
 """
 
@@ -44,32 +46,11 @@ class Metrics:
             ["cluster", "code"],
             registry=r,
         )
-        self.limiter_wait_seconds = Counter(
-            "fleet_rate_limiter_wait_seconds_total",
-            "Time spent waiting for a cluster's tokens.",
-            ["cluster"],
-            registry=r,
-        )
-        self.git_requests = Counter(
-            "fleet_git_requests_total",
-            "git ls-remote and fetch calls by repository.",
-            ["repo", "op", "result"],
-            registry=r,
-        )
         self.renders = Counter(
             "fleet_renders_total",
-            "Renders by result (hit = served from the cache).",
+            "Desired sets by how they were made: render, or cache hit.",
             ["result"],
             registry=r,
-        )
-        self.cluster_up = Gauge(
-            "fleet_cluster_up",
-            "1 when the cluster is reachable, 0 when parked or broken.",
-            ["cluster"],
-            registry=r,
-        )
-        self.apps_out_of_sync = Gauge(
-            "fleet_apps_out_of_sync", "(app, cluster) pairs not Synced.", registry=r
         )
 
     def export(self) -> bytes:

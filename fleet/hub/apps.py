@@ -1,0 +1,64 @@
+"""From what the operator declared to what the engine takes (pure).
+
+The config speaks Argo CD's words; the engine packages take their own small types. Keeping the
+mapping here, in one place, means ``fleet.yaml`` can grow without the engine knowing, and the
+safe defaults stay visible: the hub never consents to a large prune on its own.
+"""
+
+from __future__ import annotations
+
+from fleet import plan
+from fleet.apply import ApplyOptions
+from fleet.config import App
+from fleet.reconcile.desired import AppSource
+from fleet.reconcile.syncing import AppSync
+from fleet.render import HelmOptions
+
+__all__ = ["app_source", "app_sync"]
+
+
+def app_source(app: App) -> AppSource:
+    helm = None
+    if app.source.helm is not None:
+        helm = HelmOptions(
+            release=app.source.helm.release_name or app.name,
+            value_files=app.source.helm.value_files,
+            values=app.source.helm.values,
+        )
+    return AppSource(
+        name=app.name,
+        repo_url=app.source.repo_url,
+        revision=app.source.target_revision,
+        path=app.source.path,
+        namespace=app.destination.namespace,
+        helm=helm,
+    )
+
+
+def app_sync(app: App, *, consent: bool = False) -> AppSync:
+    policy = app.sync_policy
+    kinds = set(policy.prune_kinds)
+    return AppSync(
+        name=app.name,
+        namespace=app.destination.namespace,
+        prune=plan.PrunePolicy(
+            prune=policy.prune,
+            allow_empty=policy.allow_empty,
+            prune_namespaces="Namespace" in kinds,
+            prune_crds="CustomResourceDefinition" in kinds,
+            prune_pvcs="PersistentVolumeClaim" in kinds,
+            max_share=policy.prune_limit,
+            consent=consent,
+        ),
+        options=ApplyOptions(force=policy.force_conflicts),
+        ignore=tuple(
+            plan.IgnoreRule(
+                kind=rule.kind,
+                pointers=rule.json_pointers,
+                group=rule.group,
+                name=rule.name,
+                namespace=rule.namespace,
+            )
+            for rule in app.ignore_differences
+        ),
+    )

@@ -1,0 +1,39 @@
+"""The hub's settings: where things are, how often it looks, how hard it may push clusters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleet.hub.server import ServerSettings
+from fleet.runtime import BreakerSettings, ClusterLimitSettings, SchedulerSettings
+from fleet.settings import default_cache_dir
+
+__all__ = ["HubSettings"]
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Everything ``fleet run`` is told; defaults suit a small fleet on one machine."""
+
+    config_path: Path = Path("fleet.yaml")
+    clusters_dir: Path = Path("clusters")
+    state_dir: Path = Path(".fleet")  # history.sqlite lives here
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    credentials_file: Path | None = None
+    helm: Path | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    poll_interval: float = 60.0  # one ls-remote per repository per interval, fleet-wide
+    poll_jitter: float = 0.1  # a share of the interval
+    resync_interval: float = 300.0  # a full (read-only when in sync) reconcile of every pair
+    progress_recheck: float = 2.0  # how soon a Progressing app is looked at again
+    config_check_interval: float = 2.0
+    registry_rescan: float = 10.0
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    limits: ClusterLimitSettings = field(default_factory=ClusterLimitSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    drain_timeout: float = 30.0  # SIGTERM: how long in-flight applies may take to finish
+
+    @property
+    def history_path(self) -> Path:
+        return self.state_dir / "history.sqlite"
