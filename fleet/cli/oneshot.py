@@ -104,7 +104,9 @@ async def _per_cluster(app: App, args: argparse.Namespace) -> int:
         assert desired.rendered is not None and desired.commit is not None
         async with apply.connect(file.path, name=file.ref.name) as cluster:
             if args.command == "diff":
-                diffs, prunes = await diffing.diff(cluster, apps.app_sync(app), desired.rendered)
+                diffs, prunes = await diffing.diff(
+                    cluster, apps.app_sync(app, file.ref), desired.rendered
+                )
                 print(f"=== cluster {file.ref.name} @ {desired.commit[:12]}")
                 for item in diffs:
                     if item.action != apply.DiffAction.NONE:
@@ -116,7 +118,7 @@ async def _per_cluster(app: App, args: argparse.Namespace) -> int:
                 continue
             result = await syncing.sync(
                 cluster,
-                apps.app_sync(app, consent=args.consent),
+                apps.app_sync(app, file.ref, consent=args.consent),
                 desired.rendered,
                 revision=desired.commit,
                 dry_run=args.dry_run,

@@ -200,6 +200,7 @@ def _fleet_app(data: Any, where: str, origin: str) -> App:
     where = f"{where} ({name})"
     fields = _Fields(data, where)
     destination = fields.sub("destination", required=True)
+    templates.validate(destination.text("namespace"), where=f"{destination.where}.namespace")
     clusters = destination.sub("clusters")
     return App(
         name=name,

@@ -4,7 +4,8 @@
 Deliberately not a template engine: the only inputs are the cluster's name and labels, so the
 per-cluster inputs of a render are known exactly (they go into its cache key: two clusters whose
 used inputs agree share one render). A malformed or unknown placeholder is a configuration error
-found at load time; a label the cluster lacks is an error for that (app, cluster) pair alone.
+found at load time; a label the cluster lacks is an error for that (app, cluster) pair alone
+(a :class:`ConfigError`, so it is not retried until the config or the cluster's labels change).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.errors import ConfigError, StalledError
+from fleet.errors import ConfigError
 from fleet.types import ClusterRef
 
 __all__ = ["expand", "expand_values", "inputs_used", "validate"]
@@ -53,25 +54,26 @@ def expand(template: str, cluster: ClusterRef) -> str:
             return cluster.name
         label = _LABEL.fullmatch(name)
         if label is None:
-            raise StalledError(f"unknown placeholder {{{{ {name} }}}}")
+            raise ConfigError(
+                f"cluster {cluster.name}: unknown placeholder {{{{ {name} }}}}; only "
+                "cluster.name and cluster.labels.KEY are known"
+            )
         key = label.group(1)
         if key not in cluster.labels:
-            raise StalledError(
-                f"cluster {cluster.name} has no label {key!r} (used in {template!r})"
-            )
+            raise ConfigError(f"cluster {cluster.name} has no label {key!r} (used in {template!r})")
         return cluster.labels[key]
 
     return _PLACEHOLDER.sub(value, template)
 
 
 def expand_values(values: Mapping[str, Any], cluster: ClusterRef) -> dict[str, Any]:
-    """A copy of Helm `values` with placeholders in every string expanded."""
+    """A copy of Helm `values` with placeholders in every string expanded, keys included."""
 
     def walk(node: Any) -> Any:
         if isinstance(node, str):
             return expand(node, cluster)
         if isinstance(node, Mapping):
-            return {key: walk(item) for key, item in node.items()}
+            return {walk(key): walk(item) for key, item in node.items()}
         if isinstance(node, list):
             return [walk(item) for item in node]
         return node

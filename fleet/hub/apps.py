@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from fleet import plan
 from fleet.apply import ApplyOptions
-from fleet.config import App
+from fleet.config import App, templates
 from fleet.reconcile.desired import AppSource
 from fleet.reconcile.syncing import AppSync
 from fleet.render import HelmOptions
+from fleet.types import ClusterRef
 
 __all__ = ["app_source", "app_sync"]
 
@@ -35,12 +36,13 @@ def app_source(app: App) -> AppSource:
     )
 
 
-def app_sync(app: App, *, consent: bool = False) -> AppSync:
+def app_sync(app: App, cluster: ClusterRef, *, consent: bool = False) -> AppSync:
+    """The engine's view of `app` on `cluster` (its namespace may name the cluster)."""
     policy = app.sync_policy
     kinds = set(policy.prune_kinds)
     return AppSync(
         name=app.name,
-        namespace=app.destination.namespace,
+        namespace=templates.expand(app.destination.namespace, cluster),
         prune=plan.PrunePolicy(
             prune=policy.prune,
             allow_empty=policy.allow_empty,

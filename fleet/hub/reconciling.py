@@ -117,7 +117,10 @@ class Reconciler:
         if changing and self.on_changing is not None:
             self.on_changing(key)  # the old set's drift watch would take our own write for drift
         result = await sync(
-            connection.cluster, apps.app_sync(app), desired.rendered, revision=desired.commit
+            connection.cluster,
+            apps.app_sync(app, connection.file.ref),
+            desired.rendered,
+            revision=desired.commit,
         )
         return await self._summarise(key, desired, result, started)
 

@@ -147,3 +147,12 @@ def test_invalid_yaml_and_unknown_documents(tmp_path: Path) -> None:
         loading.load(_write(tmp_path, ARGO_APP.replace("argoproj.io/v1alpha1", "v1")))
     with pytest.raises(ConfigError, match=r"cannot read"):
         loading.load(tmp_path / "missing.yaml")
+
+
+def test_destination_namespace_may_name_the_cluster(tmp_path: Path) -> None:
+    text = FLEET_YAML.replace("namespace: prod\n", "namespace: 'web-{{ cluster.name }}'\n")
+    app = loading.load(_write(tmp_path, text)).app("webapp")
+    assert app is not None and app.destination.namespace == "web-{{ cluster.name }}"
+    bad = FLEET_YAML.replace("namespace: prod\n", "namespace: 'web-{{ cluster.zone }}'\n")
+    with pytest.raises(ConfigError, match=r"destination.namespace: unknown placeholder"):
+        loading.load(_write(tmp_path, bad))

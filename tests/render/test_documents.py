@@ -75,5 +75,5 @@ def test_params_record_what_they_use() -> None:
     assert params.used == {"labels.env": "prod", "name": "prod-eu"}
     with pytest.raises(ConfigError, match="no label 'tier'"):
         params.text("{{ cluster.labels.tier }}")
-    with pytest.raises(ConfigError, match="unknown expression"):
+    with pytest.raises(ConfigError, match="unknown placeholder"):
         params.text("{{ cluster.secret }}")
