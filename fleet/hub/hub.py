@@ -348,7 +348,7 @@ class Hub:
                 try:
                     await drifting.watch_drift(
                         cluster,
-                        apps.app_sync(app),
+                        apps.app_sync(app, connection.file.ref),
                         rendered,
                         self_heal=False,
                         on_drift=on_drift,
