@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import aiohttp
 import anyio
 from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from fleet.errors import TransientError
 from fleet.types import Manifest
@@ -205,17 +206,36 @@ def _error_of(status: int, reason: str, text: str) -> ApiError:
 
 @asynccontextmanager
 async def connect(
-    kubeconfig: Path,
+    kubeconfig: Path | Mapping[str, Any],
     *,
     name: str = "",
+    base_dir: Path | None = None,
     concurrency: int = 8,
     gate: RequestGate | None = None,
     on_status: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Cluster]:
-    """A :class:`Cluster` for the kubeconfig at `kubeconfig`, closed on exit."""
-    async with await config.new_client_from_config(config_file=str(kubeconfig)) as api:
+    """A :class:`Cluster` for a kubeconfig, closed on exit.
+
+    `kubeconfig` is the file's path, or the kubeconfig document itself (one rewritten in memory,
+    such as a tunnelled cluster's): then `name` is required, and relative file references
+    (``certificate-authority``, ``client-key``, ...) are resolved against `base_dir`.
+    """
+    if isinstance(kubeconfig, Path):
+        api = await config.new_client_from_config(config_file=str(kubeconfig))
+        name = name or kubeconfig.stem
+    else:
+        if not name:
+            raise ValueError("connect: a kubeconfig document needs a cluster name")
+        settings = type.__call__(Configuration)  # as kubernetes-asyncio does: no default copy
+        loader = KubeConfigLoader(
+            config_dict=dict(kubeconfig),
+            config_base_path=str(base_dir) if base_dir is not None else None,
+        )
+        await loader.load_and_set(settings)
+        api = ApiClient(configuration=settings)
+    async with api:
         yield Cluster(
-            name=name or kubeconfig.stem,
+            name=name,
             api=api,
             concurrency=concurrency,
             gate=gate,

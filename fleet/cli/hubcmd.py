@@ -8,6 +8,7 @@ exits 0. Webhook secrets come from the environment (``FLEET_GITHUB_SECRET``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -17,13 +18,19 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import anyio
 
+from fleet.config import loading as config_loading
+from fleet.errors import FleetError
+from fleet.gitops import audit
 from fleet.hub.hub import Hub
 from fleet.hub.server import ServerSettings
 from fleet.hub.settings import HubSettings
-from fleet.report import Cell, ClusterState, History, matrix
+from fleet.report import Cell, ClusterState, History, SyncRecord, matrix
+from fleet.settings import default_cache_dir
+from fleet.sources import Sources, SourceSettings, repo_id
 
 __all__ = ["add_arguments", "run_history", "run_hub", "run_status"]
 
@@ -75,6 +82,17 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     history.add_argument("--state-dir", type=Path, default=Path(".fleet"))
     history.add_argument("--limit", type=int, default=50)
     history.add_argument("--json", action="store_true")
+    history.add_argument(
+        "--repo",
+        type=Path,
+        default=None,
+        help="config repo (clone or bare) for git log (default: the app's local repoURL or "
+        "the hub's mirror; without one, records only)",
+    )
+    history.add_argument("--config", type=Path, default=Path("fleet.yaml"), help="the apps")
+    history.add_argument(
+        "--cache-dir", type=Path, default=None, help="the hub's cache dir (its git mirrors)"
+    )
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -103,9 +121,9 @@ def run_hub(args: argparse.Namespace) -> int:
             gitlab_token=os.environ.get("FLEET_GITLAB_TOKEN", ""),
         ),
     )
-    hub = Hub(settings)
 
     async def main() -> None:
+        hub = Hub(settings)  # its clock reads the event loop's time: built inside the loop
         async with anyio.create_task_group() as group:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 port = await group.start(hub.run)
@@ -141,6 +159,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    """The hub's records, joined with git log (sha, author, subject) when the repo is at hand."""
     path = args.state_dir / "history.sqlite"
     if not path.exists():
         print(
@@ -151,9 +170,33 @@ def run_history(args: argparse.Namespace) -> int:
     history = History(path)
     records = history.query(app=args.app, cluster=args.cluster, limit=args.limit)
     history.close()
-    if args.json:
-        print(json.dumps([r.__dict__ for r in records], indent=2))
+    repos = _history_repos(args, {r.app for r in records})
+    if not repos:
+        _print_records(records, as_json=args.json)
         return 0
+    entries = anyio.run(_joined, records, repos)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
+        return 0
+    print(
+        f"{'applied (UTC)':<19}  {'sha':<10} {'author':<14} {'cluster':<14} {'result':<7} "
+        f"{'commit->applied':>15}  app: subject"
+    )
+    for e in entries:
+        took = f"{e.commit_to_applied:.1f} s" if e.commit_to_applied is not None else "-"
+        author = e.commit.author if e.commit else "?"
+        subject = e.commit.subject if e.commit else "(commit not in the repo)"
+        print(
+            f"{_when(e.applied_at)}  {e.revision[:10]:<10} {author[:14]:<14} {e.cluster:<14} "
+            f"{e.result:<7} {took:>15}  {e.app}: {subject[:70]}"
+        )
+    return 0
+
+
+def _print_records(records: list[SyncRecord], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([r.__dict__ for r in records], indent=2))
+        return
     for r in records:
         latency = r.commit_to_applied
         took = f"{latency:7.1f}s" if latency is not None else "      -"
@@ -162,7 +205,46 @@ def run_history(args: argparse.Namespace) -> int:
             f"{r.result:<7} {took}  +{r.created} ~{r.configured} -{r.pruned} !{r.failed} "
             f"{r.error[:60]}"
         )
-    return 0
+
+
+def _history_repos(args: argparse.Namespace, apps: set[str]) -> dict[str, Path]:
+    """Where to read git log for each app: --repo, else its repoURL when a local directory, else
+    the hub's bare mirror of it under the cache dir. Apps with none are left out."""
+    if args.repo is not None:
+        return dict.fromkeys(apps, args.repo)
+    try:
+        config = config_loading.load(args.config)
+    except (FleetError, OSError):
+        return {}
+    settings = SourceSettings(cache_dir=args.cache_dir or default_cache_dir())
+    found: dict[str, Path] = {}
+    for app in config.apps:
+        if app.name not in apps:
+            continue
+        repo = repo_id(app.source.repo_url)
+        local = Path(unquote(urlsplit(repo.fetch_url).path))
+        if repo.scheme == "file" and local.is_dir():
+            found[app.name] = local
+        elif settings.git_dir.is_dir():  # a hub has run: no file is written by looking
+            mirror = Sources(settings).mirror(app.source.repo_url).path
+            if (mirror / "HEAD").exists():
+                found[app.name] = mirror
+    return found
+
+
+async def _joined(records: list[SyncRecord], repos: dict[str, Path]) -> list[audit.HistoryEntry]:
+    """:func:`fleet.gitops.audit.history` per repository, back in the records' order."""
+    joined: dict[int, audit.HistoryEntry] = {}
+    for repo in set(repos.values()):
+        picked = [i for i, r in enumerate(records) if repos.get(r.app) == repo]
+        try:
+            entries = await audit.history([records[i] for i in picked], repo)
+        except FleetError:
+            entries = audit.join([records[i] for i in picked], {})
+        joined.update(zip(picked, entries, strict=True))
+    rest = [i for i in range(len(records)) if i not in joined]
+    joined.update(zip(rest, audit.join([records[i] for i in rest], {}), strict=True))
+    return [joined[i] for i in range(len(records))]
 
 
 def _when(ts: float) -> str:

@@ -12,7 +12,11 @@ Services of the task group, each started with a ready handshake:
   once (:meth:`Hub.on_push`), so a pushed commit starts applying in milliseconds;
 - **drift watchers**, one per synced (cluster, app): a change by someone else marks the key and,
   with selfHeal, enqueues it;
-- the **HTTP server**: webhooks, health, metrics, JSON status, the status page.
+- the **HTTP server**: webhooks, health, metrics, JSON status, the status page;
+- the **tunnels** (:class:`~fleet.transport.Tunnels`, open for the hub's lifetime): clusters behind
+  an SSH bastion are dialled through them; a check every ``_REACH_CHECK`` seconds shows each
+  tunnel on the board (down: parked; refused: an error naming the cluster and the cause) and
+  enqueues a cluster's apps when its tunnel comes back.
 
 :meth:`Hub.stop` (SIGTERM) stops taking work, lets in-flight reconciles finish for at most
 ``drain_timeout``, then cancels the rest. A SIGKILL loses nothing a restart does not redo: the
@@ -32,7 +36,7 @@ from fleet.config import Config
 from fleet.config import loading as config_loading
 from fleet.errors import ConfigError, TransientError
 from fleet.hub import apps, server, webhooks
-from fleet.hub.connections import Connections
+from fleet.hub.connections import Connections, show_reach
 from fleet.hub.reconciling import Key, Reconciler
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
@@ -53,11 +57,14 @@ from fleet.runtime import (
     registry,
 )
 from fleet.sources import Sources, SourceSettings, repo_id
+from fleet.transport import Tunnels, TunnelSettings
 from fleet.types import ObjectKey
 
 __all__ = ["Hub", "unreachable"]
 
 log = logging.getLogger(__name__)
+
+_REACH_CHECK = 0.5  # seconds between looks at the SSH tunnels' states
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -127,6 +134,7 @@ class Hub:
         self._drift: dict[Key, tuple[str, anyio.CancelScope]] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self._connections: Connections | None = None
+        self.tunnel_settings = TunnelSettings()  # SSH links of clusters behind a bastion
         self._stopping = anyio.Event()
         self.metrics.registry.register(StatsCollector(self))
 
@@ -137,10 +145,13 @@ class Hub:
     ) -> None:
         """Run until :meth:`stop`; reports the HTTP port once every service is ready."""
         try:
-            async with anyio.create_task_group() as group:
+            async with (
+                Tunnels(self.tunnel_settings) as tunnels,
+                anyio.create_task_group() as group,
+            ):
                 self._group = group
                 self._connections = Connections(
-                    group=group, limits=self.limits, on_status=self._api_status
+                    group=group, limits=self.limits, on_status=self._api_status, tunnels=tunnels
                 )
                 self.reconciler.connections = self._connections.by_name
                 self._load_config()
@@ -148,6 +159,7 @@ class Hub:
                 await group.start(self.registry.run)
                 group.start_soon(self._watch_config)
                 group.start_soon(self._poll_sources)
+                group.start_soon(self._watch_tunnels)
                 self.port = await group.start(server.serve, self, self.settings.server)
                 self._ready = True
                 log.info(
@@ -245,7 +257,9 @@ class Hub:
         connection = await self._connections.open(entry.cluster)
         state = ClusterState(name, labels=dict(entry.cluster.ref.labels))
         state.state, state.error = (
-            ("error", connection.error) if connection.error else ("ready", "")
+            ("error", connection.error)
+            if connection.error
+            else ("connecting" if connection.via else "ready", "")
         )
         self.board.clusters[name] = state
         for key in [k for k in self.reconciler.applied if k[0] == name]:
@@ -265,6 +279,21 @@ class Hub:
 
     def _api_status(self, cluster: str, status: int) -> None:
         self.metrics.api_requests.labels(cluster=cluster, code=str(status)).inc()
+
+    async def _watch_tunnels(self) -> None:
+        assert self._connections is not None
+        while True:
+            await anyio.sleep(_REACH_CHECK)
+            for reach in self._connections.reach():
+                state = self.board.clusters.get(reach.cluster)
+                if state is not None:
+                    breaker = self.breakers.for_cluster(reach.cluster)
+                    show_reach(state, reach, parked=breaker.state is BreakerState.OPEN)
+                if reach.recovered:  # the tunnel is back: no need to wait for the next probe
+                    self.breakers.for_cluster(reach.cluster).success()
+                for app in self.reconciler.config.apps if reach.recovered else ():
+                    if reach.cluster in self.reconciler.targets(app):
+                        self.queue.add((reach.cluster, app.name))
 
     # -- sources ----------------------------------------------------------------------------------
 

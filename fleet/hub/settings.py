@@ -31,7 +31,9 @@ class HubSettings:
     registry_rescan: float = 10.0
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     limits: ClusterLimitSettings = field(default_factory=ClusterLimitSettings)
-    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    # a parked cluster is probed with backoff, at least once a minute: a cluster that comes back
+    # is noticed within a minute however long it was down
+    breaker: BreakerSettings = field(default_factory=lambda: BreakerSettings(probe_cap=60.0))
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight applies may take to finish
 
     @property
