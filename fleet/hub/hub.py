@@ -35,12 +35,12 @@ from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
 from fleet.config import loading as config_loading
 from fleet.errors import ConfigError, TransientError
-from fleet.hub import apps, server, webhooks
+from fleet.hub import server, webhooks
 from fleet.hub.connections import Connections, show_reach
+from fleet.hub.drift import DriftWatches
 from fleet.hub.reconciling import Key, Reconciler
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
-from fleet.reconcile import drifting
 from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
 from fleet.report import Board, ClusterState, History, Metrics
@@ -52,13 +52,13 @@ from fleet.runtime import (
     RealClock,
     Scheduler,
     WorkQueue,
+    call_with_retry,
     default_limiter,
     is_outage,
     registry,
 )
 from fleet.sources import Sources, SourceSettings, repo_id
 from fleet.transport import Tunnels, TunnelSettings
-from fleet.types import ObjectKey
 
 __all__ = ["Hub", "unreachable"]
 
@@ -115,7 +115,7 @@ class Hub:
             board=self.board,
             history=self.history,
             metrics=self.metrics,
-            on_applied=self.watch,
+            on_applied=self._watch_drift,
             on_changing=self._stop_drift,
         )
         self.scheduler: Scheduler[Key] = Scheduler(
@@ -131,7 +131,7 @@ class Hub:
         self.port = 0
         self._ready = False
         self._config_stamp: tuple[float, int] | None = None
-        self._drift: dict[Key, tuple[str, anyio.CancelScope]] = {}
+        self._drift: DriftWatches | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._connections: Connections | None = None
         self.tunnel_settings = TunnelSettings()  # SSH links of clusters behind a bastion
@@ -154,11 +154,19 @@ class Hub:
                     group=group, limits=self.limits, on_status=self._api_status, tunnels=tunnels
                 )
                 self.reconciler.connections = self._connections.by_name
+                self._drift = DriftWatches(
+                    group=group,
+                    reconciler=self.reconciler,
+                    desired=self.desired,
+                    enqueue=self.queue.add,
+                    resync=self.settings.resync_interval,
+                )
                 self._load_config()
                 await group.start(self.scheduler.run)
                 await group.start(self.registry.run)
                 group.start_soon(self._watch_config)
                 group.start_soon(self._poll_sources)
+                group.start_soon(self._collect_cache)
                 group.start_soon(self._watch_tunnels)
                 self.port = await group.start(server.serve, self, self.settings.server)
                 self._ready = True
@@ -214,10 +222,11 @@ class Hub:
         old = {a.name: a for a in self.reconciler.config.apps}
         self.reconciler.config = config
         new = {a.name: a for a in config.apps}
-        for name in set(old) - set(new):
+        gone = set(old) - set(new)
+        for name in gone:
             self.board.forget_app(name)
-            for key in [k for k in self._drift if k[1] == name]:
-                self._stop_drift(key)
+        if self._drift is not None:
+            self._drift.stop_where(lambda key: key[1] in gone)
         for name, app in new.items():
             if old.get(name) != app:
                 self._enqueue_app(name)
@@ -237,8 +246,8 @@ class Hub:
             self._connections.close(name)
             self.breakers.drop(name)
             self.board.forget_cluster(name)
-            for key in [k for k in self._drift if k[0] == name]:
-                self._stop_drift(key)
+            if self._drift is not None:
+                self._drift.stop_where(lambda key: key[0] == name)
             for key in [k for k in self.reconciler.applied if k[0] == name]:
                 del self.reconciler.applied[key]
             return
@@ -252,8 +261,8 @@ class Hub:
             else:
                 state.error += " (the last good kubeconfig stays in use)"
             return
-        for key in [k for k in self._drift if k[0] == name]:
-            self._stop_drift(key)
+        if self._drift is not None:
+            self._drift.stop_where(lambda key: key[0] == name)
         connection = await self._connections.open(entry.cluster)
         state = ClusterState(name, labels=dict(entry.cluster.ref.labels))
         state.state, state.error = (
@@ -309,8 +318,10 @@ class Hub:
         ]
 
     async def _refresh(self, url: str) -> None:
-        try:
-            moved = await self.sources.refresh(url)
+        try:  # a blip of the remote is retried (tenacity); a longer outage waits for the next poll
+            moved = await call_with_retry(
+                lambda: self.sources.refresh(url), clock=self.clock, what=f"ls-remote {url}"
+            )
         except TransientError as exc:
             log.warning("event=poll_failed repo=%s error=%s", url, exc)
             return
@@ -331,6 +342,13 @@ class Hub:
                 for url in repos.values():
                     group.start_soon(self._refresh, url)
 
+    async def _collect_cache(self) -> None:
+        """The render cache is bounded by age and size; everything in it can be rebuilt."""
+        while True:
+            await anyio.sleep(self.settings.cache_gc_interval)
+            removed = await self.desired.cache.gc()
+            log.info("event=cache_gc removed=%d", removed)
+
     async def on_push(self, push: webhooks.Push) -> int:
         """A verified webhook: refresh the repositories it names, enqueue their apps."""
         wanted = {repo_id(url).key for url in push.urls}
@@ -346,53 +364,10 @@ class Hub:
 
     # -- drift ------------------------------------------------------------------------------------
 
-    def watch(self, key: Key) -> None:
-        """(Re)start the drift watch of `key` if its desired set changed since the watch began."""
-        last = self.reconciler.applied.get(key)
-        connection = self._connections.get(key[0]) if self._connections else None
-        app = self.reconciler.config.app(key[1])
-        if last is None or connection is None or app is None:
-            return
-        cluster = connection.cluster
-        if cluster is None:
-            return
-        current = self._drift.get(key)
-        if current is not None and current[0] == last.digest:
-            return
-        self._stop_drift(key)
-        rendered = self.desired.last_good(key[1], key[0])
-        if rendered is None or self._group is None:
-            return
-        scope = anyio.CancelScope()
-        self._drift[key] = (last.digest, scope)
-
-        async def on_drift(keys: list[ObjectKey], _healed: object) -> None:
-            log.info("event=drift_seen cluster=%s app=%s objects=%d", key[0], key[1], len(keys))
-            self.reconciler.mark_drift(key)
-            if app.sync_policy.self_heal:
-                self.queue.add(key)
-
-        async def run() -> None:
-            with scope:
-                try:
-                    await drifting.watch_drift(
-                        cluster,
-                        apps.app_sync(app, connection.file.ref),
-                        rendered,
-                        self_heal=False,
-                        on_drift=on_drift,
-                        revision=last.commit,
-                        resync=self.settings.resync_interval,
-                    )
-                except Exception as exc:
-                    log.warning(
-                        "event=drift_watch_failed cluster=%s app=%s error=%s", key[0], key[1], exc
-                    )
-                    self._drift.pop(key, None)
-
-        self._group.start_soon(run)
+    def _watch_drift(self, key: Key) -> None:
+        if self._drift is not None:
+            self._drift.watch(key)
 
     def _stop_drift(self, key: Key) -> None:
-        current = self._drift.pop(key, None)
-        if current is not None:
-            current[1].cancel()
+        if self._drift is not None:
+            self._drift.stop(key)

@@ -34,6 +34,7 @@ class HubSettings:
     # a parked cluster is probed with backoff, at least once a minute: a cluster that comes back
     # is noticed within a minute however long it was down
     breaker: BreakerSettings = field(default_factory=lambda: BreakerSettings(probe_cap=60.0))
+    cache_gc_interval: float = 3600.0  # render cache collected by age and size
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight applies may take to finish
 
     @property
