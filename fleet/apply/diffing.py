@@ -86,9 +86,16 @@ async def _diff_one(
     key = target.key
     try:
         live = (await applying.read_live(cluster, {key: target.api_version})).get(key)
-        predicted = await applying.dry_run(cluster, target, options=options)
     except ApiError as exc:
         return ObjectDiff(key, DiffAction.ERROR, str(exc))
+    try:
+        predicted = await applying.dry_run(cluster, target, options=options)
+    except ApiError as exc:
+        if not (live is None and exc.status == 404 and key.namespace):
+            return ObjectDiff(key, DiffAction.ERROR, str(exc))
+        # its namespace does not exist yet (the same sync creates it): the server cannot dry-run
+        # it, so the creation is shown as fleet would send it
+        predicted = target.manifest
     before = None if live is None else normalize(key, strip_server_fields(live))
     return render_diff(key, before, normalize(key, strip_server_fields(predicted)))
 
