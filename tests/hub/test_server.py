@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import sys
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -103,3 +105,39 @@ async def test_port_in_use_is_a_clear_error() -> None:
         with pytest.raises(OSError, match=rf"cannot listen on 127.0.0.1:{port}: Address already"):
             await tg.start(server.serve, hub, server.ServerSettings(port=port))
         tg.cancel_scope.cancel()
+
+
+async def test_fleet_status_reads_a_running_hub() -> None:
+    hub = RecordingHub()
+    hub.board.clusters["eu"] = ClusterState("eu", state="ready")
+    hub.board.clusters["us"] = ClusterState("us", state="parked", error="unreachable: refused")
+    cell = hub.board.cell("web", "eu")
+    cell.sync, cell.health, cell.revision = "Synced", "Healthy", "abcdef0123"
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, hub, server.ServerSettings(port=0))
+        for extra in ([], ["--json"]):
+            result = await anyio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "fleet.cli.main",
+                    "status",
+                    "--url",
+                    f"http://127.0.0.1:{port}",
+                    *extra,
+                ],
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            text = result.stdout.decode()
+            if extra:
+                assert json.loads(text)["apps"][0]["revision"] == "abcdef0123"
+            else:
+                assert "Synced/Healthy @abcdef0" in text
+                assert "! us: parked: unreachable: refused" in text
+        tg.cancel_scope.cancel()
+    down = await anyio.run_process(
+        [sys.executable, "-m", "fleet.cli.main", "status", "--url", f"http://127.0.0.1:{port}"],
+        check=False,
+    )
+    assert down.returncode == 1 and b"error: cannot reach the hub" in down.stderr
