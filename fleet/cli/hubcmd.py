@@ -179,16 +179,15 @@ def run_history(args: argparse.Namespace) -> int:
         print(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
         return 0
     print(
-        f"{'applied (UTC)':<19}  {'sha':<10} {'author':<14} {'cluster':<14} {'result':<7} "
-        f"{'commit->applied':>15}  app: subject"
+        f"{'applied (UTC)':<19}  {'sha':<10} {'cluster':<16} {'result':<7} "
+        f"{'commit->applied':>15}  app: subject (author)"
     )
     for e in entries:
         took = f"{e.commit_to_applied:.1f} s" if e.commit_to_applied is not None else "-"
-        author = e.commit.author if e.commit else "?"
-        subject = e.commit.subject if e.commit else "(commit not in the repo)"
+        said = f"{e.commit.subject[:70]} ({e.commit.author})" if e.commit else "(not in the repo)"
         print(
-            f"{_when(e.applied_at)}  {e.revision[:10]:<10} {author[:14]:<14} {e.cluster:<14} "
-            f"{e.result:<7} {took:>15}  {e.app}: {subject[:70]}"
+            f"{_when(e.applied_at)}  {e.revision[:10]:<10} {e.cluster:<16} {e.result:<7} "
+            f"{took:>15}  {e.app}: {said}"
         )
     return 0
 

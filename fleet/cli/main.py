@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from fleet import __version__
-from fleet.cli import hubcmd, oneshot
+from fleet.cli import demo, hubcmd, oneshot
 from fleet.controlplane import cli as kit_cli
 from fleet.gitops import cli as gitops_cli
 
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     hubcmd.add_arguments(sub)
     oneshot.add_arguments(sub)
     gitops_cli.add_arguments(sub)
+    demo.add_arguments(sub)
     sub.add_parser("version", help="print fleet's version")
     return parser
 
@@ -41,6 +42,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": hubcmd.run_hub,
     "status": hubcmd.run_status,
     "history": hubcmd.run_history,
+    "demo": demo.run,
     "render": oneshot.run,
     "diff": oneshot.run,
     "sync": oneshot.run,
