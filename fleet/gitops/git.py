@@ -20,8 +20,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -29,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-from anyio.abc import ByteReceiveStream, Process
 
+from fleet import process
 from fleet.errors import ConfigError, FleetError, StalledError, TransientError
 
 __all__ = ["Auth", "Git", "GitResult", "askpass_env", "redact_url"]
@@ -213,39 +211,8 @@ class Git:
         return (await self.run(*args)).out.strip()
 
     async def _exec(self, command: list[str]) -> tuple[int, bytes, bytes]:
-        process = await anyio.open_process(
-            command,
-            cwd=self.cwd,
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        out: list[bytes] = []
-        err: list[bytes] = []
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_drain, process.stdout, out)
-                tg.start_soon(_drain, process.stderr, err)
-                code = await process.wait()
-        except BaseException:
-            _kill_group(process)
-            with anyio.CancelScope(shield=True):
-                await process.wait()
-            raise
-        return code, b"".join(out), b"".join(err)
-
-
-async def _drain(stream: ByteReceiveStream | None, into: list[bytes]) -> None:
-    if stream is None:
-        return
-    size = 0
-    async for chunk in stream:
-        size += len(chunk)
-        if size > _MAX_OUTPUT:
-            raise StalledError("git output exceeds the size limit")
-        into.append(chunk)
-
-
-def _kill_group(process: Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+            done = await process.run(command, cwd=self.cwd, env=self._env, max_output=_MAX_OUTPUT)
+        except process.OutputTooLarge:
+            raise StalledError(f"git {command[1:3]} of {self.label}: output too large") from None
+        return done.code, done.stdout, done.stderr

@@ -10,18 +10,15 @@ else on the network is transient. The command line never holds a secret (see
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
-from anyio.abc import Process
 
+from fleet import process
 from fleet.errors import FleetError, StalledError, TransientError
 
 __all__ = ["GitFailed", "base_env", "run_git"]
@@ -76,10 +73,13 @@ async def run_git(
     started = time.monotonic()
     try:
         with anyio.fail_after(time_limit):
-            code, out, err = await _run(command, cwd=cwd, env=env, stdin=stdin)
+            done = await process.run(command, cwd=cwd, env=env, stdin=stdin, max_output=_MAX_OUTPUT)
+    except process.OutputTooLarge:
+        raise TransientError(f"git {args[0]}: output exceeds the size limit") from None
     except TimeoutError:
         log.warning("event=git_timeout args=%s timeout_s=%s", " ".join(args[:2]), time_limit)
         raise TransientError(f"git {args[0]} timed out after {time_limit:g} s") from None
+    code, out, err = done.code, done.stdout, done.stderr
     elapsed = time.monotonic() - started
     log.debug("event=git args=%s rc=%s elapsed_s=%.3f", " ".join(args[:3]), code, elapsed)
     if code == 0:
@@ -99,46 +99,3 @@ def _cause(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
     return (fatal or lines or ["(no output)"])[-1][:500]
-
-
-async def _run(
-    command: list[str], *, cwd: Path | None, env: Mapping[str, str], stdin: bytes | None
-) -> tuple[int, bytes, bytes]:
-    process = await anyio.open_process(
-        command,
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_drain, process.stdout, chunks["out"])
-            tg.start_soon(_drain, process.stderr, chunks["err"])
-            if stdin is not None and process.stdin is not None:
-                await process.stdin.send(stdin)
-                await process.stdin.aclose()
-            code = await process.wait()
-    except BaseException:
-        _kill_group(process)
-        with anyio.CancelScope(shield=True):
-            await process.wait()
-        raise
-    return code, b"".join(chunks["out"]), b"".join(chunks["err"])
-
-
-async def _drain(stream: anyio.abc.ByteReceiveStream | None, into: list[bytes]) -> None:
-    if stream is None:
-        return
-    size = 0
-    async for chunk in stream:
-        size += len(chunk)
-        if size > _MAX_OUTPUT:
-            raise TransientError("git output exceeds the size limit")
-        into.append(chunk)
-
-
-def _kill_group(process: Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
