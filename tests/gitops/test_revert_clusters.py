@@ -22,6 +22,7 @@ from fleet.hub.hub import Hub
 from fleet.hub.server import ServerSettings
 from fleet.hub.settings import HubSettings
 from fleet.hub.webhooks import Push
+from tests.hub.hubkit import deployment, namespace_doc
 from tests.sources.gitkit import Remote
 
 pytestmark = [pytest.mark.anyio, pytest.mark.clusters]
@@ -36,19 +37,8 @@ images:
     newName: registry.example.com/web
     newTag: "1.0"  # bumped by CI
 """
-NAMESPACE = f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n"
-DEPLOYMENT = f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {NS}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: web}}]
-"""
+NAMESPACE = namespace_doc(NS)
+DEPLOYMENT = deployment(NS, "web")
 
 
 async def fleet(*args: str) -> str:
