@@ -88,8 +88,9 @@ async def _render(app: App, args: argparse.Namespace) -> int:
         ref = ClusterRef(name="-")  # an app without per-cluster inputs renders the same anywhere
     desired = _desired_or_raise(await _pipeline().desired(apps.app_source(app), ref))
     assert desired.rendered is not None
-    print(f"# app {app.name} cluster {ref.name} commit {desired.commit} {desired.rendered.digest}")
-    yaml.safe_dump_all(list(desired.rendered.objects), sys.stdout, sort_keys=False)
+    rendered = apps.with_namespace(app, ref, desired.rendered)
+    print(f"# app {app.name} cluster {ref.name} commit {desired.commit} {rendered.digest}")
+    yaml.safe_dump_all(list(rendered.objects), sys.stdout, sort_keys=False)
     return 0
 
 
@@ -102,11 +103,10 @@ async def _per_cluster(app: App, args: argparse.Namespace) -> int:
     for file in targets:
         desired = _desired_or_raise(await pipeline.desired(apps.app_source(app), file.ref))
         assert desired.rendered is not None and desired.commit is not None
+        rendered = apps.with_namespace(app, file.ref, desired.rendered)
         async with apply.connect(file.path, name=file.ref.name) as cluster:
             if args.command == "diff":
-                diffs, prunes = await diffing.diff(
-                    cluster, apps.app_sync(app, file.ref), desired.rendered
-                )
+                diffs, prunes = await diffing.diff(cluster, apps.app_sync(app, file.ref), rendered)
                 print(f"=== cluster {file.ref.name} @ {desired.commit[:12]}")
                 for item in diffs:
                     if item.action != apply.DiffAction.NONE:
@@ -119,7 +119,7 @@ async def _per_cluster(app: App, args: argparse.Namespace) -> int:
             result = await syncing.sync(
                 cluster,
                 apps.app_sync(app, file.ref, consent=args.consent),
-                desired.rendered,
+                rendered,
                 revision=desired.commit,
                 dry_run=args.dry_run,
             )

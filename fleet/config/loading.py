@@ -159,6 +159,8 @@ def _sync_policy(fields: _Fields) -> SyncPolicy:
         force_conflicts=fields.flag("forceConflicts", True),
         prune_limit=limit,
         prune_kinds=fields.strings("pruneKinds"),
+        create_namespace=fields.flag("createNamespace", False)
+        or "CreateNamespace=true" in fields.strings("syncOptions"),
     )
 
 

@@ -84,6 +84,7 @@ class SyncPolicy:
     force_conflicts: bool = True
     prune_limit: float = 0.5  # the share of the inventory one sync may prune without consent
     prune_kinds: tuple[str, ...] = ()  # opt in to pruning Namespace, CustomResourceDefinition, ...
+    create_namespace: bool = False  # apply the destination Namespace too (Argo's CreateNamespace)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from fleet.config import App, templates
 from fleet.reconcile.desired import AppSource
 from fleet.reconcile.syncing import AppSync
 from fleet.render import HelmOptions
-from fleet.types import ClusterRef
+from fleet.types import ClusterRef, RenderedSet
 
-__all__ = ["app_source", "app_sync"]
+__all__ = ["app_source", "app_sync", "with_namespace"]
 
 
 def app_source(app: App) -> AppSource:
@@ -64,3 +64,21 @@ def app_sync(app: App, cluster: ClusterRef, *, consent: bool = False) -> AppSync
             for rule in app.ignore_differences
         ),
     )
+
+
+def with_namespace(app: App, cluster: ClusterRef, rendered: RenderedSet) -> RenderedSet:
+    """`rendered` plus the app's destination Namespace when the app asks fleet to create it.
+
+    The Namespace joins the app's objects like any other: labelled, in the inventory, and, like
+    every Namespace, never pruned unless the app opts in to pruning Namespaces.
+    """
+    namespace = templates.expand(app.destination.namespace, cluster)
+    if not app.sync_policy.create_namespace or not namespace:
+        return rendered
+    if any(
+        m.get("kind") == "Namespace" and (m.get("metadata") or {}).get("name") == namespace
+        for m in rendered.objects
+    ):
+        return rendered
+    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    return RenderedSet.of([*rendered.objects, manifest])

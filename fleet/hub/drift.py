@@ -81,10 +81,11 @@ class DriftWatches:
     async def _run(
         self, key: Key, app: App, connection: Connection, scope: anyio.CancelScope, commit: str
     ) -> None:
-        rendered = self._desired.last_good(key[1], key[0])
+        last_good = self._desired.last_good(key[1], key[0])
         cluster = connection.cluster
-        if rendered is None or cluster is None:
+        if last_good is None or cluster is None:
             return
+        rendered = apps.with_namespace(app, connection.file.ref, last_good)
 
         async def on_drift(keys: list[ObjectKey], _healed: object) -> None:
             log.info("event=drift_seen cluster=%s app=%s objects=%d", key[0], key[1], len(keys))

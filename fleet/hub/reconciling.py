@@ -17,6 +17,7 @@ queue backs the key off; stalled ones do not retry until their input changes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -101,11 +102,14 @@ class Reconciler:
         cell = self.board.cell(app_name, cluster_name)
         if desired.error is not None or desired.rendered is None or desired.commit is None:
             return self._not_rendered(key, desired, started)
+        rendered = apps.with_namespace(app, connection.file.ref, desired.rendered)
+        commit = desired.commit
+        desired = dataclasses.replace(desired, rendered=rendered)
         last = self.applied.get(key)
         if (
             last is not None
-            and last.digest == desired.rendered.digest
-            and last.commit == desired.commit
+            and last.digest == rendered.digest
+            and last.commit == commit
             and not last.drift
             and last.health is not Status.PROGRESSING
             and started - last.checked_at < self.settings.resync_interval
@@ -113,14 +117,11 @@ class Reconciler:
             cell.error = ""
             self.metrics.reconcile_seconds.labels(result="noop").observe(time.time() - started)
             return self.settings.resync_interval - (started - last.checked_at)
-        changing = last is None or last.digest != desired.rendered.digest
+        changing = last is None or last.digest != rendered.digest
         if changing and self.on_changing is not None:
             self.on_changing(key)  # the old set's drift watch would take our own write for drift
         result = await sync(
-            connection.cluster,
-            apps.app_sync(app, connection.file.ref),
-            desired.rendered,
-            revision=desired.commit,
+            connection.cluster, apps.app_sync(app, connection.file.ref), rendered, revision=commit
         )
         return await self._summarise(key, desired, result, started)
 

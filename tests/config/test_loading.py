@@ -156,3 +156,19 @@ def test_destination_namespace_may_name_the_cluster(tmp_path: Path) -> None:
     bad = FLEET_YAML.replace("namespace: prod\n", "namespace: 'web-{{ cluster.zone }}'\n")
     with pytest.raises(ConfigError, match=r"destination.namespace: unknown placeholder"):
         loading.load(_write(tmp_path, bad))
+
+
+def test_create_namespace_in_fleet_and_argo_words(tmp_path: Path) -> None:
+    text = FLEET_YAML.replace(
+        "syncPolicy: {prune: true, selfHeal: true}",
+        "syncPolicy: {prune: true, createNamespace: true}",
+    )
+    app = loading.load(_write(tmp_path, text)).app("webapp")
+    assert app is not None and app.sync_policy.create_namespace
+    argo = ARGO_APP.replace(
+        "automated: {prune: true, selfHeal: false}",
+        "automated: {prune: true}\n    syncOptions: [CreateNamespace=true]",
+    )
+    guestbook = loading.load(_write(tmp_path, argo)).apps[0]
+    assert guestbook.sync_policy.create_namespace
+    assert not loading.load(_write(tmp_path, ARGO_APP)).apps[0].sync_policy.create_namespace

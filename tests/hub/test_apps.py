@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fleet.config import App, Destination, Source, SyncPolicy
 from fleet.hub import apps
-from fleet.types import ClusterRef
+from fleet.types import ClusterRef, RenderedSet
 
 
 def test_safe_defaults_and_per_cluster_namespace() -> None:
@@ -22,3 +24,22 @@ def test_safe_defaults_and_per_cluster_namespace() -> None:
     assert apps.app_sync(app, cluster, consent=True).prune.consent
     source = apps.app_source(app)
     assert source.path == "apps/{{ cluster.labels.env }}"  # expanded by render, per cluster
+
+
+def test_with_namespace_adds_the_destination_once() -> None:
+    app = App(
+        name="web",
+        source=Source(repo_url="file:///srv/config.git"),
+        destination=Destination(namespace="web-{{ cluster.name }}"),
+        sync_policy=SyncPolicy(create_namespace=True),
+    )
+    cluster = ClusterRef("eu-1")
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    rendered = apps.with_namespace(app, cluster, RenderedSet.of([config_map]))
+    kinds = sorted((m["kind"], m["metadata"]["name"]) for m in rendered.objects)
+    assert kinds == [("ConfigMap", "c"), ("Namespace", "web-eu-1")]
+    assert apps.with_namespace(app, cluster, rendered) == rendered  # already there: unchanged
+    plain = dataclasses.replace(app, sync_policy=SyncPolicy())
+    assert apps.with_namespace(plain, cluster, RenderedSet.of([config_map])).objects == (
+        config_map,
+    )

@@ -73,9 +73,13 @@ async def test_garbage_and_bad_config_affect_nothing_else(
 ) -> None:
     ns = "hub-garbage"
     remote = Remote(tmp_path / "git")
-    remote.commit({"app/ns.yaml": namespace_doc(ns), "app/cm.yaml": configmap(ns, "v1")})
+    remote.commit({"app/cm.yaml": configmap(ns, "v1")})  # no Namespace in git: fleet creates it
     settings = hub_settings(tmp_path)
-    settings.config_path.write_text(fleet_yaml(remote.url, ns))
+    settings.config_path.write_text(
+        fleet_yaml(remote.url, ns).replace(
+            "selfHeal: true}", "selfHeal: true, createNamespace: true}"
+        )
+    )
     cluster = kit_clusters[0]
     drop(cluster, settings.clusters_dir)
     (settings.clusters_dir / "junk.yaml").write_text("this: [is not, a kubeconfig")
