@@ -88,10 +88,13 @@ class Hub:
         self.board = Board()
         self.metrics = Metrics()
         self.history = History(settings.history_path)
+        # listings come from the poller and webhooks: a reconcile reuses the last one and never
+        # lists by itself, so a repository costs one ls-remote per poll interval, fleet-wide
+        listing_ttl = 2 * settings.poll_interval
         self.sources = Sources(
             SourceSettings(
                 cache_dir=settings.cache_dir,
-                interval=settings.poll_interval,
+                interval=listing_ttl,
                 credentials_file=settings.credentials_file,
             )
         )
