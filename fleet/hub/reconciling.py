@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (cluster, app)
 
 
+class _Recorded(TransientError):
+    """Objects failed to apply; the summary recorded it, the queue backs the key off."""
+
+
 @dataclass
 class Applied:
     """What a key last applied, for the free no-op."""
@@ -80,10 +84,9 @@ class Reconciler:
         started = time.time()
         try:
             return await self._reconcile(key, started)
-        except FleetError as exc:
-            self._failed(key, started, exc)
-            raise
-        except OSError as exc:
+        except _Recorded:
+            raise  # the summary has already written board, history and metrics
+        except (FleetError, OSError) as exc:
             self._failed(key, started, exc)
             raise
 
@@ -193,7 +196,7 @@ class Reconciler:
             finished - started,
         )
         if failures:
-            raise TransientError(f"app {app_name} on cluster {cluster_name}: {cell.error}")
+            raise _Recorded(f"app {app_name} on cluster {cluster_name}: {cell.error}")
         if result.health.status is Status.PROGRESSING:
             return self.settings.progress_recheck
         return self.settings.resync_interval
