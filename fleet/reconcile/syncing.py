@@ -111,7 +111,9 @@ async def sync(
             rendered.objects, app=app.name, namespace=app.namespace, scopes=scopes
         )
     wanted = {d.key: d.api_version for d in desired or () if d.problem is None}
-    live = await apply.read_live(cluster, {**before, **wanted})
+    live = await apply.read_live(
+        cluster, {**before, **wanted}, selector=f"{plan.APP_LABEL}={app.name}"
+    )
     the_plan = plan.make_plan(
         desired, app=app.name, inventory=before, live=live, policy=app.prune, ignore=app.ignore
     )
