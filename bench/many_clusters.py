@@ -1,0 +1,196 @@
+"""The hub's own cost per cluster entry: hundreds of entries sharing a few real apiservers.
+
+`--servers` real clusters are started; for each level E of `--entries`, a fresh hub gets E
+cluster entries, distinct kubeconfig files (copies, round-robin over the real apiservers; the
+file stem is the entry's name). The app's path is ``tenants/{{ cluster.name }}``: each entry has
+a kustomize overlay of its own (:func:`bench.workload.write_tenants`) putting a small app (a
+Namespace, a ConfigMap, a Service) into a namespace of its own, ``t-<entry>``: a kustomization
+per cluster name, hence one render per entry (the figures include E renders).
+
+Two layouts (``--layout``). ``shared-app`` is the one above: one app ``web`` for every entry. It
+exposes a limit of fleet today: entries that share an apiserver share the app's in-cluster
+inventory (``fleet-system/fleet-inventory-web``, keyed by app name alone), so each entry's sync
+overwrites the others' inventory and finds their objects in it: the entries never settle.
+``app-per-entry`` (the default) gives each entry an app of its own (``w-<entry>``,
+``destination.clusters.names: [<entry>]``), which has the same per-entry objects and renders but
+no shared inventory: the hub's own cost per entry, measured.
+
+Per level: time from hub start to every entry converged (seen by the independent watcher on the
+real apiservers), hub RSS and CPU once idle (after `--settle`), then one commit that changes every
+entry's ConfigMap, pushed with its webhook: commit-to-converged per entry.
+
+    python -m bench.many_clusters --servers 4 --entries 10 100 250 500 1000
+
+Writes ``bench/results/many_clusters.json`` and ``many_clusters.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench import figures
+from bench.hubproc import HubProcess
+from bench.rig import Rig, add_rig_arguments, fleet_yaml
+from bench.watcher import Watcher
+from bench.workload import set_tenant_value, write_tenants
+
+__all__ = ["main"]
+
+
+def _config(repo_url: str, names: list[str], *, layout: str) -> str:
+    if layout == "shared-app":
+        return fleet_yaml(repo_url, namespace="default", path="tenants/{{ cluster.name }}")
+    apps = ["apps:"]
+    for name in names:
+        apps.append(
+            f"  - name: w-{name}\n"
+            f'    source: {{repoURL: "{repo_url}", targetRevision: main, path: tenants/{name}}}\n'
+            f"    destination: {{namespace: default, clusters: {{names: [{name}]}}}}\n"
+            "    syncPolicy: {prune: true, selfHeal: true}"
+        )
+    return "\n".join(apps) + "\n"
+
+
+def entry_names(level: int) -> list[str]:
+    return [f"l{level}-e{i:04d}" for i in range(1, level + 1)]
+
+
+async def one_level(
+    rig: Rig, watcher: Watcher, root: Path, *, level: int, value: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    servers = sorted(rig.kubeconfigs)
+    names = entry_names(level)
+    server_of = {name: servers[i % len(servers)] for i, name in enumerate(names)}
+    slots = [(server_of[n], f"t-{n}") for n in names]
+    hub = HubProcess(
+        root / f"hub-{level}",
+        poll_interval=300,
+        resync_interval=args.resync_interval,
+        start_timeout=args.limit,
+    )
+    hub.root.mkdir(parents=True, exist_ok=True)
+    hub.config.write_text(_config(rig.repo_url, names, layout=args.layout))
+    hub.clusters.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = rig.kubeconfigs[server_of[name]]
+        (hub.clusters / f"{name}.yaml").write_bytes(source.read_bytes())
+    assert rig.remote is not None
+    started = time.time()
+    with hub:
+        seen = await watcher.wait(slots, f"value:v{value}", limit=args.limit)
+        converge = max(seen.values()) - started
+        await anyio.sleep(args.settle)
+        cpu0, t0 = hub.cpu_seconds(), time.monotonic()
+        await anyio.sleep(args.idle_window)
+        idle_cpu = (hub.cpu_seconds() - cpu0) / (time.monotonic() - t0) * 100
+        rss = hub.rss_mib()
+        marker = set_tenant_value(rig.remote.work, f"v{value + 1}")
+        assert rig.workload is not None
+        rig.workload.commit(f"bench: every tenant to {marker.text}")
+        pushed = await anyio.to_thread.run_sync(rig.workload.push)
+        status = await hub.webhook(rig.repo_url)
+        if status != 202:
+            raise RuntimeError(f"webhook answered {status}")
+        after = await watcher.wait(slots, marker.text, limit=args.limit)
+        latencies = [t - pushed for t in after.values()]
+        busy_rss = hub.rss_mib()
+    result = {
+        "entries": level,
+        "servers": len(servers),
+        "converge_all_s": converge,
+        "hub_listening_s": hub.listening_s,
+        "hub_rss_mib_idle": rss,
+        "hub_rss_mib_after_commit": busy_rss,
+        "hub_rss_mib_per_entry": rss / level,
+        "hub_idle_cpu_pct": idle_cpu,
+        "commit_latency": figures.summary(latencies),
+    }
+    print(f"  E={level}: {result}", flush=True)
+    return result
+
+
+async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    with Rig(
+        root, count=args.servers, objects=2, provider_name=args.provider,
+        clusters_from=args.clusters_from, prefix="many",
+    ) as rig:  # fmt: skip
+        assert rig.remote is not None and rig.workload is not None
+        write_tenants(rig.remote.work, [n for level in args.entries for n in entry_names(level)])
+        rig.workload.commit("tenants")
+        rig.workload.push()
+        value = 0
+        rows = []
+        async with Watcher(rig.kubeconfigs) as watcher:
+            for level in args.entries:
+                row = await one_level(rig, watcher, root, level=level, value=value, args=args)
+                rows.append(row)
+                value += 1
+    base = rows[0]
+    for row in rows:
+        extra = row["entries"] - base["entries"]
+        row["marginal_mib_per_entry"] = (
+            (row["hub_rss_mib_idle"] - base["hub_rss_mib_idle"]) / extra if extra else None
+        )
+    return {"rows": rows, "resync_interval_s": args.resync_interval, "layout": args.layout}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = []
+    for r in result["rows"]:
+        marginal = r["marginal_mib_per_entry"]
+        lat = r["commit_latency"]
+        rows.append([
+            r["entries"], r["converge_all_s"], r["hub_rss_mib_idle"], r["hub_rss_mib_per_entry"],
+            "-" if marginal is None else f"{marginal:.2f}", r["hub_idle_cpu_pct"],
+            lat["p50"], lat["p99"], lat["max"],
+        ])  # fmt: skip
+    headers = ["entries", "converge all s", "hub RSS MiB", "MiB/entry", "marginal MiB/entry",
+               "idle CPU %", "commit p50 s", "p99 s", "max s"]  # fmt: skip
+    print(figures.table(headers, rows))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_rig_arguments(p)
+    p.add_argument("--servers", type=int, default=4)
+    p.add_argument("--entries", type=int, nargs="+", default=[10, 100, 250, 500, 1000])
+    p.add_argument("--layout", choices=["app-per-entry", "shared-app"], default="app-per-entry")
+    p.add_argument("--resync-interval", type=float, default=300.0)
+    p.add_argument("--settle", type=float, default=10.0)
+    p.add_argument("--idle-window", type=float, default=20.0)
+    p.add_argument("--limit", type=float, default=1200.0)
+    p.add_argument("--out", type=Path, default=Path("bench/results/many_clusters.json"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-many-") as tmp:
+        result = anyio.run(run, args, Path(tmp), backend="asyncio")
+    print_table(result)
+    figures.write_results(args.out, result)
+    rows = result["rows"]
+    figures.plot_scaling(
+        args.out.with_suffix(".png"),
+        [r["entries"] for r in rows],
+        {
+            "converge all (from start), s": [r["converge_all_s"] for r in rows],
+            "commit to converged p99, s": [r["commit_latency"]["p99"] for r in rows],
+        },
+        xlabel="cluster entries",
+        ylabel="seconds",
+        title=f"many cluster entries over {args.servers} real apiservers",
+        right={"hub RSS MiB (idle)": [r["hub_rss_mib_idle"] for r in rows]},
+        right_label="hub RSS, MiB",
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
