@@ -71,6 +71,7 @@ class DesiredState:
         self.renderer = renderer
         self.cache = cache
         self._flight: SingleFlight[str, RenderedSet] = SingleFlight()
+        self._plan_flight: SingleFlight[bytes, tuple[RenderPlan, str]] = SingleFlight()
         self._plans: OrderedDict[bytes, tuple[RenderPlan, str]] = OrderedDict()
         self._last_good: dict[tuple[str, str], Desired] = {}
 
@@ -115,9 +116,15 @@ class DesiredState:
         rendered = await self.cache.get(key)
         fresh = False
         if rendered is None:
-            before = self.renderer.renders
-            rendered = await self._flight.do(key, lambda: self._render(snapshot, plan, key))
-            fresh = self.renderer.renders != before
+
+            async def lead() -> RenderedSet:  # runs for the single flight's leader only
+                nonlocal fresh
+                before = self.renderer.renders
+                result = await self._render(snapshot, plan, key)
+                fresh = self.renderer.renders != before
+                return result
+
+            rendered = await self._flight.do(key, lead)
         return Desired(
             app.name, cluster.name, rendered, commit=snapshot.commit, key=key, rendered_now=fresh
         )
@@ -135,6 +142,14 @@ class DesiredState:
         )
         if memo in self._plans:
             self._plans.move_to_end(memo)
+            return self._plans[memo]
+        # the keys of a new commit arrive together: one of them plans, the others wait for it
+        return await self._plan_flight.do(memo, lambda: self._make_plan(snapshot, spec, memo))
+
+    async def _make_plan(
+        self, snapshot: Snapshot, spec: RenderSpec, memo: bytes
+    ) -> tuple[RenderPlan, str]:
+        if memo in self._plans:
             return self._plans[memo]
         plan = await self.renderer.plan(snapshot, spec)
         trees = await snapshot.object_ids(plan.reads)

@@ -43,6 +43,7 @@ class TreeReader(Protocol):
     """A commit's files, read without a checkout (see :class:`fleet.sources.Snapshot`)."""
 
     async def kind(self, path: str) -> Literal["tree", "blob"] | None: ...
+    async def kinds(self, paths: list[str]) -> dict[str, Literal["tree", "blob"] | None]: ...
     async def read(self, path: str) -> bytes: ...
     async def names(self, path: str) -> list[str]: ...
 
@@ -69,9 +70,13 @@ async def reads(reader: TreeReader, path: str, *, limits: DocumentLimits) -> lis
         file = await kustomization_in(reader, directory)
         if file is None:
             continue  # a plain directory of resources
-        for ref in _references(await reader.read(file), file=file, limits=limits):
-            target = _resolve(directory, ref, file=file)
-            kind = await reader.kind(target)
+        refs = [
+            (ref, _resolve(directory, ref, file=file))
+            for ref in _references(await reader.read(file), file=file, limits=limits)
+        ]
+        kinds = await reader.kinds([target for _, target in refs])  # one git call per level
+        for ref, target in refs:
+            kind = kinds[target]
             if kind is None:
                 raise StalledError(f"path {file!r}: reference {ref!r} does not exist")
             if not _under(target, path):

@@ -61,6 +61,12 @@ class Snapshot:
         """``"tree"``, ``"blob"`` or ``None`` for a missing path."""
         return (await self._batch([path]))[path][1]
 
+    async def kinds(self, paths: list[str]) -> dict[str, ObjectKind | None]:
+        """:meth:`kind` of every path, with one git call."""
+        if not paths:
+            return {}
+        return {path: kind for path, (_, kind) in (await self._batch(paths)).items()}
+
     async def read(self, path: str) -> bytes:
         """The bytes of file `path`."""
         try:
