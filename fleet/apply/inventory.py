@@ -1,9 +1,10 @@
-"""An app's inventory, kept in the cluster it describes: one ConfigMap per app.
+"""An app's inventory, kept in the cluster it describes: one ConfigMap per app instance.
 
-The ConfigMap ``fleet-inventory-<app>`` in namespace ``fleet-system`` holds the objects the app
-applied there (apiVersion, kind, namespace, name, as JSON), the revision and the desired digest.
-Any hub can read it and prune correctly. Writing an inventory equal to the one read is skipped,
-so a no-op reconcile makes no write; the namespace is created only when the ConfigMap is new.
+The ConfigMap ``fleet-inventory-<id>`` in namespace ``fleet-system`` (the id names the app and
+its destination namespace) holds the objects the app applied there (apiVersion, kind, namespace,
+name, as JSON), the revision and the desired digest. Any hub can read it and prune correctly.
+Writing an inventory equal to the one read is skipped, so a no-op reconcile makes no write; the
+namespace is created only when the ConfigMap is new.
 """
 
 from __future__ import annotations

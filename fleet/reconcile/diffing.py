@@ -33,7 +33,7 @@ async def diff(
         for d in desired
         if d.problem is not None
     ]
-    previous = await apply.read_inventory(cluster, app.name)
+    previous = await apply.read_inventory(cluster, app.inventory_id)
     before = dict(previous.entries) if previous else {}
     live = await apply.read_live(cluster, before)
     the_plan = plan.make_plan(

@@ -16,6 +16,7 @@ A render failure (``rendered=None``) stops after step 4: nothing is applied or p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,15 @@ class AppSync:
     prune: plan.PrunePolicy = field(default_factory=plan.PrunePolicy)
     options: apply.ApplyOptions = field(default_factory=apply.ApplyOptions)
     ignore: tuple[plan.IgnoreRule, ...] = ()
+
+    @property
+    def inventory_id(self) -> str:
+        """Whose inventory this is on the cluster: the app *and* its destination namespace, so
+        two instances of one app name (two hubs, or two cluster entries sharing an apiserver)
+        never read or prune from each other's inventory."""
+        if not self.namespace:
+            return self.name
+        return f"{self.name}-{hashlib.sha256(self.namespace.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,10 @@ async def _write_inventory(
     digest: str,
 ) -> tuple[apply.Inventory, int]:
     inventory = apply.Inventory(
-        app=app.name, entries=dict(sorted(entries.items())), revision=revision, digest=digest
+        app=app.inventory_id,
+        entries=dict(sorted(entries.items())),
+        revision=revision,
+        digest=digest,
     )
     written = await apply.write_inventory(
         cluster, inventory, previous=previous, field_manager=app.options.field_manager
@@ -101,7 +114,7 @@ async def sync(
     dry_run: bool = False,
 ) -> SyncResult:
     """Make `cluster` match `rendered` for `app` (None: the render failed); see the module."""
-    previous = await apply.read_inventory(cluster, app.name)
+    previous = await apply.read_inventory(cluster, app.inventory_id)
     before = dict(previous.entries) if previous else {}
     desired: tuple[plan.DesiredObject, ...] | None = None
     if rendered is not None:

@@ -213,7 +213,7 @@ async def test_fifty_objects_noop_prune_and_safety(cluster: apply.Cluster) -> No
     assert third.changes.keys(Outcome.PRUNED) == {gone}
     assert len(third.changes.of(Outcome.UNCHANGED)) == 49
     assert gone not in (await apply.read_live(cluster, {gone: "v1"}))
-    inventory = await apply.read_inventory(cluster, app.name)
+    inventory = await apply.read_inventory(cluster, app.inventory_id)
     assert inventory is not None and gone not in inventory.entries
     assert len(inventory.entries) == 49 and inventory.revision == "r2"
 
@@ -233,8 +233,8 @@ async def test_fifty_objects_noop_prune_and_safety(cluster: apply.Cluster) -> No
     )
     cleanup = await sync(cluster, everything, RenderedSet.of([]), revision="r5")
     assert len(cleanup.changes.of(Outcome.PRUNED)) == 49, cleanup.changes.of(Outcome.FAILED)
-    assert await apply.read_inventory(cluster, app.name) == apply.Inventory(
-        app=app.name, entries={}, revision="r5", digest=RenderedSet.of([]).digest
+    assert await apply.read_inventory(cluster, app.inventory_id) == apply.Inventory(
+        app=app.inventory_id, entries={}, revision="r5", digest=RenderedSet.of([]).digest
     )
 
 
@@ -313,3 +313,33 @@ async def test_conflicting_field_is_reported_and_forced_only_when_configured(
     live = await cluster.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/c")
     assert live["data"] == {"owner": "fleet"}
     await cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+async def test_same_app_name_in_two_namespaces_keeps_two_inventories(
+    cluster: apply.Cluster,
+) -> None:
+    """Two instances of one app name (two hubs, or two cluster entries on one apiserver) never
+    prune each other's objects: each keeps its own inventory."""
+    name = unique("twin")
+    first_ns, second_ns = unique("ns-a"), unique("ns-b")
+
+    def objects(namespace: str) -> list[Manifest]:
+        return [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "shared", "namespace": namespace},
+                "data": {"a": "1"},
+            },
+        ]
+
+    first = AppSync(name=name, namespace=first_ns)
+    second = AppSync(name=name, namespace=second_ns)
+    assert first.inventory_id != second.inventory_id
+    assert (await sync(cluster, first, RenderedSet.of(objects(first_ns)))).changes.ok
+    synced = await sync(cluster, second, RenderedSet.of(objects(second_ns)))
+    assert not synced.plan.prunes, "the other instance's objects are not in this inventory"
+    assert synced.plan.refused is None
+    mine = await apply.read_inventory(cluster, second.inventory_id)
+    assert mine is not None and {k.namespace for k in mine.entries} == {"", second_ns}
