@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -75,6 +76,15 @@ def unreachable(exc: BaseException) -> bool:
         return True
     status = getattr(exc, "status", None)
     return isinstance(exc, TransientError) and status == 0
+
+
+def _stamp(path: Path) -> tuple[tuple[str, float, int], ...] | None:
+    """What changes when the config file, or any file of a config directory, changes."""
+    try:
+        files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
+        return tuple((str(f), f.stat().st_mtime, f.stat().st_size) for f in files)
+    except OSError:
+        return None
 
 
 class Hub:
@@ -133,7 +143,7 @@ class Hub:
         )
         self.port = 0
         self._ready = False
-        self._config_stamp: tuple[float, int] | None = None
+        self._config_stamp: tuple[tuple[str, float, int], ...] | None = None
         self._drift: DriftWatches | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._connections: Connections | None = None
@@ -204,13 +214,9 @@ class Hub:
 
     def _load_config(self) -> None:
         path = self.settings.config_path
-        try:
-            stat = path.stat()
-            stamp = (stat.st_mtime, stat.st_size)
-        except OSError:
-            stamp = None
-        if stamp == self._config_stamp and self._config_stamp is not None:
-            return
+        stamp = _stamp(path)
+        if stamp == self._config_stamp and (stamp is not None or self.board.config_error):
+            return  # unchanged (a missing file is reported once, not every check)
         self._config_stamp = stamp
         try:
             config = config_loading.load(path)
