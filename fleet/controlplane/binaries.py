@@ -38,6 +38,7 @@ __all__ = [
     "ensure_group",
     "ensure_tool",
     "module_version",
+    "stderr_progress",
 ]
 
 GOMOD_DIR = Path(__file__).parent / "gomod"
@@ -138,7 +139,8 @@ def _digest(group: BuildGroup, go_version: str) -> str:
     return h.hexdigest()[:12]
 
 
-def _stderr_progress(message: str) -> None:
+def stderr_progress(message: str) -> None:
+    """The kit's default progress report: one line on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -180,7 +182,7 @@ def _run_build(
 
 
 def ensure_group(
-    group: BuildGroup, *, cache_dir: Path, progress: Progress = _stderr_progress
+    group: BuildGroup, *, cache_dir: Path, progress: Progress = stderr_progress
 ) -> Path:
     """The directory holding `group`'s binaries, building them first if no cached build matches."""
     go = _go()
@@ -216,7 +218,7 @@ def ensure_group(
     return final
 
 
-def ensure_tool(name: str, *, cache_dir: Path, progress: Progress = _stderr_progress) -> Path:
+def ensure_tool(name: str, *, cache_dir: Path, progress: Progress = stderr_progress) -> Path:
     """The path of tool `name` (``helm``): the one on PATH, else a build of the pinned version."""
     found = shutil.which(name)
     if found:
@@ -225,7 +227,7 @@ def ensure_tool(name: str, *, cache_dir: Path, progress: Progress = _stderr_prog
     return ensure_group(group, cache_dir=cache_dir, progress=progress) / name
 
 
-def ensure_all(*, cache_dir: Path, progress: Progress = _stderr_progress) -> dict[str, Path]:
+def ensure_all(*, cache_dir: Path, progress: Progress = stderr_progress) -> dict[str, Path]:
     """Every control-plane binary, by name, building what is missing."""
     paths: dict[str, Path] = {}
     for group in GROUPS.values():

@@ -15,26 +15,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import yaml
 
-from fleet.controlplane import kubeconfig, runstate
+from fleet.controlplane import binaries, kubeconfig, runstate
 from fleet.controlplane.errors import KitError
 from fleet.controlplane.local import RunningCluster
 from fleet.settings import default_cache_dir
 
 __all__ = ["KindProvider", "available"]
 
-Progress = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+Progress = binaries.Progress
 
 
 def available() -> bool:
@@ -61,7 +56,7 @@ class KindProvider:
         run_root: Path | None = None,
         attached: bool = True,
         node_image: str | None = None,
-        progress: Progress = _stderr,
+        progress: Progress = binaries.stderr_progress,
     ) -> None:
         self.kubeconfig_dir = kubeconfig_dir
         self.cache_dir = cache_dir or default_cache_dir()

@@ -20,7 +20,6 @@ import contextlib
 import os
 import shutil
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -37,12 +36,8 @@ from fleet.settings import default_cache_dir
 __all__ = ["EtcdMode", "LocalProvider", "RunningCluster"]
 
 EtcdMode = Literal["shared", "per-cluster"]
-Progress = Callable[[str], None]
+Progress = binaries.Progress
 FAKE_NODE = "kwok-node-0"
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -101,7 +96,7 @@ class LocalProvider:
         attached: bool = True,
         base_port: int | None = None,
         apiserver_args: Sequence[str] = (),
-        progress: Progress = _stderr,
+        progress: Progress = binaries.stderr_progress,
     ) -> None:
         self.kubeconfig_dir = kubeconfig_dir
         self.cache_dir = cache_dir or default_cache_dir()

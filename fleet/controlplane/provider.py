@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Literal, Protocol
 
-from fleet.controlplane import kind, processes, runstate
+from fleet.controlplane import binaries, kind, processes, runstate
 from fleet.controlplane.adminapi import AdminApi
 from fleet.controlplane.errors import KitError
 from fleet.controlplane.local import EtcdMode, LocalProvider, Progress, RunningCluster
@@ -38,10 +37,6 @@ class Provider(Protocol):
     def down(self, *, keep_logs: bool = False) -> None: ...
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def choose(requested: ProviderName) -> Literal["local", "kind"]:
     """The provider to use for `requested` on this machine."""
     if requested == "auto":
@@ -60,7 +55,7 @@ def make(
 ) -> LocalProvider | kind.KindProvider:
     """A provider ready to ``up``."""
     chosen = choose(requested)
-    report = progress or _stderr
+    report = progress or binaries.stderr_progress
     if chosen == "kind":
         return kind.KindProvider(kubeconfig_dir=kubeconfig_dir, attached=attached, progress=report)
     return LocalProvider(

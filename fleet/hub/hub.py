@@ -283,7 +283,7 @@ class Hub:
         for key in [k for k in self.reconciler.applied if k[0] == name]:
             del self.reconciler.applied[key]
         for app in self.reconciler.config.apps:
-            if name in self.reconciler.targets(app):
+            if self.reconciler.selects(app, name):
                 self.queue.add((name, app.name))
 
     def _breaker_changed(self, status: BreakerStatus) -> None:
@@ -310,7 +310,7 @@ class Hub:
                 if reach.recovered:  # the tunnel is back: no need to wait for the next probe
                     self.breakers.for_cluster(reach.cluster).success()
                 for app in self.reconciler.config.apps if reach.recovered else ():
-                    if reach.cluster in self.reconciler.targets(app):
+                    if self.reconciler.selects(app, reach.cluster):
                         self.queue.add((reach.cluster, app.name))
 
     # -- sources ----------------------------------------------------------------------------------

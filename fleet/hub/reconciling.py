@@ -72,13 +72,16 @@ class Reconciler:
     on_applied: Callable[[Key], None] | None = None  # after each full sync (drift watches)
     on_changing: Callable[[Key], None] | None = None  # before applying a new desired set
 
+    def selects(self, app: App, cluster: str) -> bool:
+        """Whether `app` goes to the connected cluster named `cluster`."""
+        conn = self.connections.get(cluster)
+        return conn is not None and app.destination.clusters.matches(
+            conn.file.ref, server=conn.file.server
+        )
+
     def targets(self, app: App) -> list[str]:
         """The clusters `app` goes to, among those connected."""
-        return sorted(
-            name
-            for name, conn in self.connections.items()
-            if app.destination.clusters.matches(conn.file.ref, server=conn.file.server)
-        )
+        return sorted(name for name in self.connections if self.selects(app, name))
 
     async def __call__(self, key: Key) -> float | None:
         started = time.time()
@@ -94,7 +97,7 @@ class Reconciler:
         cluster_name, app_name = key
         connection = self.connections.get(cluster_name)
         app = self.config.app(app_name)
-        if connection is None or app is None or cluster_name not in self.targets(app):
+        if connection is None or app is None or not self.selects(app, cluster_name):
             self.applied.pop(key, None)
             return None
         if connection.cluster is None:
