@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -48,6 +49,8 @@ class HubProcess:
         log_level: str = "WARNING",
         profile: Path | None = None,
         start_timeout: float = 60.0,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.config = root / "fleet.yaml"
@@ -60,6 +63,8 @@ class HubProcess:
         self.profile = profile  # cProfile output of the whole hub run, written on SIGTERM
         self.port = 0
         self.start_timeout = start_timeout
+        self.extra_args = tuple(extra_args)  # more `fleet run` options (tests of faults)
+        self.env = dict(env or {})  # more environment (credentials, secrets under test)
         self.listening_s = 0.0  # process start to "listening" (every cluster entry connected)
         self._popen: subprocess.Popen[bytes] | None = None
         self.proc: psutil.Process | None = None
@@ -79,8 +84,10 @@ class HubProcess:
             "--poll-interval", str(self.poll_interval),
             "--resync-interval", str(self.resync_interval),
             "--workers", str(self.workers), "--log-level", self.log_level,
+            *self.extra_args,
         ]  # fmt: skip
         env = dict(os.environ, FLEET_GITHUB_SECRET=SECRET, FLEET_CACHE_DIR=str(self.root / "cache"))
+        env.update(self.env)
         with self.log.open("wb") as log:
             self._popen = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
         self.proc = psutil.Process(self._popen.pid)
@@ -97,6 +104,10 @@ class HubProcess:
             time.sleep(0.1)
         self.stop()  # never leave a hub behind
         raise TimeoutError(f"fleet run did not listen in {self.start_timeout}s: see {self.log}")
+
+    def alive(self) -> bool:
+        """The process is still running."""
+        return self._popen is not None and self._popen.poll() is None
 
     def stop(self) -> None:
         if self._popen is None or self._popen.poll() is not None:
