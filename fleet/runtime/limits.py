@@ -6,17 +6,30 @@ The apply layer wraps every API call::
     async with cluster.request():
         response = await call()
     cluster.observe(response.status, retry_after=seconds_or_none)
+    delay = cluster.retry_delay(attempt, retry_after)  # after a 429: wait, then retry (or None)
 
 :meth:`ClusterLimits.request` first takes one of the cluster's concurrency slots, then waits for a
 token (so at most ``max_concurrency`` callers wait on a bucket), and holds the slot for the call.
+A liveness probe passes ``slot=False``: it takes a token but no slot, so requests hung in every
+slot cannot hold back the probe that is to notice them.
 
 The bucket is AIMD, like TCP's congestion window: it starts at ``qps`` (burst ``burst``; 50/100 as
-in Argo CD and Flux). An HTTP 429 halves the rate (not below ``min_qps``; 429s within
-``decrease_interval`` of the last halving count once, since requests in flight all see the same
-overload). A ``Retry-After`` closes the bucket until then; it reopens with one token, so one request
-probes the server, then the halved rate applies. After each ``quiet_period`` without a 429 the rate
-grows by ``increase`` until it is back at ``qps``. Waiters re-check after each sleep, so a 429 also
-holds back requests that were already waiting.
+in Argo CD and Flux).
+
+- **Decrease**: an HTTP 429 halves the rate, never below ``min_qps`` (a floor that still lets a
+  commit through in seconds; ``qps`` when that is lower); 429s within ``decrease_interval`` of
+  the last halving count once, since the requests in flight all saw the same overload. A 429
+  also drops the saved-up burst.
+- **Retry-After** is the 429'd request's own: :meth:`ClusterLimits.retry_delay` tells the caller
+  to wait that long (capped at ``max_retry_after``) before its retry, for at most
+  ``retry_attempts`` retries. The 429 that halves the rate also holds the whole bucket, for its
+  Retry-After but never longer than ``max_hold``; the bucket then reopens with one token, so one
+  request probes the server before the halved rate applies. Later 429s of the same interval hold
+  nothing: a share of requests refused must not stop the others (the collapse of issue 11).
+- **Recovery** is additive per answer: every answer that is not a 429 or a 5xx adds ``increase``
+  qps back, up to ``qps``. No quiet period: a cluster that answers recovers as fast as it answers.
+
+Waiters re-check after each sleep, so a hold also holds back requests that were already waiting.
 """
 
 from __future__ import annotations
@@ -30,71 +43,94 @@ import anyio
 from fleet.runtime.clock import Clock
 from fleet.runtime.ratelimit import TokenBucket
 
-__all__ = ["AdaptiveBucket", "ClusterLimitSettings", "ClusterLimits", "LimitStats", "Limits"]
+__all__ = [
+    "AdaptiveBucket",
+    "ClusterLimitSettings",
+    "ClusterLimits",
+    "LimitStats",
+    "Limits",
+    "retry_delay",
+]
 
 TOO_MANY_REQUESTS = 429
 
 
 @dataclass(frozen=True)
 class ClusterLimitSettings:
-    """The API budget of one cluster."""
+    """The API budget of one cluster, and how it reacts to 429 Too Many Requests."""
 
     qps: float = 50.0
     burst: int = 100
     max_concurrency: int = 10
-    min_qps: float = 1.0
-    increase: float = 5.0
-    quiet_period: float = 10.0
-    decrease_interval: float = 1.0
+    min_qps: float = 5.0  # the floor of the decrease
+    increase: float = 1.0  # qps added back per answered request
+    decrease_interval: float = 1.0  # 429s within this of the last halving count once
+    max_hold: float = 1.0  # the longest a Retry-After holds the whole bucket
+    retry_attempts: int = 8  # retries of one 429'd request before its 429 is the answer
+    max_retry_after: float = 10.0  # the longest one retry waits, whatever Retry-After says
+    retry_backoff: float = 0.5  # a 429 without Retry-After: wait this, doubling per attempt
+
+
+def retry_delay(
+    settings: ClusterLimitSettings, *, attempt: int, retry_after: float | None
+) -> float | None:
+    """How long the `attempt`-th retry (from 0) of a 429'd request waits; ``None``: give up.
+
+    The server's Retry-After when it sent one, else ``retry_backoff`` doubling per attempt; in
+    both cases capped at ``max_retry_after``.
+    """
+    if attempt >= settings.retry_attempts:
+        return None
+    if retry_after is not None and retry_after >= 0:
+        wait = retry_after
+    else:
+        wait = settings.retry_backoff * 2.0 ** min(attempt, 32)
+    return min(wait, settings.max_retry_after)
 
 
 class AdaptiveBucket:
-    """A token bucket whose rate halves on 429 and recovers additively (pure: time passed in)."""
+    """A token bucket whose rate halves on 429 and grows back per answer (pure: time passed in)."""
 
     def __init__(self, settings: ClusterLimitSettings, *, now: float) -> None:
         self.settings = settings
         self._bucket = TokenBucket(rate=settings.qps, burst=settings.burst, now=now)
-        self._calm_since = now  # the quiet period counts from here
         self._last_decrease = -float("inf")
         self.throttled = 0
+        self.decreases = 0
 
     @property
     def rate(self) -> float:
         return self._bucket.rate
 
-    def _recover(self, now: float) -> None:
-        s = self.settings
-        if self._bucket.rate >= s.qps or now < self._calm_since + s.quiet_period:
-            return
-        periods = int((now - self._calm_since) // s.quiet_period)
-        self._bucket.refill(now)  # tokens earned so far at the old rate
-        self._bucket.rate = min(s.qps, self._bucket.rate + periods * s.increase)
-        self._calm_since += periods * s.quiet_period
-
     def delay(self, now: float) -> float:
         """How long until a request may go (0: take a token with :meth:`take`)."""
-        self._recover(now)
         return self._bucket.delay(now)
 
     def take(self, now: float) -> bool:
-        self._recover(now)
         return self._bucket.take(now)
 
+    def answered(self, *, now: float) -> None:
+        """The server answered a request (not a 429): add ``increase`` back, up to ``qps``."""
+        s = self.settings
+        if self._bucket.rate < s.qps:
+            self._bucket.refill(now)  # tokens earned so far count at the old rate
+            self._bucket.rate = min(s.qps, self._bucket.rate + s.increase)
+
     def throttle(self, *, now: float, retry_after: float | None) -> None:
-        """The server answered 429: halve the rate, and close until `retry_after` if given."""
+        """The server answered 429: halve the rate once per interval; the first holds the bucket."""
         self.throttled += 1
         s = self.settings
+        if now < self._last_decrease + s.decrease_interval:
+            return  # the same overload, seen by another request in flight
+        self._last_decrease = now
+        self.decreases += 1
         self._bucket.refill(now)
-        if now >= self._last_decrease + s.decrease_interval:
-            self._last_decrease = now
-            self._bucket.rate = max(s.min_qps, self._bucket.rate / 2.0)
+        self._bucket.rate = max(min(s.min_qps, s.qps), self._bucket.rate / 2.0)
         self._bucket.tokens = min(self._bucket.tokens, 0.0)  # no burst right after a 429
-        if retry_after is not None and retry_after > 0:
-            reopen = now + retry_after
-            if reopen > self._bucket.updated:
-                self._bucket.updated = reopen  # nothing accrues before then...
-                self._bucket.tokens = 1.0  # ...and one request probes when it reopens
-        self._calm_since = max(now, self._bucket.updated)
+        hold = min(retry_after, s.max_hold) if retry_after is not None else 0.0
+        if hold > 0 and now + hold > self._bucket.updated:
+            self._bucket.updated = now + hold  # nothing accrues before then...
+            self._bucket.tokens = 1.0  # ...and one request probes when it reopens
 
 
 @dataclass(frozen=True)
@@ -107,6 +143,7 @@ class LimitStats:
     waited_seconds: float
     throttled: int
     requests: dict[int, int]
+    retries: int = 0  # 429'd requests sent again after their Retry-After
 
 
 class ClusterLimits:
@@ -121,25 +158,43 @@ class ClusterLimits:
         self._waits = 0
         self._waited = 0.0
         self._requests: dict[int, int] = {}
+        self._retries = 0
 
     @asynccontextmanager
-    async def request(self) -> AsyncIterator[None]:
-        """Hold a concurrency slot and one token for the duration of one API call."""
-        async with self._slots:
-            started = self._clock.now()
-            while not self.bucket.take(self._clock.now()):
-                await self._clock.sleep(self.bucket.delay(self._clock.now()))
-            waited = self._clock.now() - started
-            if waited > 0:
-                self._waits += 1
-                self._waited += waited
+    async def request(self, *, slot: bool = True) -> AsyncIterator[None]:
+        """Hold a concurrency slot (unless `slot` is false) and one token for one API call."""
+        if not slot:
+            await self._token()
             yield
+            return
+        async with self._slots:
+            await self._token()
+            yield
+
+    async def _token(self) -> None:
+        started = self._clock.now()
+        while not self.bucket.take(self._clock.now()):
+            await self._clock.sleep(self.bucket.delay(self._clock.now()))
+        waited = self._clock.now() - started
+        if waited > 0:
+            self._waits += 1
+            self._waited += waited
 
     def observe(self, status_code: int, retry_after: float | None = None) -> None:
         """Report the HTTP status of a call (and its Retry-After in seconds, if any)."""
         self._requests[status_code] = self._requests.get(status_code, 0) + 1
+        now = self._clock.now()
         if status_code == TOO_MANY_REQUESTS:
-            self.bucket.throttle(now=self._clock.now(), retry_after=retry_after)
+            self.bucket.throttle(now=now, retry_after=retry_after)
+        elif status_code < 500:
+            self.bucket.answered(now=now)
+
+    def retry_delay(self, attempt: int, retry_after: float | None) -> float | None:
+        """How long the `attempt`-th retry of a 429'd request waits (``None``: give up)."""
+        delay = retry_delay(self.settings, attempt=attempt, retry_after=retry_after)
+        if delay is not None:
+            self._retries += 1
+        return delay
 
     def stats(self) -> LimitStats:
         return LimitStats(
@@ -149,6 +204,7 @@ class ClusterLimits:
             waited_seconds=self._waited,
             throttled=self.bucket.throttled,
             requests=dict(self._requests),
+            retries=self._retries,
         )
 
 
