@@ -9,6 +9,10 @@ the server answers at all (any error that is not an outage), the breaker closes;
 breaker opens again and the delay to the next probe doubles, from ``probe_base`` up to
 ``probe_cap``. A probe that is cancelled leaves the breaker open with a probe due at once.
 
+A liveness probe that gets no answer opens the breaker at once with :meth:`CircuitBreaker.trip`
+(a hung apiserver answers nothing, so waiting for ``failures`` calls to time out would take
+minutes); the probe's next answer closes it with :meth:`CircuitBreaker.success`.
+
 Errors the server answered (a 4xx, a 5xx turned into :class:`~fleet.errors.TransientError`) never
 trip the breaker: the cluster is reachable, retrying is the work queue's business.
 
@@ -155,6 +159,21 @@ class CircuitBreaker:
             self._open()
         elif self.state is BreakerState.CLOSED and self._failures >= self.settings.failures:
             self._open()
+
+    def trip(self, cause: str) -> None:
+        """Open now, whatever the count: a liveness probe found the cluster silent (`cause`).
+
+        Already open: only the cause is updated (the probe backoff is not pushed further out).
+        """
+        self._last_error = cause
+        if self.state is BreakerState.OPEN:
+            if self._on_change is not None:
+                self._on_change(self.status())
+            return
+        self._failures = max(self._failures, self.settings.failures)
+        if self.state is BreakerState.HALF_OPEN:
+            self._probes_failed += 1
+        self._open()
 
     def abandon(self) -> None:
         """A call was cancelled: if it was the probe, a new probe is due at once."""

@@ -151,3 +151,40 @@ async def test_breakers_registry_reports_changes() -> None:
     ]
     breakers.drop("b")
     assert list(breakers.statuses()) == ["a"]
+
+
+async def test_a_silent_probe_trips_at_once_and_an_answer_closes() -> None:
+    clock = VirtualClock()
+    changes: list[tuple[BreakerState, str | None]] = []
+    breaker = CircuitBreaker(
+        "a", SETTINGS, clock=clock, on_change=lambda s: changes.append((s.state, s.last_error))
+    )
+    await clock.advance(5.0)
+    breaker.trip("no answer to GET /readyz within 3.0s")  # one probe, not `failures` calls
+    status = breaker.status()
+    assert (status.state, status.since, status.next_probe) == (BreakerState.OPEN, 5.0, 6.0)
+    with pytest.raises(ClusterUnavailable, match="no answer to GET /readyz"):
+        breaker.check()
+    await clock.advance(0.5)
+    breaker.trip("no answer to GET /readyz within 3.0s (again)")  # still open: cause only
+    assert breaker.status().next_probe == 6.0
+    assert breaker.status().since == 5.0
+    breaker.success()  # the probe's next answer
+    assert breaker.state is BreakerState.CLOSED
+    assert [state for state, _ in changes] == [
+        BreakerState.OPEN,
+        BreakerState.OPEN,
+        BreakerState.CLOSED,
+    ]
+    assert changes[1][1] == "no answer to GET /readyz within 3.0s (again)"
+
+
+async def test_a_trip_during_a_half_open_probe_doubles_the_backoff() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("a", SETTINGS, clock=clock)
+    breaker.trip("silent")
+    await clock.advance(1.0)
+    assert breaker.admit()  # half-open: a reconcile is the probe...
+    breaker.trip("silent")  # ...and the liveness probe finds the cluster silent meanwhile
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_in() == 2.0
