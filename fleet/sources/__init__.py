@@ -6,7 +6,7 @@ from fleet.sources.credentials import Credential, Credentials, load_credentials
 from fleet.sources.mirror import Mirror, MirrorStats
 from fleet.sources.registry import Sources, SourceSettings
 from fleet.sources.snapshot import Snapshot, repo_path
-from fleet.sources.urls import RepoId, repo_id
+from fleet.sources.urls import RepoId, check_repo_url, repo_id
 
 __all__ = [
     "Credential",
@@ -17,6 +17,7 @@ __all__ = [
     "Snapshot",
     "SourceSettings",
     "Sources",
+    "check_repo_url",
     "load_credentials",
     "repo_id",
     "repo_path",

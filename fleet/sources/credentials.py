@@ -14,7 +14,9 @@ segments only) against a repository's key; the longest prefix wins::
 Secrets never reach a command line or a log: https credentials go to git through ``GIT_ASKPASS``
 (a tiny script that echoes two environment variables of the git process), ssh runs with the deploy
 key, ``IdentitiesOnly`` and a pinned ``known_hosts`` under ``StrictHostKeyChecking=yes``. A
-:class:`Credential`'s ``repr`` shows no secret.
+:class:`Credential`'s ``repr`` shows no secret, and every password, token and the lines of every
+deploy key are registered with :func:`fleet.logs.register_secret` as the file is read, so no log
+line or scrubbed error text can show them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from fleet import logs
 from fleet.errors import ConfigError
 from fleet.sources.urls import repo_id
 
@@ -77,18 +80,44 @@ def load_credentials(path: Path) -> Credentials:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("url"), str):
             raise ConfigError(f"credentials file {path}: entry {index} has no 'url'")
-        token = item.get("token")
-        key, hosts = item.get("sshKey"), item.get("knownHosts")
-        entries.append(
-            Credential(
-                url=repo_id(item["url"]).key,
-                username=str(item.get("username") or ("x-access-token" if token else "")),
-                password=str(token or item.get("password") or ""),
-                ssh_key=Path(key).expanduser() if key else None,
-                known_hosts=Path(hosts).expanduser() if hosts else None,
-            )
-        )
+        entries.append(_entry(item, where=f"credentials file {path}: entry {index}"))
     return Credentials(tuple(entries))
+
+
+def _entry(item: dict[str, Any], *, where: str) -> Credential:
+    token = item.get("token")
+    secret = str(token or item.get("password") or "")
+    logs.register_secret(secret)
+    key, hosts = item.get("sshKey"), item.get("knownHosts")
+    ssh_key = Path(key).expanduser() if key else None
+    if ssh_key is not None:
+        _register_key(ssh_key)
+    try:
+        url = repo_id(item["url"]).key
+    except ConfigError:
+        raise ConfigError(
+            f"{where}: 'url' must be a plain URL prefix without a user name or password "
+            "(give them in 'username' and 'password' or 'token')"
+        ) from None
+    return Credential(
+        url=url,
+        username=str(item.get("username") or ("x-access-token" if token else "")),
+        password=secret,
+        ssh_key=ssh_key,
+        known_hosts=Path(hosts).expanduser() if hosts else None,
+    )
+
+
+def _register_key(path: Path) -> None:
+    """Mask every body line of the deploy key at `path` (a PEM line is a secret by itself)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return  # ssh will say so, naming the file; nothing to mask
+    logs.register_secret(text.strip())
+    for line in text.splitlines():
+        if len(line) >= 16 and not line.startswith("-----"):
+            logs.register_secret(line.strip())
 
 
 def write_askpass(directory: Path) -> Path:

@@ -5,7 +5,9 @@ so a timeout or a cancellation kills git *and* its helpers (``git-remote-https``
 process group. Failures become :mod:`fleet.errors` classes from git's own words (``LC_ALL=C``):
 a refused credential or host key is stalled (nothing changes until the credentials do), anything
 else on the network is transient. The command line never holds a secret (see
-:mod:`fleet.sources.credentials`), so it may be logged.
+:mod:`fleet.sources.credentials`), so it may be logged. Git's own words can still echo a URL or a
+helper's output: every text that leaves here (error messages, :attr:`GitFailed.stderr`, log
+lines) is passed through :func:`fleet.logs.scrub` first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import anyio
 
 from fleet import process
 from fleet.errors import FleetError, StalledError, TransientError
+from fleet.logs import scrub
 
 __all__ = ["GitFailed", "base_env", "run_git"]
 
@@ -40,16 +43,17 @@ _MAX_OUTPUT = 256 * 1024 * 1024
 
 
 class GitFailed(FleetError):
-    """A git command exited non-zero; carries its stderr for callers that read it."""
+    """A git command exited non-zero; carries its stderr (scrubbed) for callers that read it."""
 
     def __init__(self, message: str, *, stderr: str = "") -> None:
-        super().__init__(message)
-        self.stderr = stderr
+        super().__init__(scrub(message))
+        self.stderr = scrub(stderr)
 
 
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The inherited environment, cleaned of git state, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "FLEET_GIT_"))}
+    """The inherited environment, cleaned of git state and of fleet's own variables (webhook
+    secrets, API tokens: git needs none of them), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "FLEET_"))}
     env.update(LC_ALL="C", GIT_CONFIG_NOSYSTEM="1", GIT_ALLOW_PROTOCOL="file:https:http:ssh")
     env.update(extra)
     return env
@@ -77,11 +81,11 @@ async def run_git(
     except process.OutputTooLarge:
         raise TransientError(f"git {args[0]}: output exceeds the size limit") from None
     except TimeoutError:
-        log.warning("event=git_timeout args=%s timeout_s=%s", " ".join(args[:2]), time_limit)
+        log.warning("event=git_timeout args=%s timeout_s=%s", _shown(args, 2), time_limit)
         raise TransientError(f"git {args[0]} timed out after {time_limit:g} s") from None
     code, out, err = done.code, done.stdout, done.stderr
     elapsed = time.monotonic() - started
-    log.debug("event=git args=%s rc=%s elapsed_s=%.3f", " ".join(args[:3]), code, elapsed)
+    log.debug("event=git args=%s rc=%s elapsed_s=%.3f", _shown(args, 3), code, elapsed)
     if code == 0:
         return out
     stderr = err.decode(errors="replace").strip()
@@ -95,7 +99,12 @@ async def run_git(
     raise GitFailed(f"git {args[0]} failed: {cause}", stderr=stderr)
 
 
+def _shown(args: Sequence[str], count: int) -> str:
+    return scrub(" ".join(args[:count]))
+
+
 def _cause(stderr: str) -> str:
+    """The line of git's stderr that says why, scrubbed (cut after scrubbing: no half secret)."""
     lines = [line for line in stderr.splitlines() if line.strip()]
     fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (fatal or lines or ["(no output)"])[-1][:500]
+    return scrub((fatal or lines or ["(no output)"])[-1])[:500]
