@@ -2,7 +2,15 @@
 
 ``fleet run`` runs until SIGTERM or Ctrl-C, then lets in-flight applies finish (bounded) and
 exits 0. Webhook secrets come from the environment (``FLEET_GITHUB_SECRET``,
-``FLEET_GITLAB_TOKEN``), never from the command line, where any user could read them.
+``FLEET_GITLAB_TOKEN``), never from the command line, where any user could read them; they are
+registered with :mod:`fleet.logs` so that no log line shows them. Its log is one event per line on
+stderr (logfmt, or JSON with ``--log-format json``); the start line (version, config, clusters
+dir, listen address), the listening line and the stop line (reason, seconds up) are written
+whatever ``--log-level`` says.
+
+``fleet status`` prints the matrix and exits 0 only when every target is Synced/Healthy, every
+cluster ready and the config valid; 1 otherwise, 2 for a usage error, 3 when the hub cannot be
+reached.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
+from fleet import __version__, logs
 from fleet.config import loading as config_loading
 from fleet.errors import FleetError
 from fleet.gitops import audit
@@ -32,7 +42,26 @@ from fleet.report import Cell, ClusterState, History, SyncRecord, matrix
 from fleet.settings import default_cache_dir
 from fleet.sources import Sources, SourceSettings, repo_id
 
-__all__ = ["add_arguments", "run_history", "run_hub", "run_status"]
+__all__ = [
+    "EXIT_NOT_GREEN",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "add_arguments",
+    "not_green",
+    "run_history",
+    "run_hub",
+    "run_status",
+]
+
+log = logging.getLogger(__name__)
+
+EXIT_NOT_GREEN = 1  # a target not Synced/Healthy, a cluster not ready, a config error
+EXIT_USAGE = 2  # as argparse
+EXIT_UNREACHABLE = 3  # the hub did not answer with its status
+_STATUS_EXITS = (
+    "exit status: 0 when every target is Synced/Healthy, every cluster ready and the config "
+    "valid; 1 otherwise; 2 for a usage error; 3 when the hub cannot be reached"
+)
 
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,9 +99,20 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="git credentials file (https tokens, ssh deploy keys)",
     )
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument(
+        "--log-level",
+        default="info",
+        help=f"least severe level logged: {', '.join(logs.LEVELS)} (default info)",
+    )
+    run.add_argument(
+        "--log-format",
+        default=logs.Format.LOGFMT.value,
+        help="logfmt (key=value, one event per line) or json (one object per line); default logfmt",
+    )
 
-    status = sub.add_parser("status", help="the app x cluster matrix of a running hub")
+    status = sub.add_parser(
+        "status", help="the app x cluster matrix of a running hub", epilog=_STATUS_EXITS
+    )
     status.add_argument("--url", default="http://127.0.0.1:8080", help="the hub's address")
     status.add_argument("--json", action="store_true", help="print the JSON status")
 
@@ -97,16 +137,33 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen {value}: expected HOST:PORT with a port from 0 to 65535")
     return host or "127.0.0.1", int(port)
 
 
+def _log_options(args: argparse.Namespace) -> tuple[int, logs.Format]:
+    level = logs.parse_level(args.log_level)
+    try:
+        fmt = logs.Format(str(args.log_format).lower())
+    except ValueError:
+        choices = ", ".join(f.value for f in logs.Format)
+        raise ValueError(f"log format '{args.log_format}' is not one of {choices}") from None
+    return level, fmt
+
+
 def run_hub(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    host, port = _listen(args.listen)
+    try:
+        level, fmt = _log_options(args)
+        host, port = _listen(args.listen)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(level=level, fmt=fmt)
+    github_secret = os.environ.get("FLEET_GITHUB_SECRET", "")
+    gitlab_token = os.environ.get("FLEET_GITLAB_TOKEN", "")
+    for secret in (github_secret, gitlab_token):
+        logs.register_secret(secret)
     settings = HubSettings(
         config_path=args.config,
         clusters_dir=args.clusters,
@@ -115,47 +172,132 @@ def run_hub(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         resync_interval=args.resync_interval,
         server=ServerSettings(
-            host=host,
-            port=port,
-            github_secret=os.environ.get("FLEET_GITHUB_SECRET", ""),
-            gitlab_token=os.environ.get("FLEET_GITLAB_TOKEN", ""),
+            host=host, port=port, github_secret=github_secret, gitlab_token=gitlab_token
         ),
     )
+    logs.announce(
+        log,
+        "hub_start",
+        version=__version__,
+        config=args.config,
+        clusters=args.clusters,
+        state_dir=args.state_dir,
+        listen=f"{host}:{port}",
+        credentials=args.credentials or "",
+        log_format=fmt.value,
+        pid=os.getpid(),
+    )
+    started = time.monotonic()
+    stopped_by: list[str] = []
 
     async def main() -> None:
         hub = Hub(settings)  # its clock reads the event loop's time: built inside the loop
         async with anyio.create_task_group() as group:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 port = await group.start(hub.run)
-                print(f"fleet hub listening on http://{host}:{port}", file=sys.stderr, flush=True)
-                async for _ in signals:
+                url = f"http://{host}:{port}"
+                logs.announce(log, "hub_listening", url=url, msg=f"fleet hub listening on {url}")
+                async for signum in signals:
+                    stopped_by.append(signal.Signals(signum).name)
                     hub.stop()
                     break
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    except Exception as exc:  # the hub's end, whatever ended it, is one stop line
+        _stopped(started, reason="error", error=exc, bug=not _expected(exc))
+        return 1
+    _stopped(started, reason=stopped_by[0] if stopped_by else "returned")
     return 0
+
+
+def _expected(exc: BaseException) -> bool:
+    """An operator's error (a port in use, a bad file), not a bug of fleet."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_expected(e) for e in exc.exceptions)
+    return isinstance(exc, FleetError | OSError)
+
+
+def _stopped(
+    started: float, *, reason: str, error: BaseException | None = None, bug: bool = False
+) -> None:
+    fields: dict[str, object] = {"reason": reason, "uptime_s": round(time.monotonic() - started, 3)}
+    if error is not None:
+        fields["error"] = error
+    if bug:  # a traceback, scrubbed, on the same line: a bug of fleet to report
+        logs.event(log, "hub_crashed", level=logging.ERROR, exc_info=error)
+    logs.announce(log, "hub_stop", **fields)
+
+
+class _Unreachable(Exception):
+    """The hub did not answer with its status."""
 
 
 def _get(url: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - operator's URL
-            data: dict[str, Any] = json.load(response)
-            return data
+            data = json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise _Unreachable(f"the hub at {url} answered HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise SystemExit(f"error: cannot reach the hub at {url}: {exc}") from None
+        cause = getattr(exc, "reason", exc)
+        raise _Unreachable(f"cannot reach the hub at {url}: {logs.scrub(str(cause))}") from None
+    except ValueError:
+        raise _Unreachable(f"{url} did not answer with the hub's status JSON") from None
+    if not isinstance(data, dict):
+        raise _Unreachable(f"{url} did not answer with the hub's status JSON")
+    return data
+
+
+def not_green(data: dict[str, Any]) -> list[str]:
+    """What keeps `data` (``/api/status``) from all green, one short phrase each; [] when green."""
+    found = []
+    if data.get("config_error"):
+        found.append("the config has an error")
+    cells = [c for c in data.get("apps", []) if isinstance(c, dict)]
+    bad = [c for c in cells if (c.get("sync"), c.get("health")) != ("Synced", "Healthy")]
+    if bad:
+        found.append(f"{len(bad)} of {len(cells)} targets not Synced/Healthy")
+    clusters = [c for c in data.get("clusters", []) if isinstance(c, dict)]
+    down = [str(c.get("name")) for c in clusters if c.get("state") != "ready"]
+    if down:
+        found.append(f"clusters not ready: {', '.join(down)}")
+    return found
 
 
 def run_status(args: argparse.Namespace) -> int:
-    data = _get(args.url.rstrip("/") + "/api/status")
+    base = str(args.url).rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        print(f"error: --url {base}: expected http(s)://HOST:PORT", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        data = _get(base + "/api/status")
+    except _Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    problems = not_green(data)
     if args.json:
         print(json.dumps(data, indent=2))
-        return 0
-    cells = [Cell(**{k: v for k, v in c.items() if k != "drift_age"}) for c in data["apps"]]
-    clusters = [ClusterState(**c) for c in data["clusters"]]
+    else:
+        _print_matrix(data)
+    if problems:
+        print(f"not green: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_NOT_GREEN
+    return 0
+
+
+def _print_matrix(data: dict[str, Any]) -> None:
+    cell_fields = {f.name for f in dataclasses.fields(Cell)}
+    state_fields = {f.name for f in dataclasses.fields(ClusterState)}
+    cells = [Cell(**{k: v for k, v in c.items() if k in cell_fields}) for c in data.get("apps", [])]
+    clusters = [
+        ClusterState(**{k: v for k, v in c.items() if k in state_fields})
+        for c in data.get("clusters", [])
+    ]
     if data.get("config_error"):
         print(f"! config: {data['config_error']}")
     print(matrix(cells, clusters) if cells or clusters else "no apps or clusters yet")
-    return 0
 
 
 def run_history(args: argparse.Namespace) -> int:

@@ -4,19 +4,24 @@
 - ``fleet render``, ``fleet diff``, ``fleet sync``: one app, once, without the hub.
 - ``fleet cluster up|down|status|build``: local control planes for demos, tests and the bench.
 
-Each sub-command prints one ``error:`` line and exits 1 on a :class:`~fleet.errors.FleetError`;
-a traceback means a bug in fleet.
+Each sub-command prints one ``error:`` line and exits 1 on a :class:`~fleet.errors.FleetError`
+(here too if a sub-command lets one through, its text scrubbed of secrets by
+:func:`fleet.logs.scrub`); a bad option is one line and exit 2 (argparse); Ctrl-C exits 130 and a
+pipe closed early (``fleet status | head -1``) exits 141, both without a traceback. A traceback
+means a bug in fleet.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
-from fleet import __version__
+from fleet import __version__, logs
 from fleet.cli import demo, hubcmd, oneshot
 from fleet.controlplane import cli as kit_cli
+from fleet.errors import FleetError
 from fleet.gitops import cli as gitops_cli
 
 __all__ = ["main"]
@@ -53,10 +58,33 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = _HANDLERS.get(args.command)
-    if handler is not None:
-        return handler(args)
-    print(f"fleet {__version__}")
-    return 0
+    try:
+        if handler is not None:
+            code = handler(args)
+        else:
+            print(f"fleet {__version__}")
+            code = 0
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+    except FleetError as exc:
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _silence_stdout() -> None:
+    """The reader is gone: point stdout at /dev/null so the exit flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":
