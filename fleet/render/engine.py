@@ -6,6 +6,11 @@ kustomization means kustomize, anything else is plain manifests; it returns a :c
 naming the renderer, every repository path the render reads, and the renderer's own inputs.
 :meth:`Renderer.render` then renders a checkout of exactly those paths, at most ``concurrency``
 at a time, each within ``timeout``. Tool versions are asked once and kept.
+
+Every render, whatever its kind, first passes :func:`fleet.render.confine.check_tree` on the whole
+checkout (no link may lead out of it), and a chart :func:`fleet.render.helm.check_dependencies`.
+A tool runs with the checkout as its cwd, in a fresh scratch directory of its own (its ``HOME``,
+temp and Helm directories, nothing else of the hub), with :func:`fleet.render.tools.tool_env`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Literal
 import anyio
 
 from fleet.errors import StalledError, TransientError
-from fleet.render import helm, kustomize, plain, tools
+from fleet.render import confine, helm, kustomize, plain, tools
 from fleet.render.documents import DocumentLimits, parse_documents
 from fleet.render.spec import HelmOptions, RenderSpec
 from fleet.types import Manifest
@@ -124,6 +129,7 @@ class Renderer:
 
     async def _render(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         limits = self.settings.limits
+        await anyio.to_thread.run_sync(lambda: self._confine(checkout, plan))
         if plan.kind == "plain":
             return await anyio.to_thread.run_sync(
                 lambda: plain.load_directory(checkout, plan.path, limits=limits)
@@ -148,6 +154,12 @@ class Renderer:
             )
         big = DocumentLimits(self.settings.max_output_bytes, limits.max_nodes)
         return parse_documents(out, source=source, limits=big)
+
+    def _confine(self, checkout: Path, plan: RenderPlan) -> None:
+        """Refuse a checkout a renderer could read out of (see :mod:`fleet.render.confine`)."""
+        confine.check_tree(checkout)
+        if plan.kind == "helm":
+            helm.check_dependencies(checkout, plan.path, limits=self.settings.limits)
 
     def _helm_command(self, checkout: Path, plan: RenderPlan, home: Path) -> list[str]:
         options = plan.spec.helm

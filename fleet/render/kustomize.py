@@ -9,6 +9,11 @@ reference is checked on the way: it may not leave the repository, name a remote 
 Helm chart (use a Helm source for that).
 
 :func:`build_command` prefers a standalone ``kustomize`` and falls back to ``kubectl kustomize``.
+It names the load restrictor ``LoadRestrictionsRootOnly`` (kustomize's default, stated so that no
+default or config can loosen it: a file a kustomization loads lies in or below its own directory,
+symlinks resolved) and never enables plugins, exec or container functions, or Helm inflation, so
+a build executes nothing from the repository. Links inside a base that lead out of the checkout
+are refused before the build (:mod:`fleet.render.confine`).
 """
 
 from __future__ import annotations
@@ -86,19 +91,18 @@ async def reads(reader: TreeReader, path: str, *, limits: DocumentLimits) -> lis
     return [path, *sorted(_roots(outside))]
 
 
+LOAD_RESTRICTOR = "--load-restrictor=LoadRestrictionsRootOnly"
+
+
 def build_command(directory: Path, *, binary: Path | None) -> list[str]:
     """The command that builds `directory`: `binary`, or kustomize, or kubectl kustomize."""
-    if binary is not None:
-        if binary.name.startswith("kubectl"):
-            return [str(binary), "kustomize", str(directory)]
-        return [str(binary), "build", str(directory)]
-    standalone = shutil.which("kustomize")
-    if standalone:
-        return [standalone, "build", str(directory)]
-    kubectl = shutil.which("kubectl")
-    if kubectl:
-        return [kubectl, "kustomize", str(directory)]
-    raise StalledError("neither kustomize nor kubectl is on PATH")
+    if binary is None:
+        found = shutil.which("kustomize") or shutil.which("kubectl")
+        if found is None:
+            raise StalledError("neither kustomize nor kubectl is on PATH")
+        binary = Path(found)
+    verb = "kustomize" if binary.name.startswith("kubectl") else "build"
+    return [str(binary), verb, str(directory), LOAD_RESTRICTOR]
 
 
 def _references(data: bytes, *, file: str, limits: DocumentLimits) -> Iterator[str]:

@@ -1,9 +1,16 @@
 """External renderers (kustomize, helm): found once, versioned once, run within bounds.
 
-:func:`run_tool` runs a command in its own session with a bare environment (a private ``HOME``
-and Helm directories in the render's temp dir, no kubeconfig), kills the whole group when the
-caller's timeout or cancellation fires, caps what it may print, and turns a non-zero exit into a
+:func:`run_tool` runs a command in its own session, kills the whole group when the caller's
+timeout or cancellation fires, caps what it may print, and turns a non-zero exit into a
 :class:`~fleet.errors.StalledError` carrying the tool's last error line.
+
+:func:`tool_env` is the whole environment a tool sees, built from nothing rather than filtered
+from the hub's: ``PATH`` (absolute entries only, so nothing runs from the checkout), ``LANG`` and
+``LC_ALL`` set to ``C``, and ``HOME``, ``TMPDIR``, the XDG directories and every Helm directory
+(cache, config, data, plugins, repositories, registry login) inside the render's scratch
+directory. So no hub credential reaches a tool: no ``KUBECONFIG`` (``~/.kube`` is the scratch's),
+no ``FLEET_*`` secret, no ``SSH_AUTH_SOCK``, no git or cloud credential variable, no Helm
+repository or registry login of the machine, and Helm loads no plugin.
 """
 
 from __future__ import annotations
@@ -23,17 +30,35 @@ from fleet.errors import StalledError
 __all__ = ["run_tool", "tool_env"]
 
 
-def tool_env(home: Path) -> dict[str, str]:
-    """A minimal environment whose every writable directory is under `home`."""
+def tool_env(scratch: Path) -> dict[str, str]:
+    """The environment of a tool run: nothing of the hub's but ``PATH``; state under `scratch`."""
+    helm = scratch / "helm"
     return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
+        "PATH": _safe_path(os.environ.get("PATH", "")),
+        "LANG": "C",
         "LC_ALL": "C",
-        "KUBECONFIG": os.devnull,
-        "HELM_CACHE_HOME": str(home / "helm-cache"),
-        "HELM_CONFIG_HOME": str(home / "helm-config"),
-        "HELM_DATA_HOME": str(home / "helm-data"),
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch),
+        "XDG_CACHE_HOME": str(scratch / "cache"),
+        "XDG_CONFIG_HOME": str(scratch / "config"),
+        "XDG_DATA_HOME": str(scratch / "data"),
+        "XDG_STATE_HOME": str(scratch / "state"),
+        "HELM_CACHE_HOME": str(helm / "cache"),
+        "HELM_CONFIG_HOME": str(helm / "config"),
+        "HELM_DATA_HOME": str(helm / "data"),
+        "HELM_NO_PLUGINS": "1",
+        "HELM_PLUGINS": str(helm / "plugins"),
+        "HELM_REGISTRY_CONFIG": str(helm / "registry" / "config.json"),
+        "HELM_REPOSITORY_CACHE": str(helm / "repository"),
+        "HELM_REPOSITORY_CONFIG": str(helm / "repositories.yaml"),
+        "KUSTOMIZE_PLUGIN_HOME": str(scratch / "kustomize-plugins"),
     }
+
+
+def _safe_path(path: str) -> str:
+    """`path` without empty or relative entries (they would name the tool's cwd, the checkout)."""
+    entries = [entry for entry in path.split(os.pathsep) if os.path.isabs(entry)]
+    return os.pathsep.join(dict.fromkeys(entries)) or "/usr/bin:/bin"
 
 
 async def run_tool(
