@@ -78,7 +78,7 @@ class SyncRun:
         pushed = time.time() - started
         if webhook:
             status = await self.hub.webhook(self.rig.repo_url)
-            if status != 202:
+            if status not in (200, 202):
                 raise RuntimeError(f"webhook answered {status}")
         seen = await self.watcher.wait(self.slots(namespace), marker.text, limit=self.limit)
         result = Round(

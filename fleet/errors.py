@@ -12,7 +12,7 @@ what happens next from the class alone:
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "FleetError", "StalledError", "TransientError"]
+__all__ = ["ConfigError", "FleetError", "StalledError", "TransientError", "describe"]
 
 
 class FleetError(Exception):
@@ -29,3 +29,19 @@ class TransientError(FleetError):
 
 class ConfigError(StalledError):
     """The operator's configuration is invalid."""
+
+
+def describe(exc: BaseException) -> str:
+    """`exc` as one sentence for an operator: its message, never a Python repr.
+
+    The leaves of an exception group are described and joined (each once), so a failure inside a
+    task group reads like any other; an exception without a message is named by its class.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(dict.fromkeys(describe(e) for e in exc.exceptions))
+    text = str(exc).strip()
+    if isinstance(exc, FleetError):
+        return text or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return f"timed out: {text}" if text else "timed out"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -53,21 +53,23 @@ class DriftWatches:
 
     def watch(self, key: Key) -> None:
         """(Re)start the watch of `key` if its desired set changed since the watch began."""
-        last = self._reconciler.applied.get(key)
+        last = self._reconciler.targets.get(key)
         connection = self._reconciler.connections.get(key[0])
         app = self._reconciler.config.app(key[1])
-        if last is None or connection is None or connection.cluster is None or app is None:
+        if last is None or not last.applied_digest or connection is None or app is None:
+            return
+        if connection.cluster is None:
             return
         current = self._running.get(key)
-        if current is not None and current[0] == last.digest:
+        if current is not None and current[0] == last.applied_digest:
             return
         self.stop(key)
         rendered = self._desired.last_good(key[1], key[0])
         if rendered is None:
             return
         scope = anyio.CancelScope()
-        self._running[key] = (last.digest, scope)
-        self._group.start_soon(self._run, key, app, connection, scope, last.commit)
+        self._running[key] = (last.applied_digest, scope)
+        self._group.start_soon(self._run, key, app, connection, scope, last.applied_commit)
 
     def stop(self, key: Key) -> None:
         current = self._running.pop(key, None)
@@ -89,7 +91,7 @@ class DriftWatches:
 
         async def on_drift(keys: list[ObjectKey], _healed: object) -> None:
             log.info("event=drift_seen cluster=%s app=%s objects=%d", key[0], key[1], len(keys))
-            self._reconciler.mark_drift(key)
+            self._reconciler.mark_drift(key, objects=len(keys))
             if app.sync_policy.self_heal:
                 self._enqueue(key)
 

@@ -13,6 +13,8 @@ Services of the task group, each started with a ready handshake:
 - **drift watchers**, one per synced (cluster, app): a change by someone else marks the key and,
   with selfHeal, enqueues it;
 - the **HTTP server**: webhooks, health, metrics, JSON status, the status page;
+- the **targets** (:class:`~fleet.report.Targets`): one record per (cluster, app), written only
+  by the reconciler's summary step; the board, history, metrics and log subscribe to it;
 - the **tunnels** (:class:`~fleet.transport.Tunnels`, open for the hub's lifetime): clusters behind
   an SSH bastion are dialled through them; a check every ``_REACH_CHECK`` seconds shows each
   tunnel on the board (down: parked; refused: an error naming the cluster and the cause) and
@@ -21,12 +23,20 @@ Services of the task group, each started with a ready handshake:
 :meth:`Hub.stop` (SIGTERM) stops taking work, lets in-flight reconciles finish for at most
 ``drain_timeout``, then cancels the rest. A SIGKILL loses nothing a restart does not redo: the
 inventory lives in the clusters, and every key is enqueued again on start.
+
+Every long-lived service runs supervised (:func:`~fleet.runtime.supervised`): an exception
+becomes the error of what it concerns (a repository, a cluster, the config), shown on the board
+and retried with backoff, never the end of the hub. A repository whose listing fails (a refused
+credential, a remote that is down) is that repository's error: it is polled again with backoff,
+and every other repository and app carries on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -35,16 +45,26 @@ import anyio.abc
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
 from fleet.config import loading as config_loading
-from fleet.errors import ConfigError, TransientError
+from fleet.errors import ConfigError, describe
 from fleet.hub import server, webhooks
 from fleet.hub.connections import Connections, show_reach
 from fleet.hub.drift import DriftWatches
-from fleet.hub.reconciling import Key, Reconciler
+from fleet.hub.pushes import PushOutcome, RepoRefresh
+from fleet.hub.reconciling import Key, Reconciler, unreachable
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
 from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
-from fleet.report import Board, ClusterState, History, Metrics
+from fleet.report import (
+    Board,
+    ClusterState,
+    History,
+    HistoryWriter,
+    LogWriter,
+    Metrics,
+    MetricsWriter,
+    Targets,
+)
 from fleet.runtime import (
     Breakers,
     BreakerState,
@@ -55,8 +75,8 @@ from fleet.runtime import (
     WorkQueue,
     call_with_retry,
     default_limiter,
-    is_outage,
     registry,
+    supervised,
 )
 from fleet.sources import Sources, SourceSettings, repo_id
 from fleet.transport import Tunnels, TunnelSettings
@@ -66,16 +86,8 @@ __all__ = ["Hub", "unreachable"]
 log = logging.getLogger(__name__)
 
 _REACH_CHECK = 0.5  # seconds between looks at the SSH tunnels' states
-
-
-def unreachable(exc: BaseException) -> bool:
-    """The cluster did not answer: a transport error, also when wrapped by the apply client."""
-    if isinstance(exc, BaseExceptionGroup):
-        return any(unreachable(e) for e in exc.exceptions)
-    if is_outage(exc):
-        return True
-    status = getattr(exc, "status", None)
-    return isinstance(exc, TransientError) and status == 0
+_PUSH_WAIT = 8.0  # seconds a webhook waits for its listings before it answers "pending"
+_REPO_BACKOFF_CAP = 600.0  # a failing repository is listed again at least every 10 minutes
 
 
 def _stamp(path: Path) -> tuple[tuple[str, float, int], ...] | None:
@@ -95,9 +107,13 @@ class Hub:
         settings.clusters_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.clock = RealClock()
-        self.board = Board()
+        self.targets = Targets()
+        self.board = Board(targets=self.targets)
         self.metrics = Metrics()
         self.history = History(settings.history_path)
+        self.targets.subscribe("history", HistoryWriter(self.history))
+        self.targets.subscribe("metrics", MetricsWriter(self.metrics))
+        self.targets.subscribe("log", LogWriter())
         # listings come from the poller and webhooks: a reconcile reuses the last one and never
         # lists by itself, so a repository costs one ls-remote per poll interval, fleet-wide
         listing_ttl = 2 * settings.poll_interval
@@ -125,8 +141,7 @@ class Hub:
         self.reconciler = Reconciler(
             settings=settings,
             desired=self.desired,
-            board=self.board,
-            history=self.history,
+            targets=self.targets,
             metrics=self.metrics,
             on_applied=self._watch_drift,
             on_changing=self._stop_drift,
@@ -149,6 +164,7 @@ class Hub:
         self._connections: Connections | None = None
         self.tunnel_settings = TunnelSettings()  # SSH links of clusters behind a bastion
         self._stopping = anyio.Event()
+        self._repo_next: dict[str, float] = {}  # a failing repository's next listing (backoff)
         self.metrics.registry.register(StatsCollector(self))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -177,10 +193,10 @@ class Hub:
                 self._load_config()
                 await group.start(self.scheduler.run)
                 await group.start(self.registry.run)
-                group.start_soon(self._watch_config)
-                group.start_soon(self._poll_sources)
-                group.start_soon(self._collect_cache)
-                group.start_soon(self._watch_tunnels)
+                group.start_soon(self._supervise, "config-watch", self._watch_config)
+                group.start_soon(self._supervise, "source-poller", self._poll_sources)
+                group.start_soon(self._supervise, "cache-gc", self._collect_cache)
+                group.start_soon(self._supervise, "tunnel-watch", self._watch_tunnels)
                 self.port = await group.start(server.serve, self, self.settings.server)
                 self._ready = True
                 log.info(
@@ -203,6 +219,13 @@ class Hub:
         """Begin a graceful stop (SIGTERM)."""
         self._stopping.set()
 
+    async def _supervise(self, name: str, service: Callable[[], Awaitable[None]]) -> None:
+        def shown(error: str) -> None:
+            if name == "config-watch":
+                self.board.config_error = f"the config watcher failed: {error} (retrying)"
+
+        await supervised(name, service, clock=self.clock, on_error=shown)
+
     def readiness(self) -> tuple[bool, str]:
         if not self._ready:
             return False, "starting"
@@ -224,7 +247,10 @@ class Hub:
             self.board.config_error = str(exc)
             log.warning("event=config_invalid error=%s (the last good config stays in use)", exc)
             return
-        self.board.config_error = ""
+        config, refused = _checked_sources(config)
+        self.board.config_error = "; ".join(refused)
+        for error in refused:
+            log.warning("event=app_refused error=%s", error)
         self._apply_config(config)
 
     def _apply_config(self, config: Config) -> None:
@@ -233,7 +259,8 @@ class Hub:
         new = {a.name: a for a in config.apps}
         gone = set(old) - set(new)
         for name in gone:
-            self.board.forget_app(name)
+            for key in self.targets.of_app(name):
+                self.targets.forget(key, message=f"app {name} left the config")
         if self._drift is not None:
             self._drift.stop_where(lambda key: key[1] in gone)
         for name, app in new.items():
@@ -249,6 +276,15 @@ class Hub:
     # -- clusters ---------------------------------------------------------------------------------
 
     async def _cluster_changed(self, change: registry.Change) -> None:
+        """A cluster file came, changed or went; a failure here is that cluster's error."""
+        try:
+            await self._follow_cluster(change)
+        except Exception as exc:
+            state = self.board.clusters.setdefault(change.name, ClusterState(change.name))
+            state.state, state.error = "error", f"cluster {change.name}: {describe(exc)}"
+            log.exception("event=cluster_change_failed cluster=%s", change.name)
+
+    async def _follow_cluster(self, change: registry.Change) -> None:
         assert self._connections is not None
         name = change.name
         if change.kind == "left":
@@ -257,8 +293,13 @@ class Hub:
             self.board.forget_cluster(name)
             if self._drift is not None:
                 self._drift.stop_where(lambda key: key[0] == name)
-            for key in [k for k in self.reconciler.applied if k[0] == name]:
-                del self.reconciler.applied[key]
+            cause = f"cluster {name} left the fleet (kubeconfig removed); nothing was deleted there"
+            for key in self.targets.of_cluster(name):
+                app = self.reconciler.config.app(key[1])
+                if app is not None and name in app.destination.clusters.names:
+                    self.reconciler.cluster_unreachable(name, cause)
+                else:
+                    self.targets.forget(key, message=cause)
             return
         entry = change.entry
         assert entry is not None
@@ -280,10 +321,9 @@ class Hub:
             else ("connecting" if connection.via else "ready", "")
         )
         self.board.clusters[name] = state
-        for key in [k for k in self.reconciler.applied if k[0] == name]:
-            del self.reconciler.applied[key]
         for app in self.reconciler.config.apps:
             if self.reconciler.selects(app, name):
+                self.reconciler.force_full.add((name, app.name))
                 self.queue.add((name, app.name))
 
     def _breaker_changed(self, status: BreakerStatus) -> None:
@@ -292,8 +332,12 @@ class Hub:
             return
         if status.state is BreakerState.OPEN:
             state.state, state.error = "parked", f"unreachable: {status.last_error}"
+            cause = f"cluster {status.cluster} is unreachable: {status.last_error}"
+            self.reconciler.cluster_unreachable(status.cluster, cause)
         elif status.state is BreakerState.CLOSED and state.state == "parked":
             state.state, state.error = "ready", ""
+            for key in self.targets.of_cluster(status.cluster):
+                self.queue.add(key)
 
     def _api_status(self, cluster: str, status: int) -> None:
         self.metrics.api_requests.labels(cluster=cluster, code=str(status)).inc()
@@ -318,7 +362,7 @@ class Hub:
     def _enqueue_app(self, name: str) -> None:
         app = self.reconciler.config.app(name)
         if app is not None:
-            for cluster in self.reconciler.targets(app):
+            for cluster in self.reconciler.targets_of(app):
                 self.queue.add((cluster, name))
 
     def _apps_of_repo(self, key: str) -> list[str]:
@@ -326,29 +370,51 @@ class Hub:
             a.name for a in self.reconciler.config.apps if repo_id(a.source.repo_url).key == key
         ]
 
-    async def _refresh(self, url: str) -> None:
-        try:  # a blip of the remote is retried (tenacity); a longer outage waits for the next poll
+    async def _refresh(self, url: str) -> RepoRefresh:
+        """List `url` now; a failure of any kind is that repository's error, never the hub's."""
+        key = repo_id(url).key
+        try:  # a blip of the remote is retried (tenacity); a longer outage backs off
             moved = await call_with_retry(
-                lambda: self.sources.refresh(url), clock=self.clock, what=f"ls-remote {url}"
+                lambda: self.sources.refresh(url), clock=self.clock, what=f"ls-remote {key}"
             )
-        except TransientError as exc:
-            log.warning("event=poll_failed repo=%s error=%s", url, exc)
-            return
+        except Exception as exc:
+            error = describe(exc)
+            state = self.board.repo_failed(key, error)
+            delay = min(_REPO_BACKOFF_CAP, self.settings.poll_interval * 2 ** (state.failures - 1))
+            self._repo_next[key] = self.clock.now() + delay
+            log.warning("event=poll_failed repo=%s error=%s retry_in=%.0f", key, error, delay)
+            return RepoRefresh(repo=key, result="failed", error=error)
+        self.board.repo_ok(key)
+        self._repo_next.pop(key, None)
+        enqueued = 0
         if moved:
-            for name in self._apps_of_repo(repo_id(url).key):
+            for name in self._apps_of_repo(key):
+                app = self.reconciler.config.app(name)
+                enqueued += len(self.reconciler.targets_of(app)) if app is not None else 0
                 self._enqueue_app(name)
+        return RepoRefresh(repo=key, result="moved" if moved else "unchanged", enqueued=enqueued)
+
+    def _repos(self, keys: set[str] | None = None) -> dict[str, str]:
+        """The repositories the apps read, key -> URL (those among `keys` when given)."""
+        found: dict[str, str] = {}
+        for app in self.reconciler.config.apps:
+            try:
+                key = repo_id(app.source.repo_url).key
+            except ConfigError:
+                continue  # refused at load; never reached here
+            if keys is None or key in keys:
+                found.setdefault(key, app.source.repo_url)
+        return found
 
     async def _poll_sources(self) -> None:
         interval = self.settings.poll_interval
         while True:
             jitter = random.uniform(-1, 1) * self.settings.poll_jitter * interval  # noqa: S311
             await anyio.sleep(interval + jitter)
-            repos = {
-                repo_id(a.source.repo_url).key: a.source.repo_url
-                for a in self.reconciler.config.apps
-            }
+            now = self.clock.now()
+            due = {k: u for k, u in self._repos().items() if self._repo_next.get(k, 0.0) <= now}
             async with anyio.create_task_group() as group:  # one slow remote never blocks others
-                for url in repos.values():
+                for url in due.values():
                     group.start_soon(self._refresh, url)
 
     async def _collect_cache(self) -> None:
@@ -358,18 +424,30 @@ class Hub:
             removed = await self.desired.cache.gc()
             log.info("event=cache_gc removed=%d", removed)
 
-    async def on_push(self, push: webhooks.Push) -> int:
-        """A verified webhook: refresh the repositories it names, enqueue their apps."""
-        wanted = {repo_id(url).key for url in push.urls}
-        matched = {
-            repo_id(a.source.repo_url).key: a.source.repo_url
-            for a in self.reconciler.config.apps
-            if repo_id(a.source.repo_url).key in wanted
-        }
-        for url in matched.values():
-            assert self._group is not None
-            self._group.start_soon(self._refresh, url)
-        return len(matched)
+    async def on_push(self, push: webhooks.Push) -> PushOutcome:
+        """A verified webhook: refresh the repositories it names, answer what happened.
+
+        Each matched repository is listed at once (coalesced with a listing in flight); the answer
+        waits up to ``_PUSH_WAIT`` seconds. A listing still running then is ``pending``: it goes on
+        in the hub's task group and enqueues its apps when it lands.
+        """
+        assert self._group is not None
+        matched = self._repos({repo_id_or_none(url) for url in push.urls} - {""})
+        results: dict[str, RepoRefresh] = {}
+
+        async def one(key: str, url: str) -> None:
+            results[key] = await self._refresh(url)
+
+        with anyio.move_on_after(_PUSH_WAIT):
+            async with anyio.create_task_group() as wait:
+                for key, url in matched.items():
+                    wait.start_soon(one, key, url)
+        for key, url in matched.items():
+            if key not in results:  # the wait ended: finish in the background
+                self._group.start_soon(self._refresh, url)
+        return PushOutcome(
+            tuple(results.get(k, RepoRefresh(repo=k, result="pending")) for k in sorted(matched))
+        )
 
     # -- drift ------------------------------------------------------------------------------------
 
@@ -380,3 +458,24 @@ class Hub:
     def _stop_drift(self, key: Key) -> None:
         if self._drift is not None:
             self._drift.stop(key)
+
+
+def repo_id_or_none(url: str) -> str:
+    """The repository key of `url`, or ``""`` for a URL fleet would refuse."""
+    try:
+        return repo_id(url).key
+    except ConfigError:
+        return ""
+
+
+def _checked_sources(config: Config) -> tuple[Config, list[str]]:
+    """The config without apps whose repoURL is refused (credentials in it), and why."""
+    kept, refused = [], []
+    for app in config.apps:
+        try:
+            repo_id(app.source.repo_url)
+        except ConfigError as exc:
+            refused.append(f"app {app.name} ({app.origin or 'config'}): {exc}")
+            continue
+        kept.append(app)
+    return dataclasses.replace(config, apps=tuple(kept)), refused

@@ -1,18 +1,22 @@
-"""One reconcile of one (cluster, app) key: desired state, the free no-op, sync, then the summary.
+"""One reconcile of one target, (cluster, app): desired state, the free no-op, sync, summary.
 
 The steps, in order:
-1. find the cluster's connection and the app (gone: the key is dropped);
-2. the desired set from the shared pipeline (one fetch and one render serve many keys);
-3. **the free no-op**: when the desired digest and commit equal what this key last applied, no
-   drift was seen since, the app was not Progressing and the last full check is younger than the
-   resync interval, nothing is read or written;
+1. find the cluster's connection and the app (gone: the target's record is dropped);
+2. the desired set from the shared pipeline (one fetch and one render serve many targets);
+3. **the free no-op**: when the record says the desired digest and commit are applied, Synced,
+   no drift since, not Progressing, and the last full check is younger than the resync interval,
+   nothing is read or written;
 4. otherwise sync (reads, then only the writes needed; prune by the app's rules);
-5. the summary, which always runs: status board, history row, metrics, and what to do next
-   (recheck soon while Progressing, resync later, back off on failure).
+5. **the summary, which always runs**, whatever happened above (an exception included): the
+   attempt is described as an :class:`~fleet.reconcile.summary.Attempt`, the pure
+   :func:`~fleet.reconcile.summary.summarise` makes the new record, and
+   :meth:`~fleet.report.Targets.commit` stores and publishes it (board, history, metrics, log,
+   sinks). Nothing else writes status.
 
-A failed render keeps the last good set and changes nothing in the cluster (``stale``): the cell
-shows the error, and the next commit enqueues the key again. Transient failures raise, so the
-queue backs the key off; stalled ones do not retry until their input changes.
+What happens next follows the error's class: transient failures raise (the queue backs the key
+off, the circuit breaker counts outages), stalled ones return without a retry until the input
+changes, success asks to be looked at again after the resync interval (or soon while
+Progressing). An exception of any class ends as the target's error, never as the worker's end.
 """
 
 from __future__ import annotations
@@ -23,52 +27,50 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleet import apply
 from fleet.config import App, Config
-from fleet.errors import FleetError, StalledError, TransientError
-from fleet.health import Status
+from fleet.errors import FleetError, StalledError, TransientError, describe
 from fleet.hub import apps
 from fleet.hub.connections import Connection
 from fleet.hub.settings import HubSettings
+from fleet.reconcile import summary
 from fleet.reconcile.desired import Desired, DesiredState
-from fleet.reconcile.syncing import SyncResult, sync
-from fleet.report import Board, History, Metrics, SyncRecord
+from fleet.reconcile.syncing import sync
+from fleet.report import Metrics, Targets, TargetStatus
+from fleet.runtime import is_outage
 
-__all__ = ["Applied", "Reconciler"]
+__all__ = ["Key", "Reconciler", "unreachable"]
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (cluster, app)
 
 
+def unreachable(exc: BaseException) -> bool:
+    """The cluster did not answer: a transport error, also when wrapped by the apply client."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(unreachable(e) for e in exc.exceptions)
+    if is_outage(exc):
+        return True
+    status = getattr(exc, "status", None)
+    return isinstance(exc, TransientError) and status == 0
+
+
 class _Recorded(TransientError):
-    """Objects failed to apply; the summary recorded it, the queue backs the key off."""
-
-
-@dataclass
-class Applied:
-    """What a key last applied, for the free no-op."""
-
-    digest: str
-    commit: str
-    checked_at: float
-    health: Status
-    drift: bool = False
+    """The summary recorded a failed sync; raised so the queue backs the key off."""
 
 
 @dataclass
 class Reconciler:
-    """The queue's handler, with the state it keeps between runs."""
+    """The queue's handler. Per-target state lives in `targets`, nowhere else."""
 
     settings: HubSettings
     desired: DesiredState
-    board: Board
-    history: History
+    targets: Targets
     metrics: Metrics
     config: Config = field(default_factory=Config)
     connections: dict[str, Connection] = field(default_factory=dict)
-    applied: dict[Key, Applied] = field(default_factory=dict)
     commit_times: dict[str, float] = field(default_factory=dict)
+    force_full: set[Key] = field(default_factory=set)  # next run reads everything (a reconnect)
     on_applied: Callable[[Key], None] | None = None  # after each full sync (drift watches)
     on_changing: Callable[[Key], None] | None = None  # before applying a new desired set
 
@@ -79,188 +81,162 @@ class Reconciler:
             conn.file.ref, server=conn.file.server
         )
 
-    def targets(self, app: App) -> list[str]:
+    def targets_of(self, app: App) -> list[str]:
         """The clusters `app` goes to, among those connected."""
         return sorted(name for name in self.connections if self.selects(app, name))
 
     async def __call__(self, key: Key) -> float | None:
         started = time.time()
+        previous = self.targets.status(key)
         try:
-            return await self._reconcile(key, started)
+            return await self._reconcile(key, previous, started)
         except _Recorded:
-            raise  # the summary has already written board, history and metrics
-        except (FleetError, OSError) as exc:
-            self._failed(key, started, exc)
-            raise
+            raise  # the summary has run
+        except Exception as exc:
+            self._summarise_error(previous, started, exc)
+            if isinstance(exc, FleetError | OSError) or unreachable(exc):
+                raise
+            log.exception("event=reconcile_crashed cluster=%s app=%s", key[0], key[1])
+            raise TransientError(describe(exc)) from exc
 
-    async def _reconcile(self, key: Key, started: float) -> float | None:
+    async def _reconcile(self, key: Key, previous: TargetStatus, started: float) -> float | None:
         cluster_name, app_name = key
         connection = self.connections.get(cluster_name)
         app = self.config.app(app_name)
+        named = app is not None and cluster_name in app.destination.clusters.names
+        if connection is None and named:
+            cause = f"cluster {cluster_name} is named by the app but has no kubeconfig in clusters/"
+            self._commit(previous, self._attempt(previous, started, unreachable=cause))
+            return None
         if connection is None or app is None or not self.selects(app, cluster_name):
-            self.applied.pop(key, None)
+            self.targets.forget(key, message="no longer a target of the config")
             return None
         if connection.cluster is None:
-            raise StalledError(connection.error or f"cluster {cluster_name} is not connected")
+            cause = connection.error or f"cluster {cluster_name} is not connected"
+            self._commit(previous, self._attempt(previous, started, unreachable=cause))
+            raise StalledError(cause)
         desired = await self.desired.desired(apps.app_source(app), connection.file.ref)
-        if desired.rendered is not None and desired.error is None:
-            self.metrics.renders.labels(result="render" if desired.rendered_now else "hit").inc()
-        cell = self.board.cell(app_name, cluster_name)
         if desired.error is not None or desired.rendered is None or desired.commit is None:
-            return self._not_rendered(key, desired, started)
+            return self._not_rendered(previous, desired, started)
+        self.metrics.renders.labels(result="render" if desired.rendered_now else "hit").inc()
         rendered = apps.with_namespace(app, connection.file.ref, desired.rendered)
         commit = desired.commit
-        desired = dataclasses.replace(desired, rendered=rendered)
-        last = self.applied.get(key)
-        if (
-            last is not None
-            and last.digest == rendered.digest
-            and last.commit == commit
-            and not last.drift
-            and last.health is not Status.PROGRESSING
-            and started - last.checked_at < self.settings.resync_interval
-        ):
-            cell.error = ""
+        if key in self.force_full:
+            self.force_full.discard(key)
+        elif self._free(previous, commit, rendered.digest, started):
             self.metrics.reconcile_seconds.labels(result="noop").observe(time.time() - started)
-            return self.settings.resync_interval - (started - last.checked_at)
-        changing = last is None or last.digest != rendered.digest
-        if changing and self.on_changing is not None:
+            assert previous.checked_at is not None
+            return self.settings.resync_interval - (started - previous.checked_at)
+        if previous.applied_digest != rendered.digest and self.on_changing is not None:
             self.on_changing(key)  # the old set's drift watch would take our own write for drift
+        attempt = self._attempt(previous, started, commit=commit, digest=rendered.digest)
         result = await sync(
             connection.cluster, apps.app_sync(app, connection.file.ref), rendered, revision=commit
         )
-        return await self._summarise(key, desired, result, started)
-
-    def _not_rendered(self, key: Key, desired: Desired, started: float) -> float | None:
-        cell = self.board.cell(key[1], key[0])
-        error = desired.error or StalledError("nothing rendered")
-        cell.error = str(error)
-        cell.sync = "Unknown" if desired.rendered is None else cell.sync
-        self._record(key, started, result="failed", revision=desired.commit or "", error=str(error))
-        self.metrics.reconcile_seconds.labels(result="render-failed").observe(time.time() - started)
-        if isinstance(error, TransientError):
-            raise error
-        return None  # stalled: the next commit or config change enqueues the key again
-
-    async def _summarise(
-        self, key: Key, desired: Desired, result: SyncResult, started: float
-    ) -> float | None:
-        assert desired.rendered is not None and desired.commit is not None
-        cluster_name, app_name = key
-        finished = time.time()
-        counts = result.changes.counts()
-        cell = self.board.cell(app_name, cluster_name)
-        cell.revision = desired.commit
-        cell.health = result.health.status.value
-        cell.sync = "Synced" if result.in_sync else "OutOfSync"
-        cell.changes = counts
-        cell.last_sync_at = finished
-        failures = result.changes.of(apply.Outcome.FAILED)
-        refused = result.plan.refused
-        cell.error = "; ".join(
-            [f"{c.key}: {c.reason}" for c in failures[:3]] + ([str(refused)] if refused else [])
+        outcome = summary.outcome_of(result)
+        committed_at = await self._commit_time(app, commit) if outcome.wrote else None
+        attempt = dataclasses.replace(
+            attempt, finished=time.time(), result=outcome, committed_at=committed_at
         )
-        cell.last_result = "failed" if failures else "synced"
-        wrote = any(v for k, v in counts.items() if k not in ("unchanged", "skipped"))
-        if wrote or failures or cell.drift_since is not None:
-            committed = await self._commit_time(desired)
-            self._record(
-                key,
-                started,
-                result=cell.last_result,
-                revision=desired.commit,
-                error=cell.error,
-                counts=counts,
-                committed_at=committed,
-                health=cell.health,
-                finished=finished,
-            )
-            if committed is not None and wrote:
-                self.metrics.commit_to_applied_seconds.observe(max(0.0, finished - committed))
-        cell.drift_since = None
-        self.applied[key] = Applied(
-            digest=desired.rendered.digest,
-            commit=desired.commit,
-            checked_at=finished,
-            health=result.health.status,
-        )
-        self.metrics.reconcile_seconds.labels(result=cell.last_result).observe(finished - started)
+        status = self._commit(previous, attempt)
+        if committed_at is not None and outcome.in_sync:
+            self.metrics.commit_to_applied_seconds.observe(max(0.0, time.time() - committed_at))
         if self.on_applied is not None:
             self.on_applied(key)
         log.info(
-            "event=reconciled cluster=%s app=%s revision=%s sync=%s health=%s changes=%s "
-            "seconds=%.3f",
+            "event=reconciled cluster=%s app=%s commit=%s sync=%s health=%s seconds=%.3f",
             cluster_name,
             app_name,
-            desired.commit[:12],
-            cell.sync,
-            cell.health,
-            counts,
-            finished - started,
+            commit[:12],
+            status.sync,
+            status.health,
+            attempt.finished - started,
         )
-        if failures:
-            raise _Recorded(f"app {app_name} on cluster {cluster_name}: {cell.error}")
-        if result.health.status is Status.PROGRESSING:
+        if not outcome.in_sync:
+            raise _Recorded(f"app {app_name} on cluster {cluster_name}: {status.error}")
+        if status.health == "Progressing":
             return self.settings.progress_recheck
         return self.settings.resync_interval
 
-    def mark_drift(self, key: Key) -> None:
-        """Drift was seen on `key`: the next reconcile is a full one."""
-        cell = self.board.cell(key[1], key[0])
-        if cell.drift_since is None:
-            cell.drift_since = time.time()
-        cell.sync = "OutOfSync"
-        if key in self.applied:
-            self.applied[key].drift = True
-
-    def _failed(self, key: Key, started: float, exc: BaseException) -> None:
-        cell = self.board.cell(key[1], key[0])
-        cell.error = str(exc)
-        cell.last_result = "failed"
-        self._record(key, started, result="failed", revision=cell.revision, error=str(exc))
-        self.metrics.reconcile_seconds.labels(result="failed").observe(time.time() - started)
-
-    def _record(
-        self,
-        key: Key,
-        started: float,
-        *,
-        result: str,
-        revision: str,
-        error: str = "",
-        counts: dict[str, int] | None = None,
-        committed_at: float | None = None,
-        health: str = "",
-        finished: float | None = None,
-    ) -> None:
-        counts = counts or {}
-        self.history.record(
-            SyncRecord(
-                app=key[1],
-                cluster=key[0],
-                revision=revision,
-                started_at=started,
-                finished_at=finished or time.time(),
-                result=result,
-                created=counts.get("created", 0),
-                configured=counts.get("configured", 0),
-                unchanged=counts.get("unchanged", 0),
-                pruned=counts.get("pruned", 0),
-                failed=counts.get("failed", 0),
-                error=error[:2000],
-                committed_at=committed_at,
-                health=health,
-            )
+    def _free(self, previous: TargetStatus, commit: str, digest: str, started: float) -> bool:
+        """The free no-op: nothing has changed since the last full check, which is recent."""
+        return (
+            previous.sync == "Synced"
+            and not previous.error
+            and previous.applied_commit == commit
+            and previous.applied_digest == digest
+            and previous.drift_since is None
+            and previous.health != "Progressing"
+            and previous.checked_at is not None
+            and started - previous.checked_at < self.settings.resync_interval
         )
 
-    async def _commit_time(self, desired: Desired) -> float | None:
-        commit = desired.commit
-        if commit is None:
-            return None
+    def _attempt(self, previous: TargetStatus, started: float, **fields: object) -> summary.Attempt:
+        base = summary.Attempt(
+            started=started, finished=time.time(), drift_generation=previous.drift_generation
+        )
+        return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+
+    def _commit(self, previous: TargetStatus, attempt: summary.Attempt) -> TargetStatus:
+        """The summary step: the new record from the attempt, stored and published."""
+        current = self.targets.status(previous.key)  # a drift may have landed meanwhile
+        status, events = summary.summarise(current, attempt)
+        if not attempt.noop:
+            self.targets.commit(status, events)
+        result = "noop" if attempt.noop else ("failed" if status.error else "synced")
+        self.metrics.reconcile_seconds.labels(result=result).observe(
+            attempt.finished - attempt.started
+        )
+        return status
+
+    def _not_rendered(
+        self, previous: TargetStatus, desired: Desired, started: float
+    ) -> float | None:
+        error = desired.error or StalledError("nothing rendered")
+        attempt = self._attempt(
+            previous,
+            started,
+            commit=desired.revision or "",
+            render_error=describe(error),
+            stalled=not isinstance(error, TransientError),
+        )
+        self._commit(previous, attempt)
+        if isinstance(error, TransientError):
+            raise _Recorded(str(error))
+        return None  # stalled: the next commit or config change enqueues the key again
+
+    def _summarise_error(self, previous: TargetStatus, started: float, exc: Exception) -> None:
+        text = describe(exc)
+        if unreachable(exc):
+            attempt = self._attempt(previous, started, unreachable=text)
+        else:
+            reason = "SyncFailed" if isinstance(exc, FleetError | OSError) else "InternalError"
+            attempt = self._attempt(
+                previous,
+                started,
+                error=text,
+                error_reason=reason,
+                stalled=isinstance(exc, StalledError),
+            )
+        self._commit(previous, attempt)
+
+    def mark_drift(self, key: Key, *, objects: int = 1) -> None:
+        """Drift was seen on `key`: OutOfSync, and the next reconcile is a full one."""
+        previous = self.targets.get(key)
+        if previous is None:
+            return
+        status, events = summary.drifted(previous, now=time.time(), objects=objects)
+        self.targets.commit(status, events)
+
+    def cluster_unreachable(self, cluster: str, cause: str) -> None:
+        """Every target of `cluster` is Unknown until the cluster answers again."""
+        now = time.time()
+        for key in self.targets.of_cluster(cluster):
+            status, events = summary.unreachable(self.targets.status(key), now=now, cause=cause)
+            self.targets.commit(status, events)
+
+    async def _commit_time(self, app: App, commit: str) -> float | None:
         if commit not in self.commit_times:
-            app = self.config.app(desired.app)
-            if app is None:
-                return None
             try:
                 out = await self.desired.sources.mirror(app.source.repo_url).local_git(
                     "show", "-s", "--format=%ct", commit

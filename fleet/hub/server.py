@@ -26,6 +26,7 @@ import anyio.abc
 from aiohttp import web
 
 from fleet.hub import webhooks
+from fleet.hub.pushes import PushOutcome
 from fleet.report import Board, Metrics
 
 __all__ = ["HubView", "ServerSettings", "make_app", "serve"]
@@ -43,7 +44,7 @@ class HubView(Protocol):
 
     def readiness(self) -> tuple[bool, str]: ...
 
-    async def on_push(self, push: webhooks.Push) -> int: ...
+    async def on_push(self, push: webhooks.Push) -> PushOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,15 @@ def make_app(hub: HubView, settings: ServerSettings) -> web.Application:
             return web.json_response({"error": str(exc)}, status=exc.status)
         if push is None:
             return web.Response(status=204)
-        refreshed = await hub.on_push(push)
+        outcome = await hub.on_push(push)
         log.info(
-            "event=webhook_push provider=%s ref=%s after=%s sources=%d",
+            "event=webhook_push provider=%s ref=%s after=%s matched=%d",
             provider,
             push.ref,
             push.after[:12],
-            refreshed,
+            len(outcome.repos),
         )
-        return web.json_response({"refreshed": refreshed}, status=202)
+        return web.json_response(outcome.to_json(), status=outcome.http_status)
 
     async def github(request: web.Request) -> web.Response:
         return await receive(request, "github")

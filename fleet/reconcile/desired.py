@@ -56,6 +56,7 @@ class Desired:
     key: str | None = None
     error: FleetError | None = None
     rendered_now: bool = False  # false for a cache hit
+    revision: str | None = None  # the commit the source resolved to (also when its render failed)
 
     @property
     def stale(self) -> bool:
@@ -84,11 +85,13 @@ class DesiredState:
         """The desired set of `app` on `cluster` now (see the module docstring)."""
         where = f"app {app.name} cluster {cluster.name}: repo {app.repo_url} "
         where += f"revision {app.revision!r} path {app.path!r}"
+        resolved: str | None = None
         try:
             spec = RenderSpec.for_cluster(
                 cluster, path=app.path, namespace=app.namespace, helm=app.helm
             )
             snapshot = await self.sources.snapshot(app.repo_url, app.revision)
+            resolved = snapshot.commit
             where = f"app {app.name} cluster {cluster.name}: {snapshot.where} path {spec.path!r}"
             result = await self._desired(app, cluster, snapshot, spec)
         except FleetError as exc:
@@ -104,6 +107,7 @@ class DesiredState:
                 commit=last.commit if last else None,
                 key=last.key if last else None,
                 error=error,
+                revision=resolved,
             )
         self._last_good[(app.name, cluster.name)] = result
         return result
@@ -126,7 +130,13 @@ class DesiredState:
 
             rendered = await self._flight.do(key, lead)
         return Desired(
-            app.name, cluster.name, rendered, commit=snapshot.commit, key=key, rendered_now=fresh
+            app.name,
+            cluster.name,
+            rendered,
+            commit=snapshot.commit,
+            key=key,
+            rendered_now=fresh,
+            revision=snapshot.commit,
         )
 
     async def _plan(self, snapshot: Snapshot, spec: RenderSpec) -> tuple[RenderPlan, str]:

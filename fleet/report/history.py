@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-__all__ = ["History", "SyncRecord"]
+__all__ = ["EventRecord", "History", "SyncRecord"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS syncs (
@@ -41,6 +41,19 @@ CREATE TABLE IF NOT EXISTS syncs (
 );
 CREATE INDEX IF NOT EXISTS syncs_app_cluster ON syncs (app, cluster, finished_at);
 CREATE INDEX IF NOT EXISTS syncs_revision ON syncs (revision);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    cluster TEXT NOT NULL,
+    app TEXT NOT NULL,
+    type TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    commit_sha TEXT NOT NULL DEFAULT '',
+    sync TEXT NOT NULL DEFAULT '',
+    health TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_app_cluster ON events (app, cluster, time);
 """
 
 
@@ -72,6 +85,24 @@ class SyncRecord:
 _COLUMNS = [f.name for f in fields(SyncRecord)]
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    """One target event as history keeps it (see :class:`fleet.report.targets.TargetEvent`)."""
+
+    time: float
+    cluster: str
+    app: str
+    type: str
+    severity: str
+    message: str
+    commit_sha: str = ""
+    sync: str = ""
+    health: str = ""
+
+
+_EVENT_COLUMNS = [f.name for f in fields(EventRecord)]
+
+
 class History:
     """The SQLite file of sync records."""
 
@@ -97,20 +128,32 @@ class History:
                 astuple(record),
             )
 
+    def record_event(self, event: EventRecord) -> None:
+        placeholders = ", ".join("?" for _ in _EVENT_COLUMNS)
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
+                f"VALUES ({placeholders})",
+                astuple(event),
+            )
+
+    def events(
+        self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """The newest events first, filtered by app and cluster."""
+        select = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"  # noqa: S608 - our columns
+        sql, args = _filtered(select, app, cluster)
+        sql += " ORDER BY time DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, [*args, limit]).fetchall()
+        return [EventRecord(*row) for row in rows]
+
     def query(
         self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
     ) -> list[SyncRecord]:
         """The newest records first, filtered by app and cluster."""
-        where, args = [], []
-        if app:
-            where.append("app = ?")
-            args.append(app)
-        if cluster:
-            where.append("cluster = ?")
-            args.append(cluster)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM syncs"  # noqa: S608
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        select = f"SELECT {', '.join(_COLUMNS)} FROM syncs"  # noqa: S608 - our columns
+        sql, args = _filtered(select, app, cluster)
         sql += " ORDER BY finished_at DESC, id DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, [*args, limit]).fetchall()
@@ -125,3 +168,16 @@ class History:
         return await anyio.to_thread.run_sync(
             lambda: self.query(app=app, cluster=cluster, limit=limit)
         )
+
+
+def _filtered(sql: str, app: str | None, cluster: str | None) -> tuple[str, list[object]]:
+    where, args = [], []
+    if app:
+        where.append("app = ?")
+        args.append(app)
+    if cluster:
+        where.append("cluster = ?")
+        args.append(cluster)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql, list(args)

@@ -46,6 +46,38 @@ class Metrics:
             ["cluster", "code"],
             registry=r,
         )
+        # per target: cardinality is (apps x clusters) x (3 sync + 6 health + ready + last
+        # applied) series; 1,000 targets make 11,000 series (documented in docs/architecture.md)
+        self.target_sync = Gauge(
+            "fleet_target_sync_status",
+            "1 for the sync status (Synced, OutOfSync, Unknown) of an app on a cluster.",
+            ["app", "cluster", "status"],
+            registry=r,
+        )
+        self.target_health = Gauge(
+            "fleet_target_health_status",
+            "1 for the health status of an app on a cluster.",
+            ["app", "cluster", "status"],
+            registry=r,
+        )
+        self.target_ready = Gauge(
+            "fleet_target_ready",
+            "1 when the app on the cluster is green: applied == desired, Synced, Healthy.",
+            ["app", "cluster"],
+            registry=r,
+        )
+        self.target_last_applied = Gauge(
+            "fleet_target_last_applied_timestamp_seconds",
+            "When a sync last wrote to the cluster for the app and succeeded (Unix time).",
+            ["app", "cluster"],
+            registry=r,
+        )
+        self.target_events = Counter(
+            "fleet_target_events_total",
+            "Target events by type (Synced, SyncFailed, RenderFailed, Degraded, Recovered, ...).",
+            ["type"],
+            registry=r,
+        )
         self.renders = Counter(
             "fleet_renders_total",
             "Desired sets by how they were made: render, or cache hit.",

@@ -1,43 +1,23 @@
-"""The live status board: one cell per (app, cluster), one row per cluster, as data and as text.
+"""The status board: the targets' records, the clusters, the repositories, as data and as text.
 
-Sync status and health are separate, as users of Argo CD expect: *sync* says whether the cluster
-matches git (Synced, OutOfSync, Unknown), *health* whether what was applied works (Healthy <
-Suspended < Progressing < Missing < Degraded < Unknown). A cell also keeps the revision applied,
-the counts of its last change set, its last error, and since when drift has been seen.
-
-The board is plain data mutated by the hub's reconcile tasks (one event loop, so no locks) and
-read by the HTTP API, the status page and ``fleet status``. :func:`matrix` is pure.
+The board keeps no per-target state of its own: it reads the :class:`~fleet.report.Targets`
+store (the one record per target) and adds what is not a target's: each cluster's reachability
+(connecting, ready, parked, error), each repository's last listing (ok or failed, since when), and
+the config's error. :meth:`Board.to_json` is ``/api/status``; :func:`matrix` is pure text for
+``fleet status``; :func:`summary` says whether everything is green, which is what an operator
+alerts on and what ``fleet status`` turns into its exit code.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["Board", "Cell", "ClusterState", "matrix"]
+from fleet.report.targets import Targets, TargetStatus
 
-
-@dataclass
-class Cell:
-    """The status of one app on one cluster."""
-
-    app: str
-    cluster: str
-    sync: str = "Unknown"  # Synced | OutOfSync | Unknown
-    health: str = "Unknown"
-    revision: str = ""
-    last_result: str = ""  # synced | failed | ""
-    last_sync_at: float | None = None
-    changes: dict[str, int] = field(default_factory=dict)
-    error: str = ""
-    drift_since: float | None = None
-
-    def drift_age(self, now: float | None = None) -> float | None:
-        if self.drift_since is None:
-            return None
-        return (now if now is not None else time.time()) - self.drift_since
+__all__ = ["Board", "Cell", "ClusterState", "RepoState", "matrix", "summary"]
 
 
 @dataclass
@@ -52,57 +32,120 @@ class ClusterState:
 
 
 @dataclass
-class Board:
-    """Every cell and cluster the hub knows."""
+class RepoState:
+    """A repository's last listing: ``ok`` or ``failed`` (with the error), and since when."""
 
-    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    repo: str
+    state: str = "ok"
+    error: str = ""
+    since: float = field(default_factory=time.time)
+    failures: int = 0  # listings failed in a row (the poll backs off on them)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of the matrix as ``fleet status`` reads it from ``/api/status`` (extras ignored)."""
+
+    app: str
+    cluster: str
+    sync: str = "Unknown"
+    health: str = "Unknown"
+    revision: str = ""
+    error: str = ""
+    ready: bool = False
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Cell:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Board:
+    """Every target (read from the store), cluster and repository the hub knows."""
+
+    targets: Targets = field(default_factory=Targets)
     clusters: dict[str, ClusterState] = field(default_factory=dict)
+    repos: dict[str, RepoState] = field(default_factory=dict)
     config_error: str = ""
 
-    def cell(self, app: str, cluster: str) -> Cell:
-        key = (app, cluster)
-        if key not in self.cells:
-            self.cells[key] = Cell(app=app, cluster=cluster)
-        return self.cells[key]
+    def cell(self, app: str, cluster: str) -> TargetStatus:
+        """The record of `app` on `cluster` (a blank Unknown one before any)."""
+        return self.targets.status((cluster, app))
+
+    @property
+    def cells(self) -> dict[tuple[str, str], TargetStatus]:
+        """Every record by (app, cluster)."""
+        return {(s.app, s.cluster): s for s in self.targets.all()}
 
     def forget_cluster(self, cluster: str) -> None:
         self.clusters.pop(cluster, None)
-        for key in [k for k in self.cells if k[1] == cluster]:
-            del self.cells[key]
 
-    def forget_app(self, app: str) -> None:
-        for key in [k for k in self.cells if k[0] == app]:
-            del self.cells[key]
+    def repo_ok(self, repo: str) -> None:
+        state = self.repos.get(repo)
+        if state is None or state.state != "ok":
+            self.repos[repo] = RepoState(repo)
+
+    def repo_failed(self, repo: str, error: str) -> RepoState:
+        state = self.repos.get(repo)
+        if state is None or state.state != "failed":
+            state = self.repos[repo] = RepoState(repo, state="failed")
+        state.error = error
+        state.failures += 1
+        return state
 
     def to_json(self) -> dict[str, Any]:
         now = time.time()
-        cells = []
-        for cell in sorted(self.cells.values(), key=lambda c: (c.app, c.cluster)):
-            item = asdict(cell)
-            item["drift_age"] = cell.drift_age(now)
-            cells.append(item)
+        apps = []
+        for status in self.targets.all():
+            item = status.to_json()
+            item["drift_age"] = None if status.drift_since is None else now - status.drift_since
+            apps.append(item)
+        clusters = [asdict(c) for c in sorted(self.clusters.values(), key=lambda c: c.name)]
+        repos = [asdict(r) for r in sorted(self.repos.values(), key=lambda r: r.repo)]
         return {
-            "clusters": [asdict(c) for c in sorted(self.clusters.values(), key=lambda c: c.name)],
-            "apps": cells,
+            "summary": summary(self.targets.all(), self.clusters.values(), self.config_error),
+            "clusters": clusters,
+            "repos": repos,
+            "apps": apps,
             "config_error": self.config_error,
         }
+
+
+def summary(
+    targets: Iterable[TargetStatus], clusters: Iterable[ClusterState], config_error: str = ""
+) -> dict[str, Any]:
+    """Counts, and ``green``: every target ready, every cluster ready, the config valid."""
+    records = list(targets)
+    states = list(clusters)
+    not_ready = [f"{s.app}@{s.cluster}" for s in records if not s.ready]
+    down = [c.name for c in states if c.state != "ready"]
+    return {
+        "targets": len(records),
+        "ready": len(records) - len(not_ready),
+        "not_ready": not_ready[:50],
+        "out_of_sync": sum(s.sync == "OutOfSync" for s in records),
+        "unknown": sum(s.sync == "Unknown" for s in records),
+        "degraded": sum(s.health == "Degraded" for s in records),
+        "clusters_not_ready": down,
+        "green": not not_ready and not down and not config_error,
+    }
 
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def matrix(cells: Iterable[Cell], clusters: Iterable[ClusterState]) -> str:
+def matrix(cells: Iterable[Cell | TargetStatus], clusters: Iterable[ClusterState]) -> str:
     """The app x cluster matrix as text: each cell ``Synced/Healthy @abc1234``."""
     cells = list(cells)
-    names = sorted({c.name for c in clusters} | {c.cluster for c in cells})
+    states = {c.name: c for c in clusters}
+    names = sorted(set(states) | {c.cluster for c in cells})
     apps = sorted({c.app for c in cells})
     by_key = {(c.app, c.cluster): c for c in cells}
-    states = {c.name: c for c in clusters}
     width = max([len(a) for a in apps] + [3]) + 2
     column = 28
     lines = [" " * width + "".join(_short(n, column - 1).ljust(column) for n in names)]
-    parked = [states[n] for n in names if n in states and states[n].state in ("parked", "error")]
     for app in apps:
         row = app.ljust(width)
         for name in names:
@@ -113,8 +156,16 @@ def matrix(cells: Iterable[Cell], clusters: Iterable[ClusterState]) -> str:
                 text = f"{cell.sync}/{cell.health}"
                 if cell.revision:
                     text += f" @{cell.revision[:7]}"
+                if cell.error:
+                    text = "! " + text
             row += _short(text, column - 1).ljust(column)
         lines.append(row.rstrip())
-    for state in parked:
-        lines.append(f"! {state.name}: {state.state}: {state.error}")
+    for name in names:
+        state = states.get(name)
+        if state is not None and state.state != "ready":
+            detail = f": {state.error}" if state.error else ""
+            lines.append(f"! {state.name}: {state.state}{detail}")
+    for cell in sorted(cells, key=lambda c: (c.app, c.cluster)):
+        if cell.error:
+            lines.append(f"! {cell.app} on {cell.cluster}: {cell.error}")
     return "\n".join(lines)

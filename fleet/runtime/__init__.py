@@ -33,6 +33,7 @@ from fleet.runtime.ratelimit import (
 )
 from fleet.runtime.retry import RetrySettings, call_with_retry, is_retryable, retrying
 from fleet.runtime.scheduler import ClusterLoad, Scheduler, SchedulerSettings
+from fleet.runtime.supervise import SuperviseSettings, supervised
 from fleet.runtime.workqueue import Handler, QueueShutDown, WorkQueue, process_one, run_worker
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "RetrySettings",
     "Scheduler",
     "SchedulerSettings",
+    "SuperviseSettings",
     "VirtualClock",
     "WorkQueue",
     "call_with_retry",
@@ -69,4 +71,5 @@ __all__ = [
     "process_one",
     "retrying",
     "run_worker",
+    "supervised",
 ]

@@ -33,7 +33,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from fleet.errors import StalledError
+from fleet.errors import StalledError, describe
 from fleet.runtime.clock import Clock
 from fleet.runtime.ratelimit import RateLimiter
 
@@ -204,6 +204,13 @@ class WorkQueue(Generic[K]):
             self.add(key)
 
 
+def _key_text(key: object) -> str:
+    """A key for the log: ``cluster/app`` for tuples, never a Python repr."""
+    if isinstance(key, tuple):
+        return "/".join(str(part) for part in key)
+    return str(key)
+
+
 async def process_one(queue: WorkQueue[K], handler: Handler[K], key: K) -> None:
     """Run `handler` on a key got from `queue`, decide what happens next, and always mark it done.
 
@@ -215,10 +222,10 @@ async def process_one(queue: WorkQueue[K], handler: Handler[K], key: K) -> None:
         again = await handler(key)
     except StalledError as exc:
         queue.forget(key)
-        log.warning("event=work_stalled key=%s error=%s", key, exc)
+        log.warning("event=work_stalled key=%s error=%s", _key_text(key), describe(exc))
     except Exception as exc:
         queue.add_rate_limited(key)
-        log.warning("event=work_failed key=%s error=%r", key, exc)
+        log.warning("event=work_failed key=%s error=%s", _key_text(key), describe(exc))
     else:
         queue.forget(key)
         if again is not None:

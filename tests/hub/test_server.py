@@ -17,7 +17,8 @@ import anyio
 import pytest
 
 from fleet.hub import server, webhooks
-from fleet.report import Board, ClusterState, Metrics
+from fleet.hub.pushes import PushOutcome, RepoRefresh
+from fleet.report import Board, ClusterState, Metrics, TargetStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -32,15 +33,15 @@ class RecordingHub:
     def readiness(self) -> tuple[bool, str]:
         return (True, "ready") if self.ready else (False, "scanning clusters/")
 
-    async def on_push(self, push: webhooks.Push) -> int:
+    async def on_push(self, push: webhooks.Push) -> PushOutcome:
         self.pushes.append(push)
-        return 1
+        return PushOutcome((RepoRefresh(repo="https://git.example.com/x", result="moved"),))
 
 
 async def test_routes() -> None:
     hub = RecordingHub()
     hub.board.clusters["eu"] = ClusterState("eu", state="ready")
-    hub.board.cell("web", "eu").sync = "Synced"
+    hub.board.targets.commit(TargetStatus("eu", "web", sync="Synced"))
     hub.metrics.api_requests.labels(cluster="eu", code="200").inc()
     settings = server.ServerSettings(port=0, github_secret="s3cret", gitlab_token="t0ken")
     async with anyio.create_task_group() as tg:
@@ -83,7 +84,7 @@ async def test_routes() -> None:
                     "X-Hub-Signature-256": good,
                 },
             ) as r:
-                assert r.status == 202 and (await r.json()) == {"refreshed": 1}
+                assert r.status == 200 and (await r.json())["moved"] == 1
             assert [p.urls for p in hub.pushes] == [("https://x/y.git",)]
             async with http.post(
                 f"{base}/webhooks/gitlab",
@@ -111,8 +112,9 @@ async def test_fleet_status_reads_a_running_hub() -> None:
     hub = RecordingHub()
     hub.board.clusters["eu"] = ClusterState("eu", state="ready")
     hub.board.clusters["us"] = ClusterState("us", state="parked", error="unreachable: refused")
-    cell = hub.board.cell("web", "eu")
-    cell.sync, cell.health, cell.revision = "Synced", "Healthy", "abcdef0123"
+    hub.board.targets.commit(
+        TargetStatus("eu", "web", sync="Synced", health="Healthy", applied_commit="abcdef0123")
+    )
     async with anyio.create_task_group() as tg:
         port = await tg.start(server.serve, hub, server.ServerSettings(port=0))
         for extra in ([], ["--json"]):
@@ -128,7 +130,7 @@ async def test_fleet_status_reads_a_running_hub() -> None:
                 ],
                 check=False,
             )
-            assert result.returncode == 0, result.stderr
+            assert result.returncode == 1, result.stderr  # a parked cluster: not green
             text = result.stdout.decode()
             if extra:
                 assert json.loads(text)["apps"][0]["revision"] == "abcdef0123"
@@ -140,4 +142,4 @@ async def test_fleet_status_reads_a_running_hub() -> None:
         [sys.executable, "-m", "fleet.cli.main", "status", "--url", f"http://127.0.0.1:{port}"],
         check=False,
     )
-    assert down.returncode == 1 and b"error: cannot reach the hub" in down.stderr
+    assert down.returncode == 3 and b"error: cannot reach the hub" in down.stderr

@@ -13,7 +13,8 @@ import anyio
 import pytest
 
 from fleet.hub import server, webhooks
-from fleet.report import Board, ClusterState, Metrics
+from fleet.hub.pushes import PushOutcome
+from fleet.report import Board, ClusterState, Metrics, TargetStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -30,8 +31,8 @@ class BoardOnly:
     def readiness(self) -> tuple[bool, str]:
         return True, "ready"
 
-    async def on_push(self, push: webhooks.Push) -> int:
-        return 0
+    async def on_push(self, push: webhooks.Push) -> PushOutcome:
+        return PushOutcome()
 
 
 def _browser(url: str, *, screenshot: Path) -> str:
@@ -69,10 +70,14 @@ async def test_page_renders_the_matrix(tmp_path: Path) -> None:
     hub.board.clusters["prod-us"] = ClusterState(
         "prod-us", state="parked", error="unreachable: connection refused"
     )
-    cell = hub.board.cell("webapp", "prod-eu")
-    cell.sync, cell.health, cell.revision = "Synced", "Healthy", "0123456789abcdef"
-    stuck = hub.board.cell("webapp", "prod-us")
-    stuck.sync, stuck.error = "OutOfSync", "cluster prod-us is unreachable"
+    hub.board.targets.commit(
+        TargetStatus(
+            "prod-eu", "webapp", sync="Synced", health="Healthy", applied_commit="0123456789abcdef"
+        )
+    )
+    hub.board.targets.commit(
+        TargetStatus("prod-us", "webapp", sync="OutOfSync", error="cluster prod-us is unreachable")
+    )
     async with anyio.create_task_group() as tg:
         port = await tg.start(server.serve, hub, server.ServerSettings(port=0))
         shot = tmp_path / "status.png"
