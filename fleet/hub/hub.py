@@ -45,6 +45,7 @@ import anyio.abc
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
 from fleet.config import loading as config_loading
+from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, describe
 from fleet.hub import server, webhooks
 from fleet.hub.connections import Connections, show_reach
@@ -87,6 +88,7 @@ log = logging.getLogger(__name__)
 
 _REACH_CHECK = 0.5  # seconds between looks at the SSH tunnels' states
 _PUSH_WAIT = 8.0  # seconds a webhook waits for its listings before it answers "pending"
+_JOINS = 32  # clusters connecting at once
 _REPO_BACKOFF_CAP = 600.0  # a failing repository is listed again at least every 10 minutes
 
 
@@ -165,6 +167,8 @@ class Hub:
         self.tunnel_settings = TunnelSettings()  # SSH links of clusters behind a bastion
         self._stopping = anyio.Event()
         self._repo_next: dict[str, float] = {}  # a failing repository's next listing (backoff)
+        self._cluster_generation: dict[str, int] = {}  # bumped by each change of a cluster file
+        self._joins = anyio.CapacityLimiter(_JOINS)
         self.metrics.registry.register(StatsCollector(self))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -288,6 +292,7 @@ class Hub:
         assert self._connections is not None
         name = change.name
         if change.kind == "left":
+            self._generation(name)
             self._connections.close(name)
             self.breakers.drop(name)
             self.board.forget_cluster(name)
@@ -313,8 +318,37 @@ class Hub:
             return
         if self._drift is not None:
             self._drift.stop_where(lambda key: key[0] == name)
-        connection = await self._connections.open(entry.cluster)
-        state = ClusterState(name, labels=dict(entry.cluster.ref.labels))
+        assert self._group is not None
+        self._group.start_soon(self._join, entry.cluster, self._generation(name))
+
+    def _generation(self, name: str) -> int:
+        """A new generation of cluster `name`: a join that finds a later one gives way."""
+        self._cluster_generation[name] = self._cluster_generation.get(name, 0) + 1
+        return self._cluster_generation[name]
+
+    async def _join(self, cluster: ClusterFile, generation: int) -> None:
+        """Connect a cluster that joined or changed, then enqueue its targets.
+
+        Joins run concurrently, at most ``_JOINS`` at a time, so a hub with a thousand entries
+        listens at once and connects them in the background; a join overtaken by a later change
+        of the same cluster (or its removal) does nothing.
+        """
+        assert self._connections is not None
+        name = cluster.ref.name
+        self.board.clusters.setdefault(name, ClusterState(name, labels=dict(cluster.ref.labels)))
+        async with self._joins:
+            if self._cluster_generation.get(name) != generation:
+                return
+            try:
+                connection = await self._connections.open(cluster)
+            except Exception as exc:
+                state = self.board.clusters.setdefault(name, ClusterState(name))
+                state.state, state.error = "error", f"cluster {name}: {describe(exc)}"
+                log.exception("event=cluster_join_failed cluster=%s", name)
+                return
+        if self._cluster_generation.get(name) != generation:
+            return
+        state = ClusterState(name, labels=dict(cluster.ref.labels))
         state.state, state.error = (
             ("error", connection.error)
             if connection.error
