@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 from fleet import __version__, logs
-from fleet.cli import demo, hubcmd, oneshot
+from fleet.cli import demo, eventscmd, hubcmd, oneshot
 from fleet.controlplane import cli as kit_cli
 from fleet.errors import FleetError
 from fleet.gitops import cli as gitops_cli
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", help="local Kubernetes clusters for demos, tests, bench")
     kit_cli.add_arguments(cluster)
     hubcmd.add_arguments(sub)
+    eventscmd.add_arguments(sub)
     oneshot.add_arguments(sub)
     gitops_cli.add_arguments(sub)
     demo.add_arguments(sub)
@@ -47,6 +48,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": hubcmd.run_hub,
     "status": hubcmd.run_status,
     "history": hubcmd.run_history,
+    "events": eventscmd.run_events,
     "demo": demo.run,
     "render": oneshot.run,
     "diff": oneshot.run,

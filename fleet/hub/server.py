@@ -7,6 +7,7 @@ Routes:
 - ``GET /healthz``: the event loop answers (liveness). ``GET /readyz``: 200 once the hub has
   loaded its config and scanned ``clusters/``, else 503 with the reason.
 - ``GET /metrics``: Prometheus text format. ``GET /api/status``: the status board as JSON.
+- ``GET /api/events?app=&cluster=&limit=``: the targets' recent events, newest first.
 - ``GET /``: the status page, a static file that polls ``/api/status``.
 
 The server knows the hub only through :class:`HubView`, so it can be tested against any object
@@ -108,6 +109,16 @@ def make_app(hub: HubView, settings: ServerSettings) -> web.Application:
     async def status(_: web.Request) -> web.Response:
         return web.json_response(hub.board.to_json())
 
+    async def events(request: web.Request) -> web.Response:
+        query = request.rel_url.query
+        try:
+            limit = max(1, min(1000, int(query.get("limit", "100"))))
+        except ValueError:
+            return web.json_response({"error": "limit must be a whole number"}, status=400)
+        found = hub.board.targets.events(app=query.get("app"), cluster=query.get("cluster"))
+        newest = [e.to_json() for e in reversed(found[-limit:])]
+        return web.json_response({"events": newest})
+
     async def page(_: web.Request) -> web.Response:
         return web.Response(text=PAGE.read_text(), content_type="text/html")
 
@@ -117,6 +128,7 @@ def make_app(hub: HubView, settings: ServerSettings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/status", status)
+    app.router.add_get("/api/events", events)
     app.router.add_get("/", page)
     return app
 

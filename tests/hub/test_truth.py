@@ -8,6 +8,8 @@ the metrics the hub exports, and the cluster itself where a claim is about it.
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import anyio
@@ -129,3 +131,37 @@ async def test_an_unreachable_cluster_is_unknown_then_green_again(tmp_path: Path
             types = [e.type for e in hub.targets.events(app="web", cluster="truth-a")]
             assert "Unreachable" in types and types[-1] in ("Recovered", "Synced")
             hub.stop()
+
+
+async def test_fleet_events_from_the_hub_and_from_history(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    ns = "truth-events"
+    cluster = kit_clusters[0]
+    remote = Remote(tmp_path / "git")
+    first = remote.commit({"app/cm.yaml": configmap(ns, "v1")})
+    settings = hub_settings(tmp_path)
+    settings.config_path.write_text(_config(remote.url, ns))
+    drop(cluster, settings.clusters_dir)
+    hub = Hub(settings)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(hub.run)
+        await until(lambda: _cell(hub, cluster.name).ready)
+        remote.commit({"app/cm.yaml": "kind: [\n"})
+        assert await push_webhook(port, remote.url) == 200
+        await until(lambda: _cell(hub, cluster.name).error_reason == "RenderFailed")
+        live = await _fleet("events", "web", "--url", f"http://127.0.0.1:{port}", "--json")
+        hub.stop()
+    offline = await _fleet("events", "web", "--state-dir", str(settings.state_dir), "--json")
+    text = await _fleet("events", "--state-dir", str(settings.state_dir), "--cluster", cluster.name)
+    for rows in (json.loads(live), json.loads(offline)):
+        types = [r["type"] for r in rows if r["cluster"] == cluster.name]
+        assert types[:2] == ["RenderFailed", "Synced"], types  # newest first
+        assert rows[1]["commit"] == first
+    assert "RenderFailed" in text and f"web@{cluster.name}" in text and "!" in text
+
+
+async def _fleet(*args: str) -> str:
+    result = await anyio.run_process([sys.executable, "-m", "fleet.cli.main", *args], check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
