@@ -208,7 +208,8 @@ class Reconciler:
     def _summarise_error(self, previous: TargetStatus, started: float, exc: Exception) -> None:
         text = describe(exc)
         if unreachable(exc):
-            attempt = self._attempt(previous, started, unreachable=text)
+            cause = f"cluster {previous.cluster} is unreachable: {text}"
+            attempt = self._attempt(previous, started, unreachable=cause)
         else:
             reason = "SyncFailed" if isinstance(exc, FleetError | OSError) else "InternalError"
             attempt = self._attempt(

@@ -287,7 +287,16 @@ def _events(previous: TargetStatus, new: TargetStatus, attempt: Attempt) -> tupl
             message = f"applied {new.applied_commit[:12]} again over changes made outside fleet"
             message += f" ({counts})"
             out.append(_event(new, now, "Healed", "normal", message, details=details))
-    if new.error and (new.error, new.error_reason) != (previous.error, previous.error_reason):
+    same_outage = new.error_reason == previous.error_reason == "Unreachable"  # one per outage
+    if (
+        new.error
+        and not same_outage
+        and (new.error, new.error_reason)
+        != (
+            previous.error,
+            previous.error_reason,
+        )
+    ):
         kind = new.error_reason or "SyncFailed"
         out.append(_event(new, now, kind, "warning", new.error, details=details))
     if new.health not in (previous.health, "Unknown"):  # Unknown is no observation
