@@ -1,0 +1,469 @@
+"""Who may call the hub's API and see its page: bearer tokens with a role, and browser sessions.
+
+The model:
+
+- **Tokens** come from one file (``fleet run --api-tokens FILE``), each with a role: ``read``
+  (the page, ``GET /api/*``) or ``admin`` (also the control endpoints, every other method on
+  ``/api/*``). The file is YAML (``tokens: [{token: ..., role: admin, name: ci}]``, or the list
+  alone) or text, one ``token, role[, name]`` a line with ``#`` comments. A token has at least 16
+  characters; a bad entry is a :class:`~fleet.errors.ConfigError` naming the file and the line.
+- The hub keeps only the SHA-256 digest of each token; a presented token is hashed and compared
+  with **every** digest in constant time (``hmac.compare_digest``, no early exit), so neither the
+  answer's timing nor memory holds a token. Tokens are never logged: requests are logged by the
+  token's *name* (given in the file, else its position).
+- **Routes** say what they need with :func:`public` (health, readiness, webhooks, which verify
+  themselves, the login form) or :func:`requires`; an unmarked route needs ``read`` for
+  GET/HEAD/OPTIONS and ``admin`` for any other method, so a control endpoint added later is
+  admin-only unless it says otherwise. An unknown path needs ``read`` too: an anonymous caller
+  learns nothing about which routes exist.
+- **Browsers** sign in with a form (``GET/POST /login``) that exchanges a token for a random
+  session id in an ``HttpOnly; SameSite=Strict`` cookie (``Secure`` under TLS); the id is held
+  server-side as a digest, expires after ``session_ttl`` seconds, and the store is bounded. A
+  cookie-authenticated unsafe request whose ``Origin`` is another site is refused (CSRF), on top
+  of SameSite. ``Authorization: Bearer`` works everywhere, for the CLI and scripts.
+- Without a token file, nothing is checked (:class:`Guard` with no book): the server then
+  refuses to listen beyond loopback unless told ``--insecure-open-api`` (see
+  :func:`fleet.hub.server.check_exposure`).
+
+The parsing, the book, the sessions and the policy are pure (no I/O, an injectable ``now``); the
+aiohttp middleware and the login handlers at the bottom are the only I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import html
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit
+
+import yaml
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from fleet.errors import ConfigError
+
+__all__ = [
+    "COOKIE",
+    "PRINCIPAL",
+    "Guard",
+    "Principal",
+    "Role",
+    "Sessions",
+    "TokenBook",
+    "TokenEntry",
+    "bearer_token",
+    "parse_tokens",
+    "public",
+    "read_tokens",
+    "required_access",
+    "requires",
+    "safe_next",
+]
+
+log = logging.getLogger(__name__)
+
+COOKIE = "fleet_session"
+LOGIN_PAGE = Path(__file__).with_name("login.html")
+MIN_TOKEN_LENGTH = 16
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ACCESS_ATTR = "_fleet_access"
+
+
+class Role(enum.IntEnum):
+    """What a caller may do; a higher role includes the lower ones."""
+
+    READ = 1
+    ADMIN = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+Access = Role | Literal["public"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: the token's name (never the token) and its role."""
+
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    """One entry of the token file. `token` is the secret: never log or show it."""
+
+    token: str
+    role: Role
+    name: str
+
+    def __repr__(self) -> str:  # a stray repr must not print the secret
+        return f"TokenEntry(name={self.name!r}, role={self.role.label})"
+
+
+PRINCIPAL = web.RequestKey("fleet_principal", Principal)
+"""Where the middleware leaves the authenticated caller: ``request[auth.PRINCIPAL]``."""
+
+
+# -- the token file (pure) ------------------------------------------------------------------------
+
+
+def _role(value: Any, where: str) -> Role:
+    text = str(value).strip().lower()
+    for role in Role:
+        if role.label == text:
+            return role
+    raise ConfigError(f"{where}: role {text!r} is not one of read, admin")
+
+
+def _entry(token: Any, role: Any, name: Any, *, where: str, default_name: str) -> TokenEntry:
+    if not isinstance(token, str) or not token:
+        raise ConfigError(f"{where}: `token` is missing or not a string")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{where}: a token needs at least {MIN_TOKEN_LENGTH} characters "
+            "(make one with `openssl rand -hex 32`)"
+        )
+    if any(c.isspace() or c == "," for c in token):
+        raise ConfigError(f"{where}: a token may not hold spaces or commas")
+    label = str(name).strip() if name else default_name
+    return TokenEntry(token=token, role=_role(role, where), name=label)
+
+
+def _from_yaml(data: list[Any], *, source: str) -> list[TokenEntry]:
+    entries: list[TokenEntry] = []
+    for index, item in enumerate(data, start=1):
+        where = f"{source}: entry {index}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a mapping with `token` and `role`")
+        unknown = sorted(set(item) - {"token", "role", "name"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r} (token, role, name)")
+        entries.append(
+            _entry(
+                item.get("token"),
+                item.get("role", ""),
+                item.get("name"),
+                where=where,
+                default_name=f"entry-{index}",
+            )
+        )
+    return entries
+
+
+def _from_lines(text: str, *, source: str) -> list[TokenEntry]:
+    entries: list[TokenEntry] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split("#", 1)[0].strip()
+        if not stripped:
+            continue
+        where = f"{source}: line {number}"
+        fields = [f.strip() for f in stripped.split(",")]
+        if len(fields) not in (2, 3):
+            raise ConfigError(f"{where}: expected `token, role` or `token, role, name`")
+        name = fields[2] if len(fields) == 3 else None
+        entries.append(
+            _entry(fields[0], fields[1], name, where=where, default_name=f"line-{number}")
+        )
+    return entries
+
+
+def parse_tokens(text: str, *, source: str) -> tuple[TokenEntry, ...]:
+    """The entries of a token file's `text` (YAML or ``token, role[, name]`` lines)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict) and "tokens" in data:
+        data = data["tokens"]
+    if isinstance(data, list):
+        entries = _from_yaml(data, source=source)
+    else:
+        entries = _from_lines(text, source=source)
+    if not entries:
+        raise ConfigError(f"{source}: no tokens (one `token, role` a line; roles read, admin)")
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.token in seen:
+            raise ConfigError(f"{source}: the token named '{entry.name}' appears twice")
+        seen.add(entry.token)
+    return tuple(entries)
+
+
+def read_tokens(path: Path) -> tuple[TokenEntry, ...]:
+    """The entries of the token file at `path`; warns when others may read it."""
+    try:
+        text = path.read_text()
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API token file {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        log.warning("event=api_tokens_readable path=%s hint=chmod_600", path)
+    return parse_tokens(text, source=str(path))
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class TokenBook:
+    """Token digests -> principals; a lookup compares with every digest in constant time."""
+
+    def __init__(self, entries: Iterable[TokenEntry]) -> None:
+        self._entries = tuple((_digest(e.token), Principal(e.name, e.role)) for e in entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, presented: str) -> Principal | None:
+        wanted = _digest(presented)
+        found: Principal | None = None
+        for digest, principal in self._entries:  # no early exit: the time does not tell which
+            if hmac.compare_digest(wanted, digest):
+                found = principal
+        return found
+
+
+class Sessions:
+    """Browser sessions: random ids held as digests, expiring, at most `limit` (oldest dropped)."""
+
+    def __init__(self, *, ttl: float = 8 * 3600.0, limit: int = 1000) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._by_digest: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def create(self, principal: Principal, *, now: float) -> str:
+        sid = secrets.token_urlsafe(32)
+        self._by_digest[_digest(sid)] = (principal, now + self.ttl)
+        while len(self._by_digest) > self.limit:
+            self._by_digest.popitem(last=False)
+        return sid
+
+    def lookup(self, sid: str, *, now: float) -> Principal | None:
+        key = _digest(sid)
+        held = self._by_digest.get(key)
+        if held is None:
+            return None
+        principal, expires = held
+        if now >= expires:
+            del self._by_digest[key]
+            return None
+        return principal
+
+    def drop(self, sid: str) -> None:
+        self._by_digest.pop(_digest(sid), None)
+
+
+# -- the policy (pure) ----------------------------------------------------------------------------
+
+H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def public(handler: H) -> H:
+    """Mark a route open to anyone (it verifies callers itself, or tells nothing)."""
+    setattr(handler, _ACCESS_ATTR, "public")
+    return handler
+
+
+def requires(role: Role) -> Callable[[H], H]:
+    """Mark a route as needing `role` (e.g. ``@auth.requires(auth.Role.ADMIN)``)."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, _ACCESS_ATTR, role)
+        return handler
+
+    return mark
+
+
+def required_access(method: str, marked: object) -> Access:
+    """What a request needs: the route's mark, else read for safe methods and admin otherwise."""
+    if marked == "public" or isinstance(marked, Role):
+        return marked
+    return Role.READ if method.upper() in _SAFE_METHODS else Role.ADMIN
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def safe_next(target: str) -> str:
+    """Where to go after signing in: a path on this site only (no ``//host``, no scheme)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target:
+        return "/"
+    return target
+
+
+# -- aiohttp: the middleware and the login form ---------------------------------------------------
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+class Guard:
+    """The server's gate: authenticates each request and checks the route's role.
+
+    `book` None means authentication is off (no token file): every request passes as a local
+    admin; the server decides separately whether that is allowed (loopback only).
+    """
+
+    def __init__(
+        self,
+        book: TokenBook | None,
+        *,
+        secure_cookie: bool = False,
+        sessions: Sessions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.book = book
+        self.sessions = sessions or Sessions()
+        self.secure_cookie = secure_cookie
+        self.clock = clock
+
+    @property
+    def enabled(self) -> bool:
+        return self.book is not None
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/login", self.login_form),
+            web.post("/login", self.login),
+            web.post("/logout", self.logout),
+        ]
+
+    def authenticate(self, request: web.Request) -> tuple[Principal | None, str]:
+        """The caller and how they proved it (``bearer``, ``cookie``), or (None, why not)."""
+        assert self.book is not None
+        header = request.headers.get("Authorization", "")
+        if header:
+            token = bearer_token(header)
+            if token is None:
+                return None, "the Authorization header is not `Bearer <token>`"
+            principal = self.book.lookup(token)
+            return (principal, "bearer") if principal else (None, "the bearer token is unknown")
+        sid = request.cookies.get(COOKIE, "")
+        if sid:
+            principal = self.sessions.lookup(sid, now=self.clock())
+            return (principal, "cookie") if principal else (None, "the session has expired")
+        return None, "no credentials: send `Authorization: Bearer <token>` or sign in at /login"
+
+    def middleware(self) -> Middleware:
+        """The aiohttp middleware (after the server's error middleware, before the handlers)."""
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await self._check(request, handler)
+
+        return guard
+
+    async def _check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route_handler = request.match_info.handler
+        access = required_access(request.method, getattr(route_handler, _ACCESS_ATTR, None))
+        if access == "public":
+            return await handler(request)
+        if self.book is None:
+            request[PRINCIPAL] = Principal("local", Role.ADMIN)
+            return await handler(request)
+        principal, how = self.authenticate(request)
+        if principal is None:
+            log.info(
+                "event=api_unauthenticated method=%s path=%s remote=%s",
+                request.method,
+                quote(request.path),
+                request.remote,
+            )
+            if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
+            return _error(401, how, **{"WWW-Authenticate": 'Bearer realm="fleet"'})
+        assert isinstance(access, Role)
+        if principal.role < access:
+            log.warning(
+                "event=api_forbidden principal=%s role=%s method=%s path=%s",
+                principal.name,
+                principal.role.label,
+                request.method,
+                quote(request.path),
+            )
+            return _error(
+                403,
+                f"token '{principal.name}' has role {principal.role.label}; "
+                f"{request.method} {request.path} needs {access.label}",
+            )
+        if how == "cookie" and request.method not in _SAFE_METHODS:
+            origin = request.headers.get("Origin", "")
+            if origin and urlsplit(origin).netloc != request.host:
+                return _error(403, f"cross-site request from {origin} refused")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    @public
+    async def login_form(self, request: web.Request) -> web.Response:
+        failed = request.query.get("failed") == "1"
+        return self._page(request.query.get("next", "/"), failed=failed)
+
+    @public
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()  # bounded by the app's client_max_size
+        token = form.get("token")
+        target = safe_next(str(form.get("next") or "/"))
+        principal = None
+        if self.book is not None and isinstance(token, str) and token:
+            principal = self.book.lookup(token.strip())
+        if principal is None:
+            log.info("event=login_refused remote=%s", request.remote)
+            raise web.HTTPSeeOther(f"/login?failed=1&next={quote(target, safe='')}")
+        sid = self.sessions.create(principal, now=self.clock())
+        log.info("event=login principal=%s role=%s", principal.name, principal.role.label)
+        response = web.HTTPSeeOther(target)
+        response.set_cookie(
+            COOKIE,
+            sid,
+            max_age=int(self.sessions.ttl),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=self.secure_cookie,
+        )
+        raise response
+
+    @public
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        sid = request.cookies.get(COOKIE, "")
+        if sid:
+            self.sessions.drop(sid)
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(COOKIE, path="/")
+        raise response
+
+    def _page(self, target: str, *, failed: bool) -> web.Response:
+        message = "That token is not valid." if failed else ""
+        if self.book is None:
+            message = "This hub has no API tokens: nothing to sign in to."
+        text = (
+            LOGIN_PAGE.read_text()
+            .replace("{{message}}", html.escape(message))
+            .replace("{{next}}", html.escape(safe_next(target), quote=True))
+        )
+        return web.Response(text=text, content_type="text/html", status=200)
