@@ -16,9 +16,13 @@ The webhook intake is built to be hit by anyone on the network:
   where the refusal replaces the ``100 Continue``).
 - The body streams in chunks through the HMAC; past ``webhook_body`` bytes it is refused (413)
   at once, a body not whole within ``body_timeout`` seconds is refused (408), and at most
-  ``unauthenticated_bodies`` bodies not yet proven by a signature are read at a time (503 with
-  ``Retry-After`` past it). A refused request's connection is closed after at most ``linger``
-  seconds of discarding, time for the client to read the answer.
+  ``unauthenticated_bodies`` bodies not yet proven by a signature are read at a time. Past that
+  cap a new body takes the place of the oldest if that one has been reading for more than
+  ``eviction_grace`` seconds (the oldest is answered 503), else the new one is refused (503 with
+  ``Retry-After``): slow senders cannot hold the intake, and a real push, a few KiB sent at once,
+  is never the oldest. GitLab bodies, proven by their token, do not count. A refused request's
+  connection is closed after at most ``linger`` seconds of discarding, time for the client to
+  read the answer.
 - Headers that trickle in are bounded by aiohttp's keep-alive timer, which also runs from the
   moment a connection opens: ``header_timeout`` seconds to send a request's headers. A client
   that goes away cancels its handler (``handler_cancellation``).
@@ -110,6 +114,7 @@ class HttpLimits:
     body: int = 64 * 2**10  # any other body: the login form, control endpoints
     body_timeout: float = 10.0  # the whole webhook body, from its first byte expected
     unauthenticated_bodies: int = 16  # GitHub bodies being read before their HMAC is known
+    eviction_grace: float = 1.0  # past the cap, a body older than this makes room for a new one
     header_timeout: float = 15.0  # request headers, and an idle keep-alive connection
     linger: float = 2.0  # discarding the unread body of a refused request
     max_headers: int = 64
@@ -200,6 +205,15 @@ def _as_outcome(result: PushOutcome | int) -> PushOutcome:
     return PushOutcome(tuple(RepoRefresh(repo="", result="pending") for _ in range(result)))
 
 
+@dataclass(eq=False)
+class _Reading:
+    """One unverified body being read: cancelled (`evicted`) to make room for a newer one."""
+
+    scope: anyio.CancelScope
+    started: float
+    evicted: bool = False
+
+
 class _Intake:
     """The webhook intake: header checks, then the body, bounded in size, time and number."""
 
@@ -207,7 +221,7 @@ class _Intake:
         self.hub = hub
         self.settings = settings
         self.limits = settings.limits
-        self.in_flight = 0  # unauthenticated bodies being read
+        self.reading: dict[_Reading, None] = {}  # unverified bodies being read, oldest first
 
     def precheck(self, request: web.Request, provider: str) -> webhooks.BodyCheck:
         if provider == "github":
@@ -254,20 +268,34 @@ class _Intake:
         )
         return web.json_response(outcome.to_json(), status=outcome.http_status)
 
+    def _admit(self) -> _Reading:
+        """A place for one more unverified body: free, or taken from the oldest past the grace."""
+        now = anyio.current_time()
+        if len(self.reading) >= self.limits.unauthenticated_bodies:
+            oldest = next(iter(self.reading))
+            if now - oldest.started < self.limits.eviction_grace:
+                raise webhooks.WebhookError(
+                    503,
+                    f"{len(self.reading)} unverified webhook bodies are being read already: "
+                    "retry later",
+                )
+            del self.reading[oldest]
+            oldest.evicted = True
+            oldest.scope.cancel()
+        reading = _Reading(scope=anyio.CancelScope(), started=now)
+        self.reading[reading] = None
+        return reading
+
     async def _read(self, request: web.Request, body_check: webhooks.BodyCheck) -> bytes:
-        gated = not body_check.authenticated
-        if gated and self.in_flight >= self.limits.unauthenticated_bodies:
-            raise webhooks.WebhookError(
-                503,
-                f"{self.in_flight} unverified webhook bodies are being read already: retry later",
-            )
+        reading = None if body_check.authenticated else self._admit()
         cap = self.limits.webhook_body
         chunks: list[bytes] = []
         size = 0
-        if gated:
-            self.in_flight += 1
         try:
-            with anyio.fail_after(self.limits.body_timeout):
+            with (
+                reading.scope if reading else anyio.CancelScope(),
+                anyio.fail_after(self.limits.body_timeout),
+            ):
                 async for chunk in request.content.iter_any():
                     size += len(chunk)
                     if size > cap:
@@ -281,8 +309,13 @@ class _Intake:
         except (HttpProcessingError, ConnectionError) as exc:
             raise webhooks.WebhookError(400, f"the body ended early: {exc}") from None
         finally:
-            if gated:
-                self.in_flight -= 1
+            if reading is not None:
+                self.reading.pop(reading, None)
+        if reading is not None and reading.evicted:
+            raise webhooks.WebhookError(
+                503,
+                "this body was the slowest of too many unverified webhook bodies: retry later",
+            )
         return b"".join(chunks)
 
     def _refused(

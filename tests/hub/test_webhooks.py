@@ -155,7 +155,7 @@ def _settings(limits: server.HttpLimits = LIMITS) -> server.ServerSettings:
     return server.ServerSettings(port=0, github_secret=SECRET, gitlab_token=SECRET, limits=limits)
 
 
-def _head(path: str, headers: dict[str, str]) -> bytes:
+def request_head(path: str, headers: dict[str, str]) -> bytes:
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -168,7 +168,7 @@ def _github(body_length: int, signature: str) -> dict[str, str]:
     }
 
 
-async def _response(stream: anyio.abc.SocketStream, *, limit: float = 5.0) -> tuple[int, bytes]:
+async def read_response(stream: anyio.abc.SocketStream, *, limit: float = 5.0) -> tuple[int, bytes]:
     """The status and the raw bytes of the first response on `stream` (its head and body)."""
     data = b""
     with anyio.fail_after(limit):
@@ -202,8 +202,8 @@ async def test_declared_oversize_body_is_refused_before_it_is_sent() -> None:
         running(hub, _settings()) as port,
         await anyio.connect_tcp("127.0.0.1", port) as stream,
     ):
-        await stream.send(_head("/webhooks/github", _github(10 * 2**20, sign(b"x"))))
-        status, data = await _response(stream)
+        await stream.send(request_head("/webhooks/github", _github(10 * 2**20, sign(b"x"))))
+        status, data = await read_response(stream)
         assert status == 413 and b"over the cap of 1024" in data
         assert b"Connection: close" in data
         assert await _closed(stream, limit=2.0)
@@ -218,10 +218,10 @@ async def test_streamed_oversize_body_is_cut_at_the_cap() -> None:
     ):
         headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign(b"x"),
                    "Transfer-Encoding": "chunked"}  # fmt: skip
-        await stream.send(_head("/webhooks/github", headers))
+        await stream.send(request_head("/webhooks/github", headers))
         chunk = b"200\r\n" + b"a" * 512 + b"\r\n"
         await stream.send(chunk * 3)  # 1536 bytes: past the cap of 1024
-        status, data = await _response(stream)
+        status, data = await read_response(stream)
         assert status == 413 and b"the body is over the cap of 1024 bytes" in data
         assert await _closed(stream, limit=2.0), "the rest is not read: the socket closes"
     assert hub.pushes == []
@@ -233,10 +233,12 @@ async def test_slow_body_is_dropped_after_the_read_timeout() -> None:
         running(hub, _settings()) as port,
         await anyio.connect_tcp("127.0.0.1", port) as stream,
     ):
-        await stream.send(_head("/webhooks/github", _github(len(SMALL_PUSH), sign(SMALL_PUSH))))
+        await stream.send(
+            request_head("/webhooks/github", _github(len(SMALL_PUSH), sign(SMALL_PUSH)))
+        )
         started = anyio.current_time()
         await stream.send(SMALL_PUSH[:10])
-        status, data = await _response(stream)
+        status, data = await read_response(stream)
         waited = anyio.current_time() - started
         assert status == 408 and b"did not arrive within 0.5 s" in data
         assert 0.45 <= waited < 3.0
@@ -252,8 +254,8 @@ async def test_gitlab_wrong_token_is_answered_while_the_client_still_sends() -> 
     ):
         headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "wrong",
                    "Content-Length": "1000"}  # fmt: skip
-        await stream.send(_head("/webhooks/gitlab", headers) + b"{" * 100)
-        status, data = await _response(stream)  # 900 bytes are still to come
+        await stream.send(request_head("/webhooks/gitlab", headers) + b"{" * 100)
+        status, data = await read_response(stream)  # 900 bytes are still to come
         assert status == 401 and b"X-Gitlab-Token does not match" in data
     assert hub.pushes == []
 
@@ -264,8 +266,8 @@ async def test_github_without_a_signature_is_answered_before_the_body() -> None:
         await anyio.connect_tcp("127.0.0.1", port) as stream,
     ):
         headers = {"X-GitHub-Event": "push", "Content-Length": "1000"}
-        await stream.send(_head("/webhooks/github", headers))  # not a byte of the body
-        status, data = await _response(stream)
+        await stream.send(request_head("/webhooks/github", headers))  # not a byte of the body
+        status, data = await read_response(stream)
         assert status == 401 and b"X-Hub-Signature-256 is missing" in data
 
 
@@ -275,50 +277,66 @@ async def test_expect_continue_is_refused_on_the_headers() -> None:
         async with await anyio.connect_tcp("127.0.0.1", port) as stream:
             headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "wrong",
                        "Content-Length": "500", "Expect": "100-continue"}  # fmt: skip
-            await stream.send(_head("/webhooks/gitlab", headers))
-            status, _ = await _response(stream)
+            await stream.send(request_head("/webhooks/gitlab", headers))
+            status, _ = await read_response(stream)
             assert status == 401, "a refusal instead of 100 Continue"
         async with await anyio.connect_tcp("127.0.0.1", port) as stream:
             headers = {**_github(len(SMALL_PUSH), sign(SMALL_PUSH)), "Expect": "100-continue"}
-            await stream.send(_head("/webhooks/github", headers))
-            status, _ = await _response(stream)
+            await stream.send(request_head("/webhooks/github", headers))
+            status, _ = await read_response(stream)
             assert status == 100
             await stream.send(SMALL_PUSH)
-            status, data = await _response(stream)
+            status, data = await read_response(stream)
             assert status == 200 and b'"moved": 1' in data
     assert len(hub.pushes) == 1
 
 
+async def _slow_github(port: int) -> anyio.abc.SocketStream:
+    """A GitHub request whose headers are whole and whose body has barely started."""
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    await stream.send(request_head("/webhooks/github", _github(len(SMALL_PUSH), sign(SMALL_PUSH))))
+    await stream.send(SMALL_PUSH[:5])
+    return stream
+
+
+async def _signed_push(port: int) -> tuple[int, bytes]:
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(
+            request_head("/webhooks/github", _github(len(SMALL_PUSH), sign(SMALL_PUSH)))
+        )
+        await stream.send(SMALL_PUSH)
+        return await read_response(stream)
+
+
 async def test_unverified_bodies_in_flight_are_capped() -> None:
     hub = RecordingHub()
-    async with running(hub, _settings()) as port:
-        slow = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
-        for stream in slow:
-            await stream.send(_head("/webhooks/github", _github(len(SMALL_PUSH), sign(SMALL_PUSH))))
-            await stream.send(SMALL_PUSH[:5])
+    limits = server.HttpLimits(unauthenticated_bodies=2, body_timeout=5.0, eviction_grace=0.5)
+    async with running(hub, _settings(limits)) as port:
+        slow = [await _slow_github(port) for _ in range(2)]
         await anyio.sleep(0.1)
-        async with await anyio.connect_tcp("127.0.0.1", port) as third:
-            await third.send(_head("/webhooks/github", _github(len(SMALL_PUSH), sign(SMALL_PUSH))))
-            await third.send(SMALL_PUSH)
-            status, data = await _response(third)
-            assert status == 503 and b"Retry-After: 1" in data
+        status, data = await _signed_push(port)
+        assert status == 503 and b"Retry-After: 1" in data, "both places are young: refused"
         async with await anyio.connect_tcp("127.0.0.1", port) as gitlab:
             headers = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET,
                        "Content-Length": str(len(SMALL_PUSH))}  # fmt: skip
-            await gitlab.send(_head("/webhooks/gitlab", headers) + SMALL_PUSH)
-            status, _ = await _response(gitlab)
+            await gitlab.send(request_head("/webhooks/gitlab", headers) + SMALL_PUSH)
+            status, _ = await read_response(gitlab)
             assert status == 200, "a body proven by its token does not count against the cap"
         await slow[0].aclose()  # a client that goes away frees its place at once
         await anyio.sleep(0.1)
-        async with await anyio.connect_tcp("127.0.0.1", port) as fourth:
-            await fourth.send(_head("/webhooks/github", _github(len(SMALL_PUSH), sign(SMALL_PUSH))))
-            await fourth.send(SMALL_PUSH)
-            status, _ = await _response(fourth)
-            assert status == 200
-        status, _ = await _response(slow[1])
-        assert status == 408
-        await slow[1].aclose()
-    assert len(hub.pushes) == 2
+        status, _ = await _signed_push(port)
+        assert status == 200
+        slow[0] = await _slow_github(port)
+        await anyio.sleep(0.6)  # both slow bodies are now past the grace
+        status, _ = await _signed_push(port)
+        assert status == 200, "a new body takes the place of the oldest slow one"
+        status, data = await read_response(slow[1])
+        assert status == 503 and b"the slowest of too many unverified" in data
+        status, _ = await _signed_push(port)
+        assert status == 200, "the place of a finished push is free again"
+        for stream in slow:
+            await stream.aclose()
+    assert len(hub.pushes) == 4
 
 
 async def test_slow_headers_are_dropped_after_the_header_timeout() -> None:
