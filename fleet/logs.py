@@ -82,6 +82,8 @@ class _Registry:
 
 _SECRETS = _Registry()
 _SENSITIVE_NAMES = r"(?:[a-z_-]*(?:token|password|passwd|secret|api[_-]?key|client-key-data))"
+# an example's placeholder (TOKEN, <token>, ...) or a value already masked is no secret
+_PLACEHOLDER = r"(?-i:[A-Z][A-Z_]*(?![\w-]))|<[^>\s]*>|\.\.\.|\*\*\*"
 _Replacement = str | Callable[[re.Match[str]], str]
 _PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     (
@@ -100,7 +102,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
     (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_\w{16,}|glpat-[\w-]{16,})"), MASK),
     (
-        re.compile(rf"(?i)\b({_SENSITIVE_NAMES})(\s*[=:]\s*)([\"']?)(?!\*\*\*)[^\s\"',;&}}]+"),
+        re.compile(
+            rf"(?i)\b({_SENSITIVE_NAMES})(\s*[=:]\s*)([\"']?)(?!{_PLACEHOLDER})[^\s\"',;&}}]+"
+        ),
         r"\1\2\3" + MASK,
     ),
 )

@@ -147,6 +147,13 @@ def test_secrets_are_masked_everywhere(out: io.StringIO) -> None:
     assert text.count("***") >= 12
 
 
+def test_placeholders_of_examples_are_not_masked() -> None:
+    hint = "credentials: [{url: https://HOST/ORG/, username: USER, token: TOKEN}]"
+    assert logs.scrub(hint) == hint
+    assert logs.scrub("password: <secret>, token=...") == "password: <secret>, token=..."
+    assert logs.scrub("token: Tok3n password=ABC1") == "token: *** password=***"
+
+
 def test_ssh_user_names_are_kept() -> None:
     assert logs.scrub("ssh://git@github.com/o/r") == "ssh://git@github.com/o/r"
     assert logs.scrub("ssh://git:pw@github.com/o/r") == "ssh://***@github.com/o/r"
