@@ -162,3 +162,11 @@ def test_check_tree_never_shows_the_resolved_path(tmp_path: Path) -> None:
     with pytest.raises(StalledError) as caught:
         confine.check_tree(root)
     assert str(tmp_path) not in str(caught.value)
+
+
+def test_check_tree_quotes_and_bounds_the_link_text(tmp_path: Path) -> None:
+    root = tree(tmp_path, {"nl": "/x\n" + "y" * 300})
+    with pytest.raises(StalledError) as caught:
+        confine.check_tree(root)
+    message = str(caught.value)
+    assert "\n" not in message and "'/x\\n" + "y" * 197 + "...'" in message
