@@ -7,6 +7,8 @@ The model:
   ``/api/*``). The file is YAML (``tokens: [{token: ..., role: admin, name: ci}]``, or the list
   alone) or text, one ``token, role[, name]`` a line with ``#`` comments. A token has at least 16
   characters; a bad entry is a :class:`~fleet.errors.ConfigError` naming the file and the line.
+  The file is re-read when it changes (:class:`TokenFile`): a token is added or revoked without a
+  restart; a file that turns bad keeps the last good tokens and is logged.
 - The hub keeps only the SHA-256 digest of each token; a presented token is hashed and compared
   with **every** digest in constant time (``hmac.compare_digest``, no early exit), so neither the
   answer's timing nor memory holds a token. Tokens are never logged: requests are logged by the
@@ -18,15 +20,17 @@ The model:
   learns nothing about which routes exist.
 - **Browsers** sign in with a form (``GET/POST /login``) that exchanges a token for a random
   session id in an ``HttpOnly; SameSite=Strict`` cookie (``Secure`` under TLS); the id is held
-  server-side as a digest, expires after ``session_ttl`` seconds, and the store is bounded. A
+  server-side as a digest, expires after ``Sessions.ttl`` seconds, the store is bounded, and a
+  session ends when its token is revoked. A
   cookie-authenticated unsafe request whose ``Origin`` is another site is refused (CSRF), on top
   of SameSite. ``Authorization: Bearer`` works everywhere, for the CLI and scripts.
-- Without a token file, nothing is checked (:class:`Guard` with no book): the server then
+- Without a token file, nothing is checked (:class:`Guard` without tokens): the server then
   refuses to listen beyond loopback unless told ``--insecure-open-api`` (see
   :func:`fleet.hub.server.check_exposure`).
 
-The parsing, the book, the sessions and the policy are pure (no I/O, an injectable ``now``); the
-aiohttp middleware and the login handlers at the bottom are the only I/O.
+The parsing, the book, the sessions and the policy are pure (no I/O, an injectable ``now``);
+reading the file (:func:`read_tokens`, :class:`TokenFile`), the aiohttp middleware and the login
+handlers at the bottom are the only I/O.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import enum
 import hashlib
 import hmac
 import html
+import json
 import logging
 import secrets
 import time
@@ -60,6 +65,7 @@ __all__ = [
     "Sessions",
     "TokenBook",
     "TokenEntry",
+    "TokenFile",
     "bearer_token",
     "parse_tokens",
     "public",
@@ -227,7 +233,9 @@ class TokenBook:
         return len(self._entries)
 
     def lookup(self, presented: str) -> Principal | None:
-        wanted = _digest(presented)
+        return self.lookup_digest(_digest(presented))
+
+    def lookup_digest(self, wanted: bytes) -> Principal | None:
         found: Principal | None = None
         for digest, principal in self._entries:  # no early exit: the time does not tell which
             if hmac.compare_digest(wanted, digest):
@@ -235,37 +243,93 @@ class TokenBook:
         return found
 
 
+class TokenFile:
+    """The token file, re-read when it changes (looked at most every `interval` seconds).
+
+    A file that turns bad keeps the last good book in use and is logged, as fleet.yaml is; a
+    removed token stops working at the next look, for bearer calls and signed-in browsers alike.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.interval = interval
+        self.clock = clock
+        self._book = TokenBook(read_tokens(path))  # a bad file at start is the caller's error
+        self._stamp = self._stat()
+        self._looked = clock()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def book(self) -> TokenBook:
+        now = self.clock()
+        if now - self._looked < self.interval:
+            return self._book
+        self._looked = now
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self._book
+        self._stamp = stamp
+        try:
+            self._book = TokenBook(read_tokens(self.path))
+        except ConfigError as exc:
+            log.warning("event=api_tokens_reload_failed kept=last_good error=%s", _q(str(exc)))
+        else:
+            log.info("event=api_tokens_reloaded path=%s tokens=%d", self.path, len(self._book))
+        return self._book
+
+
 class Sessions:
-    """Browser sessions: random ids held as digests, expiring, at most `limit` (oldest dropped)."""
+    """Browser sessions: random ids held as digests, expiring, at most `limit` (oldest dropped).
+
+    A session remembers the digest of the token it was opened with, not a role: the caller is
+    looked up in the current book on every request, so a revoked token ends its sessions too.
+    """
 
     def __init__(self, *, ttl: float = 8 * 3600.0, limit: int = 1000) -> None:
         self.ttl = ttl
         self.limit = limit
-        self._by_digest: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._by_digest: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_digest)
 
-    def create(self, principal: Principal, *, now: float) -> str:
+    def create(self, token: str, *, now: float) -> str:
         sid = secrets.token_urlsafe(32)
-        self._by_digest[_digest(sid)] = (principal, now + self.ttl)
+        self._by_digest[_digest(sid)] = (_digest(token), now + self.ttl)
         while len(self._by_digest) > self.limit:
             self._by_digest.popitem(last=False)
         return sid
 
-    def lookup(self, sid: str, *, now: float) -> Principal | None:
+    def lookup(self, sid: str, *, now: float) -> bytes | None:
+        """The digest of the session's token, or None (unknown or expired)."""
         key = _digest(sid)
         held = self._by_digest.get(key)
         if held is None:
             return None
-        principal, expires = held
+        token_digest, expires = held
         if now >= expires:
             del self._by_digest[key]
             return None
-        return principal
+        return token_digest
 
     def drop(self, sid: str) -> None:
         self._by_digest.pop(_digest(sid), None)
+
+
+def _q(value: str) -> str:
+    """A log value, JSON-quoted (it may hold spaces)."""
+    return json.dumps(value)
 
 
 # -- the policy (pure) ----------------------------------------------------------------------------
@@ -325,26 +389,26 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 class Guard:
     """The server's gate: authenticates each request and checks the route's role.
 
-    `book` None means authentication is off (no token file): every request passes as a local
+    `tokens` None means authentication is off (no token file): every request passes as a local
     admin; the server decides separately whether that is allowed (loopback only).
     """
 
     def __init__(
         self,
-        book: TokenBook | None,
+        tokens: TokenFile | None,
         *,
         secure_cookie: bool = False,
         sessions: Sessions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.book = book
+        self.tokens = tokens
         self.sessions = sessions or Sessions()
         self.secure_cookie = secure_cookie
         self.clock = clock
 
     @property
     def enabled(self) -> bool:
-        return self.book is not None
+        return self.tokens is not None
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -355,18 +419,24 @@ class Guard:
 
     def authenticate(self, request: web.Request) -> tuple[Principal | None, str]:
         """The caller and how they proved it (``bearer``, ``cookie``), or (None, why not)."""
-        assert self.book is not None
+        assert self.tokens is not None
+        book = self.tokens.book()
         header = request.headers.get("Authorization", "")
         if header:
             token = bearer_token(header)
             if token is None:
                 return None, "the Authorization header is not `Bearer <token>`"
-            principal = self.book.lookup(token)
+            principal = book.lookup(token)
             return (principal, "bearer") if principal else (None, "the bearer token is unknown")
         sid = request.cookies.get(COOKIE, "")
         if sid:
-            principal = self.sessions.lookup(sid, now=self.clock())
-            return (principal, "cookie") if principal else (None, "the session has expired")
+            token_digest = self.sessions.lookup(sid, now=self.clock())
+            if token_digest is None:
+                return None, "the session has expired: sign in again at /login"
+            principal = book.lookup_digest(token_digest)
+            if principal is None:
+                return None, "the session's token is no longer valid: sign in again at /login"
+            return principal, "cookie"
         return None, "no credentials: send `Authorization: Bearer <token>` or sign in at /login"
 
     def middleware(self) -> Middleware:
@@ -383,7 +453,7 @@ class Guard:
         access = required_access(request.method, getattr(route_handler, _ACCESS_ATTR, None))
         if access == "public":
             return await handler(request)
-        if self.book is None:
+        if self.tokens is None:
             request[PRINCIPAL] = Principal("local", Role.ADMIN)
             return await handler(request)
         principal, how = self.authenticate(request)
@@ -429,12 +499,13 @@ class Guard:
         token = form.get("token")
         target = safe_next(str(form.get("next") or "/"))
         principal = None
-        if self.book is not None and isinstance(token, str) and token:
-            principal = self.book.lookup(token.strip())
-        if principal is None:
+        if self.tokens is not None and isinstance(token, str) and token:
+            token = token.strip()
+            principal = self.tokens.book().lookup(token)
+        if principal is None or not isinstance(token, str):
             log.info("event=login_refused remote=%s", request.remote)
             raise web.HTTPSeeOther(f"/login?failed=1&next={quote(target, safe='')}")
-        sid = self.sessions.create(principal, now=self.clock())
+        sid = self.sessions.create(token, now=self.clock())
         log.info("event=login principal=%s role=%s", principal.name, principal.role.label)
         response = web.HTTPSeeOther(target)
         response.set_cookie(
@@ -459,7 +530,7 @@ class Guard:
 
     def _page(self, target: str, *, failed: bool) -> web.Response:
         message = "That token is not valid." if failed else ""
-        if self.book is None:
+        if self.tokens is None:
             message = "This hub has no API tokens: nothing to sign in to."
         text = (
             LOGIN_PAGE.read_text()

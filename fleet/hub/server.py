@@ -381,8 +381,8 @@ def make_app(
     routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """The application; `routes` are more routes (control endpoints), guarded like the rest."""
-    book = auth.TokenBook(auth.read_tokens(settings.api_tokens)) if settings.api_tokens else None
-    guard = auth.Guard(book, secure_cookie=settings.tls_cert is not None)
+    tokens = auth.TokenFile(settings.api_tokens) if settings.api_tokens else None
+    guard = auth.Guard(tokens, secure_cookie=settings.tls_cert is not None)
     intake = _Intake(hub, settings)
     app = web.Application(
         client_max_size=settings.limits.body, middlewares=[_errors, guard.middleware()]
