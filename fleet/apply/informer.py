@@ -40,7 +40,15 @@ from fleet.apply.reflecting import InformerSettings, Kind, KindNotServed, KindSt
 from fleet.apply.subscribing import Notify, Subscribers, Subscription
 from fleet.types import Manifest, ObjectKey
 
-__all__ = ["InformerSettings", "Kind", "KindNotServed", "KindState", "LiveCache"]
+__all__ = ["InformerSettings", "Kind", "KindNotServed", "KindState", "LiveCache", "Lookup"]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What :meth:`LiveCache.lookup` knows: objects found, and keys to read from the API."""
+
+    found: dict[ObjectKey, Manifest]
+    unknown: list[ObjectKey]
 
 
 @dataclass(eq=False)
@@ -49,7 +57,8 @@ class LiveCache:
 
     Use as ``async with LiveCache(cluster, label_selector=...) as cache:`` or start
     ``await group.start(cache.run)``. `tracking_annotation` names the annotation whose value says
-    which target owns an object (for :meth:`subscribe` by tracking value).
+    which target owns an object (for :meth:`subscribe` by tracking value). A kind's first LIST is
+    delivered too, as ``relisted`` ADDED events, to the subscribers already there.
     """
 
     cluster: Cluster
@@ -129,6 +138,7 @@ class LiveCache:
         if stream.refs <= 0:
             stream.scope.cancel()
             del self._streams[kind]
+            stream.warmed.set()  # a wait_warm() on it returns (False)
 
     def kinds(self) -> list[Kind]:
         return sorted(self._streams)
@@ -163,9 +173,27 @@ class LiveCache:
     # -- reading --------------------------------------------------------------------------------
 
     def get(self, key: ObjectKey) -> Manifest | None:
-        """The live object at `key` as last seen (trust it only while its kind is warm)."""
+        """The live object at `key` as last seen (trust it only while its kind is warm). The
+        cache's own mapping, not a copy: read it, never change it."""
         stream = self._streams.get(Kind(key.group, key.kind))
         return None if stream is None else stream.store.get(key)
+
+    def lookup(self, keys: Iterable[ObjectKey]) -> Lookup:
+        """The live objects at `keys` that a warm cache holds, and the keys to read from the API.
+
+        A key the warm cache does not hold is unknown, not absent: the object may exist without
+        the selector's label (not labelled yet, or someone else's), which only a GET can tell.
+        """
+        found: dict[ObjectKey, Manifest] = {}
+        unknown: list[ObjectKey] = []
+        for key in keys:
+            stream = self._streams.get(Kind(key.group, key.kind))
+            obj = stream.store.get(key) if stream is not None and stream.state.warm else None
+            if obj is None:
+                unknown.append(key)
+            else:
+                found[key] = obj
+        return Lookup(found=found, unknown=unknown)
 
     def objects(self, kind: Kind, namespace: str | None = None) -> list[Manifest]:
         """The live objects of `kind` (in `namespace` only, when given), as last seen."""

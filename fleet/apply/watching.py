@@ -6,8 +6,9 @@ the changes after it (:func:`watch_once`, with bookmarks so a quiet stream stays
 server ends a watch after ``timeoutSeconds``; the caller watches again from the version
 :func:`watch_once` returns, without listing. When the server says the version is too old (410
 Gone, as an HTTP status or an ERROR event) :class:`Expired` is raised: the caller lists again.
-Watch bodies are split into lines here, not by aiohttp's line reader, whose 128 KiB line limit a
-large object (a CRD's schema) exceeds.
+Watch bodies are split into lines here from raw chunks, so the size of an object (a CRD with a
+large schema) is bounded by nothing but the server, not by the client's read-buffer setting
+(aiohttp's own line reader refuses lines over twice its buffer).
 
 :class:`fleet.apply.informer.LiveCache` builds the shared watch of a (cluster, kind) on these.
 :func:`watch_kind` is the older one-consumer loop (one watch per caller, async callback), kept

@@ -262,6 +262,10 @@ async def test_initial_list_fills_the_cache_and_edits_reach_the_owner_only(
         assert cache.get(cm_key(ns, "stranger")) is None
         listed = cache.get(cm_key(ns, "a1"))
         assert listed is not None and (listed["apiVersion"], listed["kind"]) == ("v1", "ConfigMap")
+        secret = ObjectKey(group="", kind="Secret", namespace=ns, name="a1")
+        lookup = cache.lookup([cm_key(ns, "a1"), cm_key(ns, "stranger"), secret])
+        assert list(lookup.found) == [cm_key(ns, "a1")]
+        assert lookup.unknown == [cm_key(ns, "stranger"), secret]  # unlabelled / kind not watched
         a = cache.subscribe("a", tracking="a")
         b = cache.subscribe("b", tracking="b")
         by_key = cache.subscribe("watcher-of-a1", keys=[cm_key(ns, "a1")])
@@ -304,6 +308,28 @@ async def test_initial_list_fills_the_cache_and_edits_reach_the_owner_only(
         assert b.pending == 0
         state = cache.state(kind)
         assert state is not None and state.warm and state.lists == 1 and state.error == ""
+
+
+async def test_an_object_larger_than_a_line_buffer_streams_through(
+    cluster: apply.Cluster, editor: apply.Cluster
+) -> None:
+    """A watch event is one JSON line, here of ~1 MiB, read in many chunks and joined."""
+    ns, run = await namespace(editor), unique("run")
+    await create(editor, configmap(ns, "big", run=run, owner="big"))
+    async with LiveCache(
+        cluster, label_selector=f"{LABEL}={run}", tracking_annotation=TRACKING
+    ) as cache:
+        kind = cache.ensure("v1", "ConfigMap")
+        with anyio.fail_after(30):
+            assert await cache.wait_warm(kind)
+        subscription = cache.subscribe("big", tracking="big")
+        large = "x" * 1_000_000
+        await set_value(editor, ns, "big", large)
+        with anyio.fail_after(30):
+            (event,) = await subscription.wait()
+        assert value(event.new) == large
+        state = state_of(cache, kind)
+        assert state.warm and state.failures == 0 and state.watches == 1
 
 
 async def test_a_kind_whose_crd_comes_later_is_picked_up(
