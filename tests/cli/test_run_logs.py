@@ -88,3 +88,11 @@ def test_a_port_in_use_is_one_stop_line_and_exit_1(tmp_path: Path) -> None:
     stop = _logfmt(done.stderr.splitlines()[-1])
     assert stop["event"] == "hub_stop" and stop["reason"] == "error"
     assert f"cannot listen on 127.0.0.1:{port}" in stop["error"]
+
+
+def test_the_listening_line_ends_with_the_port(tmp_path: Path) -> None:
+    """Scripts (and older tests) find "listening on http://" and read the port at the end."""
+    lines = _run(tmp_path, level="warning", fmt="logfmt")
+    (line,) = [line for line in lines if "listening on http://" in line]
+    port = int(line.rsplit(":", 1)[1])
+    assert line.endswith(f"url=http://127.0.0.1:{port}") and port > 0
