@@ -425,10 +425,7 @@ def _planned(the_plan: plan.Plan, done: Sequence[apply.Change]) -> list[apply.Ch
         for s in the_plan.applies
         if s.op is plan.Op.UNCHANGED and s.key not in seen
     ]
-    extra += [
-        apply.Change(c.key, apply.Outcome.CONFLICT, f"{c.reason} [owner: {c.owner}]")
-        for c in the_plan.conflicts
-    ]
+    extra += [apply.Change(c.key, apply.Outcome.CONFLICT, c.reason) for c in the_plan.conflicts]
     extra += [apply.Change(k.key, apply.Outcome.KEPT, k.reason) for k in the_plan.kept]
     extra += [apply.Change(r.key, apply.Outcome.REFUSED, r.reason) for r in the_plan.refusals]
     extra += [apply.Change(b.key, apply.Outcome.SKIPPED, b.reason) for b in the_plan.blocked]
