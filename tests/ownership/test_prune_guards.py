@@ -21,13 +21,16 @@ pytestmark = pytest.mark.anyio
 Outcome = apply.Outcome
 
 
-def app_with(namespace: str, **policy: object) -> App:
+def app_with(namespace: str, *, prune_limit: float = 0.5) -> App:
     return App(
         name=unique("guarded"),
         source=Source(repo_url="file:///srv/config.git"),
         destination=Destination(namespace=namespace),
         sync_policy=SyncPolicy(
-            prune=True, create_namespace=True, prune_kinds=("Namespace",), **policy
+            prune=True,
+            create_namespace=True,
+            prune_kinds=("Namespace",),
+            prune_limit=prune_limit,
         ),
     )
 
