@@ -13,12 +13,14 @@ the template that is not ``key=value`` goes to ``msg``; a record that names no e
 libraries) is its formatted message in ``msg``.
 
 Scrubbing happens on every string that leaves the formatter (values, messages, exception texts,
-tracebacks), before quoting: values registered with :func:`register_secret` at start-up (the
-credentials file's tokens and passwords, webhook secrets, kubeconfig tokens and keys) and known
-shapes (URL userinfo ``scheme://user:pass@``, ``Authorization: Bearer ...``, PEM private keys and
-their base64, ``token=``/``password=``/``secret=`` values, GitHub and GitLab token formats) become
-``***``. :func:`scrub` is the same filter for any text that leaves fleet another way (an error
-line of the CLI, a git error).
+tracebacks), before quoting. Masked as ``***``: values registered at start-up with
+:func:`register_secret` (the credentials file's tokens and passwords, webhook secrets) or
+:func:`register_kubeconfig` (a kubeconfig's tokens and client keys), and known shapes: URL
+userinfo (``scheme://user:pass@``; an ssh user name alone stays), ``Authorization: Bearer ...``,
+PEM private keys and their base64, ``token=``/``password=``/``secret=`` values (an example's
+placeholder such as ``TOKEN`` or ``<secret>`` stays), GitHub and GitLab token formats. A field
+named like a secret (``token``, ``password``...) is masked whole. :func:`scrub` is the same filter
+for any text that leaves fleet another way (a CLI error line, git's stderr, a stored error).
 
 :func:`configure` installs the handler on the root logger; :func:`announce` writes an event
 whatever the level (the hub's start, listening and stop lines).
@@ -26,6 +28,7 @@ whatever the level (the hub's start, listening and stop lines).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import enum
 import json
@@ -47,6 +50,7 @@ __all__ = [
     "configure",
     "event",
     "parse_level",
+    "register_kubeconfig",
     "register_secret",
     "scrub",
 ]
@@ -118,6 +122,33 @@ def register_secret(value: str | bytes | None) -> None:
         value = value.decode(errors="replace")
     if value and len(value.strip()) >= _MIN_SECRET:
         _SECRETS.add(value)
+
+
+def register_kubeconfig(document: Mapping[str, Any]) -> None:
+    """Mask the credentials of every user of a parsed kubeconfig `document`: tokens, passwords,
+    client keys (base64 and decoded PEM, each body line too) and auth-provider/exec secrets."""
+    for entry in document.get("users") or ():
+        user = entry.get("user") if isinstance(entry, Mapping) else None
+        if not isinstance(user, Mapping):
+            continue
+        for name in ("token", "password"):
+            register_secret(_text(user.get(name) or ""))
+        key = user.get("client-key-data")
+        if isinstance(key, str) and key:
+            register_secret(key)
+            try:
+                pem = base64.b64decode(key).decode(errors="replace")
+            except ValueError:
+                pem = ""
+            register_secret(pem)
+            for line in pem.splitlines():
+                if len(line) >= 16 and not line.startswith("-----"):
+                    register_secret(line)
+        provider = user.get("auth-provider")
+        config = provider.get("config") if isinstance(provider, Mapping) else None
+        for name, value in (config or {}).items():
+            if _SECRET_FIELD.match(str(name)) or "token" in str(name).lower():
+                register_secret(_text(value))
 
 
 def scrub(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -186,3 +187,22 @@ def test_a_template_that_does_not_match_its_args_is_still_one_line() -> None:
     second = formatter.format(record("event=y a=%(name)s", {"name": "n"}))
     assert "\n" not in first and "only-one" in first and "event=x" in first
     assert "event=y a=n" in second
+
+
+def test_a_kubeconfig_registers_its_credentials() -> None:
+    line = "MHcCAQEEIKubeKeyLineNumberOne0123"
+    pem = f"-----BEGIN EC PRIVATE KEY-----\n{line}\n-----END EC PRIVATE KEY-----\n"
+    key_b64 = base64.b64encode(pem.encode()).decode()
+    logs.register_kubeconfig(
+        {
+            "users": [
+                {"name": "a", "user": {"client-key-data": key_b64}},
+                {"name": "b", "user": {"token": "kube-bearer-123456"}},
+                {"name": "c", "user": {"username": "u", "password": "kube-pw-7890"}},
+                {"name": "d", "user": {"auth-provider": {"config": {"id-token": "idtok-4567"}}}},
+                {"name": "e"},
+            ]
+        }
+    )
+    text = f"{key_b64} {line} kube-bearer-123456 kube-pw-7890 idtok-4567"
+    assert logs.scrub(text) == " ".join(["***"] * 5)
