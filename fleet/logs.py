@@ -37,6 +37,7 @@ import re
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import IO, Any
@@ -372,7 +373,11 @@ _HANDLER_FLAG = "_fleet_handler"
 def configure(
     *, level: int = logging.INFO, fmt: Format = Format.LOGFMT, stream: IO[str] | None = None
 ) -> logging.Handler:
-    """Send every record of the process to `stream` (stderr) through :class:`Formatter`."""
+    """Send every record of the process to `stream` (stderr) through :class:`Formatter`.
+
+    Python's warnings and exceptions nobody caught (in the main thread or another) become
+    records too, so everything the process writes to the log is one event per line, scrubbed.
+    """
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_FLAG, False)]:
         root.removeHandler(old)
@@ -382,4 +387,24 @@ def configure(
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+    sys.excepthook = _uncaught
+    threading.excepthook = _uncaught_in_thread
     return handler
+
+
+def _uncaught(
+    kind: type[BaseException], value: BaseException, tb: types.TracebackType | None
+) -> None:
+    logging.getLogger("fleet").critical(
+        "event=uncaught error=%s", value, exc_info=(kind, value, tb)
+    )
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        logging.getLogger("fleet").critical(
+            "event=uncaught thread=%s error=%s",
+            args.thread.name if args.thread else "",
+            args.exc_value,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )

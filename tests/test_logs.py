@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +208,24 @@ def test_a_kubeconfig_registers_its_credentials() -> None:
     )
     text = f"{key_b64} {line} kube-bearer-123456 kube-pw-7890 idtok-4567"
     assert logs.scrub(text) == " ".join(["***"] * 5)
+
+
+def test_uncaught_exceptions_are_events_too() -> None:
+    script = (
+        "import threading\n"
+        "from fleet import logs\n"
+        "logs.configure()\n"
+        "t = threading.Thread(target=lambda: 1 / 0, name='worker')\n"
+        "t.start(); t.join()\n"
+        "raise ValueError('bad token=uncaught-tok-1')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) == 2, done.stderr
+    thread, main = (_logfmt(line) for line in lines)
+    assert thread["event"] == "uncaught" and thread["thread"] == "worker"
+    assert thread["error"] == "division by zero" and "ZeroDivisionError" in thread["traceback"]
+    assert main["event"] == "uncaught" and main["error"] == "bad token=***"
+    assert "uncaught-tok-1" not in done.stderr
