@@ -1,6 +1,6 @@
-"""API authentication: first its pure parts (the token file, the book, sessions, the route
-policy), then served for real: roles per route, the login form and its cookie, token reload and
-revocation, TLS. Tokens are planted in the logs' reach and hunted for."""
+"""API authentication: first its pure parts (sessions, the route policy), then served for real:
+roles per route, the login form and its cookie, token reload and revocation, TLS. Tokens are
+planted where logs could reach them and hunted for. The token file itself: test_tokens.py."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fleet.errors import ConfigError
-from fleet.hub import auth, server
+from fleet.hub import auth, server, tokens
 from tests.hub.test_server import PUSH, SECRET, RecordingHub, running, sign
 
 pytestmark = pytest.mark.anyio
@@ -33,74 +32,12 @@ READ_TOKEN = "read-token-0123456789abcdef"
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 
 
-def test_text_token_file() -> None:
-    text = f"# the hub's callers\n{READ}, read, dashboards\n\n{ADMIN} , ADMIN  # ci\n"
-    entries = auth.parse_tokens(text, source="tokens.txt")
-    assert [(e.token, e.role, e.name) for e in entries] == [
-        (READ, auth.Role.READ, "dashboards"),
-        (ADMIN, auth.Role.ADMIN, "line-4"),
-    ]
-
-
-def test_yaml_token_file() -> None:
-    text = (
-        f"tokens:\n  - {{token: {READ}, role: read}}\n"
-        f"  - {{token: {ADMIN}, role: admin, name: ci}}\n"
-    )
-    entries = auth.parse_tokens(text, source="tokens.yaml")
-    assert [(e.role, e.name) for e in entries] == [
-        (auth.Role.READ, "entry-1"),
-        (auth.Role.ADMIN, "ci"),
-    ]
-    alone = auth.parse_tokens(f"- {{token: {READ}, role: read}}\n", source="t.yaml")
-    assert alone[0].role is auth.Role.READ
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "t: no tokens"),
-        ("short, read\n", "t: line 1: a token needs at least 16 characters"),
-        (f"{READ}, write\n", "t: line 1: role 'write' is not one of read, admin"),
-        (f"{READ}\n", "t: line 1: expected `token, role`"),
-        (f"{READ}, read\n{READ}, admin\n", "t: the token named 'line-2' appears twice"),
-        (f"- {{token: {READ}, role: read, scope: x}}\n", "t: entry 1: unknown field 'scope'"),
-        ("- {role: read}\n", "t: entry 1: `token` is missing"),
-    ],
-)
-def test_bad_token_files_name_the_line(text: str, message: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        auth.parse_tokens(text, source="t")
-    assert str(caught.value).startswith(message)
-    assert READ not in str(caught.value), "an error never shows a token"
-
-
-def test_read_tokens_names_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"cannot read the API token file .*missing.txt"):
-        auth.read_tokens(tmp_path / "missing.txt")
-
-
-def test_an_entry_repr_hides_the_token() -> None:
-    (entry,) = auth.parse_tokens(f"{ADMIN}, admin, ci\n", source="t")
-    assert ADMIN not in repr(entry) and "ci" in repr(entry)
-
-
-def test_book_lookup() -> None:
-    book = auth.TokenBook(auth.parse_tokens(f"{READ}, read, r\n{ADMIN}, admin, a\n", source="t"))
-    assert book.lookup(READ) == auth.Principal("r", auth.Role.READ)
-    assert book.lookup(ADMIN) == auth.Principal("a", auth.Role.ADMIN)
-    assert book.lookup(READ[:-1]) is None
-    assert book.lookup("") is None
-    assert READ not in repr(vars(book)), "the book holds digests, not tokens"
-    assert book.lookup_digest(b"x" * 32) is None
-
-
 def test_sessions_expire_and_are_bounded() -> None:
     sessions = auth.Sessions(ttl=10.0, limit=2)
     first = sessions.create(ADMIN, now=100.0)
-    book = auth.TokenBook(auth.parse_tokens(f"{ADMIN}, admin, a\n", source="t"))
+    book = tokens.TokenBook(tokens.parse_tokens(f"{ADMIN}, admin, a\n", source="t"))
     held = sessions.lookup(first, now=109.9)
-    assert held is not None and book.lookup_digest(held) == auth.Principal("a", auth.Role.ADMIN)
+    assert held is not None and book.lookup_digest(held) == tokens.Principal("a", tokens.Role.ADMIN)
     assert sessions.lookup(first, now=110.0) is None, "expired at ttl"
     assert sessions.lookup(first, now=100.0) is None, "and forgotten"
     a, b, c = (sessions.create(ADMIN, now=200.0) for _ in range(3))
@@ -112,53 +49,17 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert ADMIN not in repr(vars(sessions)), "sessions hold digests, not tokens"
 
 
-def test_token_file_is_reread_when_it_changes(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    path = tmp_path / "tokens.txt"
-    path.write_text(f"{READ}, read, r\n")
-    path.chmod(0o600)
-    now = [0.0]
-    tokens = auth.TokenFile(path, interval=5.0, clock=lambda: now[0])
-    assert tokens.book().lookup(READ) is not None and tokens.book().lookup(ADMIN) is None
-    path.write_text(f"{ADMIN}, admin, a\n")
-    os.utime(path, ns=(1, 1))  # a new stamp even within the file system's time granularity
-    now[0] = 4.9
-    assert tokens.book().lookup(READ) is not None, "not looked at before the interval"
-    now[0] = 5.0
-    assert tokens.book().lookup(READ) is None, "a removed token stops working"
-    assert tokens.book().lookup(ADMIN) == auth.Principal("a", auth.Role.ADMIN)
-    path.write_text("short, read\n")
-    os.utime(path, ns=(2, 2))
-    now[0] = 10.0
-    assert tokens.book().lookup(ADMIN) is not None, "a bad file keeps the last good tokens"
-    assert "event=api_tokens_reloaded" in caplog.text
-    assert "event=api_tokens_reload_failed kept=last_good" in caplog.text
-    assert ADMIN not in caplog.text and READ not in caplog.text
-
-
-def test_a_readable_token_file_is_warned_about(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "tokens.txt"
-    path.write_text(f"{READ}, read\n")
-    path.chmod(0o644)
-    auth.read_tokens(path)
-    assert "event=api_tokens_readable" in caplog.text
-
-
 def test_policy() -> None:
-    assert auth.required_access("GET", None) is auth.Role.READ
-    assert auth.required_access("HEAD", None) is auth.Role.READ
-    assert auth.required_access("POST", None) is auth.Role.ADMIN
-    assert auth.required_access("DELETE", None) is auth.Role.ADMIN
+    assert auth.required_access("GET", None) is tokens.Role.READ
+    assert auth.required_access("HEAD", None) is tokens.Role.READ
+    assert auth.required_access("POST", None) is tokens.Role.ADMIN
+    assert auth.required_access("DELETE", None) is tokens.Role.ADMIN
     assert auth.required_access("POST", "public") == "public"
-    assert auth.required_access("GET", auth.Role.ADMIN) is auth.Role.ADMIN
+    assert auth.required_access("GET", tokens.Role.ADMIN) is tokens.Role.ADMIN
 
 
 def test_decorators_mark_handlers() -> None:
-    @auth.requires(auth.Role.ADMIN)
+    @auth.requires("admin")
     async def control(_: web.Request) -> web.Response:
         raise NotImplementedError
 
@@ -166,7 +67,7 @@ def test_decorators_mark_handlers() -> None:
     async def health(_: web.Request) -> web.Response:
         raise NotImplementedError
 
-    assert auth.required_access("GET", getattr(control, "_fleet_access", None)) is auth.Role.ADMIN
+    assert auth.required_access("GET", getattr(control, "_fleet_access", None)) is tokens.Role.ADMIN
     assert auth.required_access("POST", getattr(health, "_fleet_access", None)) == "public"
 
 
@@ -202,7 +103,7 @@ def test_safe_next(target: str, safe: str) -> None:
 # -- served: a real server and real HTTP, TLS included ---------------------------------------------
 
 
-@auth.requires(auth.Role.ADMIN)
+@auth.requires("admin")
 async def admin_view(request: web.Request) -> web.Response:
     return web.json_response({"principal": request[auth.PRINCIPAL].name})
 

@@ -13,7 +13,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from fleet.hub import server, webhooks
+from fleet.hub import intake, server, webhooks
 from tests.hub.test_server import RecordingHub, running, sign
 
 pytestmark = pytest.mark.anyio
@@ -145,13 +145,13 @@ def test_github_chunks_that_differ_from_the_signed_body_are_refused() -> None:
 
 # -- the intake, served for real and driven from raw sockets ---------------------------------------
 
-LIMITS = server.HttpLimits(
+LIMITS = intake.HttpLimits(
     webhook_body=1024, body_timeout=0.5, unauthenticated_bodies=2, header_timeout=0.6, linger=0.2
 )
 SMALL_PUSH = b'{"ref": "refs/heads/main", "repository": {"clone_url": "https://x/y.git"}}'
 
 
-def _settings(limits: server.HttpLimits = LIMITS) -> server.ServerSettings:
+def _settings(limits: intake.HttpLimits = LIMITS) -> server.ServerSettings:
     return server.ServerSettings(port=0, github_secret=SECRET, gitlab_token=SECRET, limits=limits)
 
 
@@ -310,7 +310,7 @@ async def _signed_push(port: int) -> tuple[int, bytes]:
 
 async def test_unverified_bodies_in_flight_are_capped() -> None:
     hub = RecordingHub()
-    limits = server.HttpLimits(unauthenticated_bodies=2, body_timeout=5.0, eviction_grace=0.5)
+    limits = intake.HttpLimits(unauthenticated_bodies=2, body_timeout=5.0, eviction_grace=0.5)
     async with running(hub, _settings(limits)) as port:
         slow = [await _slow_github(port) for _ in range(2)]
         await anyio.sleep(0.1)
