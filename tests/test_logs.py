@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +19,26 @@ import pytest
 from fleet import logs
 
 
+@contextlib.contextmanager
+def configured(level: int, fmt: logs.Format = logs.Format.LOGFMT) -> Iterator[io.StringIO]:
+    """fleet's handler on the root logger for one test; the process's logging restored after."""
+    root, hooks = logging.getLogger(), (sys.excepthook, threading.excepthook)
+    before = root.level
+    stream = io.StringIO()
+    handler = logs.configure(level=level, fmt=fmt, stream=stream)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+        logging.captureWarnings(False)
+        sys.excepthook, threading.excepthook = hooks
+
+
 @pytest.fixture
 def out() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logs.configure(level=logging.DEBUG, stream=stream)
-    yield stream
-    logging.getLogger().removeHandler(handler)
+    with configured(logging.DEBUG) as stream:
+        yield stream
 
 
 def _logfmt(line: str) -> dict[str, str]:
@@ -97,17 +113,13 @@ def test_structured_helper_orders_stable_keys_first(out: io.StringIO) -> None:
 
 
 def test_json_format_keeps_types_and_one_object_per_line() -> None:
-    stream = io.StringIO()
-    handler = logs.configure(level=logging.INFO, fmt=logs.Format.JSON, stream=stream)
-    try:
+    with configured(logging.INFO, logs.Format.JSON) as stream:
         log.info("event=reconciled cluster=%s changes=%s took=%.2f n=%d", "eu", {"c": 3}, 1.234, 7)
         try:
             raise ExceptionGroup("g", [ValueError("one"), OSError("two")])
         except ExceptionGroup:
             log.exception("event=crash")
         logging.getLogger("aiohttp.server").info("third %s party", "x")
-    finally:
-        logging.getLogger().removeHandler(handler)
     first, crash, third = (json.loads(line) for line in _lines(stream))
     assert first["changes"] == {"c": 3} and first["took"] == 1.23 and first["n"] == 7
     assert crash["error"] == "one; two" and "ExceptionGroup" in crash["traceback"]
@@ -165,13 +177,9 @@ def test_ssh_user_names_are_kept() -> None:
 
 
 def test_announce_ignores_the_level_and_parse_level_names_choices() -> None:
-    stream = io.StringIO()
-    handler = logs.configure(level=logging.ERROR, stream=stream)
-    try:
+    with configured(logging.ERROR) as stream:
         log.info("event=hidden")
         logs.announce(log, "hub_start", version="1", listen="127.0.0.1:0")
-    finally:
-        logging.getLogger().removeHandler(handler)
     (line,) = _lines(stream)
     assert "event=hub_start version=1 listen=127.0.0.1:0" in line
     assert logs.parse_level("WARN") == logging.WARNING
