@@ -153,10 +153,21 @@ def _log_options(args: argparse.Namespace) -> tuple[int, logs.Format]:
     return level, fmt
 
 
+def _check_positive(args: argparse.Namespace) -> None:
+    for option, value in (
+        ("--poll-interval", args.poll_interval),
+        ("--resync-interval", args.resync_interval),
+        ("--workers", args.workers),
+    ):
+        if not value > 0:
+            raise ValueError(f"{option} {value:g}: must be greater than 0")
+
+
 def run_hub(args: argparse.Namespace) -> int:
     try:
         level, fmt = _log_options(args)
         host, port = _listen(args.listen)
+        _check_positive(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
