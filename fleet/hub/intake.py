@@ -49,7 +49,8 @@ class HttpLimits:
     body_timeout: float = 10.0  # the whole webhook body, from its first byte expected
     unauthenticated_bodies: int = 16  # GitHub bodies being read before their HMAC is known
     eviction_grace: float = 1.0  # past the cap, a body older than this makes room for a new one
-    header_timeout: float = 15.0  # request headers, and an idle keep-alive connection
+    header_timeout: float = 15.0  # request headers, a TLS handshake, an idle keep-alive
+    max_connections: int = 1000  # open at once; far below the hub's file descriptors
     linger: float = 2.0  # discarding the unread body of a refused request
     max_headers: int = 64
     max_field_size: int = 8190

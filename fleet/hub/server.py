@@ -30,11 +30,13 @@ with that shape; it is a service of the hub's task group and reports its bound p
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
 import secrets
 import ssl
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -258,6 +260,72 @@ def make_app(
     return app
 
 
+class _Refused(asyncio.Protocol):
+    """A connection over the cap: closed at once, before a byte of it is read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class _CappedSite(web.BaseSite):
+    """aiohttp's TCP site with a cap on open connections, which aiohttp does not have.
+
+    Past ``max_connections`` a new connection is closed as soon as it is accepted, so that slow
+    or idle clients can never take the file descriptors the hub needs to reach its clusters and
+    remotes. Refusals are logged at most once every ``_REFUSAL_LOG`` seconds, with their count.
+    """
+
+    _REFUSAL_LOG = 10.0
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        limits: HttpLimits,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.refused = 0
+        self._logged_at = -self._REFUSAL_LOG
+
+    @property
+    def name(self) -> str:
+        return f"{'https' if self._ssl_context else 'http'}://{self.host}:{self.port}"
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        server = self._runner.server
+        assert server is not None
+        if len(server.connections) < self.limits.max_connections:
+            return server()
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= self._REFUSAL_LOG:
+            self._logged_at = now
+            log.warning(
+                "event=connections_refused limit=%d refused_so_far=%d",
+                self.limits.max_connections,
+                self.refused,
+            )
+        return _Refused()
+
+    async def start(self) -> None:
+        await super().start()
+        self._server = await asyncio.get_running_loop().create_server(
+            self._protocol,
+            self.host,
+            self.port,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=self.limits.header_timeout if self._ssl_context else None,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+
+
 async def serve(
     hub: HubView,
     settings: ServerSettings,
@@ -281,7 +349,13 @@ async def serve(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
+        site = _CappedSite(
+            runner,
+            settings.host,
+            settings.port,
+            ssl_context=context,
+            limits=limits,
+        )
         try:
             await site.start()
         except OSError as exc:

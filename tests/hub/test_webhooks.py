@@ -358,3 +358,24 @@ async def test_slow_headers_are_dropped_after_the_header_timeout() -> None:
             closed_after = anyio.current_time() - started
         assert closed_after is not None, "a connection trickling headers is closed"
         assert 0.5 <= closed_after < 3.0
+
+
+async def test_connections_past_the_cap_are_closed_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limits = intake.HttpLimits(max_connections=5, header_timeout=30.0)
+    async with running(RecordingHub(), _settings(limits)) as port:
+        idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(5)]
+        await anyio.sleep(0.1)
+        async with await anyio.connect_tcp("127.0.0.1", port) as sixth:
+            await sixth.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert await _closed(sixth, limit=1.0), "the sixth is closed, unanswered"
+        assert "event=connections_refused limit=5 refused_so_far=1" in caplog.text
+        await idle[0].aclose()
+        await anyio.sleep(0.1)
+        async with await anyio.connect_tcp("127.0.0.1", port) as again:
+            await again.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            status, _ = await read_response(again)
+            assert status == 200, "a place freed is a place taken"
+        for stream in idle[1:]:
+            await stream.aclose()
