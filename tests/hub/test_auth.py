@@ -4,11 +4,16 @@ planted where logs could reach them and hunted for. The token file itself: test_
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import json
 import logging
 import os
+import shutil
 import ssl
+import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +328,97 @@ async def test_tls(tmp_path: Path) -> None:
         with pytest.raises(aiohttp.ClientError):
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 await r.read()
+
+
+# -- in a real browser: headless Chromium driven over the DevTools protocol ------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class DevTools:
+    """One page of a headless Chromium, driven over its DevTools WebSocket (commands in order)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        with anyio.fail_after(20):
+            while True:
+                message = await self.ws.receive_json()
+                if message.get("id") == self.next_id:
+                    assert "error" not in message, message
+                    result: dict[str, Any] = message["result"]
+                    return result
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    async def until(self, expression: str, *, limit: float = 15.0) -> Any:
+        with anyio.fail_after(limit):
+            while True:
+                value = await self.evaluate(expression)
+                if value:
+                    return value
+                await anyio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def chromium(url: str, profile: Path) -> AsyncIterator[DevTools]:
+    assert CHROMIUM is not None
+    argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--remote-debugging-port=0", url]  # fmt: skip
+    browser = await anyio.open_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert browser.stderr is not None
+        marker, said = b"DevTools listening on ws://", b""
+        with anyio.fail_after(30):
+            while marker not in said or b"\n" not in said.split(marker, 1)[1]:
+                said += await browser.stderr.receive()
+        port = said.split(marker, 1)[1].split(b"/", 1)[0].rsplit(b":", 1)[1].decode()
+
+        async def drain() -> None:  # a full pipe would stall the browser
+            assert browser.stderr is not None
+            async for _ in browser.stderr:
+                pass
+
+        async with anyio.create_task_group() as tg, aiohttp.ClientSession() as http:
+            tg.start_soon(drain)
+            async with http.get(f"http://127.0.0.1:{port}/json/list") as r:
+                pages = [t for t in await r.json() if t["type"] == "page"]
+            async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                yield DevTools(ws)
+            tg.cancel_scope.cancel()
+    finally:
+        browser.terminate()
+        with anyio.CancelScope(shield=True):
+            await browser.wait()
+        await browser.aclose()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
+async def test_a_browser_signs_in_and_sees_the_page(tmp_path: Path) -> None:
+    async with running(RecordingHub(), authed(tmp_path)) as port:
+        base = f"http://127.0.0.1:{port}"
+        async with chromium(f"{base}/", tmp_path / "profile") as page:
+            href = await page.until("location.pathname === '/login' && location.href")
+            assert href == f"{base}/login?next=/", "the page sends a stranger to the form"
+            await page.until("document.readyState === 'complete'")
+            await page.evaluate(
+                f"document.getElementById('token').value = {json.dumps(READ_TOKEN)};"
+                "document.querySelector('form').submit(); true"
+            )
+            await page.until("location.pathname === '/' && document.readyState === 'complete'")
+            dom = await page.until(
+                "document.body.innerHTML.includes('Synced') && document.body.innerHTML"
+            )
+            assert "<th>eu</th>" in dom and '<span class="Synced">Synced</span>' in dom
+            (cookie,) = (await page.call("Network.getCookies"))["cookies"]
+            assert cookie["name"] == auth.COOKIE
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert READ_TOKEN not in cookie["value"]
+            assert await page.evaluate("document.cookie") == "", "scripts cannot read it"
