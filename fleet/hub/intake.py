@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -171,6 +172,7 @@ class Intake:
         cap = self.limits.webhook_body
         chunks: list[bytes] = []
         size = 0
+        whole = False
         try:
             with (
                 reading.scope if reading else anyio.CancelScope(),
@@ -182,16 +184,20 @@ class Intake:
                         raise webhooks.WebhookError(413, f"the body is over the cap of {cap} bytes")
                     body_check.update(chunk)
                     chunks.append(chunk)
+                whole = True
         except TimeoutError:
             raise webhooks.WebhookError(
                 408, f"the body did not arrive within {self.limits.body_timeout:g} s"
             ) from None
-        except (HttpProcessingError, ConnectionError) as exc:
-            raise webhooks.WebhookError(400, f"the body ended early: {exc}") from None
+        except HttpProcessingError as exc:
+            raise webhooks.WebhookError(400, f"the body ended early: {exc.message}") from None
+        except ConnectionError as exc:
+            cause = os.strerror(exc.errno) if exc.errno else "connection lost"
+            raise webhooks.WebhookError(400, f"the body ended early: {cause}") from None
         finally:
             if reading is not None:
                 self.reading.pop(reading, None)
-        if reading is not None and reading.evicted:
+        if not whole:  # evicted: its cancel scope ended the read
             raise webhooks.WebhookError(
                 503,
                 "this body was the slowest of too many unverified webhook bodies: retry later",
