@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import socket
 import subprocess
@@ -180,7 +181,7 @@ def _errors_about(status: dict[str, Any], name: str) -> list[str]:
         for c in status.get("clusters", [])
         if c.get("name") == name and c.get("state") != "ready"
     ]
-    if name in str(status.get("config_error", "")):
+    if re.search(rf"\b{re.escape(name)}\b", str(status.get("config_error", ""))):
         found.append(str(status["config_error"]))
     return found
 
