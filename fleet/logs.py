@@ -13,12 +13,14 @@ the template that is not ``key=value`` goes to ``msg``; a record that names no e
 libraries) is its formatted message in ``msg``.
 
 Scrubbing happens on every string that leaves the formatter (values, messages, exception texts,
-tracebacks), before quoting: values registered with :func:`register_secret` at start-up (the
-credentials file's tokens and passwords, webhook secrets, kubeconfig tokens and keys) and known
-shapes (URL userinfo ``scheme://user:pass@``, ``Authorization: Bearer ...``, PEM private keys and
-their base64, ``token=``/``password=``/``secret=`` values, GitHub and GitLab token formats) become
-``***``. :func:`scrub` is the same filter for any text that leaves fleet another way (an error
-line of the CLI, a git error).
+tracebacks), before quoting. Masked as ``***``: values registered at start-up with
+:func:`register_secret` (the credentials file's tokens and passwords, webhook secrets) or
+:func:`register_kubeconfig` (a kubeconfig's tokens and client keys), and known shapes: URL
+userinfo (``scheme://user:pass@``; an ssh user name alone stays), ``Authorization: Bearer ...``,
+PEM private keys and their base64, ``token=``/``password=``/``secret=`` values (an example's
+placeholder such as ``TOKEN`` or ``<secret>`` stays), GitHub and GitLab token formats. A field
+named like a secret (``token``, ``password``...) is masked whole. :func:`scrub` is the same filter
+for any text that leaves fleet another way (a CLI error line, git's stderr, a stored error).
 
 :func:`configure` installs the handler on the root logger; :func:`announce` writes an event
 whatever the level (the hub's start, listening and stop lines).
@@ -26,6 +28,7 @@ whatever the level (the hub's start, listening and stop lines).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import enum
 import json
@@ -34,6 +37,7 @@ import re
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import IO, Any
@@ -47,6 +51,7 @@ __all__ = [
     "configure",
     "event",
     "parse_level",
+    "register_kubeconfig",
     "register_secret",
     "scrub",
 ]
@@ -82,6 +87,8 @@ class _Registry:
 
 _SECRETS = _Registry()
 _SENSITIVE_NAMES = r"(?:[a-z_-]*(?:token|password|passwd|secret|api[_-]?key|client-key-data))"
+# an example's placeholder (TOKEN, <token>, ...) or a value already masked is no secret
+_PLACEHOLDER = r"(?-i:[A-Z][A-Z_]*(?![\w-]))|<[^>\s]*>|\.\.\.|\*\*\*"
 _Replacement = str | Callable[[re.Match[str]], str]
 _PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     (
@@ -100,7 +107,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], _Replacement], ...] = (
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
     (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_\w{16,}|glpat-[\w-]{16,})"), MASK),
     (
-        re.compile(rf"(?i)\b({_SENSITIVE_NAMES})(\s*[=:]\s*)([\"']?)(?!\*\*\*)[^\s\"',;&}}]+"),
+        re.compile(
+            rf"(?i)\b({_SENSITIVE_NAMES})(\s*[=:]\s*)([\"']?)(?!{_PLACEHOLDER})[^\s\"',;&}}]+"
+        ),
         r"\1\2\3" + MASK,
     ),
 )
@@ -114,6 +123,33 @@ def register_secret(value: str | bytes | None) -> None:
         value = value.decode(errors="replace")
     if value and len(value.strip()) >= _MIN_SECRET:
         _SECRETS.add(value)
+
+
+def register_kubeconfig(document: Mapping[str, Any]) -> None:
+    """Mask the credentials of every user of a parsed kubeconfig `document`: tokens, passwords,
+    client keys (base64 and decoded PEM, each body line too) and auth-provider/exec secrets."""
+    for entry in document.get("users") or ():
+        user = entry.get("user") if isinstance(entry, Mapping) else None
+        if not isinstance(user, Mapping):
+            continue
+        for name in ("token", "password"):
+            register_secret(_text(user.get(name) or ""))
+        key = user.get("client-key-data")
+        if isinstance(key, str) and key:
+            register_secret(key)
+            try:
+                pem = base64.b64decode(key).decode(errors="replace")
+            except ValueError:
+                pem = ""
+            register_secret(pem)
+            for line in pem.splitlines():
+                if len(line) >= 16 and not line.startswith("-----"):
+                    register_secret(line)
+        provider = user.get("auth-provider")
+        config = provider.get("config") if isinstance(provider, Mapping) else None
+        for name, value in (config or {}).items():
+            if _SECRET_FIELD.match(str(name)) or "token" in str(name).lower():
+                register_secret(_text(value))
 
 
 def scrub(text: str) -> str:
@@ -337,7 +373,11 @@ _HANDLER_FLAG = "_fleet_handler"
 def configure(
     *, level: int = logging.INFO, fmt: Format = Format.LOGFMT, stream: IO[str] | None = None
 ) -> logging.Handler:
-    """Send every record of the process to `stream` (stderr) through :class:`Formatter`."""
+    """Send every record of the process to `stream` (stderr) through :class:`Formatter`.
+
+    Python's warnings and exceptions nobody caught (in the main thread or another) become
+    records too, so everything the process writes to the log is one event per line, scrubbed.
+    """
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_FLAG, False)]:
         root.removeHandler(old)
@@ -347,4 +387,24 @@ def configure(
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+    sys.excepthook = _uncaught
+    threading.excepthook = _uncaught_in_thread
     return handler
+
+
+def _uncaught(
+    kind: type[BaseException], value: BaseException, tb: types.TracebackType | None
+) -> None:
+    logging.getLogger("fleet").critical(
+        "event=uncaught error=%s", value, exc_info=(kind, value, tb)
+    )
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        logging.getLogger("fleet").critical(
+            "event=uncaught thread=%s error=%s",
+            args.thread.name if args.thread else "",
+            args.exc_value,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )

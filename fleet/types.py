@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ADOPT_ANNOTATION",
+    "OWNERS_PREFIX",
+    "SHARED_MARK_ANNOTATION",
+    "TRACKING_ANNOTATION",
     "ClusterRef",
     "Manifest",
     "ObjectKey",
@@ -27,6 +31,16 @@ __all__ = [
 ]
 
 Manifest = dict[str, Any]
+
+TRACKING_ANNOTATION = "fleet.dev/tracking-id"
+"""Which app instance owns an object: ``<hub>/<app>/<cluster>/<namespace>`` (fleet.plan.owning)."""
+ADOPT_ANNOTATION = "fleet.dev/adopt"
+"""On a desired object, ``"true"``: take it over even when it exists and fleet did not create it."""
+OWNERS_PREFIX = "owners.fleet.dev/"
+"""A shared object (the createNamespace Namespace) names each owner in an annotation of its own:
+``owners.fleet.dev/<hash of the tracking id>: <tracking id>``."""
+SHARED_MARK_ANNOTATION = "fleet.dev/added-for"
+"""On a manifest fleet adds to a render itself (``createNamespace``); never sent to a cluster."""
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import io
 import json
 import logging
 import shlex
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +19,26 @@ import pytest
 from fleet import logs
 
 
+@contextlib.contextmanager
+def configured(level: int, fmt: logs.Format = logs.Format.LOGFMT) -> Iterator[io.StringIO]:
+    """fleet's handler on the root logger for one test; the process's logging restored after."""
+    root, hooks = logging.getLogger(), (sys.excepthook, threading.excepthook)
+    before = root.level
+    stream = io.StringIO()
+    handler = logs.configure(level=level, fmt=fmt, stream=stream)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+        logging.captureWarnings(False)
+        sys.excepthook, threading.excepthook = hooks
+
+
 @pytest.fixture
 def out() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logs.configure(level=logging.DEBUG, stream=stream)
-    yield stream
-    logging.getLogger().removeHandler(handler)
+    with configured(logging.DEBUG) as stream:
+        yield stream
 
 
 def _logfmt(line: str) -> dict[str, str]:
@@ -94,17 +113,13 @@ def test_structured_helper_orders_stable_keys_first(out: io.StringIO) -> None:
 
 
 def test_json_format_keeps_types_and_one_object_per_line() -> None:
-    stream = io.StringIO()
-    handler = logs.configure(level=logging.INFO, fmt=logs.Format.JSON, stream=stream)
-    try:
+    with configured(logging.INFO, logs.Format.JSON) as stream:
         log.info("event=reconciled cluster=%s changes=%s took=%.2f n=%d", "eu", {"c": 3}, 1.234, 7)
         try:
             raise ExceptionGroup("g", [ValueError("one"), OSError("two")])
         except ExceptionGroup:
             log.exception("event=crash")
         logging.getLogger("aiohttp.server").info("third %s party", "x")
-    finally:
-        logging.getLogger().removeHandler(handler)
     first, crash, third = (json.loads(line) for line in _lines(stream))
     assert first["changes"] == {"c": 3} and first["took"] == 1.23 and first["n"] == 7
     assert crash["error"] == "one; two" and "ExceptionGroup" in crash["traceback"]
@@ -147,6 +162,13 @@ def test_secrets_are_masked_everywhere(out: io.StringIO) -> None:
     assert text.count("***") >= 12
 
 
+def test_placeholders_of_examples_are_not_masked() -> None:
+    hint = "credentials: [{url: https://HOST/ORG/, username: USER, token: TOKEN}]"
+    assert logs.scrub(hint) == hint
+    assert logs.scrub("password: <secret>, token=...") == "password: <secret>, token=..."
+    assert logs.scrub("token: Tok3n password=ABC1") == "token: *** password=***"
+
+
 def test_ssh_user_names_are_kept() -> None:
     assert logs.scrub("ssh://git@github.com/o/r") == "ssh://git@github.com/o/r"
     assert logs.scrub("ssh://git:pw@github.com/o/r") == "ssh://***@github.com/o/r"
@@ -155,13 +177,9 @@ def test_ssh_user_names_are_kept() -> None:
 
 
 def test_announce_ignores_the_level_and_parse_level_names_choices() -> None:
-    stream = io.StringIO()
-    handler = logs.configure(level=logging.ERROR, stream=stream)
-    try:
+    with configured(logging.ERROR) as stream:
         log.info("event=hidden")
         logs.announce(log, "hub_start", version="1", listen="127.0.0.1:0")
-    finally:
-        logging.getLogger().removeHandler(handler)
     (line,) = _lines(stream)
     assert "event=hub_start version=1 listen=127.0.0.1:0" in line
     assert logs.parse_level("WARN") == logging.WARNING
@@ -179,3 +197,43 @@ def test_a_template_that_does_not_match_its_args_is_still_one_line() -> None:
     second = formatter.format(record("event=y a=%(name)s", {"name": "n"}))
     assert "\n" not in first and "only-one" in first and "event=x" in first
     assert "event=y a=n" in second
+
+
+def test_a_kubeconfig_registers_its_credentials() -> None:
+    line = "MHcCAQEEIKubeKeyLineNumberOne0123"
+    pem = f"-----BEGIN EC PRIVATE KEY-----\n{line}\n-----END EC PRIVATE KEY-----\n"
+    key_b64 = base64.b64encode(pem.encode()).decode()
+    logs.register_kubeconfig(
+        {
+            "users": [
+                {"name": "a", "user": {"client-key-data": key_b64}},
+                {"name": "b", "user": {"token": "kube-bearer-123456"}},
+                {"name": "c", "user": {"username": "u", "password": "kube-pw-7890"}},
+                {"name": "d", "user": {"auth-provider": {"config": {"id-token": "idtok-4567"}}}},
+                {"name": "e"},
+            ]
+        }
+    )
+    text = f"{key_b64} {line} kube-bearer-123456 kube-pw-7890 idtok-4567"
+    assert logs.scrub(text) == " ".join(["***"] * 5)
+
+
+def test_uncaught_exceptions_are_events_too() -> None:
+    script = (
+        "import threading\n"
+        "from fleet import logs\n"
+        "logs.configure()\n"
+        "t = threading.Thread(target=lambda: 1 / 0, name='worker')\n"
+        "t.start(); t.join()\n"
+        "raise ValueError('bad token=uncaught-tok-1')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) == 2, done.stderr
+    thread, main = (_logfmt(line) for line in lines)
+    assert thread["event"] == "uncaught" and thread["thread"] == "worker"
+    assert thread["error"] == "division by zero" and "ZeroDivisionError" in thread["traceback"]
+    assert main["event"] == "uncaught" and main["error"] == "bad token=***"
+    assert "uncaught-tok-1" not in done.stderr

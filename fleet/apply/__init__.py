@@ -1,6 +1,6 @@
 """Apply: every write fleet makes to a cluster, and the reads that decide them.
 
-Server-side apply and prune (:mod:`fleet.apply.applying`), the in-cluster inventory
+Server-side apply, prune and release (:mod:`fleet.apply.applying`), the in-cluster inventory
 (:mod:`fleet.apply.inventory`), cached discovery (:mod:`fleet.apply.discovery`), dry-run diffs
 (:mod:`fleet.apply.diffing`) and watches for drift (:mod:`fleet.apply.watching`), all over the
 small JSON client of :mod:`fleet.apply.kube`.
@@ -10,20 +10,26 @@ from __future__ import annotations
 
 from fleet.apply.applying import (
     ApplyOptions,
+    Marks,
+    ReadError,
+    ReadStalled,
+    ReadTransient,
     Target,
     apply_objects,
     delete_objects,
     dry_run,
     read_live,
+    release_objects,
 )
-from fleet.apply.changes import Change, ChangeSet, Outcome
+from fleet.apply.changes import NOT_SYNCED, Change, ChangeSet, Outcome
 from fleet.apply.diffing import DiffAction, ObjectDiff, diff_objects
 from fleet.apply.discovery import Resource, forget, resolve, scopes
-from fleet.apply.inventory import Inventory, read_inventory, write_inventory
+from fleet.apply.inventory import Inventory, Record, read_inventory, write_inventory
 from fleet.apply.kube import ApiError, Cluster, connect
 from fleet.apply.watching import WatchEvent, watch_kind
 
 __all__ = [
+    "NOT_SYNCED",
     "ApiError",
     "ApplyOptions",
     "Change",
@@ -31,8 +37,13 @@ __all__ = [
     "Cluster",
     "DiffAction",
     "Inventory",
+    "Marks",
     "ObjectDiff",
     "Outcome",
+    "ReadError",
+    "ReadStalled",
+    "ReadTransient",
+    "Record",
     "Resource",
     "Target",
     "WatchEvent",
@@ -44,6 +55,7 @@ __all__ = [
     "forget",
     "read_inventory",
     "read_live",
+    "release_objects",
     "resolve",
     "scopes",
     "watch_kind",

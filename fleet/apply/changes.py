@@ -1,4 +1,12 @@
-"""The result of an apply: one :class:`Change` per object, gathered in a :class:`ChangeSet`."""
+"""The result of an apply: one :class:`Change` per object, gathered in a :class:`ChangeSet`.
+
+Outcomes that leave the app out of sync: ``failed`` (a write the server refused), ``conflict``
+(the object exists and is not this app instance's, or another field manager owns a field),
+``refused`` (outside the app's project) and ``skipped`` (a prune a safety rule holds). The others
+are the state converging or an object correctly left alone: ``released`` (an adopted or shared
+object that left git: fleet's marks removed, object kept) and ``kept`` (not this app's to
+delete, or a Namespace used as it is).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +15,25 @@ from enum import StrEnum
 
 from fleet.types import ObjectKey
 
-__all__ = ["Change", "ChangeSet", "Outcome"]
+__all__ = ["NOT_SYNCED", "Change", "ChangeSet", "Outcome"]
 
 
 class Outcome(StrEnum):
     CREATED = "created"
     CONFIGURED = "configured"
+    ADOPTED = "adopted"  # an existing object fleet took over, the app having opted in
     UNCHANGED = "unchanged"
     PRUNED = "pruned"
+    RELEASED = "released"
+    KEPT = "kept"
     SKIPPED = "skipped"  # a prune a safety rule refused, or an object not applied
+    CONFLICT = "conflict"
+    REFUSED = "refused"
     FAILED = "failed"
+
+
+NOT_SYNCED = frozenset({Outcome.FAILED, Outcome.CONFLICT, Outcome.REFUSED, Outcome.SKIPPED})
+"""Outcomes that mean the last sync did not fully succeed."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +41,7 @@ class Change:
     key: ObjectKey
     outcome: Outcome
     reason: str = ""
+    uid: str = ""  # the object's uid after the write, when the server told it
 
     def __str__(self) -> str:
         return f"{self.key} {self.outcome}" + (f": {self.reason}" if self.reason else "")
@@ -41,7 +59,13 @@ class ChangeSet:
 
     @property
     def ok(self) -> bool:
+        """No write failed (conflicts, refusals and held prunes are counted apart)."""
         return not self.of(Outcome.FAILED)
+
+    @property
+    def settled(self) -> bool:
+        """No change failed, conflicted, was refused or held."""
+        return not any(c.outcome in NOT_SYNCED for c in self.changes)
 
     def counts(self) -> dict[str, int]:
         return {o.value: len(self.of(o)) for o in Outcome if self.of(o)}

@@ -3,6 +3,11 @@
 The ConfigMap ``fleet-inventory-<id>`` in namespace ``fleet-system`` (the id names the app and
 its destination namespace) holds the objects the app applied there (apiVersion, kind, namespace,
 name, as JSON), the revision and the desired digest. Any hub can read it and prune correctly.
+How each object is held is under its own key, ``records``: rows of apiVersion, kind, namespace,
+name, uid and a flag (``adopted``, ``shared`` or empty), so an inventory written before records
+existed still reads (no uid known, nothing adopted), and a hub that does not know records still
+reads the ``objects`` list it expects. The ``revision`` is the commit last applied, which is how
+a rewind is recognised.
 Writing an inventory equal to the one read is skipped, so a no-op reconcile makes no write; the
 namespace is created only when the ConfigMap is new.
 """
@@ -16,7 +21,14 @@ from dataclasses import dataclass, field
 from fleet.apply.kube import APPLY_PATCH, ApiError, Cluster
 from fleet.types import ObjectKey, split_api_version
 
-__all__ = ["NAMESPACE", "Inventory", "configmap_name", "read_inventory", "write_inventory"]
+__all__ = [
+    "NAMESPACE",
+    "Inventory",
+    "Record",
+    "configmap_name",
+    "read_inventory",
+    "write_inventory",
+]
 
 NAMESPACE = "fleet-system"
 _LABELS = {"app.kubernetes.io/component": "fleet-inventory"}
@@ -27,13 +39,32 @@ def configmap_name(app: str) -> str:
 
 
 @dataclass(frozen=True)
+class Record:
+    """How the app holds one object: its uid when known; adopted (released, not deleted, when it
+    leaves git); shared (one owner among several, the createNamespace Namespace)."""
+
+    uid: str = ""
+    adopted: bool = False
+    shared: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "adopted" if self.adopted else "shared" if self.shared else ""
+
+
+@dataclass(frozen=True)
 class Inventory:
-    """What an app applied to one cluster: each key with its apiVersion; revision; digest."""
+    """What an app applied to one cluster: each key with its apiVersion, how each is held
+    (`records`, only for keys with something to say), the revision and the digest."""
 
     app: str
     entries: Mapping[ObjectKey, str] = field(default_factory=dict)
     revision: str = ""
     digest: str = ""
+    records: Mapping[ObjectKey, Record] = field(default_factory=dict)
+
+    def record(self, key: ObjectKey) -> Record:
+        return self.records.get(key) or Record()
 
     def _rows(self) -> list[list[str]]:
         return [
@@ -41,7 +72,22 @@ class Inventory:
             for key, api_version in sorted(self.entries.items())
         ]
 
+    def _record_rows(self) -> list[list[str]]:
+        return [
+            [self.entries[key], key.kind, key.namespace, key.name, record.uid, record.flag]
+            for key, record in sorted(self.records.items())
+            if key in self.entries and record != Record()
+        ]
+
     def to_configmap(self) -> dict[str, object]:
+        data = {
+            "objects": json.dumps(self._rows(), separators=(",", ":")),
+            "revision": self.revision,
+            "digest": self.digest,
+        }
+        records = self._record_rows()
+        if records:
+            data["records"] = json.dumps(records, separators=(",", ":"))
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -50,11 +96,7 @@ class Inventory:
                 "namespace": NAMESPACE,
                 "labels": {**_LABELS, "fleet.dev/app": self.app},
             },
-            "data": {
-                "objects": json.dumps(self._rows(), separators=(",", ":")),
-                "revision": self.revision,
-                "digest": self.digest,
-            },
+            "data": data,
         }
 
     @classmethod
@@ -65,11 +107,20 @@ class Inventory:
         for api_version, kind, namespace, name in json.loads(data.get("objects") or "[]"):
             group, _ = split_api_version(api_version)
             entries[ObjectKey(group=group, kind=kind, namespace=namespace, name=name)] = api_version
+        records: dict[ObjectKey, Record] = {}
+        for api_version, kind, namespace, name, uid, flag in json.loads(
+            data.get("records") or "[]"
+        ):
+            group, _ = split_api_version(api_version)
+            key = ObjectKey(group=group, kind=kind, namespace=namespace, name=name)
+            if key in entries:
+                records[key] = Record(uid=uid, adopted=flag == "adopted", shared=flag == "shared")
         return cls(
             app=app,
             entries=entries,
             revision=str(data.get("revision", "")),
             digest=str(data.get("digest", "")),
+            records=records,
         )
 
     def same_as(self, other: Inventory | None) -> bool:

@@ -5,11 +5,32 @@ handles built-in kinds and custom resources. Requests go through kubernetes-asyn
 (its kubeconfig loading, TLS and auth) with ``call_api`` and raw responses; a status outside 2xx
 becomes an :class:`ApiError` that carries the status and the apiserver's message. A
 :class:`Cluster` bundles the client, its discovery cache and a concurrency limit.
+
+**Timeouts** (:class:`Timeouts`) are sized for an API server and set on every request in the one
+place requests are sent (:meth:`Cluster._send`): kubernetes-asyncio hands aiohttp an explicit
+(empty) timeout when it is given none, which overrides any session default, so a per-request
+:class:`aiohttp.ClientTimeout` is the only setting that holds. TCP connect and TLS handshake
+(aiohttp's ``sock_connect``, 5 s), silence while reading (``sock_read``, 20 s), a whole request
+(30 s); a watch has its own total and no read limit (a quiet watch is silent by design). A hung
+apiserver (process stopped, TCP still accepted by the kernel) is thus an ``ApiError(0)`` within
+seconds of a request, never the event loop's 60 s TLS handshake default.
+
+**Liveness**: :meth:`Cluster.probe` is one cheap ``GET /readyz`` with its own short timeout,
+admitted by the gate's rate limit but not its concurrency slots (requests hung in every slot must
+not hold back the probe that is to notice them). The connection that owns the client runs it
+(:mod:`fleet.hub.connections`); while it finds the cluster silent it :meth:`~Cluster.fence`-s the
+client: requests in flight are abandoned at once and new ones fail fast, each as ``ApiError(0)``
+(an outage for the circuit breaker), until :meth:`~Cluster.unfence` on the next answer.
+
+**429**: a request answered 429 Too Many Requests is sent again after the gate's
+``retry_delay`` (the server's Retry-After, capped; bounded attempts), outside its concurrency
+slot; only when the attempts are spent is the 429 the answer. Without a gate there is no retry.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -26,9 +47,12 @@ from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 from fleet.errors import TransientError
 from fleet.types import Manifest
 
-__all__ = ["APPLY_PATCH", "ApiError", "Cluster", "RequestGate", "connect"]
+__all__ = ["APPLY_PATCH", "ApiError", "Cluster", "RequestGate", "Timeouts", "connect"]
+
+log = logging.getLogger(__name__)
 
 APPLY_PATCH = "application/apply-patch+yaml"
+TOO_MANY_REQUESTS = 429
 
 
 class ApiError(TransientError):
@@ -41,13 +65,40 @@ class ApiError(TransientError):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one cluster may keep fleet waiting, in seconds."""
+
+    connect: float = 5.0  # TCP connect plus TLS handshake of a new connection
+    read: float = 20.0  # silence on the socket while an answer is awaited or read
+    total: float = 30.0  # one request, first byte sent to last byte read (pool wait included)
+    probe: float = 3.0  # the liveness probe, all of it
+
+    def request(self, total: float | None = None) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=total or self.total, sock_connect=self.connect, sock_read=self.read
+        )
+
+    def stream(self, total: float) -> aiohttp.ClientTimeout:
+        """A watch: its own total, no read limit (no events for minutes is normal)."""
+        return aiohttp.ClientTimeout(total=total, sock_connect=self.connect)
+
+    def liveness(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=self.probe, sock_connect=self.probe, sock_read=self.probe
+        )
+
+
 class RequestGate(Protocol):
     """Admission of each request to one cluster (the hub's per-cluster rate limits): held for the
-    duration of the call, then told the answer's status and Retry-After."""
+    duration of the call, then told the answer's status and Retry-After; asked how long a 429'd
+    request waits before it is sent again."""
 
-    def request(self) -> AbstractAsyncContextManager[None]: ...
+    def request(self, *, slot: bool = True) -> AbstractAsyncContextManager[None]: ...
 
     def observe(self, status_code: int, retry_after: float | None = None) -> None: ...
+
+    def retry_delay(self, attempt: int, retry_after: float | None) -> float | None: ...
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -55,6 +106,26 @@ def _retry_after(value: str | None) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None  # an HTTP date: rare from an apiserver; the limiter's own back-off applies
+
+
+def _describe(exc: BaseException, timeout: aiohttp.ClientTimeout) -> str:
+    """A transport failure in words (never a repr): what did not happen, within what time."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"no connection (TCP and TLS) within {timeout.sock_connect}s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"no data from the server for {timeout.sock_read}s"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout.total}s"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class _Answer:
+    status: int
+    reason: str
+    retry_after: float | None
+    raw: bytes
 
 
 @dataclass
@@ -67,13 +138,32 @@ class Cluster:
     concurrency: int = 8
     gate: RequestGate | None = None
     on_status: Callable[[int], None] | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
     limiter: anyio.CapacityLimiter = field(init=False)
     discovery_cache: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     """Requests made, by method (``PATCH?dryRun`` counted apart): a client-side write count."""
+    last_answer: float = field(default=-float("inf"), init=False)
+    """When the server last answered anything (``anyio.current_time()``): liveness evidence."""
+    fenced: str = field(default="", init=False)
+    """Why requests are refused (the liveness probe found the cluster silent), or ``""``."""
+    _in_flight: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.concurrency)
+
+    def fence(self, cause: str) -> int:
+        """The cluster is silent (`cause`): abandon the requests in flight and refuse new ones
+        until :meth:`unfence`. Returns how many requests were abandoned."""
+        self.fenced = cause
+        scopes = list(self._in_flight)
+        for scope in scopes:
+            scope.cancel()
+        return len(scopes)
+
+    def unfence(self) -> None:
+        """The cluster answers again."""
+        self.fenced = ""
 
     async def request(
         self,
@@ -83,7 +173,7 @@ class Cluster:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        request_timeout: float = 60,
+        request_timeout: float | None = None,
     ) -> Manifest:
         """One request; the decoded JSON answer (``{}`` when empty)."""
         _, answer = await self.exchange(
@@ -104,40 +194,120 @@ class Cluster:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str = "application/json",
-        request_timeout: float = 60,
+        request_timeout: float | None = None,
     ) -> tuple[int, Manifest]:
-        """One request; the HTTP status and the decoded JSON answer."""
-        async with self.limiter, self._gated():
-            response = await self._send(
+        """One request (429s retried after their Retry-After); the status and the JSON answer."""
+        timeout = self.timeouts.request(request_timeout)
+        attempt = 0
+        while True:
+            answer = await self._attempt(
+                method, path, query=query, body=body, content_type=content_type, timing=timeout
+            )
+            if answer.status != TOO_MANY_REQUESTS or self.gate is None:
+                break
+            delay = self.gate.retry_delay(attempt, answer.retry_after)
+            if delay is None:
+                break
+            attempt += 1
+            log.debug(
+                "event=api_throttled cluster=%s method=%s path=%s attempt=%d retry_in=%.2f",
+                self.name,
                 method,
                 path,
-                query=query,
-                body=body,
-                content_type=content_type,
-                request_timeout=request_timeout,
+                attempt,
+                delay,
             )
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-            self._observe(response)
-        text = raw.decode("utf-8", "replace")
-        if not 200 <= response.status < 300:
-            raise _error_of(response.status, response.reason or "", text)
+            await anyio.sleep(delay)  # outside the concurrency slot: others may go meanwhile
+        text = answer.raw.decode("utf-8", "replace")
+        if not 200 <= answer.status < 300:
+            raise _error_of(answer.status, answer.reason, text)
         if not text:
-            return response.status, {}
+            return answer.status, {}
         decoded = json.loads(text) if text.lstrip().startswith("{") else {"text": text}
-        return response.status, dict(decoded)
+        return answer.status, dict(decoded)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str,
+        timing: aiohttp.ClientTimeout,
+    ) -> _Answer:
+        """Send once and read the whole answer; abandoned (``ApiError(0)``) if fenced meanwhile."""
+        what = f"{method} {path} on cluster {self.name}"
+        if self.fenced:
+            raise ApiError(0, "", f"{what}: not sent, the cluster is unreachable ({self.fenced})")
+        scope = anyio.CancelScope()
+        self._in_flight.add(scope)
+        try:
+            with scope:
+                async with self.limiter, self._gated():
+                    response = await self._send(
+                        method,
+                        path,
+                        query=query,
+                        body=body,
+                        content_type=content_type,
+                        timing=timing,
+                    )
+                    try:
+                        raw = await response.read()
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        raise ApiError(0, "", f"{what}: {_describe(exc, timing)}") from exc
+                    finally:
+                        response.release()
+                    self._observe(response)
+                    return _Answer(
+                        status=response.status,
+                        reason=response.reason or "",
+                        retry_after=_retry_after(response.headers.get("Retry-After")),
+                        raw=raw,
+                    )
+        finally:
+            self._in_flight.discard(scope)
+        raise ApiError(0, "", f"{what}: abandoned, the cluster is unreachable ({self.fenced})")
+
+    async def probe(self, path: str = "/readyz") -> str:
+        """One liveness probe: ``""`` if the server answered (any status), else why not.
+
+        Admitted by the gate's rate limit (no concurrency slot), then bounded by
+        ``timeouts.probe``; bypasses the fence (it is what lifts it).
+        """
+        timeout = self.timeouts.liveness()
+        async with self._gated(slot=False):
+            try:
+                response = await self._send(
+                    "GET",
+                    path,
+                    query=None,
+                    body=None,
+                    content_type="application/json",
+                    timing=timeout,
+                )
+                try:
+                    await response.read()
+                finally:
+                    response.release()
+            except ApiError as exc:
+                return exc.message
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                return f"GET {path} on cluster {self.name}: {_describe(exc, timeout)}"
+            self._observe(response)
+        return ""
 
     @asynccontextmanager
-    async def _gated(self) -> AsyncIterator[None]:
+    async def _gated(self, *, slot: bool = True) -> AsyncIterator[None]:
         if self.gate is None:
             yield
         else:
-            async with self.gate.request():
+            async with self.gate.request(slot=slot):
                 yield
 
     def _observe(self, response: aiohttp.ClientResponse) -> None:
+        self.last_answer = anyio.current_time()
         if self.gate is not None:
             self.gate.observe(response.status, _retry_after(response.headers.get("Retry-After")))
         if self.on_status is not None:
@@ -148,13 +318,17 @@ class Cluster:
         self, path: str, *, query: list[tuple[str, str]], request_timeout: float
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A long GET (a watch) whose body the caller reads line by line."""
+        if self.fenced:
+            raise ApiError(
+                0, "", f"watch {path} on cluster {self.name}: not sent, unreachable ({self.fenced})"
+            )
         response = await self._send(
             "GET",
             path,
             query=query,
             body=None,
             content_type="application/json",
-            request_timeout=request_timeout,
+            timing=self.timeouts.stream(request_timeout),
         )
         try:
             if response.status != 200:
@@ -172,7 +346,7 @@ class Cluster:
         query: list[tuple[str, str]] | None,
         body: Any,
         content_type: str,
-        request_timeout: float,
+        timing: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
         dry = any(k == "dryRun" for k, _ in query or ())
         self.calls[f"{method}?dryRun" if dry else method] += 1
@@ -185,10 +359,11 @@ class Cluster:
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
-                _request_timeout=request_timeout,
+                _request_timeout=timing,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ApiError(0, "", f"{method} {path} on cluster {self.name}: {exc!r}") from exc
+            message = f"{method} {path} on cluster {self.name}: {_describe(exc, timing)}"
+            raise ApiError(0, "", message) from exc
         return response
 
 
@@ -213,6 +388,7 @@ async def connect(
     concurrency: int = 8,
     gate: RequestGate | None = None,
     on_status: Callable[[int], None] | None = None,
+    timeouts: Timeouts | None = None,
 ) -> AsyncIterator[Cluster]:
     """A :class:`Cluster` for a kubeconfig, closed on exit.
 
@@ -240,4 +416,5 @@ async def connect(
             concurrency=concurrency,
             gate=gate,
             on_status=on_status,
+            timeouts=timeouts or Timeouts(),
         )

@@ -5,8 +5,9 @@ exits 0. Webhook secrets come from the environment (``FLEET_GITHUB_SECRET``,
 ``FLEET_GITLAB_TOKEN``), never from the command line, where any user could read them; they are
 registered with :mod:`fleet.logs` so that no log line shows them. Its log is one event per line on
 stderr (logfmt, or JSON with ``--log-format json``); the start line (version, config, clusters
-dir, listen address), the listening line and the stop line (reason, seconds up) are written
-whatever ``--log-level`` says.
+dir, listen address), the listening line (``banner="fleet hub listening on URL" url=URL``, the
+words and the port at the end that scripts wait for) and the stop line (reason, seconds up) are
+written whatever ``--log-level`` says.
 
 ``fleet status`` prints the matrix and exits 0 only when every target is Synced/Healthy, every
 cluster ready and the config valid; 1 otherwise, 2 for a usage error, 3 when the hub cannot be
@@ -152,10 +153,21 @@ def _log_options(args: argparse.Namespace) -> tuple[int, logs.Format]:
     return level, fmt
 
 
+def _check_positive(args: argparse.Namespace) -> None:
+    for option, value in (
+        ("--poll-interval", args.poll_interval),
+        ("--resync-interval", args.resync_interval),
+        ("--workers", args.workers),
+    ):
+        if not value > 0:
+            raise ValueError(f"{option} {value:g}: must be greater than 0")
+
+
 def run_hub(args: argparse.Namespace) -> int:
     try:
         level, fmt = _log_options(args)
         host, port = _listen(args.listen)
+        _check_positive(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -196,7 +208,8 @@ def run_hub(args: argparse.Namespace) -> int:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 port = await group.start(hub.run)
                 url = f"http://{host}:{port}"
-                logs.announce(log, "hub_listening", url=url, msg=f"fleet hub listening on {url}")
+                # scripts wait for "listening on URL" and read the port at the end of the line
+                logs.announce(log, "hub_listening", banner=f"fleet hub listening on {url}", url=url)
                 async for signum in signals:
                     stopped_by.append(signal.Signals(signum).name)
                     hub.stop()

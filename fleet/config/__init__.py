@@ -13,6 +13,7 @@ from fleet.config.model import (
     Source,
     SyncPolicy,
 )
+from fleet.config.projects import KindRule, Project
 
 __all__ = [
     "App",
@@ -21,6 +22,8 @@ __all__ = [
     "Destination",
     "HelmOptions",
     "IgnoreRule",
+    "KindRule",
+    "Project",
     "Source",
     "SyncPolicy",
 ]

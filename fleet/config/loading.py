@@ -7,12 +7,17 @@ documents, each either a fleet document (``apps: [...]``) or an Argo CD Applicat
 Argo's ``destination.name`` selects the cluster of that name in ``clusters/``, and
 ``destination.server`` the cluster whose kubeconfig points at that URL.
 
+A fleet document may also declare ``projects: [...]`` (see :mod:`fleet.config.projects`) and
+``defaultProject: strict`` (or ``open``, the default); each app names its project with
+``project:`` (Argo's ``spec.project``), ``default`` otherwise, and is handed its resolved rules.
+
 Validation is complete before anything is returned: one bad field rejects the whole load with a
 :class:`ConfigError`, and the caller (the hub) keeps the last good config running.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,9 +36,18 @@ from fleet.config.model import (
     Source,
     SyncPolicy,
 )
+from fleet.config.projects import (
+    OPEN_DEFAULT,
+    STRICT_DEFAULT,
+    KindRule,
+    Project,
+)
+from fleet.config.projects import (
+    Destination as ProjectDestination,
+)
 from fleet.errors import ConfigError
 
-__all__ = ["load", "parse_documents"]
+__all__ = ["load", "parse_documents", "parse_projects"]
 
 _APP_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MAX_CONFIG_BYTES = 4 * 2**20
@@ -161,6 +175,8 @@ def _sync_policy(fields: _Fields) -> SyncPolicy:
         prune_kinds=fields.strings("pruneKinds"),
         create_namespace=fields.flag("createNamespace", False)
         or "CreateNamespace=true" in fields.strings("syncOptions"),
+        adopt=fields.flag("adopt", False),
+        delete_adopted=fields.flag("deleteAdopted", False),
     )
 
 
@@ -218,6 +234,7 @@ def _fleet_app(data: Any, where: str, origin: str) -> App:
             fields.data.get("ignoreDifferences"), f"{where}.ignoreDifferences"
         ),
         origin=origin,
+        project=fields.text("project", "default") or "default",
     )
 
 
@@ -249,6 +266,7 @@ def _argo_app(data: Mapping[str, Any], where: str, origin: str) -> App:
             spec.data.get("ignoreDifferences"), f"{spec.where}.ignoreDifferences"
         ),
         origin=origin,
+        project=spec.text("project", "default") or "default",
     )
 
 
@@ -269,6 +287,8 @@ def parse_documents(documents: list[Any], *, origin: str) -> list[App]:
             apps.append(_argo_app(document, where, origin))
             continue
         if "apps" not in document:
+            if "projects" in document or "defaultProject" in document:
+                continue
             raise ConfigError(f"{where}: expected `apps:` or an Argo CD Application")
         entries = document["apps"] or []
         if not isinstance(entries, list):
@@ -277,6 +297,116 @@ def parse_documents(documents: list[Any], *, origin: str) -> list[App]:
             _fleet_app(entry, f"{where}: apps[{i}]", origin) for i, entry in enumerate(entries)
         ]
     return apps
+
+
+def _kind_rules(data: Any, where: str) -> tuple[KindRule, ...]:
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: expected a list of {{group, kind}}")
+    rules = []
+    for index, item in enumerate(data):
+        fields = _Fields(item, f"{where}[{index}]")
+        rules.append(KindRule(group=fields.text("group", "*"), kind=fields.text("kind", "*")))
+    return tuple(rules)
+
+
+def _project(data: Any, where: str, origin: str) -> Project:
+    fields = _Fields(data, where)
+    name = fields.text("name")
+    _check_name(name, where)
+    where = f"{where} ({name})"
+    fields = _Fields(data, where)
+    destinations = []
+    raw = fields.data.get("destinations") or []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}.destinations: expected a list")
+    for index, item in enumerate(raw):
+        dest = _Fields(item, f"{where}.destinations[{index}]")
+        clusters = dest.data.get("clusters")
+        names: tuple[str, ...] = ()
+        labels: dict[str, str] = {}
+        if isinstance(clusters, list):  # clusters: [names]
+            names = dest.strings("clusters")
+        elif clusters is not None:
+            selector = dest.sub("clusters")
+            names, labels = selector.strings("names"), selector.string_map("matchLabels")
+        namespaces = dest.strings("namespaces")
+        if not namespaces:
+            raise ConfigError(f"{dest.where}.namespaces: required (globs, e.g. [team-a-*])")
+        destinations.append(
+            ProjectDestination(names=names, match_labels=labels, namespaces=namespaces)
+        )
+    prune_kinds = None
+    if fields.data.get("pruneKinds") is not None:
+        prune_kinds = _kind_rules(fields.data["pruneKinds"], f"{where}.pruneKinds")
+    return Project(
+        name=name,
+        source_repos=fields.strings("sourceRepos"),
+        destinations=tuple(destinations),
+        cluster_resource_whitelist=_kind_rules(
+            fields.data.get("clusterResourceWhitelist") or [], f"{where}.clusterResourceWhitelist"
+        ),
+        namespace_resource_blacklist=_kind_rules(
+            fields.data.get("namespaceResourceBlacklist") or [],
+            f"{where}.namespaceResourceBlacklist",
+        ),
+        prune_kinds=prune_kinds,
+        origin=origin,
+    )
+
+
+def parse_projects(documents: list[Any], *, origin: str) -> tuple[list[Project], str | None]:
+    """The projects declared in the YAML `documents` of `origin`, and its ``defaultProject``."""
+    projects: list[Project] = []
+    default: str | None = None
+    for index, document in enumerate(documents):
+        where = f"{origin}" if len(documents) == 1 else f"{origin} (document {index + 1})"
+        if not isinstance(document, Mapping) or document.get("kind") == "Application":
+            continue
+        fields = _Fields(document, where)
+        if "defaultProject" in document:
+            default = fields.text("defaultProject")
+            if default not in ("open", "strict"):
+                raise ConfigError(
+                    f"{where}.defaultProject: expected open or strict, got {default!r}"
+                )
+        entries = document.get("projects") or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}.projects: expected a list")
+        projects += [
+            _project(entry, f"{where}: projects[{i}]", origin) for i, entry in enumerate(entries)
+        ]
+    return projects, default
+
+
+def _resolve_projects(
+    apps: list[App], projects: list[Project], defaults: dict[str, str]
+) -> list[App]:
+    seen: dict[str, str] = {}
+    for project in projects:
+        if project.name in seen:
+            raise ConfigError(
+                f"{project.origin}: project {project.name!r} is also declared in "
+                f"{seen[project.name]}"
+            )
+        seen[project.name] = project.origin
+    if len(set(defaults.values())) > 1:
+        raise ConfigError(
+            "defaultProject is set differently in "
+            + ", ".join(f"{o} ({v})" for o, v in sorted(defaults.items()))
+        )
+    strict = "strict" in defaults.values()
+    by_name = {p.name: p for p in projects}
+    by_name.setdefault("default", STRICT_DEFAULT if strict else OPEN_DEFAULT)
+    resolved = []
+    for app in apps:
+        rules = by_name.get(app.project)
+        if rules is None:
+            raise ConfigError(
+                f"{app.origin}: app {app.name!r} names project {app.project!r}, which is not "
+                f"declared (declared: {', '.join(sorted(by_name))})"
+            )
+        resolved.append(dataclasses.replace(app, project_rules=rules))
+    return resolved
 
 
 def _read(path: Path) -> list[Any]:
@@ -299,8 +429,15 @@ def load(path: Path) -> Config:
     else:
         files = [path]
     apps: list[App] = []
+    projects: list[Project] = []
+    defaults: dict[str, str] = {}
     for file in files:
-        apps += parse_documents(_read(file), origin=str(file))
+        documents = _read(file)
+        apps += parse_documents(documents, origin=str(file))
+        declared, default = parse_projects(documents, origin=str(file))
+        projects += declared
+        if default is not None:
+            defaults[str(file)] = default
     seen: dict[str, str] = {}
     for app in apps:
         if app.name in seen:
@@ -308,4 +445,5 @@ def load(path: Path) -> Config:
                 f"{app.origin}: app {app.name!r} is also declared in {seen[app.name]}"
             )
         seen[app.name] = app.origin
-    return Config(apps=tuple(apps))
+    apps = _resolve_projects(apps, projects, defaults)
+    return Config(apps=tuple(apps), projects=tuple(projects))

@@ -6,8 +6,11 @@ scheduler; per-cluster differences come only from ``{{ cluster.name }}`` and
 ``{{ cluster.labels.X }}`` in the path and Helm values (:mod:`fleet.config.templates`).
 
 Defaults lean safe, as a production GitOps tool must: prune is off unless the app turns it on,
-an empty render never prunes unless ``allowEmpty``, and a prune of more than half of what an app
-owns needs ``pruneLimit`` raised.
+an empty render never prunes unless ``allowEmpty``, a prune of more than half of what an app
+owns needs ``pruneLimit`` raised, and an object that exists and that fleet did not create is not
+taken over unless the app opts in with ``adopt`` (then it is released, not deleted, when it
+leaves git, unless ``deleteAdopted``). Each app belongs to a project
+(:mod:`fleet.config.projects`), ``default`` unless it names one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.config.projects import OPEN_DEFAULT, Project
 from fleet.types import ClusterRef
 
 __all__ = [
@@ -81,10 +85,12 @@ class SyncPolicy:
     prune: bool = False
     self_heal: bool = False
     allow_empty: bool = False
-    force_conflicts: bool = True
+    force_conflicts: bool = True  # over hand edits of this app's own objects; never between apps
     prune_limit: float = 0.5  # the share of the inventory one sync may prune without consent
     prune_kinds: tuple[str, ...] = ()  # opt in to pruning Namespace, CustomResourceDefinition, ...
     create_namespace: bool = False  # apply the destination Namespace too (Argo's CreateNamespace)
+    adopt: bool = False  # take over existing objects no fleet app owns
+    delete_adopted: bool = False  # delete adopted objects that leave git (default: release them)
 
 
 @dataclass(frozen=True)
@@ -116,13 +122,19 @@ class App:
     sync_policy: SyncPolicy = field(default_factory=SyncPolicy)
     ignore_differences: tuple[IgnoreRule, ...] = ()
     origin: str = ""  # the file the app was read from, for error messages
+    project: str = "default"
+    project_rules: Project = OPEN_DEFAULT  # the project named, resolved when the config loads
 
 
 @dataclass(frozen=True)
 class Config:
-    """Every app, by name, in the order they were declared."""
+    """Every app, by name, in the order they were declared, and the projects they belong to."""
 
     apps: tuple[App, ...] = ()
+    projects: tuple[Project, ...] = ()
 
     def app(self, name: str) -> App | None:
         return next((a for a in self.apps if a.name == name), None)
+
+    def project(self, name: str) -> Project | None:
+        return next((p for p in self.projects if p.name == name), None)

@@ -36,13 +36,26 @@ def app_source(app: App) -> AppSource:
     )
 
 
-def app_sync(app: App, cluster: ClusterRef, *, consent: bool = False) -> AppSync:
-    """The engine's view of `app` on `cluster` (its namespace may name the cluster)."""
+def app_sync(
+    app: App, cluster: ClusterRef, *, consent: bool = False, hub: str = "fleet"
+) -> AppSync:
+    """The engine's view of `app` on `cluster` (its namespace may name the cluster).
+
+    `hub` is the hub's id, part of every tracking id; `consent` lets a large prune, or the
+    prunes of a rewind, through.
+    """
     policy = app.sync_policy
     kinds = set(policy.prune_kinds)
     return AppSync(
         name=app.name,
         namespace=templates.expand(app.destination.namespace, cluster),
+        hub=hub,
+        cluster=cluster.name,
+        adopt=policy.adopt,
+        delete_adopted=policy.delete_adopted,
+        project=app.project_rules,
+        repo_url=app.source.repo_url,
+        cluster_labels=dict(cluster.labels),
         prune=plan.PrunePolicy(
             prune=policy.prune,
             allow_empty=policy.allow_empty,
@@ -69,8 +82,11 @@ def app_sync(app: App, cluster: ClusterRef, *, consent: bool = False) -> AppSync
 def with_namespace(app: App, cluster: ClusterRef, rendered: RenderedSet) -> RenderedSet:
     """`rendered` plus the app's destination Namespace when the app asks fleet to create it.
 
-    The Namespace joins the app's objects like any other: labelled, in the inventory, and, like
-    every Namespace, never pruned unless the app opts in to pruning Namespaces.
+    The Namespace is marked ``fleet.dev/added-for: createNamespace`` so that sync knows fleet
+    added it: it is not counted as rendered by the empty-render and prune-share guards, and it is
+    a shared object (several apps may want it; each adds its owner mark, none fights the others;
+    an existing Namespace fleet did not create is used as is). Like every Namespace, it is pruned
+    only when its last owner leaves and that app opts in to pruning Namespaces.
     """
     namespace = templates.expand(app.destination.namespace, cluster)
     if not app.sync_policy.create_namespace or not namespace:
@@ -80,5 +96,12 @@ def with_namespace(app: App, cluster: ClusterRef, rendered: RenderedSet) -> Rend
         for m in rendered.objects
     ):
         return rendered
-    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": namespace,
+            "annotations": {plan.SHARED_MARK_ANNOTATION: "createNamespace"},
+        },
+    }
     return RenderedSet.of([*rendered.objects, manifest])

@@ -14,11 +14,24 @@ reports each tunnel's state; while a route is *refused* (host key, user key) the
 withheld, so its keys stall on the refusal (a stalled error: only a fixed file helps) instead of
 tripping the circuit breaker as an outage would. A dead link is an outage: requests through it
 fail at once with ``ApiError(0)``, which the breaker counts.
+
+**Liveness.** A hung apiserver (process stopped, its port still accepting TCP) answers nothing
+and refuses nothing. So each connection task also runs a probe, supervised within it: whenever
+the cluster has not answered anything for ``ProbeSettings.interval`` seconds, one ``GET /readyz``
+with a short timeout (:meth:`fleet.apply.Cluster.probe`, through the cluster's rate limit). After
+``failures`` probes in a row without an answer the cluster is *silent*: its client is fenced (the
+requests in flight are abandoned at once and new ones fail fast, each an outage), its circuit
+breaker is tripped (``CircuitBreaker.trip``), and :meth:`Connections.reach` reports it ``down``
+(the board shows it parked: "unreachable: <cause>", since when). The probe goes on every
+interval; the first answer lifts the fence, closes the breaker, and :meth:`Connections.reach`
+reports it recovered once, so the hub enqueues its apps at once. A failing probe is that
+cluster's state, never an exception out of the hub's task group.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +45,32 @@ from fleet import apply, transport
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, FleetError
 from fleet.report import ClusterState
-from fleet.runtime import Limits
+from fleet.runtime import Breakers, BreakerState, Limits
 
-__all__ = ["Connection", "Connections", "Reach", "show_reach"]
+__all__ = ["Connection", "Connections", "Liveness", "ProbeSettings", "Reach", "show_reach"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How each connected cluster's liveness is checked (the probe's own timeout is the client's
+    ``Timeouts.probe``, 3 s)."""
+
+    interval: float = 3.0  # probe when nothing was answered for this long, and this often
+    failures: int = 2  # probes in a row without an answer before the cluster is silent
+    path: str = "/readyz"
+
+
+@dataclass
+class Liveness:
+    """What the probe knows of one cluster."""
+
+    state: str = "unknown"  # unknown (not probed yet) | answering | silent
+    since: float = field(default_factory=time.time)  # wall clock of the last change of state
+    cause: str = ""  # why silent: the last probe's failure
+    misses: int = 0  # probes in a row without an answer
+    recovered: bool = False  # answering again after silent, not yet reported by reach()
 
 
 @dataclass
@@ -51,6 +85,7 @@ class Connection:
     client: apply.Cluster | None = field(default=None, repr=False)  # held even while refused
     link: str = "connecting"  # the tunnel state last seen (tunnelled clusters only)
     down: bool = False  # the tunnel has been down or refused since it was last up
+    liveness: Liveness = field(default_factory=Liveness)
 
     @property
     def name(self) -> str:
@@ -65,6 +100,7 @@ class Reach:
     state: str  # connecting | up | down | refused
     error: str
     recovered: bool  # up again after being down or refused: its keys want a run
+    since: float = 0.0  # wall clock since when it is in this state (0: unknown)
 
 
 class Connections:
@@ -77,11 +113,15 @@ class Connections:
         limits: Limits,
         on_status: Callable[[str, int], None],
         tunnels: transport.Tunnels | None = None,
+        breakers: Breakers | None = None,
+        probe: ProbeSettings | None = None,
     ) -> None:
         self._group = group
         self._limits = limits
         self._on_status = on_status
         self._tunnels = tunnels
+        self._breakers = breakers
+        self._probe = probe or ProbeSettings()
         self.by_name: dict[str, Connection] = {}
 
     def get(self, name: str) -> Connection | None:
@@ -108,17 +148,23 @@ class Connections:
         for name in list(self.by_name):
             self.close(name)
 
+    def liveness(self) -> dict[str, Liveness]:
+        """Each connected cluster's liveness, by name (the board's "unreachable since T: cause")."""
+        return {name: c.liveness for name, c in self.by_name.items() if c.client is not None}
+
     def reach(self) -> list[Reach]:
-        """Each connected tunnelled cluster's link now; withholds or restores refused clients."""
-        if self._tunnels is None:
-            return []
-        states = self._tunnels.states()
+        """Each connected tunnelled cluster's link now, and each cluster the liveness probe finds
+        silent or found answering again; withholds or restores refused clients."""
+        states = self._tunnels.states() if self._tunnels is not None else {}
         found: list[Reach] = []
         for name, connection in self.by_name.items():
-            now = states.get(name)
-            if connection.via is None or connection.client is None or now is None:
+            if connection.client is None:
                 continue
-            found.append(_update(connection, now))
+            now = states.get(name)
+            link = _update(connection, now) if connection.via is not None and now else None
+            reach = _with_liveness(connection, link)
+            if reach is not None:
+                found.append(reach)
         return found
 
     def _cancel(self, name: str) -> None:
@@ -164,8 +210,10 @@ class Connections:
                         connection.file.server,
                         connection.via or "direct",
                     )
-                    task_status.started()
-                    await anyio.sleep_forever()
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(self._watch_liveness, connection, cluster)
+                        task_status.started()
+                        await anyio.sleep_forever()
             except (ConfigException, FleetError, OSError, ValueError, KeyError, TypeError) as exc:
                 # kubernetes-asyncio's loader raises plain errors for bad credentials data
                 connection.error = f"{connection.file.path}: cannot load credentials: {exc}"
@@ -173,6 +221,79 @@ class Connections:
                 task_status.started()
             finally:
                 connection.cluster = connection.client = None
+
+    async def _watch_liveness(self, connection: Connection, cluster: apply.Cluster) -> None:
+        """The probe loop of one connection (see the module docstring); runs until cancelled."""
+        settings = self._probe
+        while True:
+            quiet = anyio.current_time() - cluster.last_answer
+            if connection.liveness.state == "answering" and quiet < settings.interval:
+                await anyio.sleep(settings.interval - quiet)  # it answered lately: no probe
+                continue
+            try:
+                cause = await cluster.probe(settings.path)
+            except Exception as exc:  # supervised: a probe failure is this cluster's state
+                cause = f"liveness probe of cluster {connection.name} failed: {exc}"
+            if cause:
+                self._silent(connection, cluster, cause)
+                if connection.liveness.misses < settings.failures:
+                    continue  # probe again at once: one slow answer is not an outage
+            else:
+                self._answered(connection, cluster)
+            await anyio.sleep(settings.interval)
+
+    def _silent(self, connection: Connection, cluster: apply.Cluster, cause: str) -> None:
+        live = connection.liveness
+        live.misses += 1
+        if live.misses < self._probe.failures:
+            return
+        breaker = self._breakers.for_cluster(connection.name) if self._breakers else None
+        if live.state == "silent":
+            live.cause = cluster.fenced = cause
+            if breaker is not None and breaker.state is BreakerState.CLOSED:
+                breaker.trip(cause)  # closed meanwhile by someone else: the cluster is still silent
+            return
+        live.state, live.since, live.cause, live.recovered = "silent", time.time(), cause, False
+        abandoned = cluster.fence(cause)
+        if breaker is not None:
+            breaker.trip(cause)
+        log.warning(
+            "event=cluster_silent cluster=%s misses=%d abandoned=%d cause=%s",
+            connection.name,
+            live.misses,
+            abandoned,
+            cause,
+        )
+
+    def _answered(self, connection: Connection, cluster: apply.Cluster) -> None:
+        live = connection.liveness
+        live.misses = 0
+        if live.state == "answering":
+            return
+        was = live.state
+        live.state, live.since, live.cause = "answering", time.time(), ""
+        cluster.unfence()
+        breaker = self._breakers.for_cluster(connection.name) if self._breakers else None
+        if breaker is not None and breaker.state is not BreakerState.CLOSED:
+            breaker.success()
+        if was == "silent":
+            live.recovered = True
+            log.info("event=cluster_answering cluster=%s", connection.name)
+
+
+def _with_liveness(connection: Connection, link: Reach | None) -> Reach | None:
+    """The reach of `connection` once its liveness is counted in: a silent cluster is down
+    (whatever its tunnel says); one answering again is recovered (once)."""
+    live = connection.liveness
+    name = connection.name
+    if live.state == "silent" and (link is None or link.state in ("up", "connecting")):
+        return Reach(
+            cluster=name, state="down", error=live.cause, recovered=False, since=live.since
+        )
+    if live.recovered and (link is None or link.state == "up"):
+        live.recovered = False
+        return Reach(cluster=name, state="up", error="", recovered=True, since=live.since)
+    return link
 
 
 def _update(connection: Connection, now: transport.TunnelState) -> Reach:
@@ -194,14 +315,17 @@ def _update(connection: Connection, now: transport.TunnelState) -> Reach:
     if state != connection.link:
         log.info("event=cluster_link cluster=%s state=%s error=%s", name, state, error or "-")
     connection.link = state
-    return Reach(cluster=name, state=state, error=error, recovered=recovered)
+    return Reach(cluster=name, state=state, error=error, recovered=recovered, since=time.time())
 
 
 def show_reach(state: ClusterState, reach: Reach, *, parked: bool) -> None:
-    """Show a tunnelled cluster's link on its board entry (`parked`: its breaker is open)."""
+    """Show a cluster's reach (tunnel, liveness) on its board entry (`parked`: breaker open)."""
+    before = state.state
     if reach.state == "refused":
         state.state, state.error = "error", reach.error
     elif reach.state == "down":
         state.state, state.error = "parked", f"unreachable: {reach.error}"
     elif reach.state == "up" and state.state in ("connecting", "parked", "error") and not parked:
         state.state, state.error = "ready", ""
+    if state.state != before:
+        state.since = reach.since or time.time()

@@ -1,128 +1,146 @@
 """Pair desired objects with the inventory and the live objects: the plan, without I/O.
 
-For each desired object: no live object -> create; the live object carries the same digest
-annotation and every desired field -> unchanged (no write at all); the digest differs -> update;
-the digest matches but a field differs -> update with ``verify`` (drift, or a value the server
-normalises; apply dry-runs before writing). Prune candidates are the inventory minus the desired
-set. Safety rules, checked in this order, refuse them:
+For each desired object, ownership first (:mod:`fleet.plan.owning`):
 
-1. the render failed (`manifests` is None): nothing is applied, nothing pruned;
-2. the render is empty and the app does not allow empty: nothing pruned;
-3. prune is off for the app;
-4. the prune deletes more than ``max_share`` of the inventory (and more than ``small_prune``
-   objects) without consent;
-5. per object: a Namespace, CRD or PVC without the app's opt-in; a ``fleet.dev/prune: "false"``
-   annotation; a live object that does not carry this app's label (someone else's now).
+- no live object -> create (never forced: an object that appears meanwhile is someone else's);
+- a live object that is this instance's -> compared: the same digest annotation and every desired
+  field -> unchanged (no write at all); the digest differs -> update; the digest matches but a
+  field differs -> update with ``verify`` (drift, or a value the server normalises);
+- a live object no fleet app owns -> adopted when the app opts in (``syncPolicy.adopt`` or the
+  object's ``fleet.dev/adopt: "true"``), else a :class:`Conflict`;
+- a live object of another fleet app instance -> a :class:`Conflict`, always;
+- the shared destination Namespace (``createNamespace``) joins the other owners, or, when it exists
+  and no fleet app shares it, is used as is (kept, never recorded, never pruned).
 
-A candidate with no live object is already gone: it leaves the inventory without a delete.
+Objects a project refused (`refusals`) and invalid ones are not applied. Prune candidates are the
+inventory minus the desired set; :mod:`fleet.plan.pruning` decides each of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from fleet.plan import comparing
+from fleet.plan import comparing, owning, pruning
 from fleet.plan.model import (
-    APP_LABEL,
     DIGEST_ANNOTATION,
-    PRUNE_ANNOTATION,
     Blocked,
+    Conflict,
     DesiredObject,
+    Entry,
     Op,
+    Ownership,
     Plan,
     PrunePolicy,
-    Stage,
     Step,
 )
+from fleet.plan.pruning import stage_of
 from fleet.types import Manifest, ObjectKey
 
 __all__ = ["make_plan", "stage_of"]
 
-_CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
-_NAMESPACE = ("", "Namespace")
-_PVC = ("", "PersistentVolumeClaim")
-
-
-def stage_of(key: ObjectKey) -> Stage:
-    """The apply stage of an object: CRDs, Namespaces, cluster-scoped, namespaced."""
-    kind = (key.group, key.kind)
-    if kind == _CRD:
-        return Stage.CRDS
-    if kind == _NAMESPACE:
-        return Stage.NAMESPACES
-    return Stage.NAMESPACED if key.namespace else Stage.CLUSTER
+_Decision = Step | Conflict | Blocked
 
 
 def make_plan(
     desired: Sequence[DesiredObject] | None,
     *,
     app: str,
-    inventory: Mapping[ObjectKey, str],
+    inventory: Mapping[ObjectKey, str | Entry],
     live: Mapping[ObjectKey, Manifest],
     policy: PrunePolicy,
     ignore: Iterable[comparing.IgnoreRule] = (),
+    ownership: Ownership | None = None,
+    refusals: Sequence[Blocked] = (),
+    prune_holds: Mapping[ObjectKey, str] | None = None,
+    rewound: str | None = None,
 ) -> Plan:
-    """The plan for one app on one cluster; `desired` is None when the render failed.
+    """The plan for one app instance on one cluster; `desired` is None when the render failed.
 
-    `inventory` maps each object the app applied before to its apiVersion; `live` holds the live
-    objects found for desired and inventory keys (absent key: no such object).
+    `inventory` maps each object the instance applied before to its :class:`Entry` (or, as old
+    callers give it, its apiVersion); `live` holds the live objects found for desired and
+    inventory keys (absent key: no such object); `refusals` are desired objects a project
+    refused; `prune_holds` the inventory objects it does not let be pruned (key -> reason);
+    `rewound` says the desired commit does not descend from the applied one.
     """
+    own = ownership or Ownership(tracking=owning.tracking_id(app=app))
+    entries = {k: v if isinstance(v, Entry) else Entry(v) for k, v in inventory.items()}
     if desired is None:
         kept = tuple(
-            Blocked(key=k, api_version=v, reason="render failed: nothing is pruned")
-            for k, v in sorted(inventory.items())
-        )
-        return Plan(applies=(), prunes=(), blocked=kept, refused="render failed")
-    rules = tuple(ignore)
-    valid = [d for d in desired if d.problem is None]
-    invalid = tuple(d for d in desired if d.problem is not None)
-    applies = tuple(
-        sorted(
-            (_apply_step(d, live.get(d.key), rules) for d in valid),
-            key=lambda s: (s.stage, s.key),
-        )
-    )
-    wanted = {d.key for d in desired}
-    candidates = {k: v for k, v in inventory.items() if k not in wanted}
-    refused = _refusal(desired, inventory, candidates, policy)
-    prunes: list[Step] = []
-    blocked: list[Blocked] = []
-    gone: list[ObjectKey] = []
-    for key, api_version in sorted(candidates.items()):
-        obj = live.get(key)
-        reason = refused or _object_refusal(key, obj, app=app, policy=policy)
-        if reason:
-            blocked.append(Blocked(key=key, api_version=api_version, reason=reason))
-        elif obj is None:
-            gone.append(key)
-        else:
-            prunes.append(
-                Step(
-                    key=key,
-                    api_version=api_version,
-                    op=Op.PRUNE,
-                    stage=stage_of(key),
-                    manifest=obj,
-                    reason="no longer desired",
-                )
+            Blocked(
+                key=k, api_version=e.api_version, reason="render failed: nothing is pruned", entry=e
             )
-    prunes.sort(key=lambda s: (s.stage, s.key), reverse=True)
+            for k, e in sorted(entries.items())
+        )
+        return Plan(applies=(), prunes=(), blocked=kept, refused="render failed", previous=entries)
+    rules = tuple(ignore)
+    refused_keys = {r.key for r in refusals}
+    held = tuple(
+        Blocked(r.key, r.api_version, r.reason, entries.get(r.key))
+        for r in sorted(refusals, key=lambda r: r.key)
+    )
+    valid = [d for d in desired if d.problem is None and d.key not in refused_keys]
+    invalid = tuple(d for d in desired if d.problem is not None and d.key not in refused_keys)
+    applies: list[Step] = []
+    conflicts: list[Conflict] = []
+    used: list[Blocked] = []
+    for obj in valid:
+        decision = _decide(
+            obj, live.get(obj.key), entries.get(obj.key), own=own, app=app, rules=rules
+        )
+        if isinstance(decision, Step):
+            applies.append(decision)
+        elif isinstance(decision, Conflict):
+            conflicts.append(decision)
+        else:
+            used.append(decision)
+    applies.sort(key=lambda s: (s.stage, s.key))
+    wanted = {d.key for d in desired}
+    pruned = pruning.decide(
+        {k: e for k, e in entries.items() if k not in wanted},
+        inventory=entries,
+        rendered=sum(not d.shared for d in desired),
+        live=live,
+        app=app,
+        ownership=own,
+        policy=policy,
+        rewound=rewound,
+        holds=prune_holds or {},
+    )
     return Plan(
-        applies=applies,
-        prunes=tuple(prunes),
-        blocked=tuple(blocked),
+        applies=tuple(applies),
+        prunes=pruned.prunes,
+        blocked=pruned.blocked,
         invalid=invalid,
-        refused=refused,
-        gone=tuple(gone),
+        refused=pruned.refused,
+        gone=pruned.gone,
+        conflicts=tuple(conflicts),
+        releases=pruned.releases,
+        kept=(*used, *pruned.kept),
+        refusals=held,
+        rewound=rewound,
+        previous=entries,
     )
 
 
-def _apply_step(
-    desired: DesiredObject, live: Manifest | None, rules: tuple[comparing.IgnoreRule, ...]
-) -> Step:
+def _uid(live: Manifest) -> str:
+    return str((live.get("metadata") or {}).get("uid") or "")
+
+
+def _decide(
+    desired: DesiredObject,
+    live: Manifest | None,
+    entry: Entry | None,
+    *,
+    own: Ownership,
+    app: str,
+    rules: tuple[comparing.IgnoreRule, ...],
+) -> _Decision:
     stage = stage_of(desired.key)
 
-    def step(op: Op, reason: str, *, verify: bool = False) -> Step:
+    def step(
+        op: Op, reason: str, *, verify: bool = False, force: bool = True, **held: bool
+    ) -> Step:
+        uid = _uid(live) if live is not None else ""
         return Step(
             key=desired.key,
             api_version=desired.api_version,
@@ -131,60 +149,74 @@ def _apply_step(
             manifest=desired.manifest,
             reason=reason,
             verify=verify,
+            force=force,
+            entry=Entry(desired.api_version, uid, **held),
         )
 
     if live is None:
-        return step(Op.CREATE, "not found in the cluster")
+        return step(Op.CREATE, "not found in the cluster", force=False, shared=desired.shared)
+    if desired.shared:
+        return _decide_shared(desired, live, entry, own=own, app=app, step=step)
+    found = owning.tracking_of(live)
+    if owning.is_ours(live, tracking=own.tracking, app=app, recorded=entry is not None):
+        adopted = entry.adopted if entry is not None else False
+        op, reason, verify = _compare(desired, live, rules)
+        return step(op, reason, verify=verify, adopted=adopted)
+    if found is None and (own.adopt or desired.adopt):
+        why = "the object's fleet.dev/adopt" if desired.adopt else "syncPolicy.adopt"
+        return step(Op.ADOPT, f"exists and is not managed by fleet: adopted ({why})", adopted=True)
+    owner = owning.describe_owner(found)
+    if found is None:
+        reason = (
+            "exists and is not managed by fleet; set syncPolicy.adopt: true (or annotate it "
+            'fleet.dev/adopt: "true" in git) to take it over, or remove it from git'
+        )
+    else:
+        reason = (
+            f"is owned by {owner}; declare it in one app only (fleet never takes an object "
+            "from another app instance)"
+        )
+    return Conflict(key=desired.key, api_version=desired.api_version, owner=owner, reason=reason)
+
+
+def _decide_shared(
+    desired: DesiredObject,
+    live: Manifest,
+    entry: Entry | None,
+    *,
+    own: Ownership,
+    app: str,
+    step: Callable[..., Step],
+) -> _Decision:
+    owners = owning.owners_of(live)
+    ours = owning.owner_key(own.tracking) in owners
+    legacy = not owners and owning.is_ours(
+        live, tracking=own.tracking, app=app, recorded=entry is not None
+    )
+    if ours or owners or legacy:
+        if comparing.in_sync(desired.manifest, live):
+            return step(Op.UNCHANGED, "in sync", force=False, shared=True)
+        others = len(set(owners.values()) - {own.tracking})
+        reason = f"shared Namespace: joins {others} other owner(s)" if not ours else "marks differ"
+        return step(Op.UPDATE, reason, force=False, shared=True)
+    owner = owning.describe_owner(owning.tracking_of(live))
+    return Blocked(
+        key=desired.key,
+        api_version=desired.api_version,
+        reason=f"exists and is {owner}: used as is (createNamespace never takes it over)",
+    )
+
+
+def _compare(
+    desired: DesiredObject, live: Manifest, rules: tuple[comparing.IgnoreRule, ...]
+) -> tuple[Op, str, bool]:
     annotations = (live.get("metadata") or {}).get("annotations") or {}
     same_digest = annotations.get(DIGEST_ANNOTATION) == desired.digest
     pointers = comparing.pointers_for(rules, desired.key)
     if comparing.in_sync(desired.manifest, live, ignore=pointers):
         if same_digest:
-            return step(Op.UNCHANGED, "in sync")
-        return step(Op.UPDATE, "fields fleet set before may have to be removed")
+            return Op.UNCHANGED, "in sync", False
+        return Op.UPDATE, "fields fleet set before may have to be removed", False
     if same_digest:
-        return step(Op.UPDATE, "live fields differ from the last apply", verify=True)
-    return step(Op.UPDATE, "desired state changed")
-
-
-def _refusal(
-    desired: Sequence[DesiredObject],
-    inventory: Mapping[ObjectKey, str],
-    candidates: Mapping[ObjectKey, str],
-    policy: PrunePolicy,
-) -> str | None:
-    if not candidates:
-        return None
-    if not desired and not policy.allow_empty:
-        return "the render is empty and the app does not allow empty: nothing is pruned"
-    if not policy.prune:
-        return "prune is off for this app"
-    share = len(candidates) / max(len(inventory), 1)
-    if share > policy.max_share and len(candidates) > policy.small_prune and not policy.consent:
-        return (
-            f"prune of {len(candidates)} of {len(inventory)} objects ({share:.0%}) is over "
-            f"{policy.max_share:.0%} and needs the app's consent"
-        )
-    return None
-
-
-def _object_refusal(
-    key: ObjectKey, live: Manifest | None, *, app: str, policy: PrunePolicy
-) -> str | None:
-    opt_ins = {
-        _NAMESPACE: (policy.prune_namespaces, "Namespaces"),
-        _CRD: (policy.prune_crds, "CRDs"),
-        _PVC: (policy.prune_pvcs, "PersistentVolumeClaims"),
-    }
-    opted_in, plural = opt_ins.get((key.group, key.kind), (True, ""))
-    if not opted_in:
-        return f"{plural} are pruned only when the app opts in"
-    if live is None:
-        return None
-    metadata = live.get("metadata") or {}
-    if str((metadata.get("annotations") or {}).get(PRUNE_ANNOTATION, "")).lower() == "false":
-        return f'annotated {PRUNE_ANNOTATION}: "false"'
-    owner = (metadata.get("labels") or {}).get(APP_LABEL)
-    if owner != app:
-        return f"not labelled {APP_LABEL}={app} (found {owner!r}): not this app's to delete"
-    return None
+        return Op.UPDATE, "live fields differ from the last apply", True
+    return Op.UPDATE, "desired state changed", False

@@ -1,8 +1,11 @@
 """Turn an app's rendered manifests into objects ready to apply, without I/O.
 
 Each object gets the app's destination namespace when its kind is namespaced and it names none
-(and loses a namespace it should not have when cluster-scoped), fleet's two labels, and an
-annotation with the digest of everything fleet sends for it. Whether a kind is namespaced comes
+(and loses a namespace it should not have when cluster-scoped), fleet's two labels, the app
+instance's tracking id, and an annotation with the digest of everything fleet sends for it. The
+Namespace fleet adds for ``createNamespace`` (marked ``fleet.dev/added-for``) is prepared as a
+shared object instead: the managed-by label and this instance's owner annotation only, so that
+several app instances can apply it without fighting over a value. Whether a kind is namespaced comes
 from discovery, passed in as `scopes`, and from the set's own CRDs, so custom resources of a CRD
 that is not installed yet are placed correctly on the first run. ``status`` is dropped: apply
 cannot set it.
@@ -13,11 +16,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 
+from fleet.plan import owning
 from fleet.plan.model import (
+    ADOPT_ANNOTATION,
     APP_LABEL,
     DIGEST_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    SHARED_MARK_ANNOTATION,
+    TRACKING_ANNOTATION,
     DesiredObject,
 )
 from fleet.types import Manifest, ObjectKey, digest_of, split_api_version
@@ -50,16 +57,42 @@ def prepare(
     app: str,
     namespace: str,
     scopes: Scopes,
+    tracking: str = "",
 ) -> tuple[DesiredObject, ...]:
-    """The desired objects of `app`, in the order given; see the module docstring."""
+    """The desired objects of `app`, in the order given; see the module docstring.
+
+    `tracking` is the instance's tracking id (default: the app's, on no named cluster).
+    """
     manifests = list(manifests)
     known = {**scopes, **scopes_declared_by(manifests)}
-    return tuple(_prepare_one(m, app=app, namespace=namespace, scopes=known) for m in manifests)
+    tracking = tracking or owning.tracking_id(app=app)
+    return tuple(
+        _prepare_one(m, app=app, namespace=namespace, scopes=known, tracking=tracking)
+        for m in manifests
+    )
 
 
-def _prepare_one(manifest: Manifest, *, app: str, namespace: str, scopes: Scopes) -> DesiredObject:
+def _shared(body: Manifest, *, tracking: str) -> DesiredObject:
+    metadata = body["metadata"]
+    metadata.pop("namespace", None)
+    metadata["labels"] = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    metadata["annotations"] = {owning.owner_key(tracking): tracking}
+    return DesiredObject(
+        key=ObjectKey.of(body),
+        api_version=str(body.get("apiVersion", "")),
+        manifest=body,
+        digest=digest_of([body]),
+        shared=True,
+    )
+
+
+def _prepare_one(
+    manifest: Manifest, *, app: str, namespace: str, scopes: Scopes, tracking: str
+) -> DesiredObject:
     body = copy.deepcopy(manifest)
     body.pop("status", None)
+    if SHARED_MARK_ANNOTATION in ((body.get("metadata") or {}).get("annotations") or {}):
+        return _shared(body, tracking=tracking)
     api_version = str(body.get("apiVersion", ""))
     group, _ = split_api_version(api_version)
     kind = str(body.get("kind", ""))
@@ -83,6 +116,8 @@ def _prepare_one(manifest: Manifest, *, app: str, namespace: str, scopes: Scopes
     metadata.pop(DIGEST_ANNOTATION, None)
     annotations = dict(metadata.get("annotations") or {})
     annotations.pop(DIGEST_ANNOTATION, None)
+    annotations[TRACKING_ANNOTATION] = tracking
+    adopt = str(annotations.get(ADOPT_ANNOTATION, "")).lower() == "true"
     if annotations:
         metadata["annotations"] = annotations
     else:
@@ -98,4 +133,5 @@ def _prepare_one(manifest: Manifest, *, app: str, namespace: str, scopes: Scopes
         manifest=body,
         digest=digest,
         problem=problem,
+        adopt=adopt,
     )

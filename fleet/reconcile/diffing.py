@@ -2,7 +2,8 @@
 
 The desired objects are prepared as :func:`fleet.reconcile.syncing.sync` prepares them, then
 diffed by server-side dry-run (:func:`fleet.apply.diff_objects`), the app's ignoreDifferences
-JSON pointers removed from both sides. Objects the sync would prune are listed as well.
+JSON pointers removed from both sides, with the app instance's own field manager. Objects the
+sync would prune are listed as well (only those that are this instance's: see fleet.plan.owning).
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ async def diff(
     """Per-object diffs of `rendered` against `cluster`, and the keys a sync would prune."""
     kinds = {(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in rendered.objects}
     scopes = await apply.scopes(cluster, kinds)
-    desired = plan.prepare(rendered.objects, app=app.name, namespace=app.namespace, scopes=scopes)
+    tracking = app.tracking(cluster.name)
+    options = app.apply_options(cluster.name)
+    desired = plan.prepare(
+        rendered.objects, app=app.name, namespace=app.namespace, scopes=scopes, tracking=tracking
+    )
     valid = [d for d in desired if d.problem is None]
     targets = [_Target(d) for d in valid]
 
     def normalize(key: ObjectKey, obj: Manifest) -> Manifest:
         return plan.without_pointers(obj, plan.pointers_for(app.ignore, key))
 
-    diffs = await apply.diff_objects(cluster, targets, options=app.options, normalize=normalize)
+    diffs = await apply.diff_objects(cluster, targets, options=options, normalize=normalize)
     diffs += [
         apply.ObjectDiff(d.key, apply.DiffAction.ERROR, d.problem or "")
         for d in desired
@@ -37,7 +42,13 @@ async def diff(
     before = dict(previous.entries) if previous else {}
     live = await apply.read_live(cluster, before)
     the_plan = plan.make_plan(
-        desired, app=app.name, inventory=before, live=live, policy=app.prune, ignore=app.ignore
+        desired,
+        app=app.name,
+        inventory=before,
+        live=live,
+        policy=app.prune,
+        ignore=app.ignore,
+        ownership=app.ownership(cluster.name),
     )
     return diffs, [s.key for s in the_plan.prunes]
 

@@ -1,44 +1,71 @@
-"""Sync one app on one cluster: a short ordered list of steps, each small.
+"""Sync one app instance on one cluster: a short ordered list of steps, each small.
 
-1. read the app's inventory from the cluster;
-2. resolve the scope of each desired kind (cached discovery) and prepare the desired objects;
-3. read the live objects of the desired set and of the inventory;
-4. plan (pure): create / update / unchanged / prune, with the prune safety rules;
-5. record the inventory grown by any new object *before* creating it, so a crash never leaks one;
-6. apply stage by stage (CRDs, Namespaces, cluster-scoped, namespaced), objects that are
-   unchanged are not written at all;
-7. prune, in reverse order;
-8. record the final inventory (desired + blocked + failed prunes), only if it changed;
-9. assess health from the live objects (re-read only those just written).
+1. read the instance's inventory from the cluster;
+2. resolve the scope of each desired kind (cached discovery), prepare the desired objects (with
+   the instance's tracking id) and check them against the app's project (pure, no write yet);
+3. tell whether the desired commit descends from the one last applied (`descends`): a rewind
+   holds the prunes it causes until consent;
+4. read the live objects of the desired set and of the inventory;
+5. plan (pure): ownership (conflicts, adoption), create / update / unchanged, and prune, release
+   or keep each object that left, with the prune safety rules;
+6. record the inventory grown by any new object *before* creating it, so a crash never leaks one;
+7. apply stage by stage (CRDs, Namespaces, cluster-scoped, namespaced) with the instance's own
+   field manager; creations are never forced; unchanged objects are not written at all;
+8. prune, then release, in reverse order;
+9. record the final inventory (desired + blocked + failed prunes, with uids and adoption), only
+   if it changed; while a rewind's prunes are held, the revision recorded stays the old one;
+10. assess health from the live objects (re-read only those just written).
 
-A render failure (``rendered=None``) stops after step 4: nothing is applied or pruned.
+A render failure (``rendered=None``) stops after step 5: nothing is applied or pruned. A source
+repository the project does not allow stops at step 2 with a :class:`~fleet.errors.StalledError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet import apply, plan
+from fleet.config.projects import Project
+from fleet.errors import StalledError
 from fleet.health import Health, assess, worst
-from fleet.types import Manifest, ObjectKey, RenderedSet
+from fleet.plan import projects
+from fleet.types import ClusterRef, Manifest, ObjectKey, RenderedSet
 
-__all__ = ["AppSync", "SyncResult", "assess_health", "sync"]
+__all__ = ["AppSync", "Descends", "SyncResult", "assess_health", "object_name", "sync"]
 
 log = logging.getLogger(__name__)
+
+Descends = Callable[[str, str], Awaitable[bool]]
+"""``descends(old, new)``: whether commit `new` descends from (or is) commit `old`."""
 
 
 @dataclass(frozen=True)
 class AppSync:
-    """What sync needs to know of an app: its name, destination namespace and policies."""
+    """What sync needs to know of an app instance: its name, destination and policies.
+
+    `hub` is the hub's id (part of every tracking id: two hubs never take each other's objects);
+    `cluster` the cluster's name as the hub knows it (default: the connected cluster's name).
+    `adopt` takes over existing objects no fleet app owns; `delete_adopted` deletes them when they
+    leave git instead of releasing them. `project` bounds what the app may write; `repo_url`
+    and `cluster_labels` are what the project checks of the source and the destination.
+    """
 
     name: str
     namespace: str = ""
     prune: plan.PrunePolicy = field(default_factory=plan.PrunePolicy)
     options: apply.ApplyOptions = field(default_factory=apply.ApplyOptions)
     ignore: tuple[plan.IgnoreRule, ...] = ()
+    hub: str = "fleet"
+    cluster: str = ""
+    adopt: bool = False
+    delete_adopted: bool = False
+    project: Project | None = None
+    repo_url: str = ""
+    cluster_labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def inventory_id(self) -> str:
@@ -48,6 +75,23 @@ class AppSync:
         if not self.namespace:
             return self.name
         return f"{self.name}-{hashlib.sha256(self.namespace.encode()).hexdigest()[:8]}"
+
+    def tracking(self, cluster: str) -> str:
+        """The tracking id of this instance on the cluster named `cluster` (unless set)."""
+        return plan.tracking_id(
+            hub=self.hub, app=self.name, cluster=self.cluster or cluster, namespace=self.namespace
+        )
+
+    def ownership(self, cluster: str) -> plan.Ownership:
+        return plan.Ownership(
+            tracking=self.tracking(cluster), adopt=self.adopt, delete_adopted=self.delete_adopted
+        )
+
+    def apply_options(self, cluster: str) -> apply.ApplyOptions:
+        """The app's options with the instance's own field manager."""
+        return dataclasses.replace(
+            self.options, field_manager=plan.field_manager(self.tracking(cluster))
+        )
 
 
 @dataclass(frozen=True)
@@ -63,11 +107,27 @@ class SyncResult:
     health: Health
     object_health: Mapping[ObjectKey, Health]
     inventory_writes: int = 0
+    tracking: str = ""
 
     @property
     def in_sync(self) -> bool:
-        """Every desired object applied or unchanged, and no prune pending."""
-        return self.changes.ok and self.plan.refused is None and not self.plan.blocked
+        """THE truth of "the last sync succeeded": every desired object applied or unchanged,
+        none in conflict or refused by the project, and no prune refused, failed or held."""
+        return self.changes.settled and self.plan.refused is None and not self.plan.blocked
+
+    @property
+    def rewound(self) -> str | None:
+        """ "rewound from X to Y" when the desired commit does not descend from the applied one."""
+        return self.plan.rewound
+
+    @property
+    def wrote(self) -> bool:
+        """Whether this sync changed anything in the cluster (an object written or deleted)."""
+        return any(c.outcome in _WRITES for c in self.changes.changes)
+
+    def problems(self) -> list[str]:
+        """One sentence per thing an operator must look at: object, cause, what to do."""
+        return _problems(self.plan, self.changes)
 
 
 async def assess_health(
@@ -84,25 +144,75 @@ async def assess_health(
     return worst(each.values()), each
 
 
+def _entries(inventory: apply.Inventory | None) -> dict[ObjectKey, plan.Entry]:
+    if inventory is None:
+        return {}
+    return {
+        key: plan.Entry(
+            api_version,
+            inventory.record(key).uid,
+            inventory.record(key).adopted,
+            inventory.record(key).shared,
+        )
+        for key, api_version in inventory.entries.items()
+    }
+
+
 async def _write_inventory(
     cluster: apply.Cluster,
     app: AppSync,
-    entries: Mapping[ObjectKey, str],
+    entries: Mapping[ObjectKey, plan.Entry],
     *,
     previous: apply.Inventory | None,
     revision: str,
     digest: str,
 ) -> tuple[apply.Inventory, int]:
+    ordered = dict(sorted(entries.items()))
     inventory = apply.Inventory(
         app=app.inventory_id,
-        entries=dict(sorted(entries.items())),
+        entries={k: e.api_version for k, e in ordered.items()},
         revision=revision,
         digest=digest,
+        records={
+            k: apply.Record(uid=e.uid, adopted=e.adopted, shared=e.shared)
+            for k, e in ordered.items()
+            if e.uid or e.adopted or e.shared
+        },
     )
+    manager = app.apply_options(cluster.name).field_manager
     written = await apply.write_inventory(
-        cluster, inventory, previous=previous, field_manager=app.options.field_manager
+        cluster, inventory, previous=previous, field_manager=manager
     )
     return (inventory, 1) if written else (previous or inventory, 0)
+
+
+async def _rewind(
+    previous: apply.Inventory | None, revision: str, descends: Descends | None
+) -> str | None:
+    old = previous.revision if previous else ""
+    if descends is None or not old or not revision or old == revision:
+        return None
+    if await descends(old, revision):
+        return None
+    return f"rewound from {old[:12]} to {revision[:12]}"
+
+
+def _project_checks(
+    app: AppSync,
+    cluster: apply.Cluster,
+    desired: Sequence[plan.DesiredObject],
+    inventory: Mapping[ObjectKey, plan.Entry],
+) -> tuple[list[plan.Blocked], dict[ObjectKey, str]]:
+    """The desired objects the app's project refuses, and the inventory objects it does not let
+    be pruned; raises StalledError when it refuses the app's source repository."""
+    if app.project is None:
+        return [], {}
+    ref = ClusterRef(name=app.cluster or cluster.name, labels=dict(app.cluster_labels))
+    reason = projects.source_refusal(app.project, app.repo_url)
+    if reason:
+        raise StalledError(f"app {app.name} on cluster {ref.name}: {reason}")
+    refused = projects.refusals(app.project, desired, cluster=ref)
+    return refused, projects.prune_refusals(app.project, inventory, cluster=ref)
 
 
 async def sync(
@@ -112,57 +222,136 @@ async def sync(
     *,
     revision: str = "",
     dry_run: bool = False,
+    descends: Descends | None = None,
 ) -> SyncResult:
-    """Make `cluster` match `rendered` for `app` (None: the render failed); see the module."""
+    """Make `cluster` match `rendered` for `app` (None: the render failed); see the module.
+
+    `descends(old, new)` tells whether a commit descends from another (the app's mirror): given,
+    a desired commit that does not descend from the applied one is a rewind.
+    """
+    tracking = app.tracking(cluster.name)
+    options = app.apply_options(cluster.name)
     previous = await apply.read_inventory(cluster, app.inventory_id)
-    before = dict(previous.entries) if previous else {}
+    before = _entries(previous)
     desired: tuple[plan.DesiredObject, ...] | None = None
+    refusals: list[plan.Blocked] = []
+    holds: dict[ObjectKey, str] = {}
+    rewound = None
     if rendered is not None:
         kinds = {(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in rendered.objects}
         scopes = await apply.scopes(cluster, kinds)
         desired = plan.prepare(
-            rendered.objects, app=app.name, namespace=app.namespace, scopes=scopes
+            rendered.objects,
+            app=app.name,
+            namespace=app.namespace,
+            scopes=scopes,
+            tracking=tracking,
         )
-    wanted = {d.key: d.api_version for d in desired or () if d.problem is None}
+        refusals, holds = _project_checks(app, cluster, desired, before)
+        rewound = await _rewind(previous, revision, descends)
+    refused_keys = {r.key for r in refusals}
+    wanted = {
+        d.key: d.api_version
+        for d in desired or ()
+        if d.problem is None and d.key not in refused_keys
+    }
     live = await apply.read_live(
-        cluster, {**before, **wanted}, selector=f"{plan.APP_LABEL}={app.name}"
+        cluster,
+        {**{k: e.api_version for k, e in before.items()}, **wanted},
+        selector=f"{plan.APP_LABEL}={app.name}",
     )
     the_plan = plan.make_plan(
-        desired, app=app.name, inventory=before, live=live, policy=app.prune, ignore=app.ignore
+        desired,
+        app=app.name,
+        inventory=before,
+        live=live,
+        policy=app.prune,
+        ignore=app.ignore,
+        ownership=app.ownership(cluster.name),
+        refusals=refusals,
+        prune_holds=holds,
+        rewound=rewound,
     )
     digest = rendered.digest if rendered else (previous.digest if previous else "")
-    result = _Result(app=app, cluster=cluster, plan=the_plan, revision=revision, digest=digest)
+    result = _Result(
+        app=app, cluster=cluster, plan=the_plan, revision=revision, digest=digest, tracking=tracking
+    )
     if desired is None or dry_run:
         return await result.finish(live, written=set())
 
-    if set(wanted) - set(before):
+    new = {s.key: s.entry or plan.Entry(s.api_version) for s in the_plan.applies}
+    if set(new) - set(before):
         previous, count = await _write_inventory(
             cluster,
             app,
-            {**before, **wanted},
+            {**before, **{k: e for k, e in new.items() if k not in before}},
             previous=previous,
             revision=previous.revision if previous else "",
             digest=previous.digest if previous else "",
         )
         result.inventory_writes += count
     for _, steps in the_plan.stages():
-        writes = [s for s in steps if s.op is not plan.Op.UNCHANGED]
-        result.changes.extend(await apply.apply_objects(cluster, writes, options=app.options))
+        result.changes.extend(await _apply_stage(cluster, steps, options))
     for stage in sorted({s.stage for s in the_plan.prunes}, reverse=True):
         doomed = [s for s in the_plan.prunes if s.stage == stage]
         result.changes.extend(await apply.delete_objects(cluster, doomed))
-    failed = {c.key for c in result.changes if c.outcome is apply.Outcome.FAILED}
+    if the_plan.releases:
+        marks = [
+            _marks(s, tracking=tracking, manager=options.field_manager) for s in the_plan.releases
+        ]
+        result.changes.extend(await apply.release_objects(cluster, the_plan.releases, marks=marks))
+    leaving = {s.key for s in (*the_plan.prunes, *the_plan.releases)}
+    failed = {
+        c.key for c in result.changes if c.outcome is apply.Outcome.FAILED and c.key in leaving
+    }
+    creations = {s.key for s in the_plan.applies if s.op is plan.Op.CREATE}
+    lost = {
+        c.key for c in result.changes if c.outcome is apply.Outcome.CONFLICT and c.key in creations
+    }
+    held = any(rewound and b.reason.startswith(rewound) for b in the_plan.blocked)
     _, count = await _write_inventory(
         cluster,
         app,
-        the_plan.inventory_after(failed),
+        the_plan.inventory_after(
+            failed, lost=lost, uids={c.key: c.uid for c in result.changes if c.uid}
+        ),
         previous=previous,
-        revision=revision,
+        revision=previous.revision if held and previous else revision,
         digest=digest,
     )
     result.inventory_writes += count
     written = {c.key for c in result.changes if c.outcome is not apply.Outcome.UNCHANGED}
     return await result.finish(live, written=written)
+
+
+async def _apply_stage(
+    cluster: apply.Cluster, steps: Sequence[plan.Step], options: apply.ApplyOptions
+) -> list[apply.Change]:
+    """Apply one stage's writes: creations never forced, this instance's objects as the app
+    says; an adoption that went through is reported as such."""
+    writes = [s for s in steps if s.op is not plan.Op.UNCHANGED]
+    polite = dataclasses.replace(options, force=False)
+    changes = await apply.apply_objects(cluster, [s for s in writes if not s.force], options=polite)
+    changes += await apply.apply_objects(cluster, [s for s in writes if s.force], options=options)
+    adopted = {s.key for s in writes if s.op is plan.Op.ADOPT}
+    return [
+        dataclasses.replace(c, outcome=apply.Outcome.ADOPTED, reason="taken over (adopt)")
+        if c.key in adopted and c.outcome in (apply.Outcome.CONFIGURED, apply.Outcome.CREATED)
+        else c
+        for c in changes
+    ]
+
+
+def _marks(step: plan.Step, *, tracking: str, manager: str) -> apply.Marks:
+    """What a release takes off: this instance's owner mark of a shared object, or all of
+    fleet's marks from an adopted one; the instance's managed-fields entries either way."""
+    if step.entry is not None and step.entry.shared:
+        return apply.Marks(annotations=(plan.owner_key(tracking),), managers=(manager,))
+    return apply.Marks(
+        labels=(plan.MANAGED_BY_LABEL, plan.APP_LABEL),
+        annotations=(plan.DIGEST_ANNOTATION, plan.TRACKING_ANNOTATION),
+        managers=(manager,),
+    )
 
 
 @dataclass
@@ -174,35 +363,28 @@ class _Result:
     plan: plan.Plan
     revision: str
     digest: str
+    tracking: str
     changes: list[apply.Change] = field(default_factory=list)
     inventory_writes: int = 0
 
     async def finish(
         self, live: Mapping[ObjectKey, Manifest], *, written: set[ObjectKey]
     ) -> SyncResult:
-        done = {c.key for c in self.changes}
-        extra = [
-            apply.Change(s.key, apply.Outcome.UNCHANGED, s.reason)
-            for s in self.plan.applies
-            if s.op is plan.Op.UNCHANGED and s.key not in done
-        ]
-        extra += [apply.Change(b.key, apply.Outcome.SKIPPED, b.reason) for b in self.plan.blocked]
-        extra += [
-            apply.Change(d.key, apply.Outcome.FAILED, d.problem or "") for d in self.plan.invalid
-        ]
-        extra += [apply.Change(k, apply.Outcome.PRUNED, "already gone") for k in self.plan.gone]
-        changes = apply.ChangeSet(tuple(sorted([*self.changes, *extra], key=lambda c: c.key)))
+        changes = apply.ChangeSet(
+            tuple(sorted([*self.changes, *_planned(self.plan, self.changes)], key=lambda c: c.key))
+        )
         targets = {s.key: s.api_version for s in self.plan.applies}
         fresh = {k: v for k, v in live.items() if k not in written}
         overall, each = await assess_health(self.cluster, targets, live=fresh)
         log.info(
-            "event=sync app=%s cluster=%s revision=%s %s health=%s refused=%r",
+            "event=sync app=%s cluster=%s revision=%s %s health=%s refused=%s rewound=%s",
             self.app.name,
             self.cluster.name,
-            self.revision,
+            self.revision or "-",
             " ".join(f"{k}={v}" for k, v in changes.counts().items()),
             overall.status,
-            self.plan.refused,
+            _quoted(self.plan.refused),
+            _quoted(self.plan.rewound),
         )
         return SyncResult(
             app=self.app.name,
@@ -214,4 +396,72 @@ class _Result:
             health=overall,
             object_health=each,
             inventory_writes=self.inventory_writes,
+            tracking=self.tracking,
         )
+
+
+_WRITES = frozenset(
+    {
+        apply.Outcome.CREATED,
+        apply.Outcome.CONFIGURED,
+        apply.Outcome.ADOPTED,
+        apply.Outcome.PRUNED,
+        apply.Outcome.RELEASED,
+    }
+)
+
+
+def _quoted(value: str | None) -> str:
+    """A free-text value as one ``key=value`` token of a log line."""
+    return "-" if not value else '"' + value.replace('"', "'") + '"'
+
+
+def _planned(the_plan: plan.Plan, done: Sequence[apply.Change]) -> list[apply.Change]:
+    """The changes the plan decided without a write: unchanged, conflicts, kept, refused,
+    held prunes, invalid objects, objects already gone."""
+    seen = {c.key for c in done}
+    extra = [
+        apply.Change(s.key, apply.Outcome.UNCHANGED, s.reason, uid=s.entry.uid if s.entry else "")
+        for s in the_plan.applies
+        if s.op is plan.Op.UNCHANGED and s.key not in seen
+    ]
+    extra += [apply.Change(c.key, apply.Outcome.CONFLICT, c.reason) for c in the_plan.conflicts]
+    extra += [apply.Change(k.key, apply.Outcome.KEPT, k.reason) for k in the_plan.kept]
+    extra += [apply.Change(r.key, apply.Outcome.REFUSED, r.reason) for r in the_plan.refusals]
+    extra += [apply.Change(b.key, apply.Outcome.SKIPPED, b.reason) for b in the_plan.blocked]
+    extra += [apply.Change(d.key, apply.Outcome.FAILED, d.problem or "") for d in the_plan.invalid]
+    extra += [apply.Change(k, apply.Outcome.PRUNED, "already gone") for k in the_plan.gone]
+    return extra
+
+
+def object_name(key: ObjectKey) -> str:
+    """An object as an operator names it: ``apps/Deployment web/web``, ``v1/Namespace web``."""
+    kind = f"{key.group}/{key.kind}" if key.group else key.kind
+    return f"{kind} {key.namespace}/{key.name}" if key.namespace else f"{kind} {key.name}"
+
+
+_ADVICE = {
+    apply.Outcome.FAILED: "the server refused the write; fix the manifest or the cluster",
+    apply.Outcome.SKIPPED: "prune held",
+}
+
+
+def _problems(the_plan: plan.Plan, changes: apply.ChangeSet) -> list[str]:
+    found: list[str] = []
+    if the_plan.rewound and any(c.outcome is apply.Outcome.SKIPPED for c in changes.changes):
+        found.append(
+            f"{the_plan.rewound} (the branch was moved to a commit that does not descend from "
+            "the applied one): its prunes are held; sync with consent to let them through"
+        )
+    for change in changes.changes:
+        if change.outcome not in apply.NOT_SYNCED:
+            continue
+        reason = change.reason or _ADVICE.get(change.outcome, "")
+        if change.outcome is apply.Outcome.SKIPPED:
+            reason = f"not pruned: {reason}"
+        elif change.outcome is apply.Outcome.REFUSED:
+            reason = f"refused by the project: {reason}"
+        elif change.outcome is apply.Outcome.FAILED and change.reason:
+            reason = f"failed: {reason}"
+        found.append(f"{object_name(change.key)}: {reason}")
+    return found

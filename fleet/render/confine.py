@@ -51,21 +51,26 @@ def _check_entry(path: Path, *, root: Path, real_root: Path) -> None:
         return
     if not stat.S_ISLNK(mode):
         raise StalledError(f"path {rel!r} is neither a file, a directory nor a symlink")
-    target = os.readlink(path)
+    target = _shown(os.readlink(path))
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(real_root):
         raise StalledError(
-            f"path {rel!r} is a symlink to {target!r}, which escapes the repository; "
+            f"path {rel!r} is a symlink to {target}, which escapes the repository; "
             "a symlink must resolve inside the repository, whatever the links it passes through"
         )
     if not real.exists():
         raise StalledError(
-            f"path {rel!r} is a symlink to {target!r}, which does not resolve to a file or "
+            f"path {rel!r} is a symlink to {target}, which does not resolve to a file or "
             "directory of the render's checkout (it holds only the paths the render reads); "
             "point it at a path the app reads, or copy the file"
         )
     if Path(os.path.realpath(path.parent)).is_relative_to(real):
         raise StalledError(
-            f"path {rel!r} is a symlink to {target!r}, a directory that contains the link "
+            f"path {rel!r} is a symlink to {target}, a directory that contains the link "
             "(a loop); remove the link"
         )
+
+
+def _shown(target: str, limit: int = 200) -> str:
+    """A link's text for a message: quoted (control characters escaped) and bounded."""
+    return repr(target if len(target) <= limit else target[:limit] + "...")

@@ -94,6 +94,13 @@ class Board:
         state.failures += 1
         return state
 
+    def events_json(
+        self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The targets' recent events, newest first (``/api/events``)."""
+        found = self.targets.events(app=app, cluster=cluster)
+        return [e.to_json() for e in reversed(found[-limit:])]
+
     def to_json(self) -> dict[str, Any]:
         now = time.time()
         apps = []

@@ -82,7 +82,9 @@ class Mirror:
         refs = await self.refs(force=force)
         sha = _pick(refs, revision)
         if sha is None and not _HEX.match(revision):
-            raise StalledError(f"repo {self.repo}: revision {revision!r} is no branch or tag")
+            raise StalledError(
+                f"repo {self.repo}: revision '{revision}' is no branch or tag (see targetRevision)"
+            )
         await self._ensure_commit(sha or revision, wanted=revision)
         return await self._full_sha(sha or revision)
 
@@ -137,7 +139,7 @@ class Mirror:
         if not await self._has_commit(sha):
             if _pick(self._refs, wanted) == sha:
                 raise TransientError(f"repo {self.repo}: commit {sha[:12]} vanished while fetching")
-            raise StalledError(f"repo {self.repo}: commit {wanted!r} not found on the remote")
+            raise StalledError(f"repo {self.repo}: commit '{wanted}' not found on the remote")
 
     async def _init(self) -> None:
         if (self.path / "HEAD").exists():
@@ -171,7 +173,7 @@ class Mirror:
         try:
             out = await self.local_git("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
         except gitcmd.GitFailed:
-            raise StalledError(f"repo {self.repo}: commit {sha!r} not found") from None
+            raise StalledError(f"repo {self.repo}: commit '{sha}' not found") from None
         return out.decode().strip()
 
     async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes:

@@ -8,6 +8,12 @@ tree or a file, a file's bytes, a directory's names. Many paths go to one ``git 
 (``git archive COMMIT -- PATHS``, unpacked in Python), refusing what could escape it: absolute or
 ``..`` member names, hard links, devices, and a symlink whose target leaves the repository. The
 mirror itself is never a working directory for anything but git.
+
+Those checks read one member at a time, so they judge a link by its text: ``esc ->
+up/../../etc`` looks harmless until ``up`` is a link too. What a link resolves to is known only
+once the whole tree is laid out; that check is the renderer's (:mod:`fleet.render.confine`, run
+on every checkout before any renderer reads it), because every layout of a tree, not only this
+one, must pass it. The per-member checks stay as the first, cheap line.
 """
 
 from __future__ import annotations

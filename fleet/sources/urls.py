@@ -132,6 +132,6 @@ def _refuse_credentials(url: str) -> None:
         return
     what = "a password" if password is not None else "a user name (often a token)"
     raise ConfigError(
-        f"repoURL for host {host or '(none)'} holds {what}: credentials in a URL are refused, "
+        f"repoURL for host {host or '(none)'} holds {what}; credentials in a URL are refused, "
         f"they would show in logs and git's command line; {CREDENTIALS_HINT}"
     )

@@ -151,6 +151,8 @@ async def test_usage_errors_are_one_line_and_exit_2() -> None:
         (["run", "--log-level", "verbose"], "error: log level 'verbose' is not one of debug"),
         (["run", "--log-format", "xml"], "error: log format 'xml' is not one of logfmt, json"),
         (["run", "--listen", "127.0.0.1:8080x"], "error: --listen 127.0.0.1:8080x: expected"),
+        (["run", "--workers", "0"], "error: --workers 0: must be greater than 0"),
+        (["run", "--poll-interval", "-1"], "error: --poll-interval -1: must be greater than 0"),
     ):
         done = await anyio.run_process([*FLEET, *argv], check=False)
         err = done.stderr.decode()

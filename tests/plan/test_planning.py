@@ -11,6 +11,7 @@ from fleet.plan import (
     APP_LABEL,
     DIGEST_ANNOTATION,
     MANAGED_BY_LABEL,
+    TRACKING_ANNOTATION,
     DesiredObject,
     IgnoreRule,
     Op,
@@ -256,23 +257,29 @@ def test_data_bearing_kinds_need_opt_in(manifest: Manifest, opt_in: PrunePolicy)
 
 def test_prune_false_annotation_and_foreign_objects_are_never_deleted() -> None:
     keep = prep(*(cm(f"c{i}") for i in range(5)))
-    kept, foreign, gone = prep(cm("kept"), cm("foreign"), cm("gone"))
+    kept, foreign, relabelled, gone = prep(cm("kept"), cm("foreign"), cm("relabelled"), cm("gone"))
     live = {o.key: live_of(o) for o in keep}
     live[kept.key] = live_of(kept)
     live[kept.key]["metadata"]["annotations"]["fleet.dev/prune"] = "false"
     live[foreign.key] = live_of(foreign)
-    live[foreign.key]["metadata"]["labels"][APP_LABEL] = "other-app"
+    live[foreign.key]["metadata"]["annotations"][TRACKING_ANNOTATION] = "fleet/other-app//prod"
+    live[relabelled.key] = live_of(relabelled)  # our label alone, no tracking id: not ours
+    del live[relabelled.key]["metadata"]["annotations"][TRACKING_ANNOTATION]
+    live[relabelled.key]["metadata"]["labels"][APP_LABEL] = "other-app"
     plan = make_plan(
         keep,
         app="web",
-        inventory=inv(*keep, kept, foreign, gone),
+        inventory=inv(*keep, kept, foreign, relabelled, gone),
         live=live,
         policy=PrunePolicy(consent=True),
     )
     assert plan.prunes == ()
-    assert {b.key.name for b in plan.blocked} == {"kept", "foreign"}
+    assert {b.key.name for b in plan.blocked} == {"kept"}
+    assert {b.key.name for b in plan.kept} == {"foreign", "relabelled"}
+    assert "fleet app other-app" in next(b.reason for b in plan.kept if b.key == foreign.key)
     assert plan.gone == (gone.key,)
-    assert gone.key not in plan.inventory_after()
+    after = plan.inventory_after()
+    assert gone.key not in after and foreign.key not in after and kept.key in after
 
 
 def test_secret_string_data_compares_with_data() -> None:

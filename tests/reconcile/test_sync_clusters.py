@@ -304,9 +304,10 @@ async def test_conflicting_field_is_reported_and_forced_only_when_configured(
         content_type="application/apply-patch+yaml",
     )
     refused = await sync(cluster, polite, RenderedSet.of([ns, mine]))
-    (conflict,) = refused.changes.of(Outcome.FAILED)
+    (conflict,) = refused.changes.of(Outcome.CONFLICT)
     assert conflict.key.name == "c" and "conflict" in conflict.reason
     assert "someone-else" in conflict.reason
+    assert not refused.in_sync and any("ConfigMap" in p for p in refused.problems())
     forced = AppSync(name=polite.name, namespace=namespace)
     result = await sync(cluster, forced, RenderedSet.of([ns, mine]))
     assert [c.key.name for c in result.changes.of(Outcome.CONFIGURED)] == ["c"]

@@ -23,11 +23,11 @@ from fleet.render import HelmOptions, Renderer, RenderSettings, confine
 from fleet.settings import default_cache_dir
 from fleet.sources import Sources, SourceSettings
 from fleet.types import ClusterRef, canonical_json
+from tests.render.linkkit import chain
 from tests.sources.gitkit import Remote
 
 CLUSTER = ClusterRef("c1", {"env": "prod"})
 SECRET = "s3cr3t-hub-credential-7f1c"
-DEEP = "/".join(f"d{i}" for i in range(20))
 CHART = {"chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n"}
 
 
@@ -87,19 +87,6 @@ def assert_no_secret(got: Desired) -> None:
     rendered = canonical_json(list(got.rendered.objects)) if got.rendered else b""
     assert SECRET.encode() not in rendered
     assert SECRET not in str(got.error)
-
-
-def chain(remote: Remote, *, base: str, target: Path, name: str = "esc") -> str:
-    """The reported chain under `base`: ``DIR/up -> ../…/x`` lands on ``base/x`` and
-    ``DIR/esc -> up/../…/TARGET`` climbs from there; each text alone stays in the repository,
-    and ``esc`` sorts (and so unpacks) before ``up``. The repository path of ``esc``."""
-    directory = f"{base}/files/{DEEP}"
-    remote.commit({f"{base}/x/keep": "the directory the first link lands on\n"})
-    depth = directory.count("/") + 1
-    climb = depth - (base.count("/") + 1)
-    remote.symlink(f"{directory}/up", "../" * climb + "x")
-    remote.symlink(f"{directory}/{name}", "up/" + "../" * (depth + 1) + str(target).lstrip("/"))
-    return f"{directory}/{name}"
 
 
 def chart_app(**helm: object) -> AppSource:

@@ -7,6 +7,7 @@ environment holds every kind of credential an operator could have set.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -14,7 +15,17 @@ import pytest
 
 from fleet.controlplane.binaries import ensure_tool
 from fleet.errors import StalledError
-from fleet.render import HelmOptions, confine, helm, kustomize, tools
+from fleet.render import (
+    HelmOptions,
+    Renderer,
+    RenderPlan,
+    RenderSettings,
+    RenderSpec,
+    confine,
+    helm,
+    kustomize,
+    tools,
+)
 from fleet.settings import default_cache_dir
 
 HUB_SECRETS = {
@@ -162,3 +173,50 @@ def test_check_tree_never_shows_the_resolved_path(tmp_path: Path) -> None:
     with pytest.raises(StalledError) as caught:
         confine.check_tree(root)
     assert str(tmp_path) not in str(caught.value)
+
+
+def test_check_tree_quotes_and_bounds_the_link_text(tmp_path: Path) -> None:
+    root = tree(tmp_path, {"nl": "/x\n" + "y" * 300})
+    with pytest.raises(StalledError) as caught:
+        confine.check_tree(root)
+    message = str(caught.value)
+    assert "\n" not in message and "'/x\\n" + "y" * 197 + "...'" in message
+
+
+PROBE = """#!/bin/sh
+printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: probe}\\ndata:\\n'
+printf '  cwd: "%s"\\n  args: "%s"\\n' "$(pwd -P)" "$*"
+printf '  env: "%s"\\n' "$(env | base64 -w0)"
+"""
+
+
+@pytest.mark.anyio
+async def test_the_renderer_hands_a_tool_only_tool_env(tmp_path: Path, hub_env: None) -> None:
+    """A probe in the place of kustomize (run by the real engine, as kustomize would be) reports
+    its cwd, argv and environment: the checkout, the restricted build, nothing of the hub, and a
+    HOME of its own per render, gone afterwards."""
+    probe = tmp_path / "bin" / "kustomize"
+    probe.parent.mkdir()
+    probe.write_text(PROBE)
+    probe.chmod(0o755)
+    checkout = tmp_path / "render" / "repo"
+    (checkout / "app").mkdir(parents=True)
+    (checkout / "app" / "kustomization.yaml").write_text("resources: []\n")
+    renderer = Renderer(RenderSettings(kustomize=probe))
+    plan = RenderPlan("kustomize", "app", ("app",), RenderSpec("app"))
+    homes = []
+    for _ in range(2):
+        (report,) = await renderer.render(checkout, plan)
+        data = report["data"]
+        env = dict(
+            line.split("=", 1) for line in base64.b64decode(data["env"]).decode().splitlines()
+        )
+        assert data["cwd"] == str(checkout.resolve())
+        assert (
+            data["args"] == f"build {checkout / 'app'} --load-restrictor=LoadRestrictionsRootOnly"
+        )
+        assert env.keys() == tools.tool_env(Path(env["HOME"])).keys() | {"PWD"}
+        assert not [secret for secret in HUB_SECRETS.values() if secret in env.values()]
+        homes.append(Path(env["HOME"]))
+    assert homes[0] != homes[1] and not homes[0].exists() and not homes[1].exists()
+    assert not homes[0].is_relative_to(checkout.parent)  # not beside the checkout

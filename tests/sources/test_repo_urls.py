@@ -45,6 +45,7 @@ def test_credentials_in_url_are_refused_naming_app_and_host(
     message = str(info.value)
     assert message.startswith(f"app web: repoURL for host {host} holds ")
     assert "--credentials FILE" in message and "credentials: [{url:" in message
+    assert logs.scrub(message) == message  # the hint survives the log's scrubbing whole
     assert secret not in message and "pct@word" not in message
     assert "\n" not in message
     with pytest.raises(ConfigError):  # the hub's own calls refuse it too

@@ -1,0 +1,45 @@
+"""Does one commit descend from another? The rewind check, answered by a repository's mirror.
+
+A tracked branch normally moves forward: the new commit descends from the one last applied. A
+force-push (or a tag moved back) can point it at a commit that does not: a *rewind*, whose prunes
+sync holds until consent. :func:`is_ancestor` runs ``git merge-base --is-ancestor`` in the mirror
+(local only: no network, no lock; the mirror keeps the objects of a commit a force-push left
+behind). A commit the mirror does not hold cannot be shown to be an ancestor, so the answer is
+then False: never prune on doubt.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Protocol
+
+from fleet.sources import gitcmd
+
+__all__ = ["LocalGit", "is_ancestor"]
+
+log = logging.getLogger(__name__)
+
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+class LocalGit(Protocol):
+    """What the check needs of a mirror (:class:`fleet.sources.mirror.Mirror` has it)."""
+
+    async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes: ...
+
+
+async def is_ancestor(mirror: LocalGit, old: str, new: str) -> bool:
+    """Whether commit `new` is `old` or descends from it; False when either is not known."""
+    if old == new:
+        return True
+    for sha in (old, new):
+        if not _SHA.match(sha):
+            raise ValueError(f"is_ancestor: {sha!r} is not a commit id")
+    try:
+        await mirror.local_git("merge-base", "--is-ancestor", old, new)
+    except gitcmd.GitFailed as exc:
+        if exc.stderr:  # not "no" (exit 1, silent) but "cannot tell": a commit is missing
+            log.warning("event=ancestry_unknown old=%s new=%s", old[:12], new[:12])
+        return False
+    return True

@@ -1,0 +1,106 @@
+"""A hung apiserver (SIGSTOP: the process frozen, its port still accepting TCP) on kit clusters.
+
+The hub runs as ``fleet run`` (:class:`tests.faults.faultkit.FaultRig`) over real git and two kit
+clusters. One apiserver is frozen with SIGSTOP; the test asserts from outside, as an operator
+would: ``/api/status`` shows that cluster not ready (parked, "unreachable") within a safety
+limit, the other cluster converges a new commit meanwhile, the frozen cluster's cell never
+claims the commit it cannot have received, and after SIGCONT the cluster is ready again and
+converges, with the hub alive throughout. SIGCONT is sent in a ``finally``, whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from fleet.controlplane import RunningCluster
+from tests.faults.faultkit import FaultRig, fault_rig
+from tests.hub.hubkit import all_equal, configmap, fleet_yaml, namespace_doc, until, values
+
+pytestmark = [pytest.mark.anyio, pytest.mark.clusters]
+
+NS = "fault-hung"
+
+
+def apiserver_pid(cluster: RunningCluster) -> int:
+    """The pid of the kube-apiserver serving `cluster` (found by its ``--secure-port``)."""
+    flag = f"--secure-port={cluster.port}"
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any("kube-apiserver" in part for part in cmdline[:1]) and flag in cmdline:
+            return int(proc.pid)
+    raise AssertionError(f"no kube-apiserver process serves {cluster.name} on port {cluster.port}")
+
+
+async def cluster_entry(rig: FaultRig, name: str) -> dict[str, Any]:
+    status = await rig.status()
+    entry: dict[str, Any] = next(c for c in status["clusters"] if c["name"] == name)
+    return entry
+
+
+async def state_of(rig: FaultRig, name: str) -> str:
+    return str((await cluster_entry(rig, name))["state"])
+
+
+async def cells_of(rig: FaultRig, cluster: str) -> list[dict[str, Any]]:
+    return [c for c in (await rig.status())["apps"] if c["cluster"] == cluster]
+
+
+async def test_a_frozen_apiserver_is_unreachable_within_seconds_and_recovers(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    frozen, other = kit_clusters[0], kit_clusters[1]
+    with fault_rig(tmp_path) as rig:
+        remote = rig.remote("config")
+        remote.commit({"app/ns.yaml": namespace_doc(NS), "app/cm.yaml": configmap(NS, "v1")})
+        rig.write_config(fleet_yaml(rig.url("config"), NS))
+        rig.drop(frozen)
+        rig.drop(other)
+        hub = rig.hub()
+        await until(lambda: all_equal(values([frozen, other], NS), "v1"))
+        assert await state_of(rig, frozen.name) == "ready"
+
+        pid = apiserver_pid(frozen)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            await until(lambda: _not_ready(rig, frozen.name), limit=30)  # a safety limit
+            detected = time.monotonic() - stopped
+            entry = await cluster_entry(rig, frozen.name)
+            assert entry["state"] == "parked", entry
+            assert "unreachable" in entry["error"] and "/readyz" in entry["error"], entry
+            assert await state_of(rig, other.name) == "ready"
+
+            # the other cluster converges a new commit while one is frozen
+            sha = remote.commit({"app/cm.yaml": configmap(NS, "v2")})
+            assert await hub.webhook(rig.url("config")) == 202
+            await until(lambda: all_equal(values([other], NS), "v2"), limit=60)
+            assert await state_of(rig, frozen.name) == "parked"
+            for cell in await cells_of(rig, frozen.name):  # never green on what it cannot have
+                assert not (cell["sync"] == "Synced" and cell["revision"] == sha), cell
+            assert hub.alive()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        print(f"\nSIGSTOP to parked on /api/status: {detected:.1f} s")
+
+        await until(lambda: _ready(rig, frozen.name), limit=60)
+        await until(lambda: all_equal(values([frozen, other], NS), "v2"), limit=90)
+        assert hub.alive()
+        log = rig.log_text()
+        assert f"event=cluster_silent cluster={frozen.name}" in log
+        assert f"event=cluster_answering cluster={frozen.name}" in log
+        assert "Traceback" not in log
+
+
+async def _not_ready(rig: FaultRig, name: str) -> bool:
+    return await state_of(rig, name) != "ready"
+
+
+async def _ready(rig: FaultRig, name: str) -> bool:
+    return await state_of(rig, name) == "ready"

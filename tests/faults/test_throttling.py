@@ -1,0 +1,80 @@
+"""Throttling that recovers: 30 % of one cluster's requests answered 429 with Retry-After: 1.
+
+The hub runs as ``fleet run`` (:class:`tests.faults.faultkit.FaultRig`) over real git and two kit
+clusters; one of them is reached through :class:`bench.throttle_proxy.ThrottleProxy`, a real
+HTTPS proxy that answers a seeded 30 % of requests 429 and forwards the rest to the apiserver.
+The test asserts from outside: a commit converges on the throttled cluster (read back from its
+apiserver directly, not through the proxy) within a generous safety limit, the other cluster
+converges too, the throttled cluster is shown ready (a 429 is an answer, not an outage), the
+hub's own metrics count the 429s it was given (so the test did throttle), and the hub is alive.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.hubproc import metric_sum
+from bench.throttle_proxy import ThrottleProxy
+from fleet.controlplane import RunningCluster
+from tests.faults.faultkit import FaultRig, fault_rig
+from tests.hub.hubkit import all_equal, configmap, fleet_yaml, namespace_doc, until, values
+
+pytestmark = [pytest.mark.anyio, pytest.mark.clusters]
+
+NS = "fault-throttled"
+
+
+async def test_a_cluster_answering_30_percent_429_converges_and_the_other_is_unaffected(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    throttled, other = kit_clusters[0], kit_clusters[1]
+    with fault_rig(tmp_path) as rig:
+        remote = rig.remote("config")
+        remote.commit({"app/ns.yaml": namespace_doc(NS), "app/cm.yaml": configmap(NS, "v1")})
+        rig.write_config(fleet_yaml(rig.url("config"), NS))
+        async with ThrottleProxy(throttled.kubeconfig, share=0.3, retry_after=1.0) as proxy:
+            proxy.kubeconfig(rig.clusters / throttled.kubeconfig.name)  # same name, via the proxy
+            rig.drop(other)
+            hub = rig.hub()
+            await until(lambda: all_equal(values([throttled, other], NS), "v1"), limit=90)
+
+            sha = ""
+            for value in ("v2", "v3"):
+                sha = remote.commit({"app/cm.yaml": configmap(NS, value)})
+                assert await hub.webhook(rig.url("config")) == 202
+                await until(functools.partial(_converged, [throttled, other], value), limit=60)
+
+            await until(lambda: _synced_at(rig, throttled.name, sha), limit=30)  # the summary
+            status = await rig.status()
+            states = {c["name"]: c["state"] for c in status["clusters"]}
+            assert states == {throttled.name: "ready", other.name: "ready"}, status["clusters"]
+            metrics = await hub.metrics()
+            seen = metric_sum(
+                metrics, "fleet_api_requests_total", cluster=throttled.name, code="429"
+            )
+            assert proxy.throttled > 0 and seen > 0, (proxy.throttled, seen)
+            assert (
+                metric_sum(metrics, "fleet_api_requests_total", cluster=other.name, code="429") == 0
+            )
+            assert hub.alive()
+        print(
+            f"\nproxy: {proxy.requests} requests, {proxy.throttled} answered 429; "
+            f"the hub counted {seen:.0f} 429s"
+        )
+        log = rig.log_text()
+        assert "Traceback" not in log
+        assert f"event=cluster_silent cluster={throttled.name}" not in log
+
+
+async def _converged(clusters: list[RunningCluster], value: str) -> bool:
+    return await all_equal(values(clusters, NS), value)
+
+
+async def _synced_at(rig: FaultRig, cluster: str, sha: str) -> bool:
+    status = await rig.status()
+    cell: dict[str, Any] = next(c for c in status["apps"] if c["cluster"] == cluster)
+    return bool(cell["sync"] == "Synced" and cell["revision"] == sha)

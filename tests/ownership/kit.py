@@ -1,0 +1,70 @@
+"""Small helpers of the ownership tests: manifests, reads, and the apiserver's write counts."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from typing import Any
+
+from fleet import apply
+from fleet.types import Manifest
+
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def configmap(name: str, namespace: str = "", **data: str) -> Manifest:
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
+
+
+async def create_by_hand(cluster: apply.Cluster, manifest: Manifest) -> Manifest:
+    """Create `manifest` as a person would (kubectl create: a POST, no fleet marks)."""
+    namespace = manifest["metadata"].get("namespace", "")
+    plural = {"ConfigMap": "configmaps", "Namespace": "namespaces", "Secret": "secrets"}[
+        manifest["kind"]
+    ]
+    where = f"/namespaces/{namespace}" if namespace else ""
+    return await cluster.request(
+        "POST",
+        f"/api/v1{where}/{plural}",
+        query=[("fieldManager", "kubectl-create")],
+        body=manifest,
+    )
+
+
+async def get(cluster: apply.Cluster, path: str) -> Manifest | None:
+    try:
+        return await cluster.request("GET", path)
+    except apply.ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+async def write_counts(cluster: apply.Cluster, resources: set[str]) -> Counter[str]:
+    """Server-side write requests so far on `resources` (main resource only, not dry-run),
+    by verb, from the apiserver's own ``apiserver_request_total``."""
+    text = str((await cluster.request("GET", "/metrics")).get("text", ""))
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match["labels"]))
+        if (
+            labels.get("verb") in WRITES
+            and labels.get("resource") in resources
+            and not labels.get("subresource")
+            and not labels.get("dry_run")
+        ):
+            counts[labels["verb"]] += int(float(match["value"]))
+    return counts
