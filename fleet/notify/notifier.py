@@ -19,6 +19,10 @@ A notice that finally fails frees its dedup entry, so the next occurrence is tri
 worker sends with :func:`~fleet.notify.delivery.deliver` (timeout, retries, Retry-After) and counts
 the result in that sink's :class:`SinkStats`; a sink that fails is logged by name and endpoint
 host, never by its secret or its URL's path and query, and never stops the others or the hub.
+
+:meth:`Notifier.configure` takes the sinks of a reloaded config while running (an unchanged sink
+keeps its queue and counters); :meth:`Notifier.flush` waits for the queues to empty, for a
+graceful stop.
 """
 
 from __future__ import annotations
@@ -100,6 +104,14 @@ class _Sink:
     endpoint: Endpoint | None  # None: its secrets are missing (the error in stats)
     outbox: Outbox
     stats: SinkStats
+    scope: anyio.CancelScope | None = None  # its worker's, once running
+    stopped: bool = False
+    busy: bool = False  # a notice is being delivered
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 class Notifier:
@@ -124,18 +136,50 @@ class Notifier:
         self._sinks: list[_Sink] = []
         self._seen: dict[tuple[str, str, str, str, str], float] = {}  # event key -> expiry
         self._states: dict[tuple[str, str, str], tuple[str, str]] = {}  # -> (commit, state)
+        self._env = env
+        self._group: anyio.abc.TaskGroup | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._sinks = [self._sink(spec, SinkStats()) for spec in specs]
+
+    def _sink(self, spec: SinkSpec, stats: SinkStats) -> _Sink:
+        endpoint: Endpoint | None = None
+        try:
+            endpoint = messages.resolve(spec, self._env)
+        except ConfigError as exc:
+            stats.last_error = str(exc)
+        else:
+            stats.last_error = ""
+            logs.register_secret(endpoint.url if spec.url_env else None)
+            logs.register_secret(endpoint.secret or None)
+            logs.register_secret(endpoint.token or None)
+        return _Sink(spec, endpoint, Outbox(spec.queue_size), stats)
+
+    def configure(self, specs: Iterable[SinkSpec]) -> None:
+        """Take the sinks of a reloaded config, while running or not.
+
+        An unchanged sink keeps its queue; a changed one restarts (its waiting notices are
+        dropped and counted); a removed one stops. Counters live as long as the sink's name.
+        """
+        old = {s.spec.name: s for s in self._sinks}
+        sinks: list[_Sink] = []
         for spec in specs:
-            stats = SinkStats()
-            endpoint: Endpoint | None = None
-            try:
-                endpoint = messages.resolve(spec, env)
-            except ConfigError as exc:
-                stats.last_error = str(exc)
-            else:
-                logs.register_secret(endpoint.url if spec.url_env else None)
-                logs.register_secret(endpoint.secret or None)
-                logs.register_secret(endpoint.token or None)
-            self._sinks.append(_Sink(spec, endpoint, Outbox(spec.queue_size), stats))
+            kept = old.pop(spec.name, None)
+            if kept is not None and kept.spec == spec:
+                sinks.append(kept)
+                continue
+            sink = self._sink(spec, kept.stats if kept is not None else SinkStats())
+            if kept is not None:
+                kept.stop()
+                sink.stats.dropped += len(kept.outbox)
+            sinks.append(sink)
+            self._start(sink)
+        for gone in old.values():
+            gone.stop()
+        names = {s.spec.name for s in sinks}
+        self._states = {k: v for k, v in self._states.items() if k[0] in names}
+        self._seen = {k: v for k, v in self._seen.items() if k[0] in names}
+        self._sinks = sinks
+        log.info("event=notify_configured sinks=%d", len(sinks))
 
     def problems(self) -> list[str]:
         """Why a sink cannot send (a secret's variable not set): one sentence each."""
@@ -250,14 +294,34 @@ class Notifier:
         """Deliver every sink's notices until cancelled; ready once the workers run."""
         for problem in self.problems():
             log.warning("event=notify_sink_disabled error=%s", problem)
-        async with aiohttp.ClientSession() as http, anyio.create_task_group() as group:
-            for sink in self._sinks:
-                if sink.endpoint is not None:
-                    group.start_soon(self._work, sink, sink.endpoint, http)
-            task_status.started()
+        try:
+            async with aiohttp.ClientSession() as http, anyio.create_task_group() as group:
+                self._group, self._http = group, http
+                for sink in self._sinks:
+                    self._start(sink)
+                task_status.started()
+        finally:
+            self._group = self._http = None
 
-    async def _work(self, sink: _Sink, endpoint: Endpoint, http: aiohttp.ClientSession) -> None:
-        spec = sink.spec
+    async def flush(self) -> None:
+        """Wait until every running sink's queue is empty and nothing is being sent.
+
+        For a graceful stop: bound it with a timeout (``move_on_after``), then cancel :meth:`run`.
+        """
+        while any(s.busy or (len(s.outbox) and not s.stopped) for s in self._live()):
+            await self._clock.sleep(0.05)
+
+    def _live(self) -> list[_Sink]:
+        return [s for s in self._sinks if s.endpoint is not None and not s.stopped]
+
+    def _start(self, sink: _Sink) -> None:
+        if self._group is not None and self._http is not None and sink.endpoint is not None:
+            self._group.start_soon(self._work, sink, self._http)
+
+    async def _work(self, sink: _Sink, http: aiohttp.ClientSession) -> None:
+        spec, endpoint = sink.spec, sink.endpoint
+        if endpoint is None:
+            return
 
         def retried(error: BaseException) -> None:
             sink.stats.retried += 1
@@ -268,25 +332,44 @@ class Notifier:
                 delivery.reason(error, timeout=spec.timeout),
             )
 
-        while True:
-            notice = await sink.outbox.get()
-            try:
-                request = messages.request_for(endpoint, notice)
-                await delivery.deliver(
-                    http,
-                    request,
-                    attempts=spec.attempts,
-                    limit=spec.timeout,
-                    settings=self._settings,
-                    clock=self._clock,
-                    on_retry=retried,
-                )
-            except Exception as exc:  # one sink's failure is counted and logged, never raised
-                self._failed(sink, endpoint, notice, exc)
-            else:
-                sink.stats.sent += 1
+        with anyio.CancelScope() as sink.scope:
+            if sink.stopped:
+                return
+            while True:
+                notice = await sink.outbox.get()
+                sink.busy = True
+                try:
+                    await self._send(sink, notice, endpoint=endpoint, http=http, retried=retried)
+                finally:
+                    sink.busy = False
 
-    def _failed(self, sink: _Sink, endpoint: Endpoint, notice: Notice, exc: Exception) -> None:
+    async def _send(
+        self,
+        sink: _Sink,
+        notice: Notice,
+        *,
+        endpoint: Endpoint,
+        http: aiohttp.ClientSession,
+        retried: Callable[[BaseException], None],
+    ) -> None:
+        spec = sink.spec
+        try:
+            request = messages.request_for(endpoint, notice)
+            await delivery.deliver(
+                http,
+                request,
+                attempts=spec.attempts,
+                limit=spec.timeout,
+                settings=self._settings,
+                clock=self._clock,
+                on_retry=retried,
+            )
+        except Exception as exc:  # one sink's failure is counted and logged, never raised
+            self._failed(sink, notice, endpoint=endpoint, exc=exc)
+        else:
+            sink.stats.sent += 1
+
+    def _failed(self, sink: _Sink, notice: Notice, *, endpoint: Endpoint, exc: Exception) -> None:
         spec = sink.spec
         why = (
             str(exc) if isinstance(exc, ValueError) else delivery.reason(exc, timeout=spec.timeout)
