@@ -1,7 +1,8 @@
 """Sending one request to a sink: a timeout per attempt, retries with tenacity, Retry-After.
 
 What is retried is decided in one place (:func:`retryable`): a 5xx answer, a 429 (after its
-``Retry-After``, capped), a timeout and a connection failure are transient and retried with
+``Retry-After``, capped), GitHub's rate-limit 403 (a ``Retry-After``, or no requests remaining
+until ``X-RateLimit-Reset``), a timeout and a connection failure are transient and retried with
 exponential backoff and jitter; any other answer outside 2xx (400, 401, 404...) is
 :class:`Rejected` at once: sending the same request again cannot help. Redirects are not
 followed (a sink that moved is an operator's fix). After the last attempt the last error is
@@ -16,7 +17,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 import tenacity
@@ -30,7 +31,7 @@ __all__ = ["Rejected", "Unavailable", "deliver", "reason", "retry_after", "retry
 
 
 class Unavailable(TransientError):
-    """The sink answered 5xx or 429; `retry_after` is its Retry-After in seconds, if any."""
+    """The sink answered 5xx, 429 or a rate-limit 403; `retry_after`: seconds it asked to wait."""
 
     def __init__(self, status: int, *, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}")
@@ -58,6 +59,21 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _rate_limited(status: int, headers: Mapping[str, str]) -> bool:
+    """GitHub's rate limits answer 403 with a Retry-After or no requests remaining."""
+    return status == 403 and (
+        "Retry-After" in headers or headers.get("X-RateLimit-Remaining") == "0"
+    )
+
+
+def _delay(headers: Mapping[str, str]) -> float | None:
+    delay = retry_after(headers.get("Retry-After"))
+    reset = headers.get("X-RateLimit-Reset", "")
+    if delay is None and headers.get("X-RateLimit-Remaining") == "0" and reset.isdigit():
+        delay = max(0.0, float(reset) - time.time())
+    return delay
 
 
 def retryable(exc: BaseException) -> bool:
@@ -106,9 +122,8 @@ async def _attempt(
             status = response.status
             if 200 <= status < 300:
                 return
-            if status == 429 or status >= 500:
-                delay = retry_after(response.headers.get("Retry-After"))
-                raise Unavailable(status, retry_after=delay)
+            if status == 429 or status >= 500 or _rate_limited(status, response.headers):
+                raise Unavailable(status, retry_after=_delay(response.headers))
             raise Rejected(status)
 
 

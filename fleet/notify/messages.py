@@ -38,6 +38,7 @@ __all__ = [
     "context_of",
     "github_repo",
     "gitlab_project",
+    "link_of",
     "request_for",
     "resolve",
     "shown_endpoint",
@@ -179,6 +180,17 @@ def gitlab_project(url: str) -> str:
     return quote(path, safe="")
 
 
+def link_of(spec: SinkSpec, notice: Notice) -> str:
+    """The sink's ``linkURL`` for `notice`, its placeholders filled in (URL-quoted)."""
+    if not spec.link_url:
+        return ""
+    return spec.link_url.format(
+        app=quote(notice.app, safe=""),
+        cluster=quote(notice.cluster, safe=""),
+        commit=quote(notice.commit, safe=""),
+    )
+
+
 def _json(data: Mapping[str, object]) -> bytes:
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
@@ -194,15 +206,21 @@ def request_for(endpoint: Endpoint, notice: Notice) -> Request:
     if spec.type == "webhook":
         return _webhook(endpoint, notice)
     if spec.type == "slack":
-        body = _json({"text": slack_text(notice)})
+        text = slack_text(notice)
+        link = link_of(spec, notice)
+        body = _json({"text": f"{text} <{link}|details>" if link else text})
         return Request("POST", endpoint.url, body, _headers())
     api = spec.api_url.rstrip("/")
+    link = link_of(spec, notice)
     description = notice.message[:_DESCRIPTION]
     context = context_of(notice.app, notice.cluster)
     if spec.type == "github-status":
         repo = github_repo(notice.repo)
         url = f"{api}/repos/{repo}/statuses/{notice.commit}"
-        body = _json({"state": notice.type, "context": context, "description": description})
+        github = {"state": notice.type, "context": context, "description": description}
+        if link:
+            github["target_url"] = link
+        body = _json(github)
         headers = _headers(
             Authorization=f"Bearer {endpoint.token}",
             Accept="application/vnd.github+json",
@@ -212,7 +230,10 @@ def request_for(endpoint: Endpoint, notice: Notice) -> Request:
     project = gitlab_project(notice.repo)
     url = f"{api}/api/v4/projects/{project}/statuses/{notice.commit}"
     state = _GITLAB_STATES[notice.type]
-    body = _json({"state": state, "name": context, "description": description})
+    gitlab = {"state": state, "name": context, "description": description}
+    if link:
+        gitlab["target_url"] = link
+    body = _json(gitlab)
     return Request("POST", url, body, _headers(**{"PRIVATE-TOKEN": endpoint.token}))
 
 
@@ -234,6 +255,7 @@ def _webhook(endpoint: Endpoint, notice: Notice) -> Request:
             "sync": notice.sync,
             "health": notice.health,
             "time": notice.time,
+            "url": link_of(endpoint.spec, notice),
         }
     )
     headers = _headers(

@@ -251,6 +251,19 @@ class Notifier:
         state, commit, description = found
         if self._states.get(target) == (commit, state):
             return
+        try:
+            repo = self._repo_of(status.app)
+        except Exception:  # the lead's lookup: an app that just left the config
+            sink.stats.failed += 1
+            sink.stats.last_error = f"no repository known for app {status.app}"
+            log.warning(
+                "event=notify_failed sink=%s app=%s cluster=%s error=%s",
+                sink.spec.name,
+                status.app,
+                status.cluster,
+                sink.stats.last_error,
+            )
+            return
         self._states[target] = (commit, state)
         notice = Notice(
             app=status.app,
@@ -261,7 +274,7 @@ class Notifier:
             time=self._clock.now(),
             sync=status.sync,
             health=status.health,
-            repo=self._repo_of(status.app),
+            repo=repo,
         )
         self._put(sink, notice, key=(status.app, status.cluster, commit))
 
@@ -277,6 +290,7 @@ class Notifier:
         dropped = sink.outbox.put(notice, key=key)
         if dropped is not None:
             sink.stats.dropped += 1
+            self._forget(sink, dropped)
             log.warning(
                 "event=notify_dropped sink=%s app=%s cluster=%s type=%s queue=%d",
                 sink.spec.name,
@@ -369,6 +383,16 @@ class Notifier:
         else:
             sink.stats.sent += 1
 
+    def _forget(self, sink: _Sink, notice: Notice) -> None:
+        """`notice` went unsent: the next occurrence is not a duplicate."""
+        name = sink.spec.name
+        if sink.spec.is_status:
+            target = (name, notice.app, notice.cluster)
+            if self._states.get(target) == (notice.commit, notice.type):
+                del self._states[target]  # the next record tries again
+        else:
+            self._seen.pop((name, notice.app, notice.cluster, notice.type, notice.commit), None)
+
     def _failed(self, sink: _Sink, notice: Notice, *, endpoint: Endpoint, exc: Exception) -> None:
         spec = sink.spec
         why = (
@@ -376,14 +400,7 @@ class Notifier:
         )
         sink.stats.failed += 1
         sink.stats.last_error = why
-        if spec.is_status:
-            target = (spec.name, notice.app, notice.cluster)
-            if self._states.get(target) == (notice.commit, notice.type):
-                del self._states[target]  # the next record tries again
-        else:
-            self._seen.pop(
-                (spec.name, notice.app, notice.cluster, notice.type, notice.commit), None
-            )
+        self._forget(sink, notice)
         log.warning(
             "event=notify_failed sink=%s type=%s endpoint=%s app=%s cluster=%s notice=%s error=%s",
             spec.name,

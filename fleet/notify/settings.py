@@ -12,8 +12,10 @@ A sink is where fleet tells people what happened to its targets:
 
 Secrets never live in the file: only the names of environment variables that hold them. Event
 sinks take ``on`` (event types, with defaults that match what an operator wants paged about);
-every sink takes ``apps`` and ``clusters`` filters (globs). Every key is checked: an unknown one is
-refused with its path and a "did you mean", so a typo never silently widens or silences a sink.
+every sink takes ``apps`` and ``clusters`` filters (globs) and a ``linkURL`` to click through to
+(``{app}``, ``{cluster}`` and ``{commit}`` filled in: a commit status's target URL). Every key is
+checked: an unknown one is refused with its path and a "did you mean", so a typo never silently
+widens or silences a sink.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ _KEYS = {
     "attempts",
     "queueSize",
     "dedupWindow",
+    "linkURL",
 }
 _KEYS_OF = {
     "webhook": {"url", "urlEnv", "secretEnv", "on"},
@@ -121,6 +124,7 @@ class SinkSpec:
     attempts: int = 5  # tries per notification (retries on 5xx, 429, timeouts, connections)
     queue_size: int = 1000  # notifications waiting; the oldest is dropped when full
     dedup_window: float = 300.0  # seconds in which the same event of a target is sent once
+    link_url: str = ""  # where a reader clicks through: {app}, {cluster}, {commit} filled in
 
     @property
     def is_status(self) -> bool:
@@ -206,6 +210,7 @@ def _sink(entry: Any, where: str) -> SinkSpec:
         attempts=int(fields.positive("attempts", 5, integer=True)),
         queue_size=int(fields.positive("queueSize", 1000, integer=True)),
         dedup_window=fields.positive("dedupWindow", 300.0, zero=True),
+        link_url=fields.link("linkURL"),
     )
     return _complete(spec, where)
 
@@ -268,6 +273,20 @@ class _Reader:
                 " variable (urlEnv, tokenEnv, secretEnv)"
             )
         return value.rstrip("/") if key == "apiURL" else value
+
+    def link(self, key: str) -> str:
+        value = self.text(key)
+        try:
+            filled = value.format(app="app", cluster="cluster", commit="0" * 40)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.where}.{key}: {value!r} has a placeholder other than {{app}}, {{cluster}}"
+                f" and {{commit}} ({type(exc).__name__}: {exc})"
+            ) from None
+        parts = urlsplit(filled)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ConfigError(f"{self.where}.{key}: expected an http(s) URL, got {value!r}")
+        return value
 
     def env(self, key: str) -> str:
         value = self.text(key)

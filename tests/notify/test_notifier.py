@@ -128,7 +128,13 @@ async def test_a_wrong_key_does_not_verify() -> None:
 
 async def test_commit_statuses_on_github_and_gitlab() -> None:
     async with Receiver() as rx:
-        github = SinkSpec(name="gh", type="github-status", api_url=rx.url(), token_env="GH_TOKEN")
+        github = SinkSpec(
+            name="gh",
+            type="github-status",
+            api_url=rx.url(),
+            token_env="GH_TOKEN",
+            link_url="https://fleet.example/apps/{app}?cluster={cluster}",
+        )
         gitlab = SinkSpec(name="gl", type="gitlab-status", api_url=rx.url(), token_env="GL_TOKEN")
         async with running([github, gitlab]) as notifier:
             notifier(_green(A), ())
@@ -159,6 +165,7 @@ async def test_commit_statuses_on_github_and_gitlab() -> None:
             "state": "success",
             "context": "fleet/web/prod-1",
             "description": "Synced and Healthy on prod-1",
+            "target_url": "https://fleet.example/apps/web?cluster=prod-1",
         }
         assert gh[1].json()["state"] == "failure"
         assert gh[1].json()["description"].startswith("RenderFailed: app/x.yaml")
@@ -167,7 +174,7 @@ async def test_commit_statuses_on_github_and_gitlab() -> None:
             f"/api/v4/projects/acme%2Fweb/statuses/{B}",
         ]
         assert gl[0].headers["PRIVATE-TOKEN"] == "glpat-testtoken456"
-        assert gl[0].json()["name"] == "fleet/web/prod-1"
+        assert gl[0].json()["name"] == "fleet/web/prod-1" and "target_url" not in gl[0].json()
         assert [r.json()["state"] for r in gl] == ["success", "failed"]
 
 
@@ -204,6 +211,20 @@ async def test_a_429_is_retried_after_its_retry_after() -> None:
             await until(lambda: notifier.stats()["hook"].sent == 1)
         first, second = rx.requests
         assert second.at - first.at >= 1.0  # waited as told, not the 0.05 s backoff
+
+
+async def test_githubs_rate_limit_403_is_waited_out_and_a_plain_403_is_not_retried() -> None:
+    async with Receiver() as rx:
+        rx.script = [Reply(403, headers={"Retry-After": "1"}), Reply(200), Reply(403)]
+        async with running([_hook(rx.url("/hook"))]) as notifier:
+            notifier(_status(), (_event("SyncFailed"),))
+            await until(lambda: notifier.stats()["hook"].sent == 1)
+            notifier(_status(), (_event("Recovered"),))
+            await until(lambda: notifier.stats()["hook"].failed == 1)
+        limited, retried, refused = rx.requests
+        assert retried.at - limited.at >= 1.0
+        assert refused.headers["X-Fleet-Event"] == "Recovered"
+        assert notifier.stats()["hook"].last_error == "rejected with HTTP 403"
 
 
 async def test_the_same_event_is_sent_once_within_the_window() -> None:
@@ -244,11 +265,13 @@ async def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
                 notifier(_status(cluster=cluster), (_event(cluster=cluster),))
             assert notifier.stats()["hook"].dropped == 2
             assert notifier.stats()["hook"].queued == 2
+            notifier(_status(cluster="c1"), (_event(cluster="c1"),))  # dropped: not a duplicate
+            assert notifier.stats()["hook"].deduplicated == 0
             async with anyio.create_task_group() as group:
                 await group.start(notifier.run)
                 await until(lambda: notifier.stats()["hook"].sent == 2)
                 group.cancel_scope.cancel()
-        assert [r.json()["cluster"] for r in rx.requests] == ["c3", "c4"]
+        assert [r.json()["cluster"] for r in rx.requests] == ["c4", "c1"]
 
 
 async def test_a_hung_receiver_never_blocks_the_call_and_times_out() -> None:

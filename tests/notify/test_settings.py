@@ -25,6 +25,7 @@ notifications:
     type: github-status
     apiURL: http://127.0.0.1:8080/
     tokenEnv: FLEET_GITHUB_TOKEN
+    linkURL: "https://fleet.example/apps/{app}?cluster={cluster}"
   - name: gl
     type: gitlab-status
     tokenEnv: FLEET_GITLAB_API_TOKEN
@@ -49,6 +50,7 @@ def test_the_documented_example_parses() -> None:
         "FLEET_GITHUB_TOKEN",
         True,
     )
+    assert github.link_url == "https://fleet.example/apps/{app}?cluster={cluster}"
     assert (gitlab.api_url, gitlab.clusters) == ("https://gitlab.com", ("prod-*",))
     assert parse_notifications({"apps": []}) == ()
 
@@ -88,6 +90,11 @@ HOOK = {"name": "h", "type": "webhook", "url": "https://x.example/h", "secretEnv
         ({**HOOK, "timeout": 0}, "[0].timeout: expected a positive number"),
         ({**HOOK, "queueSize": 2.5}, "[0].queueSize: expected a positive whole number"),
         ({"name": "g", "type": "github-status"}, "[0].tokenEnv: required"),
+        (
+            {**HOOK, "linkURL": "https://f.example/{application}"},
+            "[0].linkURL: 'https://f.example/{application}' has a placeholder other than {app}",
+        ),
+        ({**HOOK, "linkURL": "fleet.example/{app}"}, "[0].linkURL: expected an http(s) URL"),
         (
             {"name": "g", "type": "github-status", "tokenEnv": "T", "on": ["Synced"]},
             "[0].on: not a field of a github-status sink",
