@@ -28,9 +28,7 @@ graceful stop.
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -42,60 +40,16 @@ from fleet import logs
 from fleet.errors import ConfigError
 from fleet.notify import delivery, messages
 from fleet.notify.messages import Endpoint, Notice
+from fleet.notify.outbox import Outbox, SinkStats
 from fleet.notify.settings import DeliverySettings, SinkSpec
 from fleet.report.targets import TargetEvent, TargetStatus
 from fleet.runtime.clock import Clock
 
-__all__ = ["Notifier", "Outbox", "SinkStats"]
+__all__ = ["Notifier"]
 
 log = logging.getLogger(__name__)
 
 _DEDUP_SWEEP = 4096  # dedup entries kept before the expired ones are swept
-
-
-@dataclass
-class SinkStats:
-    """What one sink did since the hub started (the lead exports them as metrics)."""
-
-    sent: int = 0
-    failed: int = 0
-    dropped: int = 0  # the outbox was full: the oldest notice went unsent
-    retried: int = 0  # attempts after the first
-    deduplicated: int = 0
-    queued: int = 0
-    last_error: str = ""
-
-
-class Outbox:
-    """A bounded FIFO of notices; a full one drops its oldest. A keyed put replaces in place."""
-
-    def __init__(self, size: int) -> None:
-        self._items: OrderedDict[Hashable, Notice] = OrderedDict()
-        self._size = size
-        self._order = itertools.count()
-        self._wake: anyio.Event | None = None
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, notice: Notice, *, key: Hashable | None = None) -> Notice | None:
-        """Queue `notice` (replacing the one queued under `key`); the notice dropped, if any."""
-        dropped = None
-        if key is not None and key in self._items:
-            self._items[key] = notice
-        else:
-            if len(self._items) >= self._size:
-                dropped = self._items.popitem(last=False)[1]
-            self._items[key if key is not None else next(self._order)] = notice
-        if self._wake is not None:
-            self._wake.set()
-        return dropped
-
-    async def get(self) -> Notice:
-        while not self._items:
-            self._wake = anyio.Event()
-            await self._wake.wait()
-        return self._items.popitem(last=False)[1]
 
 
 @dataclass
@@ -133,13 +87,12 @@ class Notifier:
         self._repo_of = repo_of
         self._clock = clock
         self._settings = delivery_settings or DeliverySettings()
-        self._sinks: list[_Sink] = []
         self._seen: dict[tuple[str, str, str, str, str], float] = {}  # event key -> expiry
         self._states: dict[tuple[str, str, str], tuple[str, str]] = {}  # -> (commit, state)
         self._env = env
         self._group: anyio.abc.TaskGroup | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._sinks = [self._sink(spec, SinkStats()) for spec in specs]
+        self._sinks: list[_Sink] = [self._sink(spec, SinkStats()) for spec in specs]
 
     def _sink(self, spec: SinkSpec, stats: SinkStats) -> _Sink:
         endpoint: Endpoint | None = None
