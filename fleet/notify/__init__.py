@@ -17,6 +17,7 @@ from fleet.notify.settings import (
     SINK_TYPES,
     DeliverySettings,
     SinkSpec,
+    notifications_schema,
     parse_notifications,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "Outbox",
     "SinkSpec",
     "SinkStats",
+    "notifications_schema",
     "parse_notifications",
 ]

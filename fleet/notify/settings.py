@@ -36,6 +36,7 @@ __all__ = [
     "STATUS_TYPES",
     "DeliverySettings",
     "SinkSpec",
+    "notifications_schema",
     "parse_notifications",
 ]
 
@@ -337,3 +338,48 @@ class _Reader:
             expected = "a positive whole number" if integer else "a positive number of seconds"
             raise ConfigError(f"{self.where}.{key}: expected {expected}, got {value!r}")
         return float(value)
+
+
+_DOCS = {
+    "name": ("string", "the sink's name (lower-case letters, digits and '-'), unique"),
+    "type": ("string", "webhook | slack | github-status | gitlab-status"),
+    "url": ("string", "webhook / slack: the endpoint (use urlEnv when it holds a secret)"),
+    "urlEnv": ("string", "webhook / slack: the environment variable holding the endpoint"),
+    "secretEnv": ("string", "webhook: the environment variable holding the HMAC-SHA256 key"),
+    "tokenEnv": ("string", "github-status / gitlab-status: the variable holding the API token"),
+    "apiURL": ("string", "github-status / gitlab-status: the API's base URL"),
+    "on": ("array", "webhook / slack: the event types sent"),
+    "apps": ("array", "globs of the app names this sink hears about (default: all)"),
+    "clusters": ("array", "globs of the cluster names this sink hears about (default: all)"),
+    "timeout": ("number", "seconds per request (default 10)"),
+    "attempts": ("integer", "tries per notification (default 5)"),
+    "queueSize": ("integer", "notifications waiting before the oldest is dropped (default 1000)"),
+    "dedupWindow": ("number", "seconds in which the same event of a target is sent once (300)"),
+    "linkURL": ("string", "a link for readers; {app}, {cluster} and {commit} are filled in"),
+}
+
+
+def notifications_schema() -> dict[str, Any]:
+    """A JSON Schema of the ``notifications:`` list, for editors (``fleet schema``)."""
+    properties: dict[str, Any] = {}
+    for key in sorted(_KEYS):
+        kind, description = _DOCS[key]
+        prop: dict[str, Any] = {"type": kind, "description": description}
+        if key == "type":
+            prop["enum"] = list(SINK_TYPES)
+        if key == "on":
+            prop["items"] = {"type": "string", "enum": list(EVENT_TYPES)}
+        if key in ("apps", "clusters"):
+            prop["items"] = {"type": "string"}
+            prop["minItems"] = 1
+        properties[key] = prop
+    return {
+        "type": "array",
+        "description": "where fleet tells people what happened to its targets",
+        "items": {
+            "type": "object",
+            "required": ["name", "type"],
+            "additionalProperties": False,
+            "properties": properties,
+        },
+    }

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from fleet.errors import ConfigError
-from fleet.notify import DEFAULT_EVENTS, SinkSpec, parse_notifications
+from fleet.notify import DEFAULT_EVENTS, EVENT_TYPES, SINK_TYPES, SinkSpec, parse_notifications
+from fleet.notify.settings import notifications_schema
 
 EXAMPLE = """
 notifications:
@@ -114,3 +115,17 @@ def test_each_mistake_is_named_with_its_field(sink: Any, expected: str) -> None:
 def test_two_sinks_of_one_name_are_refused() -> None:
     assert "notifications[1].name: 'h' is used by another sink" in _error([HOOK, HOOK])
     assert "expected a list of sinks" in _error({"h": HOOK})
+
+
+def test_the_schema_names_every_field_the_parser_takes() -> None:
+    items = notifications_schema()["items"]
+    assert items["additionalProperties"] is False
+    example = yaml.safe_load(EXAMPLE.replace(" on:", ' "on":'))["notifications"]
+    used = {key for sink in example for key in sink}
+    assert used <= set(items["properties"])
+    for key in items["properties"]:  # each field the schema offers is one the parser accepts
+        with pytest.raises(ConfigError) as caught:
+            parse_notifications({"notifications": [{**HOOK, key: object()}]})
+        assert "unknown field" not in str(caught.value)
+    assert items["properties"]["type"]["enum"] == list(SINK_TYPES)
+    assert items["properties"]["on"]["items"]["enum"] == list(EVENT_TYPES)
