@@ -29,6 +29,8 @@ from fleet.runtime.clock import Clock
 
 __all__ = ["Rejected", "Unavailable", "deliver", "reason", "retry_after", "retryable"]
 
+_MAX_ANSWER = 64 * 1024  # bytes of an answer read (to tell why a request was refused)
+
 
 class Unavailable(TransientError):
     """The sink answered 5xx, 429 or a rate-limit 403; `retry_after`: seconds it asked to wait."""
@@ -118,10 +120,12 @@ async def _attempt(
             headers=dict(request.headers),
             allow_redirects=False,
         ) as response:
-            await response.read()
+            answer = await response.content.read(_MAX_ANSWER)
             status = response.status
             if 200 <= status < 300:
                 return
+            if 400 <= status < 500 and request.already and request.already in answer:
+                return  # the sink already shows what we sent
             if status == 429 or status >= 500 or _rate_limited(status, response.headers):
                 raise Unavailable(status, retry_after=_delay(response.headers))
             raise Rejected(status)

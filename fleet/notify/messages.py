@@ -9,7 +9,7 @@ turns it into the exact HTTP :class:`Request` of that sink's protocol:
 - slack: ``{"text": ...}``, one readable line;
 - github-status: ``POST {api}/repos/{owner}/{repo}/statuses/{sha}`` with a bearer token;
 - gitlab-status: ``POST {api}/api/v4/projects/{url-encoded path}/statuses/{sha}`` with
-  ``PRIVATE-TOKEN``.
+  ``PRIVATE-TOKEN``; GitLab's 400 for a state the commit already has counts as delivered.
 
 :func:`commit_state` reads a target's record as a commit status (context ``fleet/<app>/<cluster>``):
 ``success`` when green, ``failure`` on a failed sync or render or a Degraded rollout, ``error``
@@ -90,6 +90,7 @@ class Request:
     url: str
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    already: bytes = b""  # a 4xx body holding this means the sink already shows it: done
 
 
 def resolve(spec: SinkSpec, env: Mapping[str, str]) -> Endpoint:
@@ -234,7 +235,10 @@ def request_for(endpoint: Endpoint, notice: Notice) -> Request:
     if link:
         gitlab["target_url"] = link
     body = _json(gitlab)
-    return Request("POST", url, body, _headers(**{"PRIVATE-TOKEN": endpoint.token}))
+    headers = _headers(**{"PRIVATE-TOKEN": endpoint.token})
+    # GitLab refuses a status the commit already has ("Cannot transition status via :run from
+    # :running"): after a hub restart the same state is posted again, and that is not a failure
+    return Request("POST", url, body, headers, already=b"Cannot transition status")
 
 
 def _headers(**extra: str) -> dict[str, str]:

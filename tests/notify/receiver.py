@@ -22,6 +22,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False  # wait until the receiver closes (or `release` is set)
+    text: str = "{}"
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Receiver:
         reply = self.script.pop(0) if self.script else Reply()
         if reply.hang:
             await self.release.wait()
-        return web.Response(status=reply.status, headers=reply.headers, text="{}")
+        return web.Response(status=reply.status, headers=reply.headers, text=reply.text)
 
 
 async def until(check: Callable[[], bool], *, limit: float = 10.0) -> None:

@@ -178,6 +178,19 @@ async def test_commit_statuses_on_github_and_gitlab() -> None:
         assert [r.json()["state"] for r in gl] == ["success", "failed"]
 
 
+async def test_gitlab_refusing_a_state_the_commit_already_has_is_not_a_failure() -> None:
+    async with Receiver() as rx:
+        same = '{"message":"Cannot transition status via :run from :running"}'
+        rx.script = [Reply(400, text=same), Reply(400, text='{"message":"403 Forbidden"}')]
+        gitlab = SinkSpec(name="gl", type="gitlab-status", api_url=rx.url(), token_env="GL_TOKEN")
+        async with running([gitlab]) as notifier:
+            notifier(_green(A), ())  # e.g. posted again after a restart
+            await until(lambda: notifier.stats()["gl"].sent == 1)
+            notifier(_green(A, cluster="prod-2"), ())  # any other 400 is a failure
+            await until(lambda: notifier.stats()["gl"].failed == 1)
+        assert notifier.stats()["gl"].last_error == "rejected with HTTP 400"
+
+
 async def test_retried_after_a_500_then_delivered_with_the_same_delivery_id() -> None:
     async with Receiver() as rx:
         rx.script = [Reply(500), Reply(503)]
