@@ -94,3 +94,22 @@ async def test_the_dedup_window_on_virtual_time() -> None:
     notifier(STATUS, (_event(),))  # the window is over: told again
     notifier(STATUS, (_event(kind="Drift"),))  # not a type this sink takes
     assert (notifier.stats()["hook"].queued, notifier.stats()["hook"].deduplicated) == (2, 1)
+
+
+async def test_an_app_without_a_known_repository_never_raises_into_the_reconcile() -> None:
+    def unknown(app: str) -> str:
+        raise KeyError(app)
+
+    spec = SinkSpec(name="gh", type="github-status", token_env="KEY")
+    notifier = Notifier([spec], env=ENV, repo_of=unknown, clock=VirtualClock())
+    green = TargetStatus(
+        cluster="prod-1", app="web", sync="Synced", health="Healthy", desired_commit="a" * 40,
+        applied_commit="a" * 40,
+    )  # fmt: skip
+    notifier(green, ())  # returns: the failure is counted, not raised
+    stats = notifier.stats()["gh"]
+    assert (stats.failed, stats.queued, stats.last_error) == (
+        1,
+        0,
+        "no repository known for app web",
+    )
