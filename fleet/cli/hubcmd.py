@@ -248,7 +248,10 @@ class _Unreachable(Exception):
 
 def _get(url: str) -> dict[str, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - operator's URL
+        token = os.environ.get("FLEET_API_TOKEN", "").strip()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - operator's URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             data = json.load(response)
     except urllib.error.HTTPError as exc:
         raise _Unreachable(f"the hub at {url} answered HTTP {exc.code} {exc.reason}") from None

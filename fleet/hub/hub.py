@@ -79,7 +79,7 @@ from fleet.runtime import (
     registry,
     supervised,
 )
-from fleet.sources import Sources, SourceSettings, repo_id
+from fleet.sources import Sources, SourceSettings, check_repo_url, repo_id
 from fleet.transport import Tunnels, TunnelSettings
 
 __all__ = ["Hub", "unreachable"]
@@ -507,7 +507,7 @@ def _checked_sources(config: Config) -> tuple[Config, list[str]]:
     kept, refused = [], []
     for app in config.apps:
         try:
-            repo_id(app.source.repo_url)
+            check_repo_url(app.source.repo_url, app=app.name)
         except ConfigError as exc:
             refused.append(f"app {app.name} ({app.origin or 'config'}): {exc}")
             continue

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet import logs
 from fleet.cache import ManifestCache, SingleFlight, render_key
 from fleet.errors import FleetError, StalledError
 from fleet.render import HelmOptions, Renderer, RenderPlan, RenderSpec
@@ -83,7 +84,7 @@ class DesiredState:
 
     async def desired(self, app: AppSource, cluster: ClusterRef) -> Desired:
         """The desired set of `app` on `cluster` now (see the module docstring)."""
-        where = f"app {app.name} cluster {cluster.name}: repo {app.repo_url} "
+        where = f"app {app.name} cluster {cluster.name}: repo {logs.scrub(app.repo_url)} "
         where += f"revision {app.revision!r} path {app.path!r}"
         resolved: str | None = None
         try:

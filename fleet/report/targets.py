@@ -19,12 +19,15 @@ only keeps and publishes them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from fleet import logs
 
 __all__ = [
     "HEALTH_ORDER",
@@ -212,8 +215,14 @@ class Targets:
         ]
 
     def commit(self, status: TargetStatus, events: Iterable[TargetEvent] = ()) -> None:
-        """Store `status` as the record of its target and publish it with `events`."""
-        happened = tuple(events)
+        """Store `status` as the record of its target and publish it with `events`.
+
+        Error texts and event messages are scrubbed here, once, so no reader (the API, the page,
+        history, a notification) can show a secret that reached an error message.
+        """
+        if status.error:
+            status = dataclasses.replace(status, error=logs.scrub(status.error))
+        happened = tuple(dataclasses.replace(e, message=logs.scrub(e.message)) for e in events)
         self._records[status.key] = status
         if happened:
             line = self._per_target.setdefault(status.key, deque(maxlen=self._per_target_size))
