@@ -10,8 +10,9 @@ Services of the task group, each started with a ready handshake:
 - the **source poller**: one ``ls-remote`` per repository per interval for the whole fleet; a
   moved ref enqueues exactly the keys of the apps reading that repository. Webhooks do the same at
   once (:meth:`Hub.on_push`), so a pushed commit starts applying in milliseconds;
-- **drift watchers**, one per synced (cluster, app): a change by someone else marks the key and,
-  with selfHeal, enqueues it;
+- the **cells** (:mod:`fleet.hub.cells`), one per connected cluster: one shared watch per kind
+  feeding a live cache that syncs read from; a change by someone else to a target's objects marks
+  the target drifted and, with selfHeal, enqueues it;
 - the **HTTP server**: webhooks, health, metrics, JSON status, the status page;
 - the **targets** (:class:`~fleet.report.Targets`): one record per (cluster, app), written only
   by the reconciler's summary step; the board, history, metrics and log subscribe to it;
@@ -48,8 +49,8 @@ from fleet.config import loading as config_loading
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, describe
 from fleet.hub import server, webhooks
+from fleet.hub.cells import Cells
 from fleet.hub.connections import Connections, show_reach
-from fleet.hub.drift import DriftWatches
 from fleet.hub.pushes import PushOutcome, RepoRefresh
 from fleet.hub.reconciling import Key, Reconciler, unreachable
 from fleet.hub.settings import HubSettings
@@ -145,8 +146,6 @@ class Hub:
             desired=self.desired,
             targets=self.targets,
             metrics=self.metrics,
-            on_applied=self._watch_drift,
-            on_changing=self._stop_drift,
         )
         self.scheduler: Scheduler[Key] = Scheduler(
             self.reconciler,
@@ -161,7 +160,7 @@ class Hub:
         self.port = 0
         self._ready = False
         self._config_stamp: tuple[tuple[str, float, int], ...] | None = None
-        self._drift: DriftWatches | None = None
+        self._cells: Cells | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._connections: Connections | None = None
         self.tunnel_settings = TunnelSettings()  # SSH links of clusters behind a bastion
@@ -187,13 +186,8 @@ class Hub:
                     group=group, limits=self.limits, on_status=self._api_status, tunnels=tunnels
                 )
                 self.reconciler.connections = self._connections.by_name
-                self._drift = DriftWatches(
-                    group=group,
-                    reconciler=self.reconciler,
-                    desired=self.desired,
-                    enqueue=self.queue.add,
-                    resync=self.settings.resync_interval,
-                )
+                self._cells = Cells(group=group, on_drift=self._drifted)
+                self.reconciler.cells = self._cells
                 self._load_config()
                 await group.start(self.scheduler.run)
                 await group.start(self.registry.run)
@@ -265,8 +259,8 @@ class Hub:
         for name in gone:
             for key in self.targets.of_app(name):
                 self.targets.forget(key, message=f"app {name} left the config")
-        if self._drift is not None:
-            self._drift.stop_where(lambda key: key[1] in gone)
+        if self._cells is not None:
+            self._cells.unwatch_where(lambda key: key[1] in gone)
         for name, app in new.items():
             if old.get(name) != app:
                 self._enqueue_app(name)
@@ -296,8 +290,9 @@ class Hub:
             self._connections.close(name)
             self.breakers.drop(name)
             self.board.forget_cluster(name)
-            if self._drift is not None:
-                self._drift.stop_where(lambda key: key[0] == name)
+            if self._cells is not None:
+                self._cells.close(name)
+                self._cells.unwatch_where(lambda key: key[0] == name)
             cause = f"cluster {name} left the fleet (kubeconfig removed); nothing was deleted there"
             for key in self.targets.of_cluster(name):
                 app = self.reconciler.config.app(key[1])
@@ -316,8 +311,6 @@ class Hub:
             else:
                 state.error += " (the last good kubeconfig stays in use)"
             return
-        if self._drift is not None:
-            self._drift.stop_where(lambda key: key[0] == name)
         assert self._group is not None
         self._group.start_soon(self._join, entry.cluster, self._generation(name))
 
@@ -355,6 +348,8 @@ class Hub:
             else ("connecting" if connection.via else "ready", "")
         )
         self.board.clusters[name] = state
+        if self._cells is not None and connection.cluster is not None:
+            self._cells.open(name, connection.cluster)
         for app in self.reconciler.config.apps:
             if self.reconciler.selects(app, name):
                 self.reconciler.force_full.add((name, app.name))
@@ -461,37 +456,36 @@ class Hub:
     async def on_push(self, push: webhooks.Push) -> PushOutcome:
         """A verified webhook: refresh the repositories it names, answer what happened.
 
-        Each matched repository is listed at once (coalesced with a listing in flight); the answer
-        waits up to ``_PUSH_WAIT`` seconds. A listing still running then is ``pending``: it goes on
-        in the hub's task group and enqueues its apps when it lands.
+        Each matched repository is listed at once (coalesced with a listing in flight) in the
+        hub's task group; the answer waits up to ``_PUSH_WAIT`` seconds. A listing still running
+        then is ``pending``: it goes on and enqueues its apps when it lands.
         """
         assert self._group is not None
         matched = self._repos({repo_id_or_none(url) for url in push.urls} - {""})
         results: dict[str, RepoRefresh] = {}
+        landed = {key: anyio.Event() for key in matched}
 
-        async def one(key: str, url: str) -> None:
-            results[key] = await self._refresh(url)
+        async def one(key: str, url: str) -> None:  # in the hub's group: a client that goes away
+            results[key] = await self._refresh(url)  # cancels only its wait, never the refresh
+            landed[key].set()
 
-        with anyio.move_on_after(_PUSH_WAIT):
-            async with anyio.create_task_group() as wait:
-                for key, url in matched.items():
-                    wait.start_soon(one, key, url)
         for key, url in matched.items():
-            if key not in results:  # the wait ended: finish in the background
-                self._group.start_soon(self._refresh, url)
+            self._group.start_soon(one, key, url)
+        with anyio.move_on_after(_PUSH_WAIT):
+            for event in landed.values():
+                await event.wait()
         return PushOutcome(
             tuple(results.get(k, RepoRefresh(repo=k, result="pending")) for k in sorted(matched))
         )
 
     # -- drift ------------------------------------------------------------------------------------
 
-    def _watch_drift(self, key: Key) -> None:
-        if self._drift is not None:
-            self._drift.watch(key)
-
-    def _stop_drift(self, key: Key) -> None:
-        if self._drift is not None:
-            self._drift.stop(key)
+    def _drifted(self, key: Key, objects: int) -> None:
+        """A cell saw someone else change `objects` of `key`: mark it; with selfHeal, heal it."""
+        self.reconciler.mark_drift(key, objects=objects)
+        app = self.reconciler.config.app(key[1])
+        if app is not None and app.sync_policy.self_heal:
+            self.queue.add(key)
 
 
 def repo_id_or_none(url: str) -> str:

@@ -24,19 +24,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fleet import plan
 from fleet.config import App, Config
 from fleet.errors import FleetError, StalledError, TransientError, describe
 from fleet.hub import apps
+from fleet.hub.cells import Cells, Expected
 from fleet.hub.connections import Connection
 from fleet.hub.settings import HubSettings
 from fleet.reconcile import summary
 from fleet.reconcile.desired import Desired, DesiredState
-from fleet.reconcile.syncing import sync
+from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.report import Metrics, Targets, TargetStatus
 from fleet.runtime import is_outage
+from fleet.types import ObjectKey
 
 __all__ = ["Key", "Reconciler", "unreachable"]
 
@@ -71,8 +73,7 @@ class Reconciler:
     connections: dict[str, Connection] = field(default_factory=dict)
     commit_times: dict[str, float] = field(default_factory=dict)
     force_full: set[Key] = field(default_factory=set)  # next run reads everything (a reconnect)
-    on_applied: Callable[[Key], None] | None = None  # after each full sync (drift watches)
-    on_changing: Callable[[Key], None] | None = None  # before applying a new desired set
+    cells: Cells | None = None  # the clusters' live caches: reads, drift, the cached resync
 
     def selects(self, app: App, cluster: str) -> bool:
         """Whether `app` goes to the connected cluster named `cluster`."""
@@ -110,6 +111,8 @@ class Reconciler:
             return None
         if connection is None or app is None or not self.selects(app, cluster_name):
             self.targets.forget(key, message="no longer a target of the config")
+            if self.cells is not None:
+                self.cells.unwatch(key)
             return None
         if connection.cluster is None:
             cause = connection.error or f"cluster {cluster_name} is not connected"
@@ -126,13 +129,12 @@ class Reconciler:
         elif self._free(previous, commit, rendered.digest, started):
             self.metrics.reconcile_seconds.labels(result="noop").observe(time.time() - started)
             assert previous.checked_at is not None
-            return self.settings.resync_interval - (started - previous.checked_at)
-        if previous.applied_digest != rendered.digest and self.on_changing is not None:
-            self.on_changing(key)  # the old set's drift watch would take our own write for drift
+            remaining = self.settings.resync_interval - (started - previous.checked_at)
+            return remaining if remaining > 0 else self.settings.resync_interval
         attempt = self._attempt(previous, started, commit=commit, digest=rendered.digest)
-        result = await sync(
-            connection.cluster, apps.app_sync(app, connection.file.ref), rendered, revision=commit
-        )
+        app_sync = apps.app_sync(app, connection.file.ref)
+        reader = self.cells.reader(cluster_name) if self.cells is not None else None
+        result = await sync(connection.cluster, app_sync, rendered, revision=commit, reader=reader)
         outcome = summary.outcome_of(result)
         committed_at = await self._commit_time(app, commit) if outcome.wrote else None
         attempt = dataclasses.replace(
@@ -141,8 +143,8 @@ class Reconciler:
         status = self._commit(previous, attempt)
         if committed_at is not None and outcome.in_sync:
             self.metrics.commit_to_applied_seconds.observe(max(0.0, time.time() - committed_at))
-        if self.on_applied is not None:
-            self.on_applied(key)
+        if self.cells is not None:
+            self.cells.watch(key, tracking=result.tracking, expected=_expected(result, app_sync))
         log.info(
             "event=reconciled cluster=%s app=%s commit=%s sync=%s health=%s seconds=%.3f",
             cluster_name,
@@ -159,8 +161,9 @@ class Reconciler:
         return self.settings.resync_interval
 
     def _free(self, previous: TargetStatus, commit: str, digest: str, started: float) -> bool:
-        """The free no-op: nothing has changed since the last full check, which is recent."""
-        return (
+        """The free no-op: nothing has changed since the last full check, and either that check
+        is recent or the cluster's warm live cache shows every object as it was applied."""
+        unchanged = (
             previous.sync == "Synced"
             and not previous.error
             and previous.applied_commit == commit
@@ -168,8 +171,13 @@ class Reconciler:
             and previous.drift_since is None
             and previous.health != "Progressing"
             and previous.checked_at is not None
-            and started - previous.checked_at < self.settings.resync_interval
         )
+        if not unchanged:
+            return False
+        assert previous.checked_at is not None
+        if started - previous.checked_at < self.settings.resync_interval:
+            return True
+        return self.cells is not None and self.cells.in_sync(previous.key) is True
 
     def _attempt(self, previous: TargetStatus, started: float, **fields: object) -> summary.Attempt:
         base = summary.Attempt(
@@ -246,3 +254,20 @@ class Reconciler:
             except (FleetError, ValueError):
                 return None
         return self.commit_times[commit]
+
+
+def _expected(result: SyncResult, app: AppSync) -> dict[ObjectKey, Expected]:
+    """What the sync left each of the target's objects as, for the drift check of its cell."""
+    failed = {c.key for c in result.changes.changes if c.outcome.value in _NOT_APPLIED}
+    return {
+        step.key: Expected(
+            api_version=step.api_version,
+            manifest=step.manifest,
+            ignore=plan.pointers_for(app.ignore, step.key),
+        )
+        for step in result.plan.applies
+        if step.key not in failed
+    }
+
+
+_NOT_APPLIED = {"failed", "conflict", "refused", "skipped"}

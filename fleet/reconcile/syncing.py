@@ -33,6 +33,7 @@ from fleet.config.projects import Project
 from fleet.errors import StalledError
 from fleet.health import Health, assess, worst
 from fleet.plan import projects
+from fleet.reconcile.reading import ApiReader, Reader
 from fleet.types import ClusterRef, Manifest, ObjectKey, RenderedSet
 
 __all__ = ["AppSync", "Descends", "SyncResult", "assess_health", "object_name", "sync"]
@@ -223,15 +224,18 @@ async def sync(
     revision: str = "",
     dry_run: bool = False,
     descends: Descends | None = None,
+    reader: Reader | None = None,
 ) -> SyncResult:
     """Make `cluster` match `rendered` for `app` (None: the render failed); see the module.
 
     `descends(old, new)` tells whether a commit descends from another (the app's mirror): given,
-    a desired commit that does not descend from the applied one is a rewind.
+    a desired commit that does not descend from the applied one is a rewind. `reader` is where
+    the inventory and live objects are read (:mod:`fleet.reconcile.reading`; default the API).
     """
     tracking = app.tracking(cluster.name)
     options = app.apply_options(cluster.name)
-    previous = await apply.read_inventory(cluster, app.inventory_id)
+    reader = reader or ApiReader()  # the cluster's live caches when the hub has them warm
+    previous = await reader.inventory(cluster, app.inventory_id)
     before = _entries(previous)
     desired: tuple[plan.DesiredObject, ...] | None = None
     refusals: list[plan.Blocked] = []
@@ -255,7 +259,7 @@ async def sync(
         for d in desired or ()
         if d.problem is None and d.key not in refused_keys
     }
-    live = await apply.read_live(
+    live = await reader.live(
         cluster,
         {**{k: e.api_version for k, e in before.items()}, **wanted},
         selector=f"{plan.APP_LABEL}={app.name}",
