@@ -7,6 +7,14 @@ naming the renderer, every repository path the render reads, and the renderer's 
 :meth:`Renderer.render` then renders a checkout of exactly those paths, at most ``concurrency``
 at a time, each within ``timeout``. Tool versions are asked once and kept.
 
+The spec's options are Argo CD's source fields. The tool is the one the files name (a chart,
+a kustomization, else plain files); options for another tool are an error naming the field, as is
+a ``plugin`` source, rather than a render that silently drops them. Helm options shape the
+command (:mod:`fleet.render.helm`); kustomize options are written into the checkout's copy of the
+kustomization before the build (:mod:`fleet.render.kustomize_edit`); directory options select
+Argo CD's directory semantics (:mod:`fleet.render.directory`). Every option that changes the
+output is in :meth:`RenderPlan.inputs`, so it is in the cache key.
+
 Every render, whatever its kind, first passes :func:`fleet.render.confine.check_tree` on the whole
 checkout (no link may lead out of it), and a chart :func:`fleet.render.helm.check_dependencies`.
 A tool runs with the checkout as its cwd, in a fresh scratch directory of its own (its ``HOME``,
@@ -15,6 +23,7 @@ temp and Helm directories, nothing else of the hub), with :func:`fleet.render.to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -28,9 +37,9 @@ from typing import Any, Literal
 import anyio
 
 from fleet.errors import StalledError, TransientError
-from fleet.render import confine, helm, kustomize, plain, tools
+from fleet.render import confine, directory, helm, kustomize, kustomize_edit, plain, tools
 from fleet.render.documents import DocumentLimits, parse_documents
-from fleet.render.spec import HelmOptions, RenderSpec
+from fleet.render.spec import HelmOptions, KustomizeOptions, RenderSpec
 from fleet.types import Manifest
 
 __all__ = ["RenderPlan", "RenderSettings", "Renderer"]
@@ -64,11 +73,20 @@ class RenderPlan:
     def inputs(self) -> dict[str, Any]:
         """What besides the trees and the tool decides the output (for the cache key)."""
         inputs: dict[str, Any] = {"path": self.path, "cluster": dict(self.spec.cluster_inputs)}
-        if self.kind == "helm" and self.spec.helm is not None:
-            inputs["namespace"] = self.spec.namespace
-            inputs["release"] = self.spec.helm.release
-            inputs["valueFiles"] = list(self.spec.helm.value_files)
-            inputs["values"] = self.spec.helm.values
+        spec = self.spec
+        if self.kind == "helm" and spec.helm is not None:
+            options = spec.helm
+            inputs["namespace"] = spec.namespace
+            inputs["release"] = helm.release_name(options, spec.app)
+            inputs["valueFiles"] = list(options.value_files)
+            inputs["values"] = options.values
+            more = _changed(options, HelmOptions(), skip=("release", "value_files", "values"))
+            if more:
+                inputs["helm"] = more
+        if self.kind == "kustomize" and spec.kustomize is not None:
+            inputs["kustomize"] = _changed(spec.kustomize, KustomizeOptions())
+        if self.kind == "plain" and spec.directory is not None:
+            inputs["directory"] = dataclasses.asdict(spec.directory)
         return inputs
 
 
@@ -83,20 +101,23 @@ class Renderer:
 
     async def plan(self, reader: kustomize.TreeReader, spec: RenderSpec) -> RenderPlan:
         """Decide the renderer for `spec` at the commit `reader` reads; list what it reads."""
+        _check_sources(spec)
         kind_of_path = await reader.kind(spec.path)
         if kind_of_path is None:
             raise StalledError(f"path {spec.path!r} does not exist")
-        if kind_of_path == "blob":
-            return RenderPlan("plain", spec.path, (spec.path,), spec)
-        names = set(await reader.names(spec.path))
+        names = set(await reader.names(spec.path)) if kind_of_path == "tree" else set()
         limits = self.settings.limits
         if "Chart.yaml" in names:
-            options = spec.helm or HelmOptions(release="release")
-            spec = RenderSpec(spec.path, spec.namespace, options, spec.cluster_inputs)
-            return RenderPlan("helm", spec.path, tuple(helm.reads(spec.path, options)), spec)
+            _check_tool(spec, "helm")
+            spec = dataclasses.replace(spec, helm=await _helm_options(reader, spec))
+            assert spec.helm is not None
+            return RenderPlan("helm", spec.path, tuple(helm.reads(spec.path, spec.helm)), spec)
         if names & set(kustomize.KUSTOMIZATION_NAMES):
-            paths = await kustomize.reads(reader, spec.path, limits=limits)
+            _check_tool(spec, "kustomize")
+            extra = kustomize_edit.references(spec.kustomize) if spec.kustomize else []
+            paths = await kustomize.reads(reader, spec.path, limits=limits, extra=extra)
             return RenderPlan("kustomize", spec.path, tuple(paths), spec)
+        _check_tool(spec, "plain")
         return RenderPlan("plain", spec.path, (spec.path,), spec)
 
     async def version(self, kind: Kind) -> str:
@@ -130,6 +151,11 @@ class Renderer:
     async def _render(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         limits = self.settings.limits
         await anyio.to_thread.run_sync(lambda: self._confine(checkout, plan))
+        options = plan.spec.directory
+        if plan.kind == "plain" and options is not None:
+            return await anyio.to_thread.run_sync(
+                lambda: directory.load_directory(checkout, plan.path, options, limits=limits)
+            )
         if plan.kind == "plain":
             return await anyio.to_thread.run_sync(
                 lambda: plain.load_directory(checkout, plan.path, limits=limits)
@@ -138,6 +164,7 @@ class Renderer:
             home = Path(scratch)
             env = tools.tool_env(home)
             if plan.kind == "kustomize":
+                await anyio.to_thread.run_sync(lambda: self._edit(checkout, plan))
                 command = kustomize.build_command(
                     checkout / plan.path, binary=self.settings.kustomize
                 )
@@ -161,13 +188,24 @@ class Renderer:
         if plan.kind == "helm":
             helm.check_dependencies(checkout, plan.path, limits=self.settings.limits)
 
+    def _edit(self, checkout: Path, plan: RenderPlan) -> None:
+        """Write the app's kustomize options into the checkout's kustomization (not the mirror)."""
+        options = plan.spec.kustomize
+        if options is None or options.is_empty():
+            return
+        names = {p.name for p in (checkout / plan.path).iterdir()}
+        name = next(n for n in kustomize.KUSTOMIZATION_NAMES if n in names)
+        file = f"{plan.path}/{name}" if plan.path else name
+        kustomize_edit.write(checkout, file, options, limits=self.settings.limits)
+
     def _helm_command(self, checkout: Path, plan: RenderPlan, home: Path) -> list[str]:
         options = plan.spec.helm
         assert options is not None  # plan() always sets it for a chart
         inline = None
-        if options.values:
-            inline = home / "inline-values.json"
-            inline.write_text(json.dumps(_plain(options.values)))
+        text = helm.inline_values_text(options)
+        if text is not None:
+            inline = home / "inline-values.yaml"  # JSON is YAML
+            inline.write_text(text)
         return helm.template_command(
             self._helm(),
             checkout=checkout,
@@ -175,6 +213,7 @@ class Renderer:
             namespace=plan.spec.namespace,
             options=options,
             inline_values=inline,
+            app=plan.spec.app,
         )
 
     def _helm(self) -> Path:
@@ -205,7 +244,92 @@ class Renderer:
         return f"{kind} {text}"
 
 
+_TOOL_FIELDS = {"helm": "spec.source.helm", "kustomize": "spec.source.kustomize"}
+
+
+def _check_sources(spec: RenderSpec) -> None:
+    """Refuse a plugin source, and options for two tools at once (Argo CD refuses both too)."""
+    if spec.plugin:
+        raise StalledError(
+            "spec.source.plugin: config management plugins are not supported by fleet; render "
+            "the manifests in CI and commit them, or use a Helm, kustomize or directory source"
+        )
+    given = [
+        name
+        for name, present in (
+            ("spec.source.helm", spec.helm is not None),
+            ("spec.source.kustomize", spec.kustomize is not None and not spec.kustomize.is_empty()),
+            (
+                "spec.source.directory",
+                spec.directory is not None and not spec.directory.is_default(),
+            ),
+        )
+        if present
+    ]
+    if len(given) > 1:
+        raise StalledError(f"multiple application sources defined: {' and '.join(given)}")
+
+
+def _check_tool(spec: RenderSpec, kind: Kind) -> None:
+    """Refuse options for a tool other than the one the files at the path name."""
+    found = {"helm": "a Chart.yaml", "kustomize": "a kustomization", "plain": "plain files"}[kind]
+    wrong: list[str] = []
+    if spec.helm is not None and kind != "helm":
+        wrong.append(_TOOL_FIELDS["helm"])
+    if spec.kustomize is not None and not spec.kustomize.is_empty() and kind != "kustomize":
+        wrong.append(_TOOL_FIELDS["kustomize"])
+    if spec.directory is not None and not spec.directory.is_default() and kind != "plain":
+        wrong.append("spec.source.directory")
+    if wrong:
+        raise StalledError(
+            f"{wrong[0]} is set but path {spec.path!r} holds {found}; remove the field or point "
+            "the app at a path for that tool"
+        )
+
+
+async def _helm_options(reader: kustomize.TreeReader, spec: RenderSpec) -> HelmOptions:
+    """The chart's options, checked, with missing value files dropped if the app says so."""
+    options = spec.helm or HelmOptions()
+    helm.check_options(options)
+    for name in options.value_files:
+        if "://" in name:
+            raise StalledError(
+                f"value file {name!r} of chart {spec.path!r} is a URL: fleet reads values only "
+                "from the repository; commit the file and name it relative to the chart"
+            )
+    paths = helm.value_file_paths(spec.path, options)
+    files = helm.file_parameter_paths(spec.path, options)
+    kinds = await reader.kinds([*paths, *files]) if paths or files else {}
+    for parameter, path in zip(options.file_parameters, files, strict=True):
+        if kinds.get(path) != "blob":
+            raise StalledError(
+                f"spec.source.helm.fileParameters {parameter.name!r}: file {parameter.path!r} "
+                f"({path}) does not exist in the repository"
+            )
+    kept = []
+    for name, path in zip(options.value_files, paths, strict=True):
+        if kinds.get(path) == "blob":
+            kept.append(name)
+        elif not options.ignore_missing_value_files:
+            raise StalledError(
+                f"value file {name!r} of chart {spec.path!r} ({path}) does not exist; commit it, "
+                "or set spec.source.helm.ignoreMissingValueFiles"
+            )
+    return dataclasses.replace(options, value_files=tuple(kept))
+
+
+def _changed(value: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of dataclass `value` that differ from `default`, as plain data."""
+    return {
+        f.name: _plain(getattr(value, f.name))
+        for f in dataclasses.fields(value)
+        if f.name not in skip and getattr(value, f.name) != getattr(default, f.name)
+    }
+
+
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
