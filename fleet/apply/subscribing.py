@@ -79,7 +79,7 @@ class Subscription:
         return events
 
     async def wait(self) -> list[CacheEvent]:
-        """Wait until an event is pending, then :meth:`take` them all."""
+        """Wait until an event is pending, then :meth:`take` them all (one consumer at a time)."""
         if not self._pending:
             await self._wake.wait()
         return self.take()

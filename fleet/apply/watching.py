@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import math
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -30,12 +31,27 @@ from fleet.apply import discovery
 from fleet.apply.kube import ApiError, Cluster
 from fleet.types import Manifest, ObjectKey, split_api_version
 
-__all__ = ["Expired", "Listing", "WatchEvent", "list_objects", "watch_kind", "watch_once"]
+__all__ = [
+    "Expired",
+    "Listing",
+    "Silent",
+    "WatchEvent",
+    "list_objects",
+    "watch_kind",
+    "watch_once",
+]
 
 log = logging.getLogger(__name__)
 
 PAGE = 500
 """Objects per LIST page: a large kind is read in pages, not one huge answer."""
+
+
+class Silent(ApiError):
+    """A watch sent nothing, not even a bookmark, for longer than allowed: the server may hang."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "Silent", message)
 
 
 class Expired(ApiError):
@@ -80,7 +96,7 @@ async def list_objects(
             return Listing(items=items, version=version)
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
     buffer = bytearray()
     async for chunk in response.content.iter_any():
         buffer.extend(chunk)
@@ -102,12 +118,15 @@ async def watch_once(
     seconds: int,
     on_open: Callable[[], None],
     on_event: Callable[[str, Manifest], None],
+    silence: float | None = None,
 ) -> str:
     """One watch request from `version`; the version to resume from when the server ends it.
 
     `on_open()` runs once the server accepted the watch; `on_event(type, object)` for each
     ADDED, MODIFIED or DELETED (bookmarks only move the version). Both must not block.
-    Raises :class:`Expired` when `version` is too old, :class:`ApiError` for any other refusal.
+    Raises :class:`Expired` when `version` is too old, :class:`Silent` when the stream sent
+    nothing for `silence` seconds (a quiet apiserver sends a bookmark every 1-2 minutes), and
+    :class:`ApiError` for any other refusal or a broken connection.
     """
     path = resource.collection()
     query = [
@@ -120,7 +139,15 @@ async def watch_once(
     try:
         async with cluster.stream(path, query=query, request_timeout=seconds + 30) as response:
             on_open()
-            async for line in _lines(response):
+            lines = _lines(response)
+            while True:
+                with anyio.move_on_after(math.inf if silence is None else silence) as quiet:
+                    line = await anext(lines, None)
+                if quiet.cancelled_caught:
+                    await lines.aclose()
+                    raise Silent(f"WATCH {path} on cluster {cluster.name}: nothing for {silence} s")
+                if line is None:
+                    break
                 event = json.loads(line)
                 kind = str(event.get("type", ""))
                 obj = event.get("object") or {}

@@ -455,6 +455,8 @@ class Proxy:
         self.port = 0
         self.cut = False
         self._scopes: set[anyio.CancelScope] = set()
+        self._flowing = anyio.Event()
+        self._flowing.set()
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
@@ -476,12 +478,21 @@ class Proxy:
                 finally:
                     self._scopes.discard(scope)
 
-    @staticmethod
-    async def _pump(source: SocketStream, sink: SocketStream, done: anyio.CancelScope) -> None:
+    async def _pump(
+        self, source: SocketStream, sink: SocketStream, done: anyio.CancelScope
+    ) -> None:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             async for chunk in source:
+                await self._flowing.wait()
                 await sink.send(chunk)
         done.cancel()  # one side closed: close the other
+
+    def freeze(self) -> None:
+        """Hold every byte, keep every connection open: a hung server, as the client sees it."""
+        self._flowing = anyio.Event()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def disconnect(self) -> None:
         self.cut = True
@@ -542,6 +553,50 @@ async def test_changes_behind_a_partition_arrive_as_relisted_events(
             )
             state = state_of(cache, kind)
             assert state.lists == lists + 1 and state.error == ""
+        tg.cancel_scope.cancel()
+
+
+async def test_a_silent_watch_makes_the_kind_cold_without_a_relist(
+    kit_clusters: list[RunningCluster], editor: apply.Cluster
+) -> None:
+    running = kit_clusters[0]
+    ns, run = await namespace(editor), unique("run")
+    await create(editor, configmap(ns, "h1", run=run, owner="h"))
+    # the server ends each watch after 1 s: a healthy stream is never silent for 3 s
+    settings = InformerSettings(watch_seconds=1, silence_seconds=3.0)
+    proxy = Proxy(running.port)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(proxy.serve)
+        async with (
+            apply.connect(through(running.kubeconfig, port), name="behind-proxy") as far,
+            LiveCache(
+                far,
+                label_selector=f"{LABEL}={run}",
+                tracking_annotation=TRACKING,
+                settings=settings,
+            ) as cache,
+        ):
+            kind = cache.ensure("v1", "ConfigMap")
+            with anyio.fail_after(30):
+                assert await cache.wait_warm(kind)
+            subscription = cache.subscribe("h", tracking="h")
+            await anyio.sleep(4)
+            assert cache.is_warm(kind) and state_of(cache, kind).failures == 0
+
+            proxy.freeze()
+            await until(lambda: not cache.is_warm(kind), limit=30)
+            state = state_of(cache, kind)
+            assert "nothing for 3.0 s" in state.error and state.error_since is not None
+            await set_value(editor, ns, "h1", "while-hung")
+
+            proxy.thaw()
+            with anyio.fail_after(60):
+                assert await cache.wait_warm(kind)
+                events = await subscription.wait()
+            assert [value(e.new) for e in events] == ["while-hung"]
+            assert not events[0].relisted  # the watch resumed: nothing was listed again
+            state = state_of(cache, kind)
+            assert state.lists == 1 and state.error == ""
         tg.cancel_scope.cancel()
 
 
