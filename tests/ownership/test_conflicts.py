@@ -113,3 +113,28 @@ async def test_prune_needs_the_recorded_uid(cluster: apply.Cluster, namespace: s
     assert not result.in_sync
     survivor = await get(cluster, path)
     assert survivor is not None and survivor["data"] == {"v": "restored by hand"}
+
+
+async def test_objects_applied_before_tracking_ids_stay_this_apps(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    """An upgrade: objects a fleet without tracking ids applied (our label, in our inventory)
+    are ours, get the tracking id on the next sync, and are pruned normally later."""
+    app = AppSync(name=unique("app"), namespace=namespace, prune=PRUNE_ALL)
+    keep, old = configmap("keep", namespace, v="1"), configmap("old", namespace, v="1")
+    assert (await sync(cluster, app, RenderedSet.of([keep, old]), revision="r1")).in_sync
+    strip = [{"op": "remove", "path": "/metadata/annotations/fleet.dev~1tracking-id"}]
+    for name in ("keep", "old"):
+        await cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+            body=strip,
+            content_type="application/json-patch+json",
+        )
+    again = await sync(cluster, app, RenderedSet.of([keep, old]), revision="r1")
+    assert {c.key.name for c in again.changes.of(Outcome.CONFIGURED)} == {"keep", "old"}
+    assert again.in_sync, again.problems()
+    live = await get(cluster, f"/api/v1/namespaces/{namespace}/configmaps/old")
+    assert live is not None and plan.tracking_of(live) == again.tracking
+    gone = await sync(cluster, app, RenderedSet.of([keep]), revision="r2")
+    assert {c.key.name for c in gone.changes.of(Outcome.PRUNED)} == {"old"}
