@@ -310,6 +310,39 @@ async def test_initial_list_fills_the_cache_and_edits_reach_the_owner_only(
         assert state is not None and state.warm and state.lists == 1 and state.error == ""
 
 
+async def test_two_cluster_entries_on_one_apiserver_do_not_hear_each_other(
+    kit_clusters: list[RunningCluster], cluster: apply.Cluster, editor: apply.Cluster
+) -> None:
+    """The loop of 250 entries sharing 4 apiservers: each entry's writes were the others' drift.
+    With tracking ids that name the entry, each entry's target hears of its own objects only."""
+    ns, run = await namespace(editor), unique("run")
+    for entry in ("entry-a", "entry-b"):
+        await create(
+            editor, configmap(ns, f"app-{entry}", run=run, owner=f"fleet/app/{entry}/{ns}")
+        )
+    selector = f"{LABEL}={run}"
+    async with (
+        apply.connect(kit_clusters[0].kubeconfig, name="entry-b") as other,
+        LiveCache(cluster, label_selector=selector, tracking_annotation=TRACKING) as cache_a,
+        LiveCache(other, label_selector=selector, tracking_annotation=TRACKING) as cache_b,
+    ):
+        kinds = [cache.ensure("v1", "ConfigMap") for cache in (cache_a, cache_b)]
+        with anyio.fail_after(30):
+            assert all(
+                [await c.wait_warm(k) for c, k in zip((cache_a, cache_b), kinds, strict=True)]
+            )
+        a = cache_a.subscribe("app@entry-a", tracking=f"fleet/app/entry-a/{ns}")
+        b = cache_b.subscribe("app@entry-b", tracking=f"fleet/app/entry-b/{ns}")
+
+        await set_value(editor, ns, "app-entry-b", "written-for-b")
+        with anyio.fail_after(30):
+            assert names(await b.wait()) == [(MODIFIED, "app-entry-b")]
+        await set_value(editor, ns, "app-entry-a", "written-for-a")
+        with anyio.fail_after(30):
+            assert names(await a.wait()) == [(MODIFIED, "app-entry-a")]  # b's write came first
+        assert b.pending == 0
+
+
 async def test_an_object_larger_than_a_line_buffer_streams_through(
     cluster: apply.Cluster, editor: apply.Cluster
 ) -> None:
@@ -741,6 +774,15 @@ async def test_release_stops_the_stream_when_its_last_user_goes(cluster: apply.C
             assert not await cache.wait_warm(kind)
     with pytest.raises(RuntimeError, match="not running"):
         cache.ensure("v1", "Secret")
+
+    async with anyio.create_task_group() as tg:  # the other way to run it: started in a group
+        served = LiveCache(cluster, label_selector=f"{LABEL}={unique('run')}")
+        await tg.start(served.run)
+        kind = served.ensure("v1", "Secret")
+        with anyio.fail_after(30):
+            assert await served.wait_warm(kind)
+        tg.cancel_scope.cancel()
+    assert served.kinds() == []
 
 
 KINDS = (
