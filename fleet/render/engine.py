@@ -83,7 +83,11 @@ class RenderPlan:
             more = _changed(options, HelmOptions(), skip=("release", "value_files", "values"))
             if more:
                 inputs["helm"] = more
-        if self.kind == "kustomize" and spec.kustomize is not None:
+        if (
+            self.kind == "kustomize"
+            and spec.kustomize is not None
+            and not spec.kustomize.is_empty()
+        ):
             inputs["kustomize"] = _changed(spec.kustomize, KustomizeOptions())
         if self.kind == "plain" and spec.directory is not None:
             inputs["directory"] = dataclasses.asdict(spec.directory)
