@@ -161,6 +161,6 @@ class Subscribers:
     def dispatch(self, event: CacheEvent) -> int:
         """Offer `event` to every owner it concerns; how many there were."""
         owners = self.owners_of(event)
-        for owner in owners:
+        for owner in sorted(owners):  # a stable order: runs are reproducible
             self._by_owner[owner].offer(event)
         return len(owners)
