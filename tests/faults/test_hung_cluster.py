@@ -1,16 +1,19 @@
 """A hung apiserver (SIGSTOP: the process frozen, its port still accepting TCP) on kit clusters.
 
 The hub runs as ``fleet run`` (:class:`tests.faults.faultkit.FaultRig`) over real git and two kit
-clusters. One apiserver is frozen with SIGSTOP; the test asserts from outside, as an operator
-would: ``/api/status`` shows that cluster not ready (parked, "unreachable") within a safety
-limit, the other cluster converges a new commit meanwhile, the frozen cluster's cell never
-claims the commit it cannot have received, and after SIGCONT the cluster is ready again and
+clusters. One apiserver is frozen with SIGSTOP and a commit pushed at once, so the hub's
+requests to the frozen cluster hang in flight. The test asserts from outside, as an operator
+would: ``/api/status`` shows that cluster not ready (parked, "unreachable ... /readyz") within a
+safety limit, the other cluster converges the commit meanwhile, the hung request ended (the
+log's ``abandoned`` count, the cell's failed sync naming the cause) and the frozen cluster's cell
+never claims the commit it cannot have received; after SIGCONT the cluster is ready again and
 converges, with the hub alive throughout. SIGCONT is sent in a ``finally``, whatever happened.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -70,6 +73,9 @@ async def test_a_frozen_apiserver_is_unreachable_within_seconds_and_recovers(
         os.kill(pid, signal.SIGSTOP)
         try:
             stopped = time.monotonic()
+            # a commit right away: its requests to the frozen cluster are in flight, hung
+            sha = remote.commit({"app/cm.yaml": configmap(NS, "v2")})
+            assert await hub.webhook(rig.url("config")) == 202
             await until(lambda: _not_ready(rig, frozen.name), limit=30)  # a safety limit
             detected = time.monotonic() - stopped
             entry = await cluster_entry(rig, frozen.name)
@@ -77,12 +83,13 @@ async def test_a_frozen_apiserver_is_unreachable_within_seconds_and_recovers(
             assert "unreachable" in entry["error"] and "/readyz" in entry["error"], entry
             assert await state_of(rig, other.name) == "ready"
 
-            # the other cluster converges a new commit while one is frozen
-            sha = remote.commit({"app/cm.yaml": configmap(NS, "v2")})
-            assert await hub.webhook(rig.url("config")) == 202
+            # the other cluster converges the commit while one is frozen
             await until(lambda: all_equal(values([other], NS), "v2"), limit=60)
             assert await state_of(rig, frozen.name) == "parked"
-            for cell in await cells_of(rig, frozen.name):  # never green on what it cannot have
+            # the hung requests ended (abandoned when the probe found the cluster silent): the
+            # frozen cluster's cell reports the failed sync, never green on what it cannot have
+            await until(lambda: _sync_failed(rig, frozen.name), limit=30)
+            for cell in await cells_of(rig, frozen.name):
                 assert not (cell["sync"] == "Synced" and cell["revision"] == sha), cell
             assert hub.alive()
         finally:
@@ -93,13 +100,20 @@ async def test_a_frozen_apiserver_is_unreachable_within_seconds_and_recovers(
         await until(lambda: all_equal(values([frozen, other], NS), "v2"), limit=90)
         assert hub.alive()
         log = rig.log_text()
-        assert f"event=cluster_silent cluster={frozen.name}" in log
+        silent = re.search(rf"event=cluster_silent cluster={frozen.name} .*abandoned=(\d+)", log)
+        assert silent is not None, "no event=cluster_silent in the hub's log"
+        assert int(silent.group(1)) >= 1, silent.group(0)  # the hung request of the commit ended
         assert f"event=cluster_answering cluster={frozen.name}" in log
         assert "Traceback" not in log
 
 
 async def _not_ready(rig: FaultRig, name: str) -> bool:
     return await state_of(rig, name) != "ready"
+
+
+async def _sync_failed(rig: FaultRig, name: str) -> bool:
+    cells = await cells_of(rig, name)
+    return any(c["last_result"] == "failed" and "unreachable" in c["error"] for c in cells)
 
 
 async def _ready(rig: FaultRig, name: str) -> bool:
