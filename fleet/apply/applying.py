@@ -44,6 +44,7 @@ __all__ = [
     "apply_objects",
     "delete_objects",
     "dry_run",
+    "read_error",
     "read_live",
     "release_objects",
     "release_patch",
@@ -316,7 +317,7 @@ class ReadStalled(ReadError, StalledError):
     """A read was refused (400, 401, 403, ...): retrying will not help until access changes."""
 
 
-def _read_error(
+def read_error(
     exc: ApiError, *, cluster: Cluster, verb: str, api_version: str, kind: str, namespace: str
 ) -> ReadError:
     """One error for an API error of a read, naming what was read and what to do."""
@@ -389,7 +390,7 @@ async def _get(cluster: Cluster, api_version: str, key: ObjectKey) -> Manifest |
     except ApiError as exc:
         if exc.status == 404 and verb == "get":
             return None
-        return _read_error(
+        return read_error(
             exc,
             cluster=cluster,
             verb=verb,
@@ -415,7 +416,7 @@ async def _list(
     except ApiError as exc:
         if exc.status == 404 and verb == "list":
             return {}
-        return _read_error(
+        return read_error(
             exc,
             cluster=cluster,
             verb=verb,

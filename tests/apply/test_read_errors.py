@@ -129,3 +129,14 @@ async def test_a_forbidden_get_is_one_stalled_error(reader: tuple[apply.Cluster,
     message = str(caught.value)
     assert message.startswith(f"cannot get Secret (v1) in namespace {namespace}")
     assert "HTTP 403" in message
+
+
+async def test_an_unreadable_inventory_names_the_configmap(
+    reader: tuple[apply.Cluster, str],
+) -> None:
+    cluster, _ = reader
+    with pytest.raises(apply.ReadStalled) as caught:
+        await apply.read_inventory(cluster, "web")
+    message = str(caught.value)
+    assert "ConfigMap fleet-inventory-web (fleet's inventory)" in message
+    assert "namespace fleet-system" in message and "HTTP 403" in message
