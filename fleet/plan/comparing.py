@@ -4,7 +4,8 @@ Server-side apply leaves every field fleet did not set to the server (defaults, 
 so "in sync" means: every field fleet sends has the same value live. Maps compare key by key,
 lists element by element with equal length, scalars by value. A ``null`` fleet sends means "no
 opinion", and an empty map or list equals an absent one (the server drops them). A Secret's
-``stringData`` is compared with the base64 ``data`` the server keeps. ignoreDifferences are JSON pointers (RFC 6901) removed from both sides before comparing.
+``stringData`` is compared with the base64 ``data`` the server keeps. ignoreDifferences are JSON
+pointers (RFC 6901) removed from both sides before comparing.
 """
 
 from __future__ import annotations
