@@ -18,6 +18,7 @@ from fleet.apply.applying import (
     apply_objects,
     delete_objects,
     dry_run,
+    read_error,
     read_live,
     release_objects,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "diff_objects",
     "dry_run",
     "forget",
+    "read_error",
     "read_inventory",
     "read_live",
     "release_objects",

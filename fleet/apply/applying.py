@@ -318,11 +318,11 @@ class ReadStalled(ReadError, StalledError):
 
 
 def read_error(
-    exc: ApiError, *, cluster: Cluster, verb: str, api_version: str, kind: str, namespace: str
+    exc: ApiError, *, cluster: str, verb: str, api_version: str, kind: str, namespace: str
 ) -> ReadError:
     """One error for an API error of a read, naming what was read and what to do."""
     where = f"in namespace {namespace}" if namespace else "(cluster-scoped)"
-    what = f"cannot {verb} {kind} ({api_version}) {where} on cluster {cluster.name}"
+    what = f"cannot {verb} {kind} ({api_version}) {where} on cluster {cluster}"
     if exc.status == 0:
         return ReadTransient(f"{what}: no answer from the API server ({exc.message})")
     detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
@@ -392,7 +392,7 @@ async def _get(cluster: Cluster, api_version: str, key: ObjectKey) -> Manifest |
             return None
         return read_error(
             exc,
-            cluster=cluster,
+            cluster=cluster.name,
             verb=verb,
             api_version=api_version,
             kind=key.kind,
@@ -418,7 +418,7 @@ async def _list(
             return {}
         return read_error(
             exc,
-            cluster=cluster,
+            cluster=cluster.name,
             verb=verb,
             api_version=api_version,
             kind=kind,

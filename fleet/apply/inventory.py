@@ -143,7 +143,7 @@ async def read_inventory(cluster: Cluster, app: str) -> Inventory | None:
             return None
         raise read_error(
             exc,
-            cluster=cluster,
+            cluster=cluster.name,
             verb="get",
             api_version="v1",
             kind=f"ConfigMap {configmap_name(app)} (fleet's inventory)",
