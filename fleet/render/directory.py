@@ -8,9 +8,10 @@ does not look like one (it lacks any of ``apiVersion:``, ``kind:``, ``metadata:`
 else's file (a values file, a CI config) and is skipped, as Argo CD does; one that looks like an
 object but does not decode is an error naming it.
 
-Where fleet is stricter than silence: a ``.jsonnet`` file that would be read is refused, naming
-it (fleet does not evaluate jsonnet yet; it never renders such a directory to nothing), as is
-any ``directory.jsonnet`` option; a kustomization or a ``Chart.yaml`` in a subdirectory that
+A ``.jsonnet`` file that would be read is handed to the caller to evaluate
+(:mod:`fleet.render.jsonnet`); where the Jsonnet bindings are not installed it is refused, naming
+it (never a directory rendered to nothing), as is any ``directory.jsonnet`` option. Where fleet
+is stricter than silence: a kustomization or a ``Chart.yaml`` in a subdirectory that
 would be read is refused, naming it (Argo CD's documentation: a directory app fails on kustomize
 or Helm files; fleet does not read their templates as manifests). Links were checked by
 :func:`fleet.render.confine.check_tree` before this runs; each file is still checked here.
@@ -62,13 +63,22 @@ def selected_files(root: Path, options: DirectoryOptions) -> list[str]:
 
 
 def load_directory(
-    checkout: Path, path: str, options: DirectoryOptions, *, limits: DocumentLimits
+    checkout: Path,
+    path: str,
+    options: DirectoryOptions,
+    *,
+    limits: DocumentLimits,
+    jsonnet_files: list[str] | None = None,
 ) -> list[Manifest]:
-    """The objects of the directory at repository path `path` of `checkout`, per `options`."""
-    if options.jsonnet != JsonnetOptions():
+    """The objects of the directory at repository path `path` of `checkout`, per `options`.
+
+    The repository paths of the jsonnet files to read are appended to `jsonnet_files` for the
+    caller to evaluate (:mod:`fleet.render.jsonnet`); without that list they are refused.
+    """
+    if jsonnet_files is None and options.jsonnet != JsonnetOptions():
         raise StalledError(
-            "spec.source.directory.jsonnet is not supported: fleet does not evaluate jsonnet; "
-            "render it in CI and commit the YAML"
+            "spec.source.directory.jsonnet is not supported here: the Jsonnet bindings (PyPI "
+            "jsonnet) are not installed; install them, or render it in CI and commit the YAML"
         )
     start = checkout / path
     if start.is_file():
@@ -77,10 +87,14 @@ def load_directory(
     for rel in selected_files(start, options):
         file = start / rel
         repo_rel = file.relative_to(checkout).as_posix()
+        if file.name.endswith(".jsonnet") and jsonnet_files is not None:
+            jsonnet_files.append(repo_rel)
+            continue
         if file.name.endswith(".jsonnet"):
             raise StalledError(
-                f"path {repo_rel!r} is a jsonnet file: fleet does not evaluate jsonnet; render "
-                "it in CI and commit the YAML, or exclude it with spec.source.directory.exclude"
+                f"path {repo_rel!r} is a jsonnet file and the Jsonnet bindings (PyPI jsonnet) are "
+                "not installed; install them, render it in CI and commit the YAML, or exclude it "
+                "with spec.source.directory.exclude"
             )
         if file.name in _TOOL_FILES and "/" in rel:
             kind = "Helm chart" if file.name == "Chart.yaml" else "kustomization"

@@ -25,7 +25,7 @@ import yaml
 from fleet.errors import StalledError
 from fleet.types import Manifest
 
-__all__ = ["DocumentLimits", "generated_name", "load_yaml", "parse_documents"]
+__all__ = ["DocumentLimits", "generated_name", "load_yaml", "objects_of", "parse_documents"]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -51,6 +51,11 @@ def parse_documents(data: bytes, *, source: str, limits: DocumentLimits) -> list
             raise StalledError(f"{source}: invalid JSON: {exc}") from None
     else:
         docs = load_yaml(data, source=source, limits=limits)
+    return objects_of(docs, source=source)
+
+
+def objects_of(docs: list[Any], *, source: str) -> list[Manifest]:
+    """The objects of decoded documents `docs` (from `source`): checked, Lists flattened."""
     objects: list[Manifest] = []
     for index, doc in enumerate(docs):
         objects.extend(_objects(doc, where=f"{source} (document {index + 1})"))

@@ -37,9 +37,18 @@ from typing import Any, Literal
 import anyio
 
 from fleet.errors import StalledError, TransientError
-from fleet.render import confine, directory, helm, kustomize, kustomize_edit, plain, tools
+from fleet.render import (
+    confine,
+    directory,
+    helm,
+    jsonnet,
+    kustomize,
+    kustomize_edit,
+    plain,
+    tools,
+)
 from fleet.render.documents import DocumentLimits, parse_documents
-from fleet.render.spec import HelmOptions, KustomizeOptions, RenderSpec
+from fleet.render.spec import DirectoryOptions, HelmOptions, KustomizeOptions, RenderSpec
 from fleet.types import Manifest
 
 __all__ = ["RenderPlan", "RenderSettings", "Renderer"]
@@ -91,6 +100,7 @@ class RenderPlan:
             inputs["kustomize"] = _changed(spec.kustomize, KustomizeOptions())
         if self.kind == "plain" and spec.directory is not None:
             inputs["directory"] = dataclasses.asdict(spec.directory)
+            inputs["jsonnet"] = jsonnet.version()
         return inputs
 
 
@@ -122,7 +132,16 @@ class Renderer:
             paths = await kustomize.reads(reader, spec.path, limits=limits, extra=extra)
             return RenderPlan("kustomize", spec.path, tuple(paths), spec)
         _check_tool(spec, "plain")
-        return RenderPlan("plain", spec.path, (spec.path,), spec)
+        libs = jsonnet.lib_paths(spec.directory.jsonnet) if spec.directory else []
+        kinds = await reader.kinds(libs)
+        for lib in libs:
+            if kinds[lib] != "tree":
+                raise StalledError(
+                    f"spec.source.directory.jsonnet.libs {lib!r} is not a directory of the "
+                    "repository at this commit"
+                )
+        reads = (spec.path, *sorted(set(libs) - {spec.path}))
+        return RenderPlan("plain", spec.path, reads, spec)
 
     async def version(self, kind: Kind) -> str:
         """``plain/1``, ``kustomize v5.5.0`` or ``helm v3.x``: part of the cache key."""
@@ -157,9 +176,7 @@ class Renderer:
         await anyio.to_thread.run_sync(lambda: self._confine(checkout, plan))
         options = plan.spec.directory
         if plan.kind == "plain" and options is not None:
-            return await anyio.to_thread.run_sync(
-                lambda: directory.load_directory(checkout, plan.path, options, limits=limits)
-            )
+            return await self._directory(checkout, plan, options)
         if plan.kind == "plain":
             return await anyio.to_thread.run_sync(
                 lambda: plain.load_directory(checkout, plan.path, limits=limits)
@@ -191,6 +208,29 @@ class Renderer:
         confine.check_tree(checkout)
         if plan.kind == "helm":
             helm.check_dependencies(checkout, plan.path, limits=self.settings.limits)
+
+    async def _directory(
+        self, checkout: Path, plan: RenderPlan, options: DirectoryOptions
+    ) -> list[Manifest]:
+        """Argo CD's directory app: its manifests, then its jsonnet files evaluated one by one."""
+        limits = self.settings.limits
+        pending: list[str] | None = [] if jsonnet.available() else None
+        objects = await anyio.to_thread.run_sync(
+            lambda: directory.load_directory(
+                checkout, plan.path, options, limits=limits, jsonnet_files=pending
+            )
+        )
+        for file in pending or []:
+            with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
+                objects += await jsonnet.evaluate(
+                    checkout,
+                    file,
+                    app_path=plan.path,
+                    options=options.jsonnet,
+                    scratch=Path(scratch),
+                    max_output=self.settings.max_output_bytes,
+                )
+        return objects
 
     def _edit(self, checkout: Path, plan: RenderPlan) -> None:
         """Write the app's kustomize options into the checkout's kustomization (not the mirror)."""

@@ -5,6 +5,7 @@ passed through, and every option in the cache key."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from fleet.render import (
     RenderSpec,
     generated_name,
     globs,
+    jsonnet,
 )
 from fleet.types import RenderedSet
 from tests.render.argokit import Rig
@@ -53,6 +55,24 @@ FILES = {
         "spec: {template: {spec: {restartPolicy: Never,\n"
         "  containers: [{name: m, image: busybox}]}}}\n"
     ),
+    "jn/main.jsonnet": (
+        "local k = import 'k.libsonnet';\nlocal util = import 'util.libsonnet';\n"
+        "[k.cm('env-' + std.extVar('env'),"
+        " {count: std.toString(std.extVar('count')), hello: util.hello}),\n"
+        " {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'second'}}]\n"
+    ),
+    "jn/util.libsonnet": "{hello: 'world'}\n",
+    "jn/sub/tla.jsonnet": (
+        "function(tier, size) {apiVersion: 'v1', kind: 'ConfigMap',"
+        " metadata: {name: 'tla-' + tier}, data: {size: std.toString(size * 2)}}\n"
+    ),
+    "vendor/lib/k.libsonnet": (
+        "{cm(name, data): {apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: name},"
+        " data: data}}\n"
+    ),
+    "jnbad/abs/x.jsonnet": "{data: importstr '/etc/hostname'}\n",
+    "jnbad/up/x.jsonnet": "{data: importstr '../../../../../../../../../../etc/hostname'}\n",
+    "jnbad/outside/x.jsonnet": "import '../../vendor/lib/k.libsonnet'\n",
     "broken/x.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [oops\n",
     "kust/kustomization.yaml": "resources: []\n",
 }
@@ -126,17 +146,72 @@ def test_glob_semantics() -> None:
         globs.matches("[ab", "a", field=field)
 
 
-async def test_jsonnet_is_refused_naming_the_file_or_field(rig: Rig) -> None:
+async def test_jsonnet_with_ext_vars_tlas_and_libs(rig: Rig) -> None:
+    options = JsonnetOptions(
+        ext_vars=(JsonnetVar("env", "prod"), JsonnetVar("count", "2 + 1", code=True)),
+        tlas=(JsonnetVar("tier", "front"), JsonnetVar("size", "21", code=True)),
+        libs=("vendor/lib",),
+    )
+    got = await rig.render(
+        RenderSpec("jn", directory=DirectoryOptions(recurse=True, jsonnet=options))
+    )
+    assert sorted(got.objects, key=lambda o: o["metadata"]["name"]) == [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "env-prod"},
+            "data": {"count": "3", "hello": "world"},
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "second"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "tla-front"},
+            "data": {"size": "42"},
+        },
+    ]
+    keys = {
+        await rig.key(RenderSpec("jn", directory=DirectoryOptions(recurse=True, jsonnet=o)))
+        for o in (options, dataclasses.replace(options, ext_vars=(JsonnetVar("env", "dev"),)))
+    }
+    assert len(keys) == 2
+    with pytest.raises(StalledError, match=re.escape("jsonnet.libs 'vendor/none'")):
+        await rig.render(
+            RenderSpec(
+                "jn", directory=DirectoryOptions(jsonnet=JsonnetOptions(libs=("vendor/none",)))
+            )
+        )
+
+
+async def test_jsonnet_imports_stay_in_the_checkout(rig: Rig) -> None:
+    for path, naming in (
+        ("jnbad/abs", "an absolute path is refused"),
+        ("jnbad/up", "escapes the repository"),
+        ("jnbad/outside", "not found beside the importing file"),  # not a lib: not extracted
+    ):
+        with pytest.raises(StalledError, match=re.escape(naming)) as caught:
+            await directory(rig, path)
+        assert f"path '{path}/x.jsonnet'" in str(caught.value)
+        assert str(rig.root) not in str(caught.value)  # repository paths only
+
+
+async def test_jsonnet_without_the_bindings_is_refused_by_name(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jsonnet, "available", lambda: False)
     with pytest.raises(StalledError, match=re.escape("path 'net/app.jsonnet' is a jsonnet file")):
         await directory(rig, "net")
     assert await directory(rig, "net", exclude="*.jsonnet") == ["a"]
     with pytest.raises(StalledError, match=re.escape("net/lib/sub.jsonnet")):
         await directory(rig, "net", recurse=True, exclude="app.jsonnet")
-    jsonnet = JsonnetOptions(ext_vars=(JsonnetVar("env", "prod"),))
+    options = JsonnetOptions(ext_vars=(JsonnetVar("env", "prod"),))
     with pytest.raises(StalledError, match=re.escape("spec.source.directory.jsonnet")):
-        await directory(rig, "net", exclude="*.jsonnet", jsonnet=jsonnet)
-    with pytest.raises(StalledError, match=re.escape("app.jsonnet")):
-        await rig.render(RenderSpec("net"))  # fleet's plain manifests never render it to nothing
+        await directory(rig, "net", exclude="*.jsonnet", jsonnet=options)
+
+
+async def test_plain_manifests_never_render_jsonnet_to_nothing(rig: Rig) -> None:
+    with pytest.raises(StalledError, match=re.escape("'net/app.jsonnet' is a jsonnet file")):
+        await rig.render(RenderSpec("net"))  # fleet's own plain manifests: refused by name
 
 
 async def test_nested_kustomize_and_helm_files_are_refused(rig: Rig) -> None:
