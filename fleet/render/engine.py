@@ -1,8 +1,9 @@
 """The renderer: choose how to render a path, say what it reads, and render it within bounds.
 
 Two steps, so the cache can sit between them. :meth:`Renderer.plan` looks at the commit through a
-:class:`~fleet.render.kustomize.TreeReader` (no checkout): a ``Chart.yaml`` means Helm, a
-kustomization means kustomize, anything else is plain manifests; it returns a :class:`RenderPlan`
+:class:`~fleet.render.kustomize.TreeReader` (no checkout): a kustomization means kustomize, a
+``Chart.yaml`` Helm (a kustomization beside a chart wins, as in Argo CD's detection, unless the
+app gives Helm options), anything else plain manifests; it returns a :class:`RenderPlan`
 naming the renderer, every repository path the render reads, and the renderer's own inputs.
 :meth:`Renderer.render` then renders a checkout of exactly those paths, at most ``concurrency``
 at a time, each within ``timeout``. Tool versions are asked once and kept.
@@ -121,12 +122,15 @@ class Renderer:
             raise StalledError(f"path {spec.path!r} does not exist")
         names = set(await reader.names(spec.path)) if kind_of_path == "tree" else set()
         limits = self.settings.limits
-        if "Chart.yaml" in names:
+        is_kustomization = bool(names & set(kustomize.KUSTOMIZATION_NAMES))
+        # as Argo CD's detection: a kustomization wins over a Chart.yaml beside it, unless the
+        # app gives Helm options (an explicit source type)
+        if "Chart.yaml" in names and (spec.helm is not None or not is_kustomization):
             _check_tool(spec, "helm")
             spec = dataclasses.replace(spec, helm=await _helm_options(reader, spec))
             assert spec.helm is not None
             return RenderPlan("helm", spec.path, tuple(helm.reads(spec.path, spec.helm)), spec)
-        if names & set(kustomize.KUSTOMIZATION_NAMES):
+        if is_kustomization:
             _check_tool(spec, "kustomize")
             extra = kustomize_edit.references(spec.kustomize) if spec.kustomize else []
             paths = await kustomize.reads(reader, spec.path, limits=limits, extra=extra)

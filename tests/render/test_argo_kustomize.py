@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import StalledError
-from fleet.render import KustomizeOptions, KustomizeReplica, RenderSpec
+from fleet.render import (
+    DocumentLimits,
+    HelmOptions,
+    KustomizeOptions,
+    KustomizeReplica,
+    RenderSpec,
+    kustomize_edit,
+)
 from fleet.types import RenderedSet
 from tests.render.argokit import Rig, by_hand
 
@@ -191,3 +198,50 @@ async def test_refusals_and_the_cache_key(rig: Rig) -> None:
     keys = [await rig.key(app(options)) for options in variants]
     assert len(set(keys)) == len(keys)
     assert keys[0] == await rig.key(RenderSpec("app", app="web"))  # nothing set: as before
+
+
+async def test_a_kustomization_beside_a_chart_wins_unless_helm_options_are_given(
+    rig: Rig,
+) -> None:
+    rig.remote.commit(
+        {
+            "both/Chart.yaml": "apiVersion: v2\nname: both\nversion: 0.1.0\n",
+            "both/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: helm}\n",
+            "both/kustomization.yaml": "resources: [cm.yaml]\n",
+            "both/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kustomize}\n",
+        }
+    )
+    detected = await rig.render(RenderSpec("both", app="both"))
+    assert detected == by_hand(["kubectl", "kustomize", str(rig.work / "both")])
+    assert [o["metadata"]["name"] for o in detected.objects] == ["kustomize"]
+    explicit = await rig.render(RenderSpec("both", helm=HelmOptions(), app="both"))
+    assert [o["metadata"]["name"] for o in explicit.objects] == ["helm"]
+
+
+def test_a_linked_kustomization_is_replaced_not_written_through(tmp_path: Path) -> None:
+    """The planner refuses a kustomization that is a link (it reads the link's text), so this is
+    the second line of defence, on a hand-made checkout: the edit never writes through a link."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "shared.yaml").write_text(APP)
+    (tmp_path / "app" / "kustomization.yaml").symlink_to("../shared.yaml")
+    options = KustomizeOptions(name_prefix="linked-")
+    kustomize_edit.write(tmp_path, "app/kustomization.yaml", options, limits=DocumentLimits())
+    file = tmp_path / "app" / "kustomization.yaml"
+    assert not file.is_symlink() and "namePrefix: linked-" in file.read_text()
+    assert (tmp_path / "shared.yaml").read_text() == APP
+
+
+async def test_an_image_already_set_is_updated_in_place(rig: Rig) -> None:
+    digest = "sha256:" + "b" * 64
+    got = await rig.render(app(KustomizeOptions(images=(f"busybox=mirror/busybox@{digest}",))))
+    hand = APP.replace(
+        "images: [{name: busybox, newTag: '1.31'}]",
+        f"images: [{{name: busybox, newName: mirror/busybox, digest: '{digest}'}}]",
+    )
+    assert got == by_hand_edit(rig, hand)
+    assert images(got)[1] == f"mirror/busybox@{digest}"
+    kept = await rig.render(app(KustomizeOptions(images=("busybox=mirror/busybox:*",))))
+    assert images(kept)[1] == "mirror/busybox:1.31"  # '*' keeps the tag
+    assert kept == by_hand_edit(
+        rig, APP.replace("newTag: '1.31'", "newName: mirror/busybox, newTag: '1.31'"), name="kept"
+    )
