@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import posixpath
 import shutil
 import tempfile
 import time
@@ -132,6 +133,8 @@ class Renderer:
             return RenderPlan("helm", spec.path, tuple(helm.reads(spec.path, spec.helm)), spec)
         if is_kustomization:
             _check_tool(spec, "kustomize")
+            if spec.kustomize is not None and spec.kustomize.ignore_missing_components:
+                spec = dataclasses.replace(spec, kustomize=await _present(reader, spec))
             extra = kustomize_edit.references(spec.kustomize) if spec.kustomize else []
             paths = await kustomize.reads(reader, spec.path, limits=limits, extra=extra)
             return RenderPlan("kustomize", spec.path, tuple(paths), spec)
@@ -364,6 +367,18 @@ async def _helm_options(reader: kustomize.TreeReader, spec: RenderSpec) -> HelmO
                 "or set spec.source.helm.ignoreMissingValueFiles"
             )
     return dataclasses.replace(options, value_files=tuple(kept))
+
+
+async def _present(reader: kustomize.TreeReader, spec: RenderSpec) -> KustomizeOptions:
+    """The kustomize options without the components missing at the commit."""
+    options = spec.kustomize
+    assert options is not None
+    paths = {c: posixpath.normpath(posixpath.join(spec.path, c)) for c in options.components}
+    kinds = await reader.kinds(list(paths.values())) if paths else {}
+    kept = tuple(c for c, p in paths.items() if kinds.get(p) is not None or p.startswith(".."))
+    if kept != options.components:
+        log.info("event=components_missing path=%s dropped=%d", spec.path, len(paths) - len(kept))
+    return dataclasses.replace(options, components=kept)
 
 
 def _changed(value: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:

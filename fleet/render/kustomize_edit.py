@@ -12,8 +12,11 @@ replaced by a regular file, so the file it points at stays as committed). What e
   digest and the reverse), others are added.
 - ``replicas``: ``edit set replicas``: the entry of the same name updated, else added.
 - ``commonLabels`` / ``commonAnnotations``: ``edit add label|annotation``: a key the kustomization
-  already sets is an error unless ``forceCommonLabels`` / ``forceCommonAnnotations``.
-- ``patches``: appended to ``patches`` as written; ``components``: added once each.
+  already sets is an error unless ``forceCommonLabels`` / ``forceCommonAnnotations``; with
+  ``labelWithoutSelector`` the labels go to a ``labels`` entry that leaves selectors alone (and
+  with ``labelIncludeTemplates`` reaches pod templates), as ``--without-selector`` writes them.
+- ``patches``: appended to ``patches`` as written; ``components``: added once each (the plan
+  drops those missing at the commit when ``ignoreMissingComponents``).
 
 Paths a patch or a component names are read by the plan (:func:`references`), so they are in
 the checkout and in the cache key, and checked like every reference of the kustomization.
@@ -78,12 +81,12 @@ def parse_image(arg: str) -> dict[str, str]:
 
 def edit(doc: Mapping[str, Any], options: KustomizeOptions, *, file: str) -> dict[str, Any]:
     """`doc` (the kustomization in `file`) with `options` written in, as ``kustomize edit`` does."""
-    out = dict(doc)
     if options.version:
         raise StalledError(
             f"{_FIELD}.version {options.version!r} is not supported: fleet builds with one "
             "kustomize; remove the field"
         )
+    out = dict(doc)
     for key, value in (
         ("namePrefix", options.name_prefix),
         ("nameSuffix", options.name_suffix),
@@ -94,25 +97,8 @@ def edit(doc: Mapping[str, Any], options: KustomizeOptions, *, file: str) -> dic
     if options.images:
         out["images"] = _set_images(_list(out, "images", file), options.images)
     if options.replicas:
-        replicas = [dict(r) for r in _list(out, "replicas", file) if isinstance(r, Mapping)]
-        for replica in options.replicas:
-            found = next((r for r in replicas if r.get("name") == replica.name), None)
-            if found is None:
-                replicas.append({"name": replica.name, "count": replica.count})
-            else:
-                found["count"] = replica.count
-        out["replicas"] = replicas
-    for key, values, force, flag in (
-        ("commonLabels", options.common_labels, options.force_common_labels, "forceCommonLabels"),
-        (
-            "commonAnnotations",
-            options.common_annotations,
-            options.force_common_annotations,
-            "forceCommonAnnotations",
-        ),
-    ):
-        if values:
-            out[key] = _add_pairs(out, key, values, force=force, flag=flag, file=file)
+        out["replicas"] = _set_replicas(_list(out, "replicas", file), options)
+    _add_metadata(out, options, file=file)
     if options.patches:
         references(options)  # checks each patch
         out["patches"] = [*_list(out, "patches", file), *(dict(p) for p in options.patches)]
@@ -121,6 +107,46 @@ def edit(doc: Mapping[str, Any], options: KustomizeOptions, *, file: str) -> dic
         components += [c for c in dict.fromkeys(options.components) if c not in components]
         out["components"] = components
     return out
+
+
+def _set_replicas(replicas: list[Any], options: KustomizeOptions) -> list[Any]:
+    out = [dict(r) for r in replicas if isinstance(r, Mapping)]
+    for replica in options.replicas:
+        found = next((r for r in out if r.get("name") == replica.name), None)
+        if found is None:
+            out.append({"name": replica.name, "count": replica.count})
+        else:
+            found["count"] = replica.count
+    return out
+
+
+def _add_metadata(out: dict[str, Any], options: KustomizeOptions, *, file: str) -> None:
+    """Labels and annotations, as ``kustomize edit add label|annotation`` (see the module)."""
+    if options.label_include_templates and not options.label_without_selector:
+        raise StalledError(
+            f"{_FIELD}.labelIncludeTemplates needs {_FIELD}.labelWithoutSelector (as kustomize "
+            "edit add label --include-templates needs --without-selector)"
+        )
+    if options.common_labels and options.label_without_selector:
+        out["labels"] = _add_labels(out, options, file=file)
+    elif options.common_labels:
+        out["commonLabels"] = _add_pairs(
+            out,
+            "commonLabels",
+            options.common_labels,
+            force=options.force_common_labels,
+            flag="forceCommonLabels",
+            file=file,
+        )
+    if options.common_annotations:
+        out["commonAnnotations"] = _add_pairs(
+            out,
+            "commonAnnotations",
+            options.common_annotations,
+            force=options.force_common_annotations,
+            flag="forceCommonAnnotations",
+            file=file,
+        )
 
 
 def write(checkout: Path, file: str, options: KustomizeOptions, *, limits: DocumentLimits) -> None:
@@ -177,6 +203,36 @@ def _add_pairs(
             )
         out[name] = str(value)
     return out
+
+
+def _add_labels(doc: Mapping[str, Any], options: KustomizeOptions, *, file: str) -> list[Any]:
+    """``labels`` with `options`' pairs in the entry of the same selector and template settings."""
+    templates = options.label_include_templates
+    labels = [dict(e) if isinstance(e, Mapping) else e for e in _list(doc, "labels", file)]
+    entry = next(
+        (
+            e
+            for e in labels
+            if isinstance(e, dict)
+            and not e.get("includeSelectors")
+            and bool(e.get("includeTemplates")) == templates
+        ),
+        None,
+    )
+    if entry is None:
+        entry = {"pairs": {}, "includeSelectors": False}
+        if templates:
+            entry["includeTemplates"] = True
+        labels.append(entry)
+    entry["pairs"] = _add_pairs(
+        entry,
+        "pairs",
+        options.common_labels,
+        force=options.force_common_labels,
+        flag="forceCommonLabels",
+        file=file,
+    )
+    return labels
 
 
 def _check_patch(patch: Mapping[str, Any], index: int) -> None:

@@ -106,9 +106,12 @@ class KustomizeOptions:
     common_annotations: Mapping[str, str] = field(default_factory=dict)
     force_common_labels: bool = False
     force_common_annotations: bool = False
+    label_without_selector: bool = False  # labels[] with includeSelectors false
+    label_include_templates: bool = False  # with label_without_selector: includeTemplates
     replicas: tuple[KustomizeReplica, ...] = ()
     patches: tuple[Mapping[str, Any], ...] = ()
     components: tuple[str, ...] = ()
+    ignore_missing_components: bool = False
     version: str = ""  # a named kustomize binary: refused unless empty
 
     def is_empty(self) -> bool:

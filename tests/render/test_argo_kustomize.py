@@ -4,6 +4,7 @@ field is part of the cache key."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -194,6 +195,10 @@ async def test_refusals_and_the_cache_key(rig: Rig) -> None:
         KustomizeOptions(replicas=(KustomizeReplica("web", 2),)),
         KustomizeOptions(patches=({"patch": "[]", "target": {"kind": "Service"}},)),
         KustomizeOptions(components=("../components/extra",)),
+        KustomizeOptions(common_labels={"a": "b"}, label_without_selector=True),
+        KustomizeOptions(
+            common_labels={"a": "b"}, label_without_selector=True, label_include_templates=True
+        ),
     ]
     keys = [await rig.key(app(options)) for options in variants]
     assert len(set(keys)) == len(keys)
@@ -244,4 +249,39 @@ async def test_an_image_already_set_is_updated_in_place(rig: Rig) -> None:
     assert images(kept)[1] == "mirror/busybox:1.31"  # '*' keeps the tag
     assert kept == by_hand_edit(
         rig, APP.replace("newTag: '1.31'", "newName: mirror/busybox, newTag: '1.31'"), name="kept"
+    )
+
+
+async def test_labels_without_selector_and_with_templates(rig: Rig) -> None:
+    options = KustomizeOptions(common_labels={"tier": "front"}, label_without_selector=True)
+    got = await rig.render(app(options))
+    hand = APP + "labels: [{pairs: {tier: front}, includeSelectors: false}]\n"
+    assert got == by_hand_edit(rig, hand)
+    (deploy,) = [o for o in got.objects if o["kind"] == "Deployment"]
+    assert deploy["metadata"]["labels"]["tier"] == "front"
+    assert "tier" not in deploy["spec"]["selector"]["matchLabels"]
+    assert "tier" not in deploy["spec"]["template"]["metadata"]["labels"]
+    templates = await rig.render(app(dataclasses.replace(options, label_include_templates=True)))
+    hand = APP + (
+        "labels: [{pairs: {tier: front}, includeSelectors: false, includeTemplates: true}]\n"
+    )
+    assert templates == by_hand_edit(rig, hand, name="templates")
+    (deploy,) = [o for o in templates.objects if o["kind"] == "Deployment"]
+    assert deploy["spec"]["template"]["metadata"]["labels"]["tier"] == "front"
+    assert "tier" not in deploy["spec"]["selector"]["matchLabels"]
+    with pytest.raises(StalledError, match=re.escape("labelIncludeTemplates needs")):
+        await rig.render(
+            app(KustomizeOptions(common_labels={"a": "b"}, label_include_templates=True))
+        )
+
+
+async def test_ignore_missing_components(rig: Rig) -> None:
+    components = ("../components/extra", "../components/none")
+    with pytest.raises(StalledError, match="does not exist"):
+        await rig.render(app(KustomizeOptions(components=components)))
+    options = KustomizeOptions(components=components, ignore_missing_components=True)
+    got = await rig.render(app(options))
+    assert got == by_hand_edit(rig, APP + "components: [../components/extra]\n")
+    assert await rig.key(app(options)) != await rig.key(
+        app(KustomizeOptions(components=components[:1]))
     )
