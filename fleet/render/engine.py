@@ -342,6 +342,7 @@ async def _helm_options(reader: kustomize.TreeReader, spec: RenderSpec) -> HelmO
     """The chart's options, checked, with missing value files dropped if the app says so."""
     options = spec.helm or HelmOptions()
     helm.check_options(options)
+    helm.release_name(options, spec.app)  # checked now, before anything runs
     for name in options.value_files:
         if "://" in name:
             raise StalledError(

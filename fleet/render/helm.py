@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,24 @@ def check_options(options: HelmOptions) -> None:
             raise StalledError("spec.source.helm.fileParameters: each needs a name and a path")
 
 
+_RELEASE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 def release_name(options: HelmOptions, app: str) -> str:
-    """``releaseName``, else the app's name (as Argo CD), else ``release``."""
-    return options.release or app or "release"
+    """``releaseName``, else the app's name (as Argo CD), else ``release``; Helm's rule checked.
+
+    The name is Helm's positional argument, so one that is not a valid release name (a name
+    starting with ``-`` would be read as a flag) is refused rather than passed.
+    """
+    name = options.release or app or "release"
+    if len(name) > 53 or not _RELEASE.match(name):
+        field = "spec.source.helm.releaseName" if options.release else "the app's name"
+        raise StalledError(
+            f"{field} {name!r} is not a valid Helm release name (lower-case letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit, at most 53 characters); "
+            "set spec.source.helm.releaseName"
+        )
+    return name
 
 
 def _repo_path(chart: str, name: str, *, field: str) -> str:
@@ -130,25 +146,26 @@ def template_command(
     command += ["--skip-crds"] if options.skip_crds else ["--include-crds"]
     if options.skip_tests:
         command += ["--skip-tests"]
+    # values the app chooses are joined to their flag with '=': never read as a flag of their own
     if options.namespace or namespace:
-        command += ["--namespace", options.namespace or namespace]
+        command += [f"--namespace={options.namespace or namespace}"]
     if options.kube_version:
-        command += ["--kube-version", options.kube_version]
+        command += [f"--kube-version={options.kube_version}"]
     for api_version in options.api_versions:
-        command += ["--api-versions", api_version]
+        command += [f"--api-versions={api_version}"]
     for path in value_file_paths(chart, options):
         command += ["--values", str(checkout / path)]
     if inline_values is not None:
         command += ["--values", str(inline_values)]
     last = {p.name: p for p in options.parameters}  # a later parameter of a name wins
     for parameter in (p for p in last.values() if not p.force_string):
-        command += ["--set", f"{parameter.name}={escape_set_value(parameter.value)}"]
+        command += [f"--set={parameter.name}={escape_set_value(parameter.value)}"]
     for parameter in (p for p in last.values() if p.force_string):
-        command += ["--set-string", f"{parameter.name}={escape_set_value(parameter.value)}"]
+        command += [f"--set-string={parameter.name}={escape_set_value(parameter.value)}"]
     names = (p.name for p in options.file_parameters)
     files = dict(zip(names, file_parameter_paths(chart, options), strict=True))
     for name, path in files.items():
-        command += ["--set-file", f"{name}={escape_set_value(str(checkout / path))}"]
+        command += [f"--set-file={name}={escape_set_value(str(checkout / path))}"]
     return command
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fleet.errors import StalledError
-from fleet.render import HelmFileParameter, HelmOptions, HelmParameter, RenderSpec
+from fleet.render import HelmFileParameter, HelmOptions, HelmParameter, RenderSpec, helm
 from tests.render.argokit import Rig, by_hand, helm_binary
 
 pytestmark = pytest.mark.anyio
@@ -210,6 +210,13 @@ async def test_refused_fields_are_named(rig: Rig) -> None:
     for options, naming in cases:
         with pytest.raises(StalledError, match=re.escape(naming)):
             await rig.render(spec(options))
+    for release in ("--post-renderer=/bin/sh", "Web", "a" * 54):
+        with pytest.raises(StalledError, match=re.escape("spec.source.helm.releaseName")):
+            await rig.render(spec(HelmOptions(release=release)))
+    with pytest.raises(StalledError, match=re.escape("the app's name '-x'")):
+        await rig.render(spec(HelmOptions(), app="-x"))
+    dotted = await rig.render(spec(HelmOptions(), app="example.blue-green"))
+    assert dotted == by_hand(template(rig, "--include-crds", release="example.blue-green"))
     with pytest.raises(StalledError, match=re.escape("spec.source.helm is set but path 'plain'")):
         await rig.render(spec(HelmOptions(), path="plain"))
     with pytest.raises(StalledError, match=re.escape("spec.source.plugin")):
@@ -238,3 +245,25 @@ async def test_every_field_is_in_the_cache_key(rig: Rig) -> None:
     assert len(set(keys)) == len(keys)
     assert await rig.key(spec(HelmOptions(), app="other")) != keys[0]
     assert await rig.key(spec(HelmOptions())) == keys[0]
+
+
+def test_values_the_app_chooses_never_stand_alone_as_flags(tmp_path: Path) -> None:
+    hostile = "--post-renderer=/bin/sh"
+    options = HelmOptions(
+        release="web",
+        namespace=hostile,
+        kube_version=hostile,
+        api_versions=(hostile,),
+        parameters=(HelmParameter(hostile, "1"), HelmParameter("a", hostile, force_string=True)),
+        file_parameters=(HelmFileParameter(hostile, "f"),),
+    )
+    command = helm.template_command(
+        Path("/bin/helm"),
+        checkout=tmp_path,
+        chart="chart",
+        namespace="apps",
+        options=options,
+        inline_values=None,
+    )
+    assert not [arg for arg in command if arg.startswith("--post-renderer")]
+    assert f"--kube-version={hostile}" in command and f"--set={hostile}=1" in command
