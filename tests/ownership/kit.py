@@ -1,11 +1,19 @@
-"""Small helpers of the ownership tests: manifests, reads, and the apiserver's write counts."""
+"""Small helpers of the ownership tests: manifests, reads, and counts of writes.
+
+Two ways to count writes: the apiserver's ``apiserver_request_total`` (cluster-wide by resource:
+exact when nothing else writes that resource meanwhile) and a watch of one collection (every
+change the server made to those objects, whoever made it, and nothing else).
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections import Counter
 from typing import Any
+
+import anyio
 
 from fleet import apply
 from fleet.types import Manifest
@@ -67,4 +75,28 @@ async def write_counts(cluster: apply.Cluster, resources: set[str]) -> Counter[s
             and not labels.get("dry_run")
         ):
             counts[labels["verb"]] += int(float(match["value"]))
+    return counts
+
+
+async def watched_changes(
+    cluster: apply.Cluster, collection: str, *, seconds: float, field_selector: str = ""
+) -> Counter[str]:
+    """The changes (ADDED, MODIFIED, DELETED) to the objects of `collection` (a REST path such as
+    ``/api/v1/namespaces/x/configmaps``) during the next `seconds`, from a watch."""
+    selector = [("fieldSelector", field_selector)] if field_selector else []
+    listing = await cluster.request("GET", collection, query=selector or None)
+    query = [
+        *selector,
+        ("watch", "1"),
+        ("resourceVersion", str(listing["metadata"]["resourceVersion"])),
+        ("timeoutSeconds", str(int(seconds) + 5)),
+    ]
+    counts: Counter[str] = Counter()
+    async with cluster.stream(collection, query=query, request_timeout=seconds + 30) as response:
+        with anyio.move_on_after(seconds):
+            async for line in response.content:
+                if line.strip():
+                    kind = str(json.loads(line).get("type", ""))
+                    if kind != "BOOKMARK":
+                        counts[kind] += 1
     return counts
