@@ -1,16 +1,16 @@
 """The renderer: choose how to render a path, say what it reads, and render it within bounds.
 
 Two steps, so the cache can sit between them. :meth:`Renderer.plan` looks at the commit through a
-:class:`~fleet.render.kustomize.TreeReader` (no checkout): a kustomization means kustomize, a
-``Chart.yaml`` Helm (a kustomization beside a chart wins, as in Argo CD's detection, unless the
-app gives Helm options), anything else plain manifests; it returns a :class:`RenderPlan`
-naming the renderer, every repository path the render reads, and the renderer's own inputs.
+:class:`~fleet.render.kustomize.TreeReader` (no checkout) and picks the tool as Argo CD's
+detection does (:mod:`fleet.render.detect`: a kustomization, a chart, else plain manifests); it
+returns a :class:`RenderPlan` naming the renderer, every repository path the render reads, and
+the renderer's own inputs.
 :meth:`Renderer.render` then renders a checkout of exactly those paths, at most ``concurrency``
 at a time, each within ``timeout``. Tool versions are asked once and kept.
 
-The spec's options are Argo CD's source fields. The tool is the one the files name (a chart,
-a kustomization, else plain files); options for another tool are an error naming the field, as is
-a ``plugin`` source, rather than a render that silently drops them. Helm options shape the
+The spec's options are Argo CD's source fields; options for a tool other than the one the files
+name are an error naming the field, as is a ``plugin`` source, rather than a render that silently
+drops them. Helm options shape the
 command (:mod:`fleet.render.helm`); kustomize options are written into the checkout's copy of the
 kustomization before the build (:mod:`fleet.render.kustomize_edit`); directory options select
 Argo CD's directory semantics (:mod:`fleet.render.directory`). Every option that changes the
@@ -27,20 +27,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import posixpath
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
 from fleet.errors import StalledError, TransientError
 from fleet.render import (
     confine,
+    detect,
     directory,
     helm,
     jsonnet,
@@ -49,6 +49,7 @@ from fleet.render import (
     plain,
     tools,
 )
+from fleet.render.detect import Kind
 from fleet.render.documents import DocumentLimits, parse_documents
 from fleet.render.spec import DirectoryOptions, HelmOptions, KustomizeOptions, RenderSpec
 from fleet.types import Manifest
@@ -56,8 +57,6 @@ from fleet.types import Manifest
 __all__ = ["RenderPlan", "RenderSettings", "Renderer"]
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["plain", "kustomize", "helm"]
 
 
 @dataclass(frozen=True)
@@ -117,38 +116,8 @@ class Renderer:
 
     async def plan(self, reader: kustomize.TreeReader, spec: RenderSpec) -> RenderPlan:
         """Decide the renderer for `spec` at the commit `reader` reads; list what it reads."""
-        _check_sources(spec)
-        kind_of_path = await reader.kind(spec.path)
-        if kind_of_path is None:
-            raise StalledError(f"path {spec.path!r} does not exist")
-        names = set(await reader.names(spec.path)) if kind_of_path == "tree" else set()
-        limits = self.settings.limits
-        is_kustomization = bool(names & set(kustomize.KUSTOMIZATION_NAMES))
-        # as Argo CD's detection: a kustomization wins over a Chart.yaml beside it, unless the
-        # app gives Helm options (an explicit source type)
-        if "Chart.yaml" in names and (spec.helm is not None or not is_kustomization):
-            _check_tool(spec, "helm")
-            spec = dataclasses.replace(spec, helm=await _helm_options(reader, spec))
-            assert spec.helm is not None
-            return RenderPlan("helm", spec.path, tuple(helm.reads(spec.path, spec.helm)), spec)
-        if is_kustomization:
-            _check_tool(spec, "kustomize")
-            if spec.kustomize is not None and spec.kustomize.ignore_missing_components:
-                spec = dataclasses.replace(spec, kustomize=await _present(reader, spec))
-            extra = kustomize_edit.references(spec.kustomize) if spec.kustomize else []
-            paths = await kustomize.reads(reader, spec.path, limits=limits, extra=extra)
-            return RenderPlan("kustomize", spec.path, tuple(paths), spec)
-        _check_tool(spec, "plain")
-        libs = jsonnet.lib_paths(spec.directory.jsonnet) if spec.directory else []
-        kinds = await reader.kinds(libs)
-        for lib in libs:
-            if kinds[lib] != "tree":
-                raise StalledError(
-                    f"spec.source.directory.jsonnet.libs {lib!r} is not a directory of the "
-                    "repository at this commit"
-                )
-        reads = (spec.path, *sorted(set(libs) - {spec.path}))
-        return RenderPlan("plain", spec.path, reads, spec)
+        found = await detect.detect(reader, spec, limits=self.settings.limits)
+        return RenderPlan(found.kind, found.spec.path, found.reads, found.spec)
 
     async def version(self, kind: Kind) -> str:
         """``plain/1``, ``kustomize v5.5.0`` or ``helm v3.x``: part of the cache key."""
@@ -293,93 +262,6 @@ class Renderer:
         if kind == "kustomize" and text.startswith("{"):
             text = "kubectl " + str(json.loads(text).get("kustomizeVersion", "?"))
         return f"{kind} {text}"
-
-
-_TOOL_FIELDS = {"helm": "spec.source.helm", "kustomize": "spec.source.kustomize"}
-
-
-def _check_sources(spec: RenderSpec) -> None:
-    """Refuse a plugin source, and options for two tools at once (Argo CD refuses both too)."""
-    if spec.plugin:
-        raise StalledError(
-            "spec.source.plugin: config management plugins are not supported by fleet; render "
-            "the manifests in CI and commit them, or use a Helm, kustomize or directory source"
-        )
-    given = [
-        name
-        for name, present in (
-            ("spec.source.helm", spec.helm is not None),
-            ("spec.source.kustomize", spec.kustomize is not None and not spec.kustomize.is_empty()),
-            (
-                "spec.source.directory",
-                spec.directory is not None and not spec.directory.is_default(),
-            ),
-        )
-        if present
-    ]
-    if len(given) > 1:
-        raise StalledError(f"multiple application sources defined: {' and '.join(given)}")
-
-
-def _check_tool(spec: RenderSpec, kind: Kind) -> None:
-    """Refuse options for a tool other than the one the files at the path name."""
-    found = {"helm": "a Chart.yaml", "kustomize": "a kustomization", "plain": "plain files"}[kind]
-    wrong: list[str] = []
-    if spec.helm is not None and kind != "helm":
-        wrong.append(_TOOL_FIELDS["helm"])
-    if spec.kustomize is not None and not spec.kustomize.is_empty() and kind != "kustomize":
-        wrong.append(_TOOL_FIELDS["kustomize"])
-    if spec.directory is not None and not spec.directory.is_default() and kind != "plain":
-        wrong.append("spec.source.directory")
-    if wrong:
-        raise StalledError(
-            f"{wrong[0]} is set but path {spec.path!r} holds {found}; remove the field or point "
-            "the app at a path for that tool"
-        )
-
-
-async def _helm_options(reader: kustomize.TreeReader, spec: RenderSpec) -> HelmOptions:
-    """The chart's options, checked, with missing value files dropped if the app says so."""
-    options = spec.helm or HelmOptions()
-    helm.check_options(options)
-    helm.release_name(options, spec.app)  # checked now, before anything runs
-    for name in options.value_files:
-        if "://" in name:
-            raise StalledError(
-                f"value file {name!r} of chart {spec.path!r} is a URL: fleet reads values only "
-                "from the repository; commit the file and name it relative to the chart"
-            )
-    paths = helm.value_file_paths(spec.path, options)
-    files = helm.file_parameter_paths(spec.path, options)
-    kinds = await reader.kinds([*paths, *files]) if paths or files else {}
-    for parameter, path in zip(options.file_parameters, files, strict=True):
-        if kinds.get(path) != "blob":
-            raise StalledError(
-                f"spec.source.helm.fileParameters {parameter.name!r}: file {parameter.path!r} "
-                f"({path}) does not exist in the repository"
-            )
-    kept = []
-    for name, path in zip(options.value_files, paths, strict=True):
-        if kinds.get(path) == "blob":
-            kept.append(name)
-        elif not options.ignore_missing_value_files:
-            raise StalledError(
-                f"value file {name!r} of chart {spec.path!r} ({path}) does not exist; commit it, "
-                "or set spec.source.helm.ignoreMissingValueFiles"
-            )
-    return dataclasses.replace(options, value_files=tuple(kept))
-
-
-async def _present(reader: kustomize.TreeReader, spec: RenderSpec) -> KustomizeOptions:
-    """The kustomize options without the components missing at the commit."""
-    options = spec.kustomize
-    assert options is not None
-    paths = {c: posixpath.normpath(posixpath.join(spec.path, c)) for c in options.components}
-    kinds = await reader.kinds(list(paths.values())) if paths else {}
-    kept = tuple(c for c, p in paths.items() if kinds.get(p) is not None or p.startswith(".."))
-    if kept != options.components:
-        log.info("event=components_missing path=%s dropped=%d", spec.path, len(paths) - len(kept))
-    return dataclasses.replace(options, components=kept)
 
 
 def _changed(value: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
