@@ -1,14 +1,13 @@
 """Small helpers of the ownership tests: manifests, reads, and counts of writes.
 
-Two ways to count writes: the apiserver's ``apiserver_request_total`` (cluster-wide by resource:
-exact when nothing else writes that resource meanwhile) and a watch of one collection (every
-change the server made to those objects, whoever made it, and nothing else).
+Writes are counted with a watch of one collection: every change the server made to those
+objects, whoever made it, and nothing else (the apiserver's ``apiserver_request_total`` counts a
+whole resource cluster-wide, so another test deleting a namespace meanwhile would show).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections import Counter
 from typing import Any
@@ -17,10 +16,6 @@ import anyio
 
 from fleet import apply
 from fleet.types import Manifest
-
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def unique(prefix: str) -> str:
@@ -56,26 +51,6 @@ async def get(cluster: apply.Cluster, path: str) -> Manifest | None:
         if exc.status == 404:
             return None
         raise
-
-
-async def write_counts(cluster: apply.Cluster, resources: set[str]) -> Counter[str]:
-    """Server-side write requests so far on `resources` (main resource only, not dry-run),
-    by verb, from the apiserver's own ``apiserver_request_total``."""
-    text = str((await cluster.request("GET", "/metrics")).get("text", ""))
-    counts: Counter[str] = Counter()
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match["labels"]))
-        if (
-            labels.get("verb") in WRITES
-            and labels.get("resource") in resources
-            and not labels.get("subresource")
-            and not labels.get("dry_run")
-        ):
-            counts[labels["verb"]] += int(float(match["value"]))
-    return counts
 
 
 async def watched_changes(
