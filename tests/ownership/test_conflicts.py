@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from fleet import apply, plan
+from fleet.reconcile import diffing
 from fleet.reconcile.syncing import AppSync, sync
 from fleet.types import ObjectKey, RenderedSet
 from tests.ownership.kit import configmap, create_by_hand, get, unique
@@ -43,6 +44,11 @@ async def test_hand_made_object_is_a_conflict_never_overwritten_nor_pruned(
     live = await get(cluster, path)
     assert live is not None and live["data"] == {"color": "red"}
     assert plan.TRACKING_ANNOTATION not in (live["metadata"].get("annotations") or {})
+
+    diffs, prunes = await diffing.diff(cluster, app, rendered)
+    (shown,) = [d for d in diffs if d.key == conflict.key]
+    assert shown.action is apply.DiffAction.ERROR and "not managed by fleet" in shown.text
+    assert prunes == []
 
     before = cluster.calls.copy()
     again = await sync(cluster, app, rendered, revision="r1")
