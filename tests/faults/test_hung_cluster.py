@@ -19,9 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import psutil
 import pytest
+import yaml
 
+from fleet import apply
+from fleet.apply.kube import ApiError, Timeouts
 from fleet.controlplane import RunningCluster
 from tests.faults.faultkit import FaultRig, fault_rig
 from tests.hub.hubkit import all_equal, configmap, fleet_yaml, namespace_doc, until, values
@@ -118,3 +123,60 @@ async def _sync_failed(rig: FaultRig, name: str) -> bool:
 
 async def _ready(rig: FaultRig, name: str) -> bool:
     return await state_of(rig, name) == "ready"
+
+
+async def test_a_silent_server_ends_each_request_in_seconds_and_a_fence_abandons_at_once(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """The client's own part, on a real socket that accepts and never answers (a TLS handshake
+    that hangs, as with a frozen apiserver): a request ends as ``ApiError(0)`` naming what did
+    not happen, the probe reports the silence, and a fence ends a request in flight at once."""
+    accepted = anyio.Event()
+
+    async def hold(stream: anyio.abc.SocketStream) -> None:
+        accepted.set()
+        async with stream:
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    document = yaml.safe_load(kit_clusters[0].kubeconfig.read_text())
+    document["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    async with anyio.create_task_group() as group:
+        group.start_soon(listener.serve, hold)
+        quick = Timeouts(connect=1.0, read=1.0, total=2.0, probe=1.0)
+        async with apply.connect(document, name="silent", timeouts=quick) as cluster:
+            with anyio.fail_after(10):  # a safety limit, far above the timeouts
+                with pytest.raises(ApiError) as caught:
+                    await cluster.request("GET", "/api/v1/namespaces")
+                assert caught.value.status == 0
+                assert "no connection (TCP and TLS) within 1.0s" in str(caught.value)
+                assert "on cluster silent" in str(caught.value)
+                cause = await cluster.probe()
+                assert "GET /readyz on cluster silent" in cause and "1.0s" in cause
+
+        patient = Timeouts(connect=60.0, read=60.0, total=60.0)
+        async with apply.connect(document, name="silent", timeouts=patient) as cluster:
+            failed: list[ApiError] = []
+            ended = anyio.Event()
+
+            async def hung() -> None:
+                try:
+                    await cluster.request("GET", "/api/v1/namespaces")
+                except ApiError as exc:
+                    failed.append(exc)
+                ended.set()
+
+            async with anyio.create_task_group() as calls:
+                accepted = anyio.Event()
+                calls.start_soon(hung)
+                await accepted.wait()  # the request is in flight, its TLS handshake hanging
+                with anyio.fail_after(5):  # far below its own 60 s timeouts
+                    assert cluster.fence("the liveness probe found it silent") == 1
+                    await ended.wait()
+            assert failed[0].status == 0
+            assert "abandoned" in failed[0].message
+            assert "the liveness probe found it silent" in failed[0].message
+            with pytest.raises(ApiError, match="not sent, the cluster is unreachable"):
+                await cluster.request("GET", "/api/v1/namespaces")  # fenced: fails fast
+        group.cancel_scope.cancel()
