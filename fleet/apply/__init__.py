@@ -18,10 +18,11 @@ from fleet.apply.applying import (
     apply_objects,
     delete_objects,
     dry_run,
+    read_error,
     read_live,
     release_objects,
 )
-from fleet.apply.changes import NOT_SYNCED, Change, ChangeSet, Outcome
+from fleet.apply.changes import NOT_SYNCED, Change, ChangeSet, Outcome, object_name
 from fleet.apply.diffing import DiffAction, ObjectDiff, diff_objects
 from fleet.apply.discovery import Resource, forget, resolve, scopes
 from fleet.apply.inventory import Inventory, Record, read_inventory, write_inventory
@@ -53,6 +54,8 @@ __all__ = [
     "diff_objects",
     "dry_run",
     "forget",
+    "object_name",
+    "read_error",
     "read_inventory",
     "read_live",
     "release_objects",

@@ -44,6 +44,7 @@ __all__ = [
     "apply_objects",
     "delete_objects",
     "dry_run",
+    "read_error",
     "read_live",
     "release_objects",
     "release_patch",
@@ -316,12 +317,12 @@ class ReadStalled(ReadError, StalledError):
     """A read was refused (400, 401, 403, ...): retrying will not help until access changes."""
 
 
-def _read_error(
-    exc: ApiError, *, cluster: Cluster, verb: str, api_version: str, kind: str, namespace: str
+def read_error(
+    exc: ApiError, *, cluster: str, verb: str, api_version: str, kind: str, namespace: str
 ) -> ReadError:
     """One error for an API error of a read, naming what was read and what to do."""
     where = f"in namespace {namespace}" if namespace else "(cluster-scoped)"
-    what = f"cannot {verb} {kind} ({api_version}) {where} on cluster {cluster.name}"
+    what = f"cannot {verb} {kind} ({api_version}) {where} on cluster {cluster}"
     if exc.status == 0:
         return ReadTransient(f"{what}: no answer from the API server ({exc.message})")
     detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
@@ -389,9 +390,9 @@ async def _get(cluster: Cluster, api_version: str, key: ObjectKey) -> Manifest |
     except ApiError as exc:
         if exc.status == 404 and verb == "get":
             return None
-        return _read_error(
+        return read_error(
             exc,
-            cluster=cluster,
+            cluster=cluster.name,
             verb=verb,
             api_version=api_version,
             kind=key.kind,
@@ -415,9 +416,9 @@ async def _list(
     except ApiError as exc:
         if exc.status == 404 and verb == "list":
             return {}
-        return _read_error(
+        return read_error(
             exc,
-            cluster=cluster,
+            cluster=cluster.name,
             verb=verb,
             api_version=api_version,
             kind=kind,

@@ -5,7 +5,8 @@ Outcomes that leave the app out of sync: ``failed`` (a write the server refused)
 ``refused`` (outside the app's project) and ``skipped`` (a prune a safety rule holds). The others
 are the state converging or an object correctly left alone: ``released`` (an adopted or shared
 object that left git: fleet's marks removed, object kept) and ``kept`` (not this app's to
-delete, or a Namespace used as it is).
+delete, or a Namespace used as it is). :meth:`ChangeSet.problems` turns the first kind into
+sentences an operator can act on, each naming the object the way kubectl users do.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from enum import StrEnum
 
 from fleet.types import ObjectKey
 
-__all__ = ["NOT_SYNCED", "Change", "ChangeSet", "Outcome"]
+__all__ = ["NOT_SYNCED", "Change", "ChangeSet", "Outcome", "object_name"]
 
 
 class Outcome(StrEnum):
@@ -69,3 +70,33 @@ class ChangeSet:
 
     def counts(self) -> dict[str, int]:
         return {o.value: len(self.of(o)) for o in Outcome if self.of(o)}
+
+    def problems(self, *, rewound: str | None = None) -> list[str]:
+        """One sentence per change that leaves the app out of sync: object, cause, what to do;
+        first the rewind, when one holds prunes."""
+        found: list[str] = []
+        if rewound and self.of(Outcome.SKIPPED):
+            found.append(
+                f"{rewound} (the branch was moved to a commit that does not descend from the "
+                "applied one): its prunes are held; sync with consent to let them through"
+            )
+        for change in self.changes:
+            if change.outcome not in NOT_SYNCED:
+                continue
+            reason = change.reason or "no reason given"
+            prefix = _PREFIXES.get(change.outcome, "")
+            found.append(f"{object_name(change.key)}: {prefix}{reason}")
+        return found
+
+
+_PREFIXES = {
+    Outcome.SKIPPED: "not pruned: ",
+    Outcome.REFUSED: "refused by the project: ",
+    Outcome.FAILED: "failed: ",
+}
+
+
+def object_name(key: ObjectKey) -> str:
+    """An object as an operator names it: ``apps/Deployment web/web``, ``Namespace web``."""
+    kind = f"{key.group}/{key.kind}" if key.group else key.kind
+    return f"{kind} {key.namespace}/{key.name}" if key.namespace else f"{kind} {key.name}"

@@ -12,6 +12,8 @@ Per stream, what the server does and what the cache does:
 
 - the server ends a watch (``timeoutSeconds``): watch again from the last resourceVersion seen
   (bookmarks keep it fresh on a quiet kind); no LIST, the cache stays warm;
+- the watch falls silent (no event, no bookmark for ``silence_seconds``: a hung server): the
+  kind is cold until a new watch from the same version opens; no LIST;
 - 410 Gone (the version is too old): LIST again; the diff against the cache is delivered as
   ``relisted`` events, so nothing that changed in between is lost;
 - any other failure (the cluster is down, a refused request, a kind not served yet because its CRD
@@ -21,8 +23,10 @@ Per stream, what the server does and what the cache does:
   state, never an exception out of the cluster's task group.
 
 A kind is warm (:meth:`LiveCache.is_warm`) once its LIST landed and its watch is open; readers
-use :meth:`LiveCache.get` and :meth:`LiveCache.objects` only while it is warm and read the API
-otherwise. An idle kind costs one watch request per ``watch_seconds`` (300 s by default).
+use :meth:`LiveCache.lookup`, :meth:`LiveCache.get` and :meth:`LiveCache.objects` only while it
+is warm and read the API otherwise. Objects are kept whole, as the server sent them (managed
+fields included), and handed out without a copy: never change them. An idle kind costs one watch
+request per ``watch_seconds`` (300 s by default; measured: 5 requests in 320 s for 5 kinds).
 """
 
 from __future__ import annotations

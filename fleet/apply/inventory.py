@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fleet.apply.applying import ReadStalled, read_error
 from fleet.apply.kube import APPLY_PATCH, ApiError, Cluster
 from fleet.types import ObjectKey, split_api_version
 
@@ -132,14 +133,30 @@ def _path(app: str) -> str:
 
 
 async def read_inventory(cluster: Cluster, app: str) -> Inventory | None:
-    """The app's inventory on `cluster`, or None when it has none yet."""
+    """The app's inventory on `cluster`, or None when it has none yet; raises
+    :class:`~fleet.apply.applying.ReadError` (naming the inventory ConfigMap) when it cannot
+    be read, or reads as something else than an inventory."""
     try:
         configmap = await cluster.request("GET", _path(app))
     except ApiError as exc:
         if exc.status == 404:
             return None
-        raise
-    return Inventory.from_configmap(app, configmap)
+        raise read_error(
+            exc,
+            cluster=cluster.name,
+            verb="get",
+            api_version="v1",
+            kind=f"ConfigMap {configmap_name(app)} (fleet's inventory)",
+            namespace=NAMESPACE,
+        ) from None
+    try:
+        return Inventory.from_configmap(app, configmap)
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise ReadStalled(
+            f"inventory ConfigMap {NAMESPACE}/{configmap_name(app)} on cluster {cluster.name} "
+            f"is not readable ({type(exc).__name__}); fix or delete it (fleet then prunes nothing "
+            "it applied before)"
+        ) from None
 
 
 async def write_inventory(

@@ -2,13 +2,18 @@
 
 A :class:`Reflector` keeps one :class:`~fleet.apply.livestore.KindStore` equal to the cluster's
 objects of one kind that match a label selector, and hands every change to a `publish` callback
-(which must not block). LIST, then WATCH from the list's resourceVersion; the server ending a
-watch means watch again from the last version seen (no LIST); 410 Gone means LIST again at once
-(the diff is published as ``relisted`` events); any other failure makes the kind cold, is
-recorded in its :class:`KindState` (the error and since when) and retried after an exponential
-backoff with jitter, relisting when the cluster answers again. A kind the cluster does not serve
-yet (a CRD to come) is such a failure: discovery is asked again on each retry. Nothing escapes
-:meth:`Reflector.run` but cancellation.
+(which must not block). LIST, then WATCH from the list's resourceVersion. Then:
+
+- the server ends the watch (``timeoutSeconds``): watch again from the last version seen, no LIST;
+- the watch falls silent (no event and no bookmark for ``silence_seconds``: a hung server): the
+  kind goes cold and watches again from the last version, no LIST (nothing was missed);
+- 410 Gone: LIST again at once; the diff is published as ``relisted`` events;
+- any other failure (an outage, a refusal, a kind not served yet because its CRD is still to
+  come: discovery is asked again each time): the kind goes cold, the error and since when are
+  recorded in its :class:`KindState`, and it is retried after an exponential backoff with
+  jitter, relisting when the cluster answers again.
+
+Nothing escapes :meth:`Reflector.run` but cancellation.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ class InformerSettings:
     """How long a watch request lasts, and how a failing stream backs off."""
 
     watch_seconds: int = 300
+    silence_seconds: float = 180.0
+    """A watch that sends nothing for this long (no event, no bookmark) is taken for hung: the
+    kind goes cold and watches again. Measured on a quiet watch of kube-apiserver 1.36: the first
+    bookmark after ~120 s, then one a minute, and one 2 s before the watch's deadline."""
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     jitter: float = 0.1
@@ -170,16 +179,19 @@ class Reflector:
         self.state.resource_version = listing.version
         while True:  # each watch resumes from the last version seen (an event or a bookmark)
             self.state.watches += 1
-            version = await watching.watch_once(
-                cluster,
-                resource,
-                version=self.state.resource_version,
-                label_selector=self.label_selector,
-                seconds=settings.watch_seconds,
-                on_open=self._opened,
-                on_event=self._observe,
-            )
-            self.state.resource_version = version
+            try:
+                self.state.resource_version = await watching.watch_once(
+                    cluster,
+                    resource,
+                    version=self.state.resource_version,
+                    label_selector=self.label_selector,
+                    seconds=settings.watch_seconds,
+                    on_open=self._opened,
+                    on_event=self._observe,
+                    silence=settings.silence_seconds,
+                )
+            except watching.Silent as exc:
+                self._fail(exc)  # cold until a watch opens again; no LIST: nothing was missed
 
     def _opened(self) -> None:
         if not self.state.warm:

@@ -79,7 +79,7 @@ class Subscription:
         return events
 
     async def wait(self) -> list[CacheEvent]:
-        """Wait until an event is pending, then :meth:`take` them all."""
+        """Wait until an event is pending, then :meth:`take` them all (one consumer at a time)."""
         if not self._pending:
             await self._wake.wait()
         return self.take()
@@ -161,6 +161,6 @@ class Subscribers:
     def dispatch(self, event: CacheEvent) -> int:
         """Offer `event` to every owner it concerns; how many there were."""
         owners = self.owners_of(event)
-        for owner in owners:
+        for owner in sorted(owners):  # a stable order: runs are reproducible
             self._by_owner[owner].offer(event)
         return len(owners)

@@ -19,23 +19,40 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import math
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import anyio
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from fleet.apply import discovery
 from fleet.apply.kube import ApiError, Cluster
 from fleet.types import Manifest, ObjectKey, split_api_version
 
-__all__ = ["Expired", "Listing", "WatchEvent", "list_objects", "watch_kind", "watch_once"]
+__all__ = [
+    "Expired",
+    "Listing",
+    "Silent",
+    "WatchEvent",
+    "list_objects",
+    "watch_kind",
+    "watch_once",
+]
 
 log = logging.getLogger(__name__)
 
 PAGE = 500
 """Objects per LIST page: a large kind is read in pages, not one huge answer."""
+
+
+class Silent(ApiError):
+    """A watch sent nothing, not even a bookmark, for longer than allowed: the server may hang."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "Silent", message)
 
 
 class Expired(ApiError):
@@ -80,7 +97,7 @@ async def list_objects(
             return Listing(items=items, version=version)
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
     buffer = bytearray()
     async for chunk in response.content.iter_any():
         buffer.extend(chunk)
@@ -102,12 +119,15 @@ async def watch_once(
     seconds: int,
     on_open: Callable[[], None],
     on_event: Callable[[str, Manifest], None],
+    silence: float | None = None,
 ) -> str:
     """One watch request from `version`; the version to resume from when the server ends it.
 
     `on_open()` runs once the server accepted the watch; `on_event(type, object)` for each
     ADDED, MODIFIED or DELETED (bookmarks only move the version). Both must not block.
-    Raises :class:`Expired` when `version` is too old, :class:`ApiError` for any other refusal.
+    Raises :class:`Expired` when `version` is too old, :class:`Silent` when the stream sent
+    nothing for `silence` seconds (a quiet apiserver sends a bookmark every 1-2 minutes), and
+    :class:`ApiError` for any other refusal or a broken connection.
     """
     path = resource.collection()
     query = [
@@ -120,7 +140,15 @@ async def watch_once(
     try:
         async with cluster.stream(path, query=query, request_timeout=seconds + 30) as response:
             on_open()
-            async for line in _lines(response):
+            lines = _lines(response)
+            while True:
+                with anyio.move_on_after(math.inf if silence is None else silence) as quiet:
+                    line = await anext(lines, None)
+                if quiet.cancelled_caught:
+                    await lines.aclose()
+                    raise Silent(f"WATCH {path} on cluster {cluster.name}: nothing for {silence} s")
+                if line is None:
+                    break
                 event = json.loads(line)
                 kind = str(event.get("type", ""))
                 obj = event.get("object") or {}
@@ -173,70 +201,62 @@ async def watch_kind(
 ) -> None:
     """Report changes to `kind` objects matching `label_selector` until cancelled.
 
-    Reports ready through `task_status` once the first list is done.
+    The one-consumer loop (prefer :class:`fleet.apply.informer.LiveCache`, one stream shared by
+    every consumer). Ready through `task_status` once the first list is done. Events queue for
+    `on_event`, awaited in order by a task of their own, so a slow callback never stalls the
+    watch. A failure (any, not only the server's) is logged and retried after a backoff.
     """
-    started = False
-    backoff = 0.5
-    while True:
-        try:
-            resource = await discovery.resolve(cluster, api_version, kind)
-            if resource is None:
-                raise ApiError(404, "NotFound", f"{api_version} {kind} is not served")
-            listing = await cluster.request(
-                "GET", resource.collection(), query=[("labelSelector", label_selector)]
-            )
-            version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
-            for item in listing.get("items") or []:
-                await on_event(WatchEvent("LISTED", _key(api_version, kind, item), item))
-            if not started:
-                started = True
-                task_status.started()
-            while version:
-                version = await _watch_once(
-                    cluster,
-                    resource.collection(),
-                    api_version,
+    send, receive = anyio.create_memory_object_stream[WatchEvent](max_buffer_size=math.inf)
+
+    def queue(type_: str, obj: Manifest) -> None:
+        send.send_nowait(WatchEvent(type_, _key(api_version, kind, obj), obj))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_hand_over, receive, on_event)
+        started = False
+        backoff = 0.5
+        while True:
+            try:
+                resource = await discovery.resolve(cluster, api_version, kind)
+                if resource is None:
+                    discovery.forget(cluster, split_api_version(api_version)[0])
+                    raise ApiError(404, "NotFound", f"{api_version} {kind} is not served")
+                listing = await list_objects(cluster, resource, label_selector=label_selector)
+                for item in listing.items:
+                    queue("LISTED", item)
+                if not started:
+                    started = True
+                    task_status.started()
+                version = listing.version
+                while True:
+                    version = await watch_once(
+                        cluster,
+                        resource,
+                        version=version,
+                        label_selector=label_selector,
+                        seconds=watch_seconds,
+                        on_open=lambda: None,
+                        on_event=queue,
+                    )
+                    backoff = 0.5
+            except Expired:
+                continue  # list again
+            except Exception as exc:
+                text = str(exc) if isinstance(exc, ApiError) else type(exc).__name__
+                log.warning(
+                    "event=watch_error cluster=%s kind=%s error=%s",
+                    cluster.name,
                     kind,
-                    version,
-                    label_selector=label_selector,
-                    on_event=on_event,
-                    seconds=watch_seconds,
+                    json.dumps(text, ensure_ascii=False),
                 )
-            backoff = 0.5
-        except ApiError as exc:
-            log.warning(
-                "event=watch_error cluster=%s kind=%s error=%r", cluster.name, kind, str(exc)
-            )
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
 
-async def _watch_once(
-    cluster: Cluster,
-    path: str,
-    api_version: str,
-    kind: str,
-    version: str,
-    *,
-    label_selector: str,
+async def _hand_over(
+    receive: MemoryObjectReceiveStream[WatchEvent],
     on_event: Callable[[WatchEvent], Awaitable[None]],
-    seconds: int,
-) -> str:
-    """One watch request; the version to resume from, or "" to list again."""
-    query = [
-        ("watch", "true"),
-        ("labelSelector", label_selector),
-        ("resourceVersion", version),
-        ("allowWatchBookmarks", "true"),
-        ("timeoutSeconds", str(seconds)),
-    ]
-    async with cluster.stream(path, query=query, request_timeout=seconds + 30) as response:
-        async for line in _lines(response):
-            event = json.loads(line)
-            obj = event.get("object") or {}
-            if event.get("type") == "ERROR":
-                return ""  # 410 Gone, most likely: list again
-            version = str((obj.get("metadata") or {}).get("resourceVersion", version))
-            if event.get("type") != "BOOKMARK":
-                await on_event(WatchEvent(str(event["type"]), _key(api_version, kind, obj), obj))
-    return version
+) -> None:
+    async with receive:
+        async for event in receive:
+            await on_event(event)

@@ -8,7 +8,8 @@ Argo's ``destination.name`` selects the cluster of that name in ``clusters/``, a
 ``destination.server`` the cluster whose kubeconfig points at that URL.
 
 A fleet document may also declare ``projects: [...]`` (see :mod:`fleet.config.projects`) and
-``defaultProject: strict`` (or ``open``, the default); each app names its project with
+``defaultProject: strict`` (or ``open``, the default), and Argo CD ``AppProject`` documents are
+read as projects; each app names its project with
 ``project:`` (Argo's ``spec.project``), ``default`` otherwise, and is handed its resolved rules.
 
 Validation is complete before anything is returned: one bad field rejects the whole load with a
@@ -286,6 +287,8 @@ def parse_documents(documents: list[Any], *, origin: str) -> list[App]:
                 )
             apps.append(_argo_app(document, where, origin))
             continue
+        if document.get("kind") == "AppProject":
+            continue  # read by parse_projects
         if "apps" not in document:
             if "projects" in document or "defaultProject" in document:
                 continue
@@ -354,6 +357,25 @@ def _project(data: Any, where: str, origin: str) -> Project:
     )
 
 
+def _argo_project(data: Mapping[str, Any], where: str, origin: str) -> Project:
+    """An Argo CD AppProject: its destinations name clusters (globs) and namespaces; a
+    destination by server URL is refused (name the cluster instead)."""
+    if not str(data.get("apiVersion", "")).startswith("argoproj.io/"):
+        raise ConfigError(f"{where}: kind AppProject needs apiVersion argoproj.io/v1alpha1")
+    name = _Fields(data.get("metadata"), f"{where}.metadata").text("name")
+    where = f"{where} (AppProject {name})"
+    spec = _Fields(data.get("spec") or {}, f"{where}.spec")
+    destinations = []
+    for index, item in enumerate(spec.data.get("destinations") or []):
+        dest = _Fields(item, f"{spec.where}.destinations[{index}]")
+        cluster, server = dest.text("name", "*"), dest.text("server", "*")
+        if server != "*" and cluster == "*":
+            raise ConfigError(f"{dest.where}.server: name the cluster (name:) instead of a server")
+        names = [] if cluster == "*" else [cluster]
+        destinations.append({"clusters": names or None, "namespaces": [dest.text("namespace")]})
+    return _project({**spec.data, "name": name, "destinations": destinations}, where, origin)
+
+
 def parse_projects(documents: list[Any], *, origin: str) -> tuple[list[Project], str | None]:
     """The projects declared in the YAML `documents` of `origin`, and its ``defaultProject``."""
     projects: list[Project] = []
@@ -361,6 +383,9 @@ def parse_projects(documents: list[Any], *, origin: str) -> tuple[list[Project],
     for index, document in enumerate(documents):
         where = f"{origin}" if len(documents) == 1 else f"{origin} (document {index + 1})"
         if not isinstance(document, Mapping) or document.get("kind") == "Application":
+            continue
+        if document.get("kind") == "AppProject":
+            projects.append(_argo_project(document, where, origin))
             continue
         fields = _Fields(document, where)
         if "defaultProject" in document:

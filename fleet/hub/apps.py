@@ -10,12 +10,13 @@ from __future__ import annotations
 from fleet import plan
 from fleet.apply import ApplyOptions
 from fleet.config import App, templates
+from fleet.plan import projects
 from fleet.reconcile.desired import AppSource
 from fleet.reconcile.syncing import AppSync
 from fleet.render import HelmOptions
 from fleet.types import ClusterRef, RenderedSet
 
-__all__ = ["app_source", "app_sync", "with_namespace"]
+__all__ = ["app_source", "app_sync", "source_refusal", "with_namespace"]
 
 
 def app_source(app: App) -> AppSource:
@@ -34,6 +35,12 @@ def app_source(app: App) -> AppSource:
         namespace=app.destination.namespace,
         helm=helm,
     )
+
+
+def source_refusal(app: App) -> str | None:
+    """Why `app`'s project refuses its source repository (call before fetching), or None."""
+    reason = projects.source_refusal(app.project_rules, app.source.repo_url)
+    return f"app {app.name}: {reason}" if reason else None
 
 
 def app_sync(

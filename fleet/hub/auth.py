@@ -270,6 +270,9 @@ class Guard:
 
     @public
     async def login(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin", "")
+        if origin and urlsplit(origin).netloc != request.host:
+            return _error(403, f"cross-site sign-in from {origin} refused")
         form = await request.post()  # bounded by the app's client_max_size
         token = form.get("token")
         target = safe_next(str(form.get("next") or "/"))

@@ -21,11 +21,11 @@ the cluster has not answered anything for ``ProbeSettings.interval`` seconds, on
 with a short timeout (:meth:`fleet.apply.Cluster.probe`, through the cluster's rate limit). After
 ``failures`` probes in a row without an answer the cluster is *silent*: its client is fenced (the
 requests in flight are abandoned at once and new ones fail fast, each an outage), its circuit
-breaker is tripped (``CircuitBreaker.trip``), and :meth:`Connections.reach` reports it ``down``
-(the board shows it parked: "unreachable: <cause>", since when). The probe goes on every
-interval; the first answer lifts the fence, closes the breaker, and :meth:`Connections.reach`
-reports it recovered once, so the hub enqueues its apps at once. A failing probe is that
-cluster's state, never an exception out of the hub's task group.
+breaker is tripped and held open (``CircuitBreaker.trip``), and :meth:`Connections.reach`
+reports it ``down`` (the board shows it parked: "unreachable: <cause>", since when). The probe
+goes on every interval; the first answer lifts the fence, releases the breaker, and
+:meth:`Connections.reach` reports it recovered once, so the hub enqueues its apps at once. A
+failing probe is that cluster's state, never an exception out of the hub's task group.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from fleet import apply, transport
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, FleetError
 from fleet.report import ClusterState
-from fleet.runtime import Breakers, BreakerState, Limits
+from fleet.runtime import Breakers, Limits
 
 __all__ = ["Connection", "Connections", "Liveness", "ProbeSettings", "Reach", "show_reach"]
 
@@ -221,6 +221,9 @@ class Connections:
                 task_status.started()
             finally:
                 connection.cluster = connection.client = None
+                breaker = self._breakers.get(name) if self._breakers is not None else None
+                if breaker is not None and connection.liveness.state == "silent":
+                    breaker.unhold()  # no probe is left to release it
 
     async def _watch_liveness(self, connection: Connection, cluster: apply.Cluster) -> None:
         """The probe loop of one connection (see the module docstring); runs until cancelled."""
@@ -250,8 +253,8 @@ class Connections:
         breaker = self._breakers.for_cluster(connection.name) if self._breakers else None
         if live.state == "silent":
             live.cause = cluster.fenced = cause
-            if breaker is not None and breaker.state is BreakerState.CLOSED:
-                breaker.trip(cause)  # closed meanwhile by someone else: the cluster is still silent
+            if breaker is not None and not breaker.status().held:
+                breaker.trip(cause)  # released meanwhile (a new breaker): still silent
             return
         live.state, live.since, live.cause, live.recovered = "silent", time.time(), cause, False
         abandoned = cluster.fence(cause)
@@ -274,8 +277,8 @@ class Connections:
         live.state, live.since, live.cause = "answering", time.time(), ""
         cluster.unfence()
         breaker = self._breakers.for_cluster(connection.name) if self._breakers else None
-        if breaker is not None and breaker.state is not BreakerState.CLOSED:
-            breaker.success()
+        if breaker is not None and (breaker.status().held or was == "unknown"):
+            breaker.release()  # a breaker left open by an earlier connection closes too
         if was == "silent":
             live.recovered = True
             log.info("event=cluster_answering cluster=%s", connection.name)

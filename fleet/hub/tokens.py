@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 16
+_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 class Role(enum.IntEnum):
@@ -101,6 +103,11 @@ def _entry(token: Any, role: Any, name: Any, *, where: str, default_name: str) -
     if any(c.isspace() or c == "," for c in token):
         raise ConfigError(f"{where}: a token may not hold spaces or commas")
     label = str(name).strip() if name else default_name
+    if not _NAME.fullmatch(label):
+        raise ConfigError(
+            f"{where}: the name {label!r} may hold only letters, digits and . _ @ - "
+            "(it is what logs show)"
+        )
     return TokenEntry(token=token, role=_role(role, where), name=label)
 
 

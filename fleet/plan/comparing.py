@@ -3,8 +3,9 @@
 Server-side apply leaves every field fleet did not set to the server (defaults, other managers),
 so "in sync" means: every field fleet sends has the same value live. Maps compare key by key,
 lists element by element with equal length, scalars by value. A ``null`` fleet sends means "no
-opinion", and an empty map or list equals an absent one (the server drops them). A Secret's ``stringData`` is compared with the base64 ``data`` the server keeps.
-ignoreDifferences are JSON pointers (RFC 6901) removed from both sides before comparing.
+opinion", and an empty map or list equals an absent one (the server drops them). A Secret's
+``stringData`` is compared with the base64 ``data`` the server keeps. ignoreDifferences are JSON
+pointers (RFC 6901) removed from both sides before comparing.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def contains(live: Any, wanted: Any) -> bool:
     """True when every field set in `wanted` has the same value in `live`."""
     if wanted is None:
         return True
-    if wanted == {} or wanted == []:  # the server drops an empty map or list
+    if wanted in ({}, []):  # the server drops an empty map or list
         return live is None or live == wanted
     if isinstance(wanted, dict):
         return isinstance(live, dict) and all(

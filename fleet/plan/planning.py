@@ -162,11 +162,18 @@ def _decide(
         adopted = entry.adopted if entry is not None else False
         op, reason, verify = _compare(desired, live, rules)
         return step(op, reason, verify=verify, adopted=adopted)
-    if found is None and (own.adopt or desired.adopt):
+    sharers = sorted({owning.describe_owner(t) for t in owning.owners_of(live).values()})
+    if found is None and not sharers and (own.adopt or desired.adopt):
         why = "the object's fleet.dev/adopt" if desired.adopt else "syncPolicy.adopt"
         return step(Op.ADOPT, f"exists and is not managed by fleet: adopted ({why})", adopted=True)
     owner = owning.describe_owner(found)
-    if found is None:
+    if found is None and sharers:
+        owner = "; ".join(sharers)
+        reason = (
+            f"is shared by {owner} (createNamespace); declare it in git or through "
+            "createNamespace, not both"
+        )
+    elif found is None:
         reason = (
             "exists and is not managed by fleet; set syncPolicy.adopt: true (or annotate it "
             'fleet.dev/adopt: "true" in git) to take it over, or remove it from git'

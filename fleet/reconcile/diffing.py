@@ -3,7 +3,9 @@
 The desired objects are prepared as :func:`fleet.reconcile.syncing.sync` prepares them, then
 diffed by server-side dry-run (:func:`fleet.apply.diff_objects`), the app's ignoreDifferences
 JSON pointers removed from both sides, with the app instance's own field manager. Objects the
-sync would prune are listed as well (only those that are this instance's: see fleet.plan.owning).
+sync would prune are listed as well (only those that are this instance's: see fleet.plan.owning),
+and an object in conflict (another app's, or one fleet did not create) is an error naming its
+owner, not a diff: the sync will not write it.
 """
 
 from __future__ import annotations
@@ -26,8 +28,21 @@ async def diff(
     desired = plan.prepare(
         rendered.objects, app=app.name, namespace=app.namespace, scopes=scopes, tracking=tracking
     )
+    previous = await apply.read_inventory(cluster, app.inventory_id)
+    before = dict(previous.entries) if previous else {}
     valid = [d for d in desired if d.problem is None]
-    targets = [_Target(d) for d in valid]
+    live = await apply.read_live(cluster, {**before, **{d.key: d.api_version for d in valid}})
+    the_plan = plan.make_plan(
+        desired,
+        app=app.name,
+        inventory=before,
+        live=live,
+        policy=app.prune,
+        ignore=app.ignore,
+        ownership=app.ownership(cluster.name),
+    )
+    conflicts = {c.key: c.reason for c in the_plan.conflicts}
+    targets = [_Target(d) for d in valid if d.key not in conflicts]
 
     def normalize(key: ObjectKey, obj: Manifest) -> Manifest:
         return plan.without_pointers(obj, plan.pointers_for(app.ignore, key))
@@ -38,18 +53,10 @@ async def diff(
         for d in desired
         if d.problem is not None
     ]
-    previous = await apply.read_inventory(cluster, app.inventory_id)
-    before = dict(previous.entries) if previous else {}
-    live = await apply.read_live(cluster, before)
-    the_plan = plan.make_plan(
-        desired,
-        app=app.name,
-        inventory=before,
-        live=live,
-        policy=app.prune,
-        ignore=app.ignore,
-        ownership=app.ownership(cluster.name),
-    )
+    diffs += [
+        apply.ObjectDiff(key, apply.DiffAction.ERROR, f"conflict: {reason}")
+        for key, reason in sorted(conflicts.items())
+    ]
     return diffs, [s.key for s in the_plan.prunes]
 
 

@@ -2,10 +2,11 @@
 
 One watch per kind of the app's desired set, selected by the app's label, wakes a single
 checker; wake-ups that arrive while it checks coalesce into one more check. A check is a sync
-planned but not run (reads only); when it finds writes to make, that is drift: with self-heal the
-app is synced (fleet's own write then wakes the checker once more, which finds nothing), without
-it the drift is reported. The checker also runs every `resync` seconds, the backstop for a watch
-that dropped events.
+planned but not run (reads only); when it finds writes to make to objects this app instance owns,
+that is drift (an object in conflict, another app's or a hand-made one, is not: it is never
+written): with self-heal the app is synced (fleet's own write then wakes the checker once more,
+which finds nothing), without it the drift is reported. The checker also runs every `resync`
+seconds, the backstop for a watch that dropped events.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from fleet import apply, plan
-from fleet.reconcile.syncing import AppSync, SyncResult, sync
+from fleet.reconcile.syncing import AppSync, Descends, SyncResult, sync
 from fleet.types import ObjectKey, RenderedSet
 
 __all__ = ["watch_drift"]
@@ -37,11 +38,13 @@ async def watch_drift(
     on_drift: OnDrift,
     revision: str = "",
     resync: float = 300.0,
+    descends: Descends | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Watch `app`'s objects on `cluster` until cancelled; `on_drift(keys, healed)` per drift.
 
-    `healed` is the heal's :class:`SyncResult`, or None when self-heal is off.
+    `healed` is the heal's :class:`SyncResult`, or None when self-heal is off. `descends` is
+    passed to the heal's sync, so a heal never lets a rewind's prunes through.
     """
     wake = anyio.Event()
 
@@ -80,5 +83,9 @@ async def watch_drift(
                 len(drifted),
                 self_heal,
             )
-            healed = await sync(cluster, app, rendered, revision=revision) if self_heal else None
+            healed = (
+                await sync(cluster, app, rendered, revision=revision, descends=descends)
+                if self_heal
+                else None
+            )
             await on_drift(drifted, healed)

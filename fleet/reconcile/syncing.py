@@ -36,7 +36,7 @@ from fleet.plan import projects
 from fleet.reconcile.reading import ApiReader, Reader
 from fleet.types import ClusterRef, Manifest, ObjectKey, RenderedSet
 
-__all__ = ["AppSync", "Descends", "SyncResult", "assess_health", "object_name", "sync"]
+__all__ = ["AppSync", "Descends", "SyncResult", "assess_health", "sync"]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class SyncResult:
 
     def problems(self) -> list[str]:
         """One sentence per thing an operator must look at: object, cause, what to do."""
-        return _problems(self.plan, self.changes)
+        return self.changes.problems(rewound=self.plan.rewound)
 
 
 async def assess_health(
@@ -436,36 +436,3 @@ def _planned(the_plan: plan.Plan, done: Sequence[apply.Change]) -> list[apply.Ch
     extra += [apply.Change(d.key, apply.Outcome.FAILED, d.problem or "") for d in the_plan.invalid]
     extra += [apply.Change(k, apply.Outcome.PRUNED, "already gone") for k in the_plan.gone]
     return extra
-
-
-def object_name(key: ObjectKey) -> str:
-    """An object as an operator names it: ``apps/Deployment web/web``, ``v1/Namespace web``."""
-    kind = f"{key.group}/{key.kind}" if key.group else key.kind
-    return f"{kind} {key.namespace}/{key.name}" if key.namespace else f"{kind} {key.name}"
-
-
-_ADVICE = {
-    apply.Outcome.FAILED: "the server refused the write; fix the manifest or the cluster",
-    apply.Outcome.SKIPPED: "prune held",
-}
-
-
-def _problems(the_plan: plan.Plan, changes: apply.ChangeSet) -> list[str]:
-    found: list[str] = []
-    if the_plan.rewound and any(c.outcome is apply.Outcome.SKIPPED for c in changes.changes):
-        found.append(
-            f"{the_plan.rewound} (the branch was moved to a commit that does not descend from "
-            "the applied one): its prunes are held; sync with consent to let them through"
-        )
-    for change in changes.changes:
-        if change.outcome not in apply.NOT_SYNCED:
-            continue
-        reason = change.reason or _ADVICE.get(change.outcome, "")
-        if change.outcome is apply.Outcome.SKIPPED:
-            reason = f"not pruned: {reason}"
-        elif change.outcome is apply.Outcome.REFUSED:
-            reason = f"refused by the project: {reason}"
-        elif change.outcome is apply.Outcome.FAILED and change.reason:
-            reason = f"failed: {reason}"
-        found.append(f"{object_name(change.key)}: {reason}")
-    return found

@@ -5,7 +5,13 @@ parsed. YAML is composed to a node graph first and its *expanded* size counted (
 often as they are used, memoised per node, so the count itself is cheap); a "billion laughs" graph
 is refused before anything is built. Multi-document streams are split, empty documents dropped,
 ``kind: List`` flattened, and each object must carry ``apiVersion``, ``kind`` and
-``metadata.name``. Errors are :class:`~fleet.errors.StalledError` naming the file and document.
+``metadata.name`` or ``metadata.generateName``. Errors are :class:`~fleet.errors.StalledError`
+naming the file and document.
+
+An object with ``generateName`` and no name (the usual form of a hook Job) is valid: the API server
+names it when it is created, so it has no identity before that. It passes through unchanged and
+:func:`generated_name` tells it apart; the plan creates it (a POST, never a server-side apply,
+which needs a name) and never compares or prunes it by name.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import yaml
 from fleet.errors import StalledError
 from fleet.types import Manifest
 
-__all__ = ["DocumentLimits", "load_yaml", "parse_documents"]
+__all__ = ["DocumentLimits", "generated_name", "load_yaml", "objects_of", "parse_documents"]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -45,6 +51,11 @@ def parse_documents(data: bytes, *, source: str, limits: DocumentLimits) -> list
             raise StalledError(f"{source}: invalid JSON: {exc}") from None
     else:
         docs = load_yaml(data, source=source, limits=limits)
+    return objects_of(docs, source=source)
+
+
+def objects_of(docs: list[Any], *, source: str) -> list[Manifest]:
+    """The objects of decoded documents `docs` (from `source`): checked, Lists flattened."""
     objects: list[Manifest] = []
     for index, doc in enumerate(docs):
         objects.extend(_objects(doc, where=f"{source} (document {index + 1})"))
@@ -114,11 +125,20 @@ def _objects(doc: Any, *, where: str) -> list[Manifest]:
         for field, value in (("apiVersion", doc.get("apiVersion")), ("kind", doc.get("kind")))
         if not isinstance(value, str) or not value
     ]
-    if not isinstance(name, str) or not name:
-        missing.append("metadata.name")
+    if (not isinstance(name, str) or not name) and generated_name(doc) is None:
+        missing.append("metadata.name (or metadata.generateName)")
     if missing:
         raise StalledError(f"{where}: object without {', '.join(missing)}")
     return [doc]
+
+
+def generated_name(obj: Any) -> str | None:
+    """The ``generateName`` prefix of an object that has no ``metadata.name``, else None."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("name"):
+        return None
+    prefix = metadata.get("generateName")
+    return prefix if isinstance(prefix, str) and prefix else None
 
 
 def _short(exc: yaml.YAMLError) -> str:

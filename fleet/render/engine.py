@@ -1,11 +1,20 @@
 """The renderer: choose how to render a path, say what it reads, and render it within bounds.
 
 Two steps, so the cache can sit between them. :meth:`Renderer.plan` looks at the commit through a
-:class:`~fleet.render.kustomize.TreeReader` (no checkout): a ``Chart.yaml`` means Helm, a
-kustomization means kustomize, anything else is plain manifests; it returns a :class:`RenderPlan`
-naming the renderer, every repository path the render reads, and the renderer's own inputs.
+:class:`~fleet.render.kustomize.TreeReader` (no checkout) and picks the tool as Argo CD's
+detection does (:mod:`fleet.render.detect`: a kustomization, a chart, else plain manifests); it
+returns a :class:`RenderPlan` naming the renderer, every repository path the render reads, and
+the renderer's own inputs.
 :meth:`Renderer.render` then renders a checkout of exactly those paths, at most ``concurrency``
 at a time, each within ``timeout``. Tool versions are asked once and kept.
+
+The spec's options are Argo CD's source fields; options for a tool other than the one the files
+name are an error naming the field, as is a ``plugin`` source, rather than a render that silently
+drops them. Helm options shape the
+command (:mod:`fleet.render.helm`); kustomize options are written into the checkout's copy of the
+kustomization before the build (:mod:`fleet.render.kustomize_edit`); directory options select
+Argo CD's directory semantics (:mod:`fleet.render.directory`). Every option that changes the
+output is in :meth:`RenderPlan.inputs`, so it is in the cache key.
 
 Every render, whatever its kind, first passes :func:`fleet.render.confine.check_tree` on the whole
 checkout (no link may lead out of it), and a chart :func:`fleet.render.helm.check_dependencies`.
@@ -15,6 +24,7 @@ temp and Helm directories, nothing else of the hub), with :func:`fleet.render.to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -23,21 +33,30 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
 from fleet.errors import StalledError, TransientError
-from fleet.render import confine, helm, kustomize, plain, tools
+from fleet.render import (
+    confine,
+    detect,
+    directory,
+    helm,
+    jsonnet,
+    kustomize,
+    kustomize_edit,
+    plain,
+    tools,
+)
+from fleet.render.detect import Kind
 from fleet.render.documents import DocumentLimits, parse_documents
-from fleet.render.spec import HelmOptions, RenderSpec
+from fleet.render.spec import DirectoryOptions, HelmOptions, KustomizeOptions, RenderSpec
 from fleet.types import Manifest
 
 __all__ = ["RenderPlan", "RenderSettings", "Renderer"]
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["plain", "kustomize", "helm"]
 
 
 @dataclass(frozen=True)
@@ -64,11 +83,25 @@ class RenderPlan:
     def inputs(self) -> dict[str, Any]:
         """What besides the trees and the tool decides the output (for the cache key)."""
         inputs: dict[str, Any] = {"path": self.path, "cluster": dict(self.spec.cluster_inputs)}
-        if self.kind == "helm" and self.spec.helm is not None:
-            inputs["namespace"] = self.spec.namespace
-            inputs["release"] = self.spec.helm.release
-            inputs["valueFiles"] = list(self.spec.helm.value_files)
-            inputs["values"] = self.spec.helm.values
+        spec = self.spec
+        if self.kind == "helm" and spec.helm is not None:
+            options = spec.helm
+            inputs["namespace"] = spec.namespace
+            inputs["release"] = helm.release_name(options, spec.app)
+            inputs["valueFiles"] = list(options.value_files)
+            inputs["values"] = options.values
+            more = _changed(options, HelmOptions(), skip=("release", "value_files", "values"))
+            if more:
+                inputs["helm"] = more
+        if (
+            self.kind == "kustomize"
+            and spec.kustomize is not None
+            and not spec.kustomize.is_empty()
+        ):
+            inputs["kustomize"] = _changed(spec.kustomize, KustomizeOptions())
+        if self.kind == "plain" and spec.directory is not None:
+            inputs["directory"] = dataclasses.asdict(spec.directory)
+            inputs["jsonnet"] = jsonnet.version()
         return inputs
 
 
@@ -83,21 +116,8 @@ class Renderer:
 
     async def plan(self, reader: kustomize.TreeReader, spec: RenderSpec) -> RenderPlan:
         """Decide the renderer for `spec` at the commit `reader` reads; list what it reads."""
-        kind_of_path = await reader.kind(spec.path)
-        if kind_of_path is None:
-            raise StalledError(f"path {spec.path!r} does not exist")
-        if kind_of_path == "blob":
-            return RenderPlan("plain", spec.path, (spec.path,), spec)
-        names = set(await reader.names(spec.path))
-        limits = self.settings.limits
-        if "Chart.yaml" in names:
-            options = spec.helm or HelmOptions(release="release")
-            spec = RenderSpec(spec.path, spec.namespace, options, spec.cluster_inputs)
-            return RenderPlan("helm", spec.path, tuple(helm.reads(spec.path, options)), spec)
-        if names & set(kustomize.KUSTOMIZATION_NAMES):
-            paths = await kustomize.reads(reader, spec.path, limits=limits)
-            return RenderPlan("kustomize", spec.path, tuple(paths), spec)
-        return RenderPlan("plain", spec.path, (spec.path,), spec)
+        found = await detect.detect(reader, spec, limits=self.settings.limits)
+        return RenderPlan(found.kind, found.spec.path, found.reads, found.spec)
 
     async def version(self, kind: Kind) -> str:
         """``plain/1``, ``kustomize v5.5.0`` or ``helm v3.x``: part of the cache key."""
@@ -130,6 +150,9 @@ class Renderer:
     async def _render(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         limits = self.settings.limits
         await anyio.to_thread.run_sync(lambda: self._confine(checkout, plan))
+        options = plan.spec.directory
+        if plan.kind == "plain" and options is not None:
+            return await self._directory(checkout, plan, options)
         if plan.kind == "plain":
             return await anyio.to_thread.run_sync(
                 lambda: plain.load_directory(checkout, plan.path, limits=limits)
@@ -138,6 +161,7 @@ class Renderer:
             home = Path(scratch)
             env = tools.tool_env(home)
             if plan.kind == "kustomize":
+                await anyio.to_thread.run_sync(lambda: self._edit(checkout, plan))
                 command = kustomize.build_command(
                     checkout / plan.path, binary=self.settings.kustomize
                 )
@@ -161,13 +185,47 @@ class Renderer:
         if plan.kind == "helm":
             helm.check_dependencies(checkout, plan.path, limits=self.settings.limits)
 
+    async def _directory(
+        self, checkout: Path, plan: RenderPlan, options: DirectoryOptions
+    ) -> list[Manifest]:
+        """Argo CD's directory app: its manifests, then its jsonnet files evaluated one by one."""
+        limits = self.settings.limits
+        pending: list[str] | None = [] if jsonnet.available() else None
+        objects = await anyio.to_thread.run_sync(
+            lambda: directory.load_directory(
+                checkout, plan.path, options, limits=limits, jsonnet_files=pending
+            )
+        )
+        for file in pending or []:
+            with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
+                objects += await jsonnet.evaluate(
+                    checkout,
+                    file,
+                    app_path=plan.path,
+                    options=options.jsonnet,
+                    scratch=Path(scratch),
+                    max_output=self.settings.max_output_bytes,
+                )
+        return objects
+
+    def _edit(self, checkout: Path, plan: RenderPlan) -> None:
+        """Write the app's kustomize options into the checkout's kustomization (not the mirror)."""
+        options = plan.spec.kustomize
+        if options is None or options.is_empty():
+            return
+        names = {p.name for p in (checkout / plan.path).iterdir()}
+        name = next(n for n in kustomize.KUSTOMIZATION_NAMES if n in names)
+        file = f"{plan.path}/{name}" if plan.path else name
+        kustomize_edit.write(checkout, file, options, limits=self.settings.limits)
+
     def _helm_command(self, checkout: Path, plan: RenderPlan, home: Path) -> list[str]:
         options = plan.spec.helm
         assert options is not None  # plan() always sets it for a chart
         inline = None
-        if options.values:
-            inline = home / "inline-values.json"
-            inline.write_text(json.dumps(_plain(options.values)))
+        text = helm.inline_values_text(options)
+        if text is not None:
+            inline = home / "inline-values.yaml"  # JSON is YAML
+            inline.write_text(text)
         return helm.template_command(
             self._helm(),
             checkout=checkout,
@@ -175,6 +233,7 @@ class Renderer:
             namespace=plan.spec.namespace,
             options=options,
             inline_values=inline,
+            app=plan.spec.app,
         )
 
     def _helm(self) -> Path:
@@ -205,7 +264,18 @@ class Renderer:
         return f"{kind} {text}"
 
 
+def _changed(value: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of dataclass `value` that differ from `default`, as plain data."""
+    return {
+        f.name: _plain(getattr(value, f.name))
+        for f in dataclasses.fields(value)
+        if f.name not in skip and getattr(value, f.name) != getattr(default, f.name)
+    }
+
+
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

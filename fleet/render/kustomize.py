@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import posixpath
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -62,8 +62,14 @@ async def kustomization_in(reader: TreeReader, directory: str) -> str | None:
     return None
 
 
-async def reads(reader: TreeReader, path: str, *, limits: DocumentLimits) -> list[str]:
-    """Every repository path the build of `path` reads: `path` first, then outside paths sorted."""
+async def reads(
+    reader: TreeReader, path: str, *, limits: DocumentLimits, extra: Sequence[str] = ()
+) -> list[str]:
+    """Every repository path the build of `path` reads: `path` first, then outside paths sorted.
+
+    `extra` are references the app adds to its kustomization before the build (components and
+    patch files of ``spec.source.kustomize``), relative to `path`, checked like its own.
+    """
     outside: set[str] = set()
     seen: set[str] = set()
     pending = [path]
@@ -75,10 +81,10 @@ async def reads(reader: TreeReader, path: str, *, limits: DocumentLimits) -> lis
         file = await kustomization_in(reader, directory)
         if file is None:
             continue  # a plain directory of resources
-        refs = [
-            (ref, _resolve(directory, ref, file=file))
-            for ref in _references(await reader.read(file), file=file, limits=limits)
-        ]
+        own = list(_references(await reader.read(file), file=file, limits=limits))
+        if directory == path:
+            own += extra
+        refs = [(ref, _resolve(directory, ref, file=file)) for ref in own]
         kinds = await reader.kinds([target for _, target in refs])  # one git call per level
         for ref, target in refs:
             kind = kinds[target]

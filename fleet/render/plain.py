@@ -2,7 +2,9 @@
 
 Files are read in sorted path order (the order does not matter for the result, which is sorted
 canonically later, but it makes errors reproducible). Hidden directories are skipped. A symlink
-is followed only if it stays inside the checkout; otherwise the render is refused.
+is followed only if it stays inside the checkout; otherwise the render is refused. A ``.jsonnet``
+file is refused, naming it: fleet does not evaluate jsonnet, and a directory of jsonnet must not
+render to nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ def load_directory(checkout: Path, path: str, *, limits: DocumentLimits) -> list
     objects: list[Manifest] = []
     for file in files:
         rel = file.relative_to(checkout).as_posix()
+        if rel.endswith(".jsonnet"):
+            raise StalledError(
+                f"path {rel!r} is a jsonnet file: fleet does not evaluate jsonnet; render it in "
+                "CI and commit the YAML"
+            )
         real = file.resolve()
         if not real.is_relative_to(root):
             raise StalledError(f"path {rel!r} is a symlink that escapes the repository")
@@ -45,5 +52,7 @@ def _files(directory: Path) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / n for n in sorted(filenames) if n.endswith(SUFFIXES))
+        found.extend(
+            Path(dirpath) / n for n in sorted(filenames) if n.endswith((*SUFFIXES, ".jsonnet"))
+        )
     return found

@@ -11,7 +11,11 @@ breaker opens again and the delay to the next probe doubles, from ``probe_base``
 
 A liveness probe that gets no answer opens the breaker at once with :meth:`CircuitBreaker.trip`
 (a hung apiserver answers nothing, so waiting for ``failures`` calls to time out would take
-minutes); the probe's next answer closes it with :meth:`CircuitBreaker.success`.
+minutes) and *holds* it open: the probe is then the authority on the cluster's liveness, so no
+call is admitted and neither a call's success nor its non-outage error (a render error, an error
+wrapped beyond recognition) closes it; only the probe's next answer does,
+:meth:`CircuitBreaker.release`. If the probe stops (its connection ends), :meth:`unhold` hands
+the breaker back to the usual half-open probing.
 
 Errors the server answered (a 4xx, a 5xx turned into :class:`~fleet.errors.TransientError`) never
 trip the breaker: the cluster is reachable, retrying is the work queue's business.
@@ -80,6 +84,7 @@ class BreakerStatus:
     failures: int
     last_error: str | None
     next_probe: float | None
+    held: bool = False  # held open by a liveness probe (see :meth:`CircuitBreaker.trip`)
 
 
 class CircuitBreaker:
@@ -105,6 +110,7 @@ class CircuitBreaker:
         self._probes_failed = 0
         self._last_error: str | None = None
         self._next_probe: float | None = None
+        self._held = False
 
     def status(self) -> BreakerStatus:
         return BreakerStatus(
@@ -114,6 +120,7 @@ class CircuitBreaker:
             failures=self._failures,
             last_error=self._last_error,
             next_probe=self._next_probe,
+            held=self._held,
         )
 
     def retry_in(self) -> float:
@@ -122,12 +129,17 @@ class CircuitBreaker:
             return 0.0
         if self._next_probe is None:  # half-open: a probe is in flight
             return self.settings.probe_base
-        return max(0.0, self._next_probe - self._clock.now())
+        left = self._next_probe - self._clock.now()
+        if self._held:  # only the liveness probe reopens it: look again later, never spin
+            return max(self.settings.probe_base, left)
+        return max(0.0, left)
 
     def admit(self) -> bool:
         """Whether a call may go now; the first call at probe time becomes the probe."""
         if self.state is BreakerState.CLOSED:
             return True
+        if self._held:
+            return False
         if self.state is BreakerState.OPEN and self.retry_in() <= 0.0:
             self._move(BreakerState.HALF_OPEN, next_probe=None)
             return True
@@ -139,7 +151,9 @@ class CircuitBreaker:
             raise ClusterUnavailable(self.cluster, cause=self._last_error, retry_in=self.retry_in())
 
     def success(self) -> None:
-        """The cluster answered."""
+        """The cluster answered (ignored while a liveness probe holds the breaker open)."""
+        if self._held:
+            return
         self._failures = 0
         self._probes_failed = 0
         if self.state is not BreakerState.CLOSED:
@@ -150,7 +164,7 @@ class CircuitBreaker:
         if isinstance(exc, ClusterUnavailable):
             return
         if not self._trips(exc):
-            self.success()
+            self.success()  # an answer (unless held: then the probe decides)
             return
         self._failures += 1
         self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -161,11 +175,10 @@ class CircuitBreaker:
             self._open()
 
     def trip(self, cause: str) -> None:
-        """Open now, whatever the count: a liveness probe found the cluster silent (`cause`).
-
-        Already open: only the cause is updated (the probe backoff is not pushed further out).
-        """
+        """Open now and hold open, whatever the count: a liveness probe found the cluster
+        silent (`cause`). Already open: the cause is updated, the probe time kept."""
         self._last_error = cause
+        self._held = True
         if self.state is BreakerState.OPEN:
             if self._on_change is not None:
                 self._on_change(self.status())
@@ -174,6 +187,15 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN:
             self._probes_failed += 1
         self._open()
+
+    def release(self) -> None:
+        """The liveness probe got an answer: close."""
+        self._held = False
+        self.success()
+
+    def unhold(self) -> None:
+        """The liveness probe stopped: stay as is, back to the usual half-open probing."""
+        self._held = False
 
     def abandon(self) -> None:
         """A call was cancelled: if it was the probe, a new probe is due at once."""
@@ -238,6 +260,10 @@ class Breakers:
                 name, self.settings, clock=self._clock, trips=self._trips, on_change=self._on_change
             )
         return breaker
+
+    def get(self, name: str) -> CircuitBreaker | None:
+        """The breaker of `name` if it has one (never makes one)."""
+        return self._breakers.get(name)
 
     def drop(self, name: str) -> None:
         self._breakers.pop(name, None)

@@ -66,7 +66,7 @@ class ClusterLimitSettings:
     increase: float = 1.0  # qps added back per answered request
     decrease_interval: float = 1.0  # 429s within this of the last halving count once
     max_hold: float = 1.0  # the longest a Retry-After holds the whole bucket
-    retry_attempts: int = 8  # retries of one 429'd request before its 429 is the answer
+    retry_attempts: int = 10  # retries of one 429'd request before its 429 is the answer
     max_retry_after: float = 10.0  # the longest one retry waits, whatever Retry-After says
     retry_backoff: float = 0.5  # a 429 without Retry-After: wait this, doubling per attempt
 

@@ -161,7 +161,7 @@ async def test_events_reach_their_owners_only_and_a_burst_wakes_once() -> None:
         key = cm_key("ns", "x")
         subscribers.dispatch(CacheEvent(MODIFIED, key, _obj("x", "0"), _obj("x", version), version))
 
-    assert woken == ["a", "k"]  # once each, for three events
+    assert sorted(woken) == ["a", "k"]  # once each, for three events
     assert b.pending == 0 and b.wakeups == 0
     (event,) = a.take()
     assert (value(event.old), value(event.new)) == ("0", "3")
@@ -310,6 +310,39 @@ async def test_initial_list_fills_the_cache_and_edits_reach_the_owner_only(
         assert state is not None and state.warm and state.lists == 1 and state.error == ""
 
 
+async def test_two_cluster_entries_on_one_apiserver_do_not_hear_each_other(
+    kit_clusters: list[RunningCluster], cluster: apply.Cluster, editor: apply.Cluster
+) -> None:
+    """The loop of 250 entries sharing 4 apiservers: each entry's writes were the others' drift.
+    With tracking ids that name the entry, each entry's target hears of its own objects only."""
+    ns, run = await namespace(editor), unique("run")
+    for entry in ("entry-a", "entry-b"):
+        await create(
+            editor, configmap(ns, f"app-{entry}", run=run, owner=f"fleet/app/{entry}/{ns}")
+        )
+    selector = f"{LABEL}={run}"
+    async with (
+        apply.connect(kit_clusters[0].kubeconfig, name="entry-b") as other,
+        LiveCache(cluster, label_selector=selector, tracking_annotation=TRACKING) as cache_a,
+        LiveCache(other, label_selector=selector, tracking_annotation=TRACKING) as cache_b,
+    ):
+        kinds = [cache.ensure("v1", "ConfigMap") for cache in (cache_a, cache_b)]
+        with anyio.fail_after(30):
+            assert all(
+                [await c.wait_warm(k) for c, k in zip((cache_a, cache_b), kinds, strict=True)]
+            )
+        a = cache_a.subscribe("app@entry-a", tracking=f"fleet/app/entry-a/{ns}")
+        b = cache_b.subscribe("app@entry-b", tracking=f"fleet/app/entry-b/{ns}")
+
+        await set_value(editor, ns, "app-entry-b", "written-for-b")
+        with anyio.fail_after(30):
+            assert names(await b.wait()) == [(MODIFIED, "app-entry-b")]
+        await set_value(editor, ns, "app-entry-a", "written-for-a")
+        with anyio.fail_after(30):
+            assert names(await a.wait()) == [(MODIFIED, "app-entry-a")]  # b's write came first
+        assert b.pending == 0
+
+
 async def test_an_object_larger_than_a_line_buffer_streams_through(
     cluster: apply.Cluster, editor: apply.Cluster
 ) -> None:
@@ -455,6 +488,8 @@ class Proxy:
         self.port = 0
         self.cut = False
         self._scopes: set[anyio.CancelScope] = set()
+        self._flowing = anyio.Event()
+        self._flowing.set()
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
@@ -476,12 +511,21 @@ class Proxy:
                 finally:
                     self._scopes.discard(scope)
 
-    @staticmethod
-    async def _pump(source: SocketStream, sink: SocketStream, done: anyio.CancelScope) -> None:
+    async def _pump(
+        self, source: SocketStream, sink: SocketStream, done: anyio.CancelScope
+    ) -> None:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             async for chunk in source:
+                await self._flowing.wait()
                 await sink.send(chunk)
         done.cancel()  # one side closed: close the other
+
+    def freeze(self) -> None:
+        """Hold every byte, keep every connection open: a hung server, as the client sees it."""
+        self._flowing = anyio.Event()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def disconnect(self) -> None:
         self.cut = True
@@ -542,6 +586,50 @@ async def test_changes_behind_a_partition_arrive_as_relisted_events(
             )
             state = state_of(cache, kind)
             assert state.lists == lists + 1 and state.error == ""
+        tg.cancel_scope.cancel()
+
+
+async def test_a_silent_watch_makes_the_kind_cold_without_a_relist(
+    kit_clusters: list[RunningCluster], editor: apply.Cluster
+) -> None:
+    running = kit_clusters[0]
+    ns, run = await namespace(editor), unique("run")
+    await create(editor, configmap(ns, "h1", run=run, owner="h"))
+    # the server ends each watch after 1 s: a healthy stream is never silent for 3 s
+    settings = InformerSettings(watch_seconds=1, silence_seconds=3.0)
+    proxy = Proxy(running.port)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(proxy.serve)
+        async with (
+            apply.connect(through(running.kubeconfig, port), name="behind-proxy") as far,
+            LiveCache(
+                far,
+                label_selector=f"{LABEL}={run}",
+                tracking_annotation=TRACKING,
+                settings=settings,
+            ) as cache,
+        ):
+            kind = cache.ensure("v1", "ConfigMap")
+            with anyio.fail_after(30):
+                assert await cache.wait_warm(kind)
+            subscription = cache.subscribe("h", tracking="h")
+            await anyio.sleep(4)
+            assert cache.is_warm(kind) and state_of(cache, kind).failures == 0
+
+            proxy.freeze()
+            await until(lambda: not cache.is_warm(kind), limit=30)
+            state = state_of(cache, kind)
+            assert "nothing for 3.0 s" in state.error and state.error_since is not None
+            await set_value(editor, ns, "h1", "while-hung")
+
+            proxy.thaw()
+            with anyio.fail_after(60):
+                assert await cache.wait_warm(kind)
+                events = await subscription.wait()
+            assert [value(e.new) for e in events] == ["while-hung"]
+            assert not events[0].relisted  # the watch resumed: nothing was listed again
+            state = state_of(cache, kind)
+            assert state.lists == 1 and state.error == ""
         tg.cancel_scope.cancel()
 
 
@@ -686,6 +774,15 @@ async def test_release_stops_the_stream_when_its_last_user_goes(cluster: apply.C
             assert not await cache.wait_warm(kind)
     with pytest.raises(RuntimeError, match="not running"):
         cache.ensure("v1", "Secret")
+
+    async with anyio.create_task_group() as tg:  # the other way to run it: started in a group
+        served = LiveCache(cluster, label_selector=f"{LABEL}={unique('run')}")
+        await tg.start(served.run)
+        kind = served.ensure("v1", "Secret")
+        with anyio.fail_after(30):
+            assert await served.wait_warm(kind)
+        tg.cancel_scope.cancel()
+    assert served.kinds() == []
 
 
 KINDS = (

@@ -129,3 +129,33 @@ async def test_a_forbidden_get_is_one_stalled_error(reader: tuple[apply.Cluster,
     message = str(caught.value)
     assert message.startswith(f"cannot get Secret (v1) in namespace {namespace}")
     assert "HTTP 403" in message
+
+
+async def test_an_unreadable_inventory_names_the_configmap(
+    reader: tuple[apply.Cluster, str],
+) -> None:
+    cluster, _ = reader
+    with pytest.raises(apply.ReadStalled) as caught:
+        await apply.read_inventory(cluster, "web")
+    message = str(caught.value)
+    assert "ConfigMap fleet-inventory-web (fleet's inventory)" in message
+    assert "namespace fleet-system" in message and "HTTP 403" in message
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(0, True), (500, True), (503, True), (429, True), (400, False), (401, False), (403, False)],
+)
+def test_read_errors_say_whether_a_retry_can_help(status: int, transient: bool) -> None:
+    error = apply.read_error(
+        apply.ApiError(status, "Reason", "the server's words"),
+        cluster="c1",
+        verb="list",
+        api_version="apps/v1",
+        kind="Deployment",
+        namespace="web",
+    )
+    assert isinstance(error, apply.ReadTransient if transient else apply.ReadStalled)
+    assert str(error).startswith("cannot list Deployment (apps/v1) in namespace web on cluster c1")
+    assert "the server's words" in str(error)
+    assert (f"HTTP {status}" in str(error)) is bool(status)

@@ -103,3 +103,43 @@ apps:""" + APP.format(name="web", project="project: team-a")
 def test_bad_projects_name_the_file_and_field(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         loading.load(_write(tmp_path, text))
+
+
+def test_argo_app_project_and_application(tmp_path: Path) -> None:
+    text = """
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: team-a}
+spec:
+  sourceRepos: ["https://git.example.com/a/*"]
+  destinations:
+    - {name: "prod-*", namespace: "web-*"}
+    - {server: "*", namespace: tools}
+  clusterResourceWhitelist: [{group: "", kind: Namespace}]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: web}
+spec:
+  project: team-a
+  source: {repoURL: "https://git.example.com/a/web.git", path: "."}
+  destination: {name: prod-1, namespace: web-1}
+"""
+    (app,) = loading.load(_write(tmp_path, text)).apps
+    rules = app.project_rules
+    assert app.project == "team-a" and rules.name == "team-a"
+    prod, dev = ClusterRef("prod-1"), ClusterRef("dev-1")
+    assert (
+        projects.object_refusal(rules, ObjectKey("", "ConfigMap", "web-1", "c"), cluster=prod)
+        is None
+    )
+    assert projects.object_refusal(rules, ObjectKey("", "ConfigMap", "web-1", "c"), cluster=dev)
+    assert (
+        projects.object_refusal(rules, ObjectKey("", "ConfigMap", "tools", "c"), cluster=dev)
+        is None
+    )
+    bad = text.replace(
+        '{server: "*", namespace: tools}', "{server: https://k8s.example, namespace: x}"
+    )
+    with pytest.raises(ConfigError, match=r"destinations\[1\].server: name the cluster"):
+        loading.load(_write(tmp_path, bad))

@@ -7,11 +7,13 @@ The test asserts from outside: a commit converges on the throttled cluster (read
 apiserver directly, not through the proxy) within a generous safety limit, the other cluster
 converges too, the throttled cluster is shown ready (a 429 is an answer, not an outage), the
 hub's own metrics count the 429s it was given (so the test did throttle), and the hub is alive.
+A second test checks the apply client's retries of a 429 against the same proxy.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,10 @@ import pytest
 
 from bench.hubproc import metric_sum
 from bench.throttle_proxy import ThrottleProxy
+from fleet import apply
+from fleet.apply.kube import ApiError
 from fleet.controlplane import RunningCluster
+from fleet.runtime import ClusterLimits, ClusterLimitSettings, RealClock
 from tests.faults.faultkit import FaultRig, fault_rig
 from tests.hub.hubkit import all_equal, configmap, fleet_yaml, namespace_doc, until, values
 
@@ -78,3 +83,34 @@ async def _synced_at(rig: FaultRig, cluster: str, sha: str) -> bool:
     status = await rig.status()
     cell: dict[str, Any] = next(c for c in status["apps"] if c["cluster"] == cluster)
     return bool(cell["sync"] == "Synced" and cell["revision"] == sha)
+
+
+async def test_a_429d_request_waits_its_retry_after_then_is_sent_again_a_bounded_number_of_times(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """The apply client's part, through the same proxy: a 429 is retried after its Retry-After,
+    at most ``retry_attempts`` times, then the 429 is the answer; with half the requests refused
+    every request still gets through."""
+    settings = ClusterLimitSettings(retry_attempts=3, max_retry_after=5.0)
+    gate = ClusterLimits("via-proxy", settings, clock=RealClock())
+    async with ThrottleProxy(kit_clusters[0].kubeconfig, share=1.0, retry_after=0.2) as proxy:
+        path = proxy.kubeconfig(tmp_path / "via-proxy.yaml")
+        async with apply.connect(path, gate=gate) as cluster:
+            started = time.monotonic()
+            with pytest.raises(ApiError) as caught:
+                await cluster.request("GET", "/api/v1/namespaces/default")
+            waited = time.monotonic() - started
+            assert caught.value.status == 429
+            assert "Too many requests" in caught.value.message  # the server's own words
+            assert proxy.throttled == 4  # the request and its 3 retries
+            assert gate.stats().retries == 3
+            assert waited >= 3 * 0.2  # each retry waited its Retry-After (a lower bound)
+
+            proxy.share = 0.5
+            for _ in range(10):
+                answer = await cluster.request("GET", "/api/v1/namespaces/default")
+                assert answer["metadata"]["name"] == "default"
+            stats = gate.stats()
+            assert stats.retries > 3  # some of the ten were refused and sent again
+            assert stats.requests[429] == proxy.throttled
+            assert stats.requests[200] == 10

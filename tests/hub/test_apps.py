@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from fleet import plan
 from fleet.config import App, Destination, Source, SyncPolicy
+from fleet.config.projects import Project
 from fleet.hub import apps
 from fleet.types import ClusterRef, RenderedSet
 
@@ -38,8 +40,30 @@ def test_with_namespace_adds_the_destination_once() -> None:
     rendered = apps.with_namespace(app, cluster, RenderedSet.of([config_map]))
     kinds = sorted((m["kind"], m["metadata"]["name"]) for m in rendered.objects)
     assert kinds == [("ConfigMap", "c"), ("Namespace", "web-eu-1")]
+    (ns,) = [m for m in rendered.objects if m["kind"] == "Namespace"]
+    assert plan.SHARED_MARK_ANNOTATION in ns["metadata"]["annotations"]  # fleet added it
     assert apps.with_namespace(app, cluster, rendered) == rendered  # already there: unchanged
     plain = dataclasses.replace(app, sync_policy=SyncPolicy())
     assert apps.with_namespace(plain, cluster, RenderedSet.of([config_map])).objects == (
         config_map,
     )
+
+
+def test_ownership_and_project_reach_the_engine() -> None:
+    project = Project(name="team", source_repos=("https://git.example.com/team/*",))
+    app = App(
+        name="web",
+        source=Source(repo_url="https://git.example.com/other/config.git"),
+        destination=Destination(namespace="web"),
+        sync_policy=SyncPolicy(adopt=True, delete_adopted=True),
+        project="team",
+        project_rules=project,
+    )
+    engine = apps.app_sync(app, ClusterRef("eu-1", {"env": "prod"}), hub="hub-a")
+    assert engine.tracking("ignored") == "hub-a/web/eu-1/web"
+    assert engine.adopt and engine.delete_adopted and engine.project is project
+    assert engine.apply_options("eu-1").field_manager == "hub-a/web/eu-1/web"
+    refusal = apps.source_refusal(app)
+    assert refusal is not None and refusal.startswith("app web: source repository")
+    allowed = dataclasses.replace(app, source=Source(repo_url="https://git.example.com/team/x"))
+    assert apps.source_refusal(allowed) is None

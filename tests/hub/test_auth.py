@@ -221,6 +221,11 @@ async def test_browser_signs_in_with_a_cookie(
         ) as r:  # fmt: skip
             assert r.status == 303 and r.headers["Location"].startswith("/login?failed=1")
             assert "Set-Cookie" not in r.headers
+        async with http.post(
+            f"{base}/login", data={"token": ADMIN_TOKEN}, headers={"Origin": "http://evil.example"},
+            allow_redirects=False,
+        ) as r:  # fmt: skip
+            assert r.status == 403 and "Set-Cookie" not in r.headers, "no cross-site sign-in"
         async with http.get(f"{base}/login?failed=1") as r:
             assert "That token is not valid." in await r.text()
         async with http.post(

@@ -50,6 +50,7 @@ def test_yaml_token_file() -> None:
         (f"{READ}, read\n{READ}, admin\n", "t: the token named 'line-2' appears twice"),
         (f"- {{token: {READ}, role: read, scope: x}}\n", "t: entry 1: unknown field 'scope'"),
         ("- {role: read}\n", "t: entry 1: `token` is missing"),
+        (f"{READ}, read, my laptop\n", "t: line 1: the name 'my laptop' may hold only letters"),
     ],
 )
 def test_bad_token_files_name_the_line(text: str, message: str) -> None:

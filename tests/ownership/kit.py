@@ -1,18 +1,21 @@
-"""Small helpers of the ownership tests: manifests, reads, and the apiserver's write counts."""
+"""Small helpers of the ownership tests: manifests, reads, and counts of writes.
+
+Writes are counted with a watch of one collection: every change the server made to those
+objects, whoever made it, and nothing else (the apiserver's ``apiserver_request_total`` counts a
+whole resource cluster-wide, so another test deleting a namespace meanwhile would show).
+"""
 
 from __future__ import annotations
 
-import re
+import json
 import uuid
 from collections import Counter
 from typing import Any
 
+import anyio
+
 from fleet import apply
 from fleet.types import Manifest
-
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def unique(prefix: str) -> str:
@@ -50,21 +53,25 @@ async def get(cluster: apply.Cluster, path: str) -> Manifest | None:
         raise
 
 
-async def write_counts(cluster: apply.Cluster, resources: set[str]) -> Counter[str]:
-    """Server-side write requests so far on `resources` (main resource only, not dry-run),
-    by verb, from the apiserver's own ``apiserver_request_total``."""
-    text = str((await cluster.request("GET", "/metrics")).get("text", ""))
+async def watched_changes(
+    cluster: apply.Cluster, collection: str, *, seconds: float, field_selector: str = ""
+) -> Counter[str]:
+    """The changes (ADDED, MODIFIED, DELETED) to the objects of `collection` (a REST path such as
+    ``/api/v1/namespaces/x/configmaps``) during the next `seconds`, from a watch."""
+    selector = [("fieldSelector", field_selector)] if field_selector else []
+    listing = await cluster.request("GET", collection, query=selector or None)
+    query = [
+        *selector,
+        ("watch", "1"),
+        ("resourceVersion", str(listing["metadata"]["resourceVersion"])),
+        ("timeoutSeconds", str(int(seconds) + 5)),
+    ]
     counts: Counter[str] = Counter()
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match["labels"]))
-        if (
-            labels.get("verb") in WRITES
-            and labels.get("resource") in resources
-            and not labels.get("subresource")
-            and not labels.get("dry_run")
-        ):
-            counts[labels["verb"]] += int(float(match["value"]))
+    async with cluster.stream(collection, query=query, request_timeout=seconds + 30) as response:
+        with anyio.move_on_after(seconds):
+            async for line in response.content:
+                if line.strip():
+                    kind = str(json.loads(line).get("type", ""))
+                    if kind != "BOOKMARK":
+                        counts[kind] += 1
     return counts

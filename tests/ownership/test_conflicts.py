@@ -2,7 +2,7 @@
 
 Against a real kit cluster: an object created by hand (kubectl create: no fleet marks) that an
 app also declares is a conflict on the app's result, named with its owner ("not managed by
-fleet") and what to do; its value is kept, the apiserver counts no write to it, and when it
+fleet") and what to do; its value is kept, a second sync sends no write at all, and when it
 leaves git it is not pruned. A pre-existing Namespace with data in it, wanted through
 ``createNamespace`` by an app that may prune Namespaces, is used as is and survives an empty
 render. An object whose uid is not the one fleet recorded (recreated outside fleet) is not
@@ -14,9 +14,10 @@ from __future__ import annotations
 import pytest
 
 from fleet import apply, plan
+from fleet.reconcile import diffing
 from fleet.reconcile.syncing import AppSync, sync
 from fleet.types import ObjectKey, RenderedSet
-from tests.ownership.kit import configmap, create_by_hand, get, unique, write_counts
+from tests.ownership.kit import configmap, create_by_hand, get, unique
 
 pytestmark = pytest.mark.anyio
 
@@ -44,11 +45,16 @@ async def test_hand_made_object_is_a_conflict_never_overwritten_nor_pruned(
     assert live is not None and live["data"] == {"color": "red"}
     assert plan.TRACKING_ANNOTATION not in (live["metadata"].get("annotations") or {})
 
-    before = await write_counts(cluster, {"configmaps"})
+    diffs, prunes = await diffing.diff(cluster, app, rendered)
+    (shown,) = [d for d in diffs if d.key == conflict.key]
+    assert shown.action is apply.DiffAction.ERROR and "not managed by fleet" in shown.text
+    assert prunes == []
+
+    before = cluster.calls.copy()
     again = await sync(cluster, app, rendered, revision="r1")
-    after = await write_counts(cluster, {"configmaps"})
-    print(f"writes to configmaps on a second sync with a standing conflict: {after - before}")
-    assert after - before == {}, "a standing conflict costs no write"
+    writes = {verb: n for verb, n in (cluster.calls - before).items() if verb != "GET"}
+    print(f"requests other than GET on a second sync with a standing conflict: {writes}")
+    assert writes == {}, "a standing conflict costs no write"
     assert [c.key for c in again.changes.of(Outcome.CONFLICT)] == [conflict.key]
 
     inventory = await apply.read_inventory(cluster, app.inventory_id)
@@ -113,3 +119,28 @@ async def test_prune_needs_the_recorded_uid(cluster: apply.Cluster, namespace: s
     assert not result.in_sync
     survivor = await get(cluster, path)
     assert survivor is not None and survivor["data"] == {"v": "restored by hand"}
+
+
+async def test_objects_applied_before_tracking_ids_stay_this_apps(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    """An upgrade: objects a fleet without tracking ids applied (our label, in our inventory)
+    are ours, get the tracking id on the next sync, and are pruned normally later."""
+    app = AppSync(name=unique("app"), namespace=namespace, prune=PRUNE_ALL)
+    keep, old = configmap("keep", namespace, v="1"), configmap("old", namespace, v="1")
+    assert (await sync(cluster, app, RenderedSet.of([keep, old]), revision="r1")).in_sync
+    strip = [{"op": "remove", "path": "/metadata/annotations/fleet.dev~1tracking-id"}]
+    for name in ("keep", "old"):
+        await cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+            body=strip,
+            content_type="application/json-patch+json",
+        )
+    again = await sync(cluster, app, RenderedSet.of([keep, old]), revision="r1")
+    assert {c.key.name for c in again.changes.of(Outcome.CONFIGURED)} == {"keep", "old"}
+    assert again.in_sync, again.problems()
+    live = await get(cluster, f"/api/v1/namespaces/{namespace}/configmaps/old")
+    assert live is not None and plan.tracking_of(live) == again.tracking
+    gone = await sync(cluster, app, RenderedSet.of([keep]), revision="r2")
+    assert {c.key.name for c in gone.changes.of(Outcome.PRUNED)} == {"old"}

@@ -3,7 +3,7 @@ other's object; two apps with ``createNamespace`` on one namespace share it with
 
 Against a real kit cluster. Each app runs as the hub runs it: a sync, then a drift watch with
 self-heal (so a write by one app that the other took for drift would start a loop, as it did),
-for 20 s, while the apiserver counts the writes made to the kinds involved.
+for 20 s, while a watch counts every change the server makes to the objects involved.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fleet import apply, plan
 from fleet.reconcile.drifting import watch_drift
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.types import ObjectKey, RenderedSet
-from tests.ownership.kit import configmap, get, unique, write_counts
+from tests.ownership.kit import configmap, get, unique, watched_changes
 
 pytestmark = pytest.mark.anyio
 
@@ -27,10 +27,21 @@ PRUNE = plan.PrunePolicy(consent=True, prune_namespaces=True)
 
 
 async def _run_with_self_heal(
-    cluster: apply.Cluster, apps: list[tuple[AppSync, RenderedSet]], seconds: float
-) -> list[SyncResult]:
-    """Each app's drift watch with self-heal for `seconds`; the heals it made."""
+    cluster: apply.Cluster,
+    apps: list[tuple[AppSync, RenderedSet]],
+    seconds: float,
+    *,
+    watch: str,
+    field_selector: str = "",
+) -> tuple[list[SyncResult], int]:
+    """Each app's drift watch with self-heal for `seconds`: the heals made, and the changes the
+    server made meanwhile to the objects of collection `watch` (counted by a watch)."""
     healed: list[SyncResult] = []
+    changes: list[int] = []
+
+    async def count() -> None:
+        seen = await watched_changes(cluster, watch, seconds=seconds, field_selector=field_selector)
+        changes.append(sum(seen.values()))
 
     async def on_drift(_keys: list[ObjectKey], result: SyncResult | None) -> None:
         if result is not None:
@@ -49,9 +60,9 @@ async def _run_with_self_heal(
                     resync=2.0,
                 )
             )
-        await anyio.sleep(seconds)
+        await count()
         tg.cancel_scope.cancel()
-    return healed
+    return healed, changes[0]
 
 
 async def test_two_apps_one_object_one_stable_conflict(
@@ -89,12 +100,14 @@ async def test_two_apps_one_object_one_stable_conflict(
     (conflict,) = again.changes.of(Outcome.CONFLICT)
     assert f"fleet app {owner_app.name}" in conflict.reason and not again.in_sync
 
-    before = await write_counts(cluster, {"configmaps"})
-    healed = await _run_with_self_heal(cluster, [(first, rendered_a), (second, rendered_b)], WINDOW)
-    after = await write_counts(cluster, {"configmaps"})
+    healed, writes = await _run_with_self_heal(
+        cluster,
+        [(first, rendered_a), (second, rendered_b)],
+        WINDOW,
+        watch=f"/api/v1/namespaces/{namespace}/configmaps",
+    )
     live = await get(cluster, f"/api/v1/namespaces/{namespace}/configmaps/shared")
     assert live is not None
-    writes = sum((after - before).values())
     per_minute = writes * 60 / WINDOW
     print(
         f"two apps, one object: {writes} writes in {WINDOW:.0f}s ({per_minute:.1f}/min), "
@@ -115,6 +128,22 @@ async def test_two_apps_one_object_one_stable_conflict(
     still = await get(cluster, f"/api/v1/namespaces/{namespace}/configmaps/shared")
     assert still is not None and still["metadata"]["uid"] == live["metadata"]["uid"]
     print("objects wrongly deleted: 0")
+
+    async def touch() -> None:  # the counter is not blind: a hand edit is one change
+        await anyio.sleep(1)
+        await cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/shared",
+            body={"data": {"touched": "yes"}},
+            content_type="application/merge-patch+json",
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(touch)
+        seen = await watched_changes(
+            cluster, f"/api/v1/namespaces/{namespace}/configmaps", seconds=3
+        )
+    assert seen == {"MODIFIED": 1}
 
 
 async def test_two_apps_share_a_created_namespace_without_a_write_loop(
@@ -137,13 +166,16 @@ async def test_two_apps_share_a_created_namespace_without_a_write_loop(
     live = await get(cluster, path)
     assert live is not None and set(plan.owners_of(live).values()) == {a.tracking, b.tracking}
 
-    before = await write_counts(cluster, {"namespaces"})
-    healed = await _run_with_self_heal(cluster, [(first, rendered_a), (second, rendered_b)], WINDOW)
+    healed, writes = await _run_with_self_heal(
+        cluster,
+        [(first, rendered_a), (second, rendered_b)],
+        WINDOW,
+        watch="/api/v1/namespaces",
+        field_selector=f"metadata.name={name}",
+    )
     for app, rendered in ((first, rendered_a), (second, rendered_b)):
         again = await sync(cluster, app, rendered, revision="r1")
         assert again.changes.keys(Outcome.UNCHANGED) >= {ObjectKey("", "Namespace", "", name)}
-    after = await write_counts(cluster, {"namespaces"})
-    writes = sum((after - before).values())
     print(
         f"two apps, one createNamespace Namespace: {writes} writes in {WINDOW:.0f}s "
         f"({writes * 60 / WINDOW:.1f}/min)"

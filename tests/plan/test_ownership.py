@@ -143,6 +143,9 @@ def test_shared_namespace_joins_is_released_and_pruned_only_by_its_last_owner() 
     assert [s.key for s in last.prunes] == [ns.key]
     held = make([keep], live=alone, inventory={**entry, keep.key: Entry("v1")})
     assert last.releases == () and "opts in" in held.blocked[0].reason
+    (declared,) = prep({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}})
+    clash = make([declared], live={ns.key: theirs}, adopt=True)
+    assert clash.applies == () and "shared by fleet app other" in clash.conflicts[0].reason
     by_hand = make([ns], live={ns.key: hand_made(shared_ns(), namespace="")})
     assert by_hand.applies == () and "used as is" in by_hand.kept[0].reason
     assert by_hand.inventory_after() == {}

@@ -151,9 +151,11 @@ async def test_breakers_registry_reports_changes() -> None:
     ]
     breakers.drop("b")
     assert list(breakers.statuses()) == ["a"]
+    assert breakers.get("b") is None
+    assert list(breakers.statuses()) == ["a"]  # get never makes one
 
 
-async def test_a_silent_probe_trips_at_once_and_an_answer_closes() -> None:
+async def test_a_silent_probe_trips_at_once_and_holds_until_it_answers() -> None:
     clock = VirtualClock()
     changes: list[tuple[BreakerState, str | None]] = []
     breaker = CircuitBreaker(
@@ -162,15 +164,29 @@ async def test_a_silent_probe_trips_at_once_and_an_answer_closes() -> None:
     await clock.advance(5.0)
     breaker.trip("no answer to GET /readyz within 3.0s")  # one probe, not `failures` calls
     status = breaker.status()
-    assert (status.state, status.since, status.next_probe) == (BreakerState.OPEN, 5.0, 6.0)
+    assert (status.state, status.since, status.next_probe, status.held) == (
+        BreakerState.OPEN,
+        5.0,
+        6.0,
+        True,
+    )
     with pytest.raises(ClusterUnavailable, match="no answer to GET /readyz"):
         breaker.check()
     await clock.advance(0.5)
     breaker.trip("no answer to GET /readyz within 3.0s (again)")  # still open: cause only
     assert breaker.status().next_probe == 6.0
     assert breaker.status().since == 5.0
-    breaker.success()  # the probe's next answer
-    assert breaker.state is BreakerState.CLOSED
+
+    await clock.advance(10.0)  # long past the probe time: held, so no call goes half-open...
+    assert not breaker.admit()
+    assert breaker.retry_in() == 1.0  # ...and parked keys look again later, never spin
+    breaker.failure(TransientError("render failed"))  # not an answer of the cluster's...
+    breaker.success()  # ...nor is a success the probe did not see
+    assert breaker.state is BreakerState.OPEN
+
+    breaker.release()  # the probe's next answer
+    assert breaker.status().state is BreakerState.CLOSED
+    assert not breaker.status().held
     assert [state for state, _ in changes] == [
         BreakerState.OPEN,
         BreakerState.OPEN,
@@ -179,12 +195,25 @@ async def test_a_silent_probe_trips_at_once_and_an_answer_closes() -> None:
     assert changes[1][1] == "no answer to GET /readyz within 3.0s (again)"
 
 
-async def test_a_trip_during_a_half_open_probe_doubles_the_backoff() -> None:
+async def test_when_the_probe_stops_the_breaker_goes_back_to_half_open_probing() -> None:
     clock = VirtualClock()
     breaker = CircuitBreaker("a", SETTINGS, clock=clock)
     breaker.trip("silent")
+    breaker.unhold()  # its connection ended (a new kubeconfig)
+    assert breaker.state is BreakerState.OPEN
+    await clock.advance(1.0)
+    assert breaker.admit()  # half-open: a reconcile is the probe
+    breaker.success()
+    assert breaker.status().state is BreakerState.CLOSED
+
+
+async def test_a_trip_during_a_half_open_probe_doubles_the_backoff() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("a", SETTINGS, clock=clock)
+    for _ in range(3):
+        breaker.failure(OSError("refused"))
     await clock.advance(1.0)
     assert breaker.admit()  # half-open: a reconcile is the probe...
     breaker.trip("silent")  # ...and the liveness probe finds the cluster silent meanwhile
     assert breaker.state is BreakerState.OPEN
-    assert breaker.retry_in() == 2.0
+    assert breaker.status().next_probe == 3.0  # 1 s doubled
