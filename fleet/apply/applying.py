@@ -306,7 +306,13 @@ async def release_objects(
 
 
 class ReadError(FleetError):
-    """Base of the errors of a read; raised as :class:`ReadTransient` or :class:`ReadStalled`."""
+    """Base of the errors of a read; raised as :class:`ReadTransient` or :class:`ReadStalled`.
+
+    `status` is the HTTP status of the answer, 0 when the API server did not answer at all (an
+    outage, which the circuit breaker counts).
+    """
+
+    status: int = -1
 
 
 class ReadTransient(ReadError, TransientError):
@@ -323,17 +329,22 @@ def read_error(
     """One error for an API error of a read, naming what was read and what to do."""
     where = f"in namespace {namespace}" if namespace else "(cluster-scoped)"
     what = f"cannot {verb} {kind} ({api_version}) {where} on cluster {cluster}"
+    error: ReadError
     if exc.status == 0:
-        return ReadTransient(f"{what}: no answer from the API server ({exc.message})")
-    detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
-    if exc.status >= 500 or exc.status == 429:
-        return ReadTransient(f"{what}: {detail}; retried after a back-off")
-    hint = (
-        "; grant fleet's credentials get/list on this kind (RBAC)"
-        if exc.status in (401, 403)
-        else ""
-    )
-    return ReadStalled(f"{what}: {detail}{hint}")
+        error = ReadTransient(f"{what}: no answer from the API server ({exc.message})")
+    elif exc.status >= 500 or exc.status == 429:
+        detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
+        error = ReadTransient(f"{what}: {detail}; retried after a back-off")
+    else:
+        detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
+        hint = (
+            "; grant fleet's credentials get/list on this kind (RBAC)"
+            if exc.status in (401, 403)
+            else ""
+        )
+        error = ReadStalled(f"{what}: {detail}{hint}")
+    error.status = exc.status
+    return error
 
 
 async def read_live(

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -36,10 +37,12 @@ from fleet import __version__, logs
 from fleet.config import loading as config_loading
 from fleet.errors import FleetError
 from fleet.gitops import audit
+from fleet.hub import server
 from fleet.hub.hub import Hub
 from fleet.hub.server import ServerSettings
 from fleet.hub.settings import HubSettings
 from fleet.report import Cell, ClusterState, History, SyncRecord, matrix
+from fleet.runtime import SchedulerSettings
 from fleet.settings import default_cache_dir
 from fleet.sources import Sources, SourceSettings, repo_id
 
@@ -92,8 +95,48 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=60.0,
         help="seconds between polls of each repository (default 60)",
     )
-    run.add_argument("--resync-interval", type=float, default=300.0)
-    run.add_argument("--workers", type=int, default=32)
+    run.add_argument(
+        "--resync-interval",
+        type=float,
+        default=300.0,
+        help="seconds between full checks of each target; answered from the clusters' live "
+        "caches while they are warm (default 300)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=32,
+        help="reconciles running at once, fleet-wide (at most 4 per cluster; default 32)",
+    )
+    run.add_argument(
+        "--api-tokens",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="bearer tokens for the API and the page: YAML or `token, role[, name]` lines, roles "
+        "read/admin, re-read when it changes (default: none, and then only a loopback --listen)",
+    )
+    run.add_argument(
+        "--insecure-open-api",
+        action="store_true",
+        help="serve the API without tokens on a non-loopback --listen (only behind a proxy that "
+        "authenticates)",
+    )
+    run.add_argument(
+        "--metrics-auth",
+        action="store_true",
+        help="/metrics needs a read token (default: open, as Prometheus expects)",
+    )
+    run.add_argument(
+        "--tls-cert", type=Path, default=None, help="PEM certificate chain: serve HTTPS"
+    )
+    run.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    run.add_argument(
+        "--helm",
+        type=Path,
+        default=None,
+        help="the helm binary for charts (default: helm on PATH, else the one the kit built)",
+    )
     run.add_argument(
         "--credentials",
         type=Path,
@@ -163,6 +206,14 @@ def _check_positive(args: argparse.Namespace) -> None:
             raise ValueError(f"{option} {value:g}: must be greater than 0")
 
 
+def _default_helm() -> Path | None:
+    """helm on PATH, else the one the control-plane kit built into the cache (if any)."""
+    if shutil.which("helm"):
+        return None
+    built = sorted((default_cache_dir() / "controlplane" / "bin").glob("helm-*/helm"))
+    return built[-1] if built else None
+
+
 def run_hub(args: argparse.Namespace) -> int:
     try:
         level, fmt = _log_options(args)
@@ -183,10 +234,25 @@ def run_hub(args: argparse.Namespace) -> int:
         credentials_file=args.credentials,
         poll_interval=args.poll_interval,
         resync_interval=args.resync_interval,
+        helm=args.helm or _default_helm(),
+        scheduler=SchedulerSettings(workers=args.workers),
         server=ServerSettings(
-            host=host, port=port, github_secret=github_secret, gitlab_token=gitlab_token
+            host=host,
+            port=port,
+            github_secret=github_secret,
+            gitlab_token=gitlab_token,
+            api_tokens=args.api_tokens,
+            insecure_open_api=args.insecure_open_api,
+            metrics_open=not args.metrics_auth,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
         ),
     )
+    try:
+        server.check(settings.server)
+    except FleetError as exc:
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     logs.announce(
         log,
         "hub_start",

@@ -183,7 +183,11 @@ class Hub:
             ):
                 self._group = group
                 self._connections = Connections(
-                    group=group, limits=self.limits, on_status=self._api_status, tunnels=tunnels
+                    group=group,
+                    limits=self.limits,
+                    on_status=self._api_status,
+                    tunnels=tunnels,
+                    breakers=self.breakers,
                 )
                 self.reconciler.connections = self._connections.by_name
                 self._cells = Cells(group=group, on_drift=self._drifted)

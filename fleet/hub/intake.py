@@ -34,9 +34,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from fleet.hub import webhooks
-from fleet.hub.pushes import PushOutcome, RepoRefresh
+from fleet.hub.pushes import PushOutcome
 
-__all__ = ["HttpLimits", "Intake", "as_outcome", "quoted", "refusal"]
+__all__ = ["HttpLimits", "Intake", "quoted", "refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,6 @@ def refusal(status: int, message: str, **headers: str) -> web.Response:
     return response
 
 
-def as_outcome(result: PushOutcome | int) -> PushOutcome:
-    """The hub's answer to a push; an older hub returns the number of refreshes it started."""
-    if isinstance(result, PushOutcome):
-        return result
-    return PushOutcome(tuple(RepoRefresh(repo="", result="pending") for _ in range(result)))
-
-
 @dataclass(eq=False)
 class _Reading:
     """One unverified body being read: cancelled (`evicted`) to make room for a newer one."""
@@ -92,7 +85,7 @@ class Intake:
 
     def __init__(
         self,
-        on_push: Callable[[webhooks.Push], Awaitable[PushOutcome | int]],
+        on_push: Callable[[webhooks.Push], Awaitable[PushOutcome]],
         *,
         github_secret: str,
         gitlab_token: str,
@@ -138,7 +131,7 @@ class Intake:
             return self._refused(request, provider, exc)
         if push is None:
             return web.Response(status=204)
-        outcome = as_outcome(await self.on_push(push))
+        outcome = await self.on_push(push)
         log.info(
             "event=webhook_push provider=%s ref=%s after=%s matched=%d status=%d",
             provider,

@@ -14,6 +14,7 @@ nothing downstream prunes or applies because of a bad commit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections import OrderedDict
@@ -23,7 +24,15 @@ from pathlib import Path
 from fleet import logs
 from fleet.cache import ManifestCache, SingleFlight, render_key
 from fleet.errors import FleetError, StalledError
-from fleet.render import HelmOptions, Renderer, RenderPlan, RenderSpec
+from fleet.render import (
+    DirectoryOptions,
+    HelmOptions,
+    KustomizeOptions,
+    Renderer,
+    RenderPlan,
+    RenderSpec,
+    generated_name,
+)
 from fleet.sources import Snapshot, Sources, repo_path
 from fleet.types import ClusterRef, ObjectKey, RenderedSet, canonical_json
 
@@ -44,6 +53,9 @@ class AppSource:
     path: str = "."
     namespace: str = ""
     helm: HelmOptions | None = None
+    kustomize: KustomizeOptions | None = None
+    directory: DirectoryOptions | None = None  # Argo CD's directory semantics (no recursion)
+    plugin: bool = False  # a config-management plugin source: refused by the renderer
 
 
 @dataclass(frozen=True)
@@ -89,7 +101,14 @@ class DesiredState:
         resolved: str | None = None
         try:
             spec = RenderSpec.for_cluster(
-                cluster, path=app.path, namespace=app.namespace, helm=app.helm
+                cluster,
+                path=app.path,
+                namespace=app.namespace,
+                helm=app.helm,
+                kustomize=app.kustomize,
+                directory=app.directory,
+                plugin=app.plugin,
+                app=app.name,
             )
             snapshot = await self.sources.snapshot(app.repo_url, app.revision)
             resolved = snapshot.commit
@@ -116,7 +135,7 @@ class DesiredState:
     async def _desired(
         self, app: AppSource, cluster: ClusterRef, snapshot: Snapshot, spec: RenderSpec
     ) -> Desired:
-        spec = RenderSpec(repo_path(spec.path), spec.namespace, spec.helm, spec.cluster_inputs)
+        spec = dataclasses.replace(spec, path=repo_path(spec.path))
         plan, key = await self._plan(snapshot, spec)
         rendered = await self.cache.get(key)
         fresh = False
@@ -145,10 +164,7 @@ class DesiredState:
             [
                 snapshot.mirror.repo.key,
                 snapshot.commit,
-                spec.path,
-                spec.namespace,
-                spec.helm.__dict__ if spec.helm else None,
-                dict(spec.cluster_inputs),
+                spec.identity(),
             ]
         )
         if memo in self._plans:
@@ -188,6 +204,8 @@ class DesiredState:
             objects = await self.renderer.render(checkout, plan)
         seen: set[ObjectKey] = set()
         for obj in objects:
+            if generated_name(obj) is not None:
+                continue  # no name yet (a hook Job): it has no identity to be rendered twice
             object_key = ObjectKey.of(obj)
             if object_key in seen:
                 raise StalledError(f"object {object_key} is rendered twice")

@@ -421,7 +421,8 @@ async def test_a_browser_signs_in_and_sees_the_page(tmp_path: Path) -> None:
             dom = await page.until(
                 "document.body.innerHTML.includes('Synced') && document.body.innerHTML"
             )
-            assert "<th>eu</th>" in dom and '<span class="Synced">Synced</span>' in dom
+            assert 'href="#/cluster/eu">eu</a></th>' in dom
+            assert '<span class="Synced">Synced</span>' in dom
             (cookie,) = (await page.call("Network.getCookies"))["cookies"]
             assert cookie["name"] == auth.COOKIE
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"

@@ -120,7 +120,7 @@ async def test_tunnelled_cluster_converges_parks_and_recovers(
             breaker = hub.breakers.for_cluster("edge")
             await until(lambda: breaker.state is not BreakerState.CLOSED, limit=30)
             cause = breaker.status().last_error or ""
-            assert cause.startswith("ApiError") and "on cluster edge" in cause
+            assert "on cluster edge" in cause
             assert unreachable(ApiError(0, "", cause))
             assert board.clusters[direct.name].state == "ready"
             assert board.cell(app, direct.name).revision == second
