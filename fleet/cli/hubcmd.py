@@ -331,15 +331,23 @@ def _get(url: str) -> dict[str, Any]:
     return data
 
 
+def _green(cell: dict[str, Any]) -> bool:
+    """A target's own verdict (``ready``), or Synced/Healthy from a hub that does not give one."""
+    if "ready" in cell:
+        return bool(cell["ready"])
+    return (cell.get("sync"), cell.get("health")) == ("Synced", "Healthy")
+
+
 def not_green(data: dict[str, Any]) -> list[str]:
     """What keeps `data` (``/api/status``) from all green, one short phrase each; [] when green."""
     found = []
     if data.get("config_error"):
         found.append("the config has an error")
     cells = [c for c in data.get("apps", []) if isinstance(c, dict)]
-    bad = [c for c in cells if (c.get("sync"), c.get("health")) != ("Synced", "Healthy")]
+    bad = [c for c in cells if not _green(c)]
     if bad:
-        found.append(f"{len(bad)} of {len(cells)} targets not Synced/Healthy")
+        found.append(f"{len(bad)} of {len(cells)} targets not ready (Synced/Healthy on the "
+                     "desired commit, not suspended)")  # fmt: skip
     clusters = [c for c in data.get("clusters", []) if isinstance(c, dict)]
     down = [str(c.get("name")) for c in clusters if c.get("state") != "ready"]
     if down:

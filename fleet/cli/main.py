@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 from fleet import __version__, logs
-from fleet.cli import demo, eventscmd, hubcmd, oneshot
+from fleet.cli import control, demo, eventscmd, hubcmd, oneshot
 from fleet.controlplane import cli as kit_cli
 from fleet.errors import FleetError
 from fleet.gitops import cli as gitops_cli
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     kit_cli.add_arguments(cluster)
     hubcmd.add_arguments(sub)
     eventscmd.add_arguments(sub)
+    control.add_arguments(sub)
     oneshot.add_arguments(sub)
     gitops_cli.add_arguments(sub)
     demo.add_arguments(sub)
@@ -52,7 +53,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": demo.run,
     "render": oneshot.run,
     "diff": oneshot.run,
-    "sync": oneshot.run,
+    "sync": lambda args: control.sync_through_hub(args) if args.url else oneshot.run(args),
+    **dict.fromkeys(control.COMMANDS, control.run),
     **dict.fromkeys(gitops_cli.COMMANDS, gitops_cli.run),
 }
 

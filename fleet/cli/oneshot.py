@@ -46,8 +46,14 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             parser.add_argument("--dry-run", action="store_true", help="plan and print only")
             parser.add_argument(
                 "--consent",
+                "--prune",
                 action="store_true",
-                help="allow a prune larger than the app's pruneLimit",
+                help="allow a prune larger than the app's pruneLimit (through a hub: prune)",
+            )
+            parser.add_argument(
+                "--url",
+                default=None,
+                help="sync through this running hub instead of once from here",
             )
 
 

@@ -35,10 +35,12 @@ and every other repository and app carries on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -48,9 +50,10 @@ from fleet.config import Config
 from fleet.config import loading as config_loading
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, describe
-from fleet.hub import server, webhooks
+from fleet.hub import control, server, webhooks
 from fleet.hub.cells import Cells
 from fleet.hub.connections import Connections, show_reach
+from fleet.hub.control import Suspensions
 from fleet.hub.pushes import PushOutcome, RepoRefresh
 from fleet.hub.reconciling import Key, Reconciler, unreachable
 from fleet.hub.settings import HubSettings
@@ -147,6 +150,8 @@ class Hub:
             targets=self.targets,
             metrics=self.metrics,
         )
+        self.suspensions = Suspensions.load(settings.state_dir / "suspended.json")
+        self.reconciler.suspended = self.suspensions
         self.scheduler: Scheduler[Key] = Scheduler(
             self.reconciler,
             settings.scheduler,
@@ -199,7 +204,11 @@ class Hub:
                 group.start_soon(self._supervise, "source-poller", self._poll_sources)
                 group.start_soon(self._supervise, "cache-gc", self._collect_cache)
                 group.start_soon(self._supervise, "tunnel-watch", self._watch_tunnels)
-                self.port = await group.start(server.serve, self, self.settings.server)
+                self.port = await group.start(
+                    functools.partial(
+                        server.serve, self, self.settings.server, routes=control.routes(self)
+                    )
+                )
                 self._ready = True
                 log.info(
                     "event=hub_ready port=%d clusters=%d apps=%d",
@@ -481,6 +490,66 @@ class Hub:
         return PushOutcome(
             tuple(results.get(k, RepoRefresh(repo=k, result="pending")) for k in sorted(matched))
         )
+
+    # -- operations (fleet/hub/control.py) --------------------------------------------------------
+
+    def app_detail(self, app: str) -> dict[str, Any] | None:
+        """Every target of `app` with its record and recent events; None for an unknown app."""
+        if self.reconciler.config.app(app) is None:
+            return None
+        return {
+            "app": app,
+            "targets": [self.targets.status(k).to_json() for k in sorted(self.targets.of_app(app))],
+            "events": self.board.events_json(app=app, limit=50),
+        }
+
+    def has_cluster(self, cluster: str) -> bool:
+        return cluster in self.board.clusters
+
+    def _app_keys(self, app: str, cluster: str | None) -> list[Key]:
+        found = self.reconciler.config.app(app)
+        if found is None:
+            return []
+        names = self.reconciler.targets_of(found)
+        return [(c, app) for c in names if cluster is None or c == cluster]
+
+    async def refresh_app(self, app: str, cluster: str | None) -> list[Key]:
+        """List the app's repository now, then check its targets in full."""
+        found = self.reconciler.config.app(app)
+        if found is not None:
+            await self._refresh(found.source.repo_url)
+        keys = self._app_keys(app, cluster)
+        for key in keys:
+            self.reconciler.force_full.add(key)
+            self.queue.add(key)
+        return keys
+
+    def request_sync(self, app: str, cluster: str | None, *, prune: bool) -> list[Key]:
+        """Sync now (the way a manual-sync app is applied); `prune` consents to its prunes."""
+        keys = self._app_keys(app, cluster)
+        for key in keys:
+            self.reconciler.sync_requests[key] = prune
+            self.queue.add(key)
+        return keys
+
+    def suspend(self, *, app: str | None, cluster: str | None, suspended: bool) -> list[Key]:
+        """Suspend or resume an app, a cluster, or one target; its targets run once to say so."""
+        self.suspensions.set(app=app, cluster=cluster, suspended=suspended)
+        keys = [
+            k
+            for k in self.targets.target_keys()
+            if (app is None or k[1] == app) and (cluster is None or k[0] == cluster)
+        ]
+        for key in keys:
+            self.queue.add(key)
+        log.info(
+            "event=%s app=%s cluster=%s targets=%d",
+            "suspended" if suspended else "resumed",
+            app or "*",
+            cluster or "*",
+            len(keys),
+        )
+        return keys
 
     # -- drift ------------------------------------------------------------------------------------
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleet import plan
+from fleet import apply, plan
 from fleet.config import App, Config
 from fleet.errors import FleetError, StalledError, TransientError, describe
 from fleet.hub import apps
@@ -74,6 +75,8 @@ class Reconciler:
     commit_times: dict[str, float] = field(default_factory=dict)
     force_full: set[Key] = field(default_factory=set)  # next run reads everything (a reconnect)
     cells: Cells | None = None  # the clusters' live caches: reads, drift, the cached resync
+    suspended: Callable[[Key], bool] = lambda _key: False  # an operator's suspensions
+    sync_requests: dict[Key, bool] = field(default_factory=dict)  # manual syncs asked: prune?
 
     def selects(self, app: App, cluster: str) -> bool:
         """Whether `app` goes to the connected cluster named `cluster`."""
@@ -100,7 +103,11 @@ class Reconciler:
             log.exception("event=reconcile_crashed cluster=%s app=%s", key[0], key[1])
             raise TransientError(describe(exc)) from exc
 
-    async def _reconcile(self, key: Key, previous: TargetStatus, started: float) -> float | None:
+    def _admit(
+        self, key: Key, previous: TargetStatus, started: float
+    ) -> tuple[Connection, apply.Cluster, App] | None:
+        """The target's connection, client and app, or None when there is nothing to do: the
+        target is gone (its record dropped), suspended, or its named cluster is missing."""
         cluster_name, app_name = key
         connection = self.connections.get(cluster_name)
         app = self.config.app(app_name)
@@ -114,27 +121,49 @@ class Reconciler:
             if self.cells is not None:
                 self.cells.unwatch(key)
             return None
+        if self.suspended(key):
+            self._commit(previous, self._attempt(previous, started, suspended=True))
+            return None
         if connection.cluster is None:
             cause = connection.error or f"cluster {cluster_name} is not connected"
             self._commit(previous, self._attempt(previous, started, unreachable=cause))
             raise StalledError(cause)
+        return connection, connection.cluster, app
+
+    async def _reconcile(self, key: Key, previous: TargetStatus, started: float) -> float | None:
+        cluster_name, app_name = key
+        admitted = self._admit(key, previous, started)
+        if admitted is None:
+            return None
+        connection, cluster, app = admitted
         desired = await self.desired.desired(apps.app_source(app), connection.file.ref)
         if desired.error is not None or desired.rendered is None or desired.commit is None:
             return self._not_rendered(previous, desired, started)
         self.metrics.renders.labels(result="render" if desired.rendered_now else "hit").inc()
         rendered = apps.with_namespace(app, connection.file.ref, desired.rendered)
         commit = desired.commit
-        if key in self.force_full:
+        requested = self.sync_requests.pop(key, None)
+        preview = not _automated(app) and requested is None  # manual: compare, never write
+        if key in self.force_full or requested is not None:
             self.force_full.discard(key)
         elif self._free(previous, commit, rendered.digest, started):
             self.metrics.reconcile_seconds.labels(result="noop").observe(time.time() - started)
             assert previous.checked_at is not None
             remaining = self.settings.resync_interval - (started - previous.checked_at)
             return remaining if remaining > 0 else self.settings.resync_interval
-        attempt = self._attempt(previous, started, commit=commit, digest=rendered.digest)
-        app_sync = apps.app_sync(app, connection.file.ref)
+        attempt = self._attempt(
+            previous, started, commit=commit, digest=rendered.digest, preview=preview
+        )
+        app_sync = apps.app_sync(app, connection.file.ref, consent=bool(requested))
         reader = self.cells.reader(cluster_name) if self.cells is not None else None
-        result = await sync(connection.cluster, app_sync, rendered, revision=commit, reader=reader)
+        result = await sync(
+            cluster,
+            app_sync,
+            rendered,
+            revision=commit,
+            reader=reader,
+            dry_run=preview,
+        )
         outcome = summary.outcome_of(result)
         committed_at = await self._commit_time(app, commit) if outcome.wrote else None
         attempt = dataclasses.replace(
@@ -143,7 +172,7 @@ class Reconciler:
         status = self._commit(previous, attempt)
         if committed_at is not None and outcome.in_sync:
             self.metrics.commit_to_applied_seconds.observe(max(0.0, time.time() - committed_at))
-        if self.cells is not None:
+        if self.cells is not None and not (preview and outcome.pending):
             self.cells.watch(key, tracking=result.tracking, expected=_expected(result, app_sync))
         log.info(
             "event=reconciled cluster=%s app=%s commit=%s sync=%s health=%s seconds=%.3f",
@@ -154,7 +183,7 @@ class Reconciler:
             status.health,
             attempt.finished - started,
         )
-        if not outcome.in_sync:
+        if not outcome.in_sync and not preview:
             raise _Recorded(f"app {app_name} on cluster {cluster_name}: {status.error}")
         if status.health == "Progressing":
             return self.settings.progress_recheck
@@ -271,3 +300,9 @@ def _expected(result: SyncResult, app: AppSync) -> dict[ObjectKey, Expected]:
 
 
 _NOT_APPLIED = {"failed", "conflict", "refused", "skipped"}
+
+
+def _automated(app: App) -> bool:
+    """Whether fleet applies the app's changes by itself (Argo CD's ``syncPolicy.automated``);
+    an app without it is compared and shown OutOfSync, and applied only when an operator syncs."""
+    return bool(getattr(app.sync_policy, "automated", True))

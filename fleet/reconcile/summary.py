@@ -44,6 +44,7 @@ class SyncOutcome:
     counts: Mapping[str, int] = field(default_factory=dict)
     objects: tuple[ObjectStatus, ...] = ()
     note: str = ""
+    pending: int = 0  # writes and prunes the plan wants (what a dry run would do)
 
     @property
     def wrote(self) -> bool:
@@ -67,6 +68,8 @@ class Attempt:
     stalled: bool = False  # retrying cannot help until the input changes
     result: SyncOutcome | None = None
     committed_at: float | None = None  # the desired commit's time, for commit-to-applied
+    suspended: bool = False  # an operator suspended the target: nothing was read or written
+    preview: bool = False  # a manual-sync app: `result` is a dry run, nothing was written
 
     def details(self) -> dict[str, Any]:
         """What history keeps of the attempt beside the event."""
@@ -101,6 +104,8 @@ def outcome_of(result: SyncResult) -> SyncOutcome:
         reason=_reason(result) if problems or not result.in_sync else "",
         counts=result.changes.counts(),
         objects=tuple(objects),
+        pending=sum(s.op.value != "unchanged" for s in result.plan.applies)
+        + len(result.plan.prunes),
     )
 
 
@@ -149,6 +154,12 @@ def summarise(
     if attempt.noop:
         return previous, ()
     now = attempt.finished
+    if attempt.suspended:
+        if previous.suspended:
+            return previous, ()
+        new = dataclasses.replace(previous, suspended=True)
+        new = dataclasses.replace(new, conditions=_conditions(previous, new, attempt, now))
+        return new, (_event(new, now, "Suspended", "normal", "suspended by an operator"),)
     new = dataclasses.replace(
         previous,
         desired_commit=attempt.commit or previous.desired_commit,
@@ -168,10 +179,31 @@ def summarise(
         if not changing:
             new = dataclasses.replace(new, health="Unknown")
         new = dataclasses.replace(new, last_sync_at=now)
+    elif attempt.result is not None and attempt.preview and attempt.result.pending:
+        new = _previewed(new, attempt.result, now)
     elif attempt.result is not None:
         new = _synced(new, previous, attempt, attempt.result)
+    new = dataclasses.replace(new, suspended=False)
     new = dataclasses.replace(new, conditions=_conditions(previous, new, attempt, now))
-    return new, _events(previous, new, attempt)
+    events = _events(previous, new, attempt)
+    if previous.suspended:
+        events = (_event(new, now, "Resumed", "normal", "resumed by an operator"), *events)
+    return new, events
+
+
+def _previewed(new: TargetStatus, result: SyncOutcome, now: float) -> TargetStatus:
+    """A manual-sync app with changes waiting: OutOfSync until an operator syncs it."""
+    return dataclasses.replace(
+        new,
+        sync="OutOfSync",
+        health=result.health,
+        objects=result.objects,
+        last_sync_at=now,
+        error="",
+        error_reason="",
+        error_since=None,
+        note=f"manual sync: {result.pending} change(s) wait for `fleet sync {new.app}`",
+    )
 
 
 def _failed(
@@ -223,7 +255,9 @@ def _synced(
 def _conditions(
     previous: TargetStatus, new: TargetStatus, attempt: Attempt, now: float
 ) -> tuple[Condition, ...]:
-    if new.ready:
+    if new.suspended:
+        ready = ("Suspended", "suspended by an operator: not reconciled")
+    elif new.ready:
         ready = ("Succeeded", f"applied {new.applied_commit[:12]}, Healthy")
     elif new.error:
         ready = (new.error_reason, new.error)

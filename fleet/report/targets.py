@@ -195,7 +195,7 @@ class Targets:
     def all(self) -> list[TargetStatus]:
         return sorted(self._records.values(), key=lambda s: (s.app, s.cluster))
 
-    def keys(self) -> list[Key]:
+    def target_keys(self) -> list[Key]:
         return list(self._records)
 
     def of_cluster(self, cluster: str) -> list[Key]:

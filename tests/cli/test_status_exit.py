@@ -103,8 +103,14 @@ async def test_all_green_exits_0_and_prints_the_matrix(served: StatusServer) -> 
     [
         (_parked, "clusters not ready: us"),
         (_connecting, "clusters not ready: eu"),
-        (_out_of_sync, "1 of 2 targets not Synced/Healthy"),
-        (_degraded, "1 of 2 targets not Synced/Healthy"),
+        (
+            _out_of_sync,
+            "1 of 2 targets not ready (Synced/Healthy on the desired commit, not suspended)",
+        ),
+        (
+            _degraded,
+            "1 of 2 targets not ready (Synced/Healthy on the desired commit, not suspended)",
+        ),
         (_config_error, "the config has an error"),
     ],
 )
