@@ -9,6 +9,12 @@ hub's task group (cancelled when the cluster leaves or its connection is replace
   on the cluster, however many cluster entries or apps share its API server;
 - **inventories**: the inventory ConfigMaps, so a sync reads its inventory without a request.
 
+Cluster entries that reach one API server with one identity (aliases, several entries of a
+shared app, tunnels to one cluster) share one cell: its watches are opened once, whatever the
+number of entries, and each target still hears only of its own objects (subscriptions are by
+tracking id, which names the entry). The cell runs on the client of one of its entries; when that
+entry leaves, the cell starts again on another's.
+
 Syncs read through the cell (:class:`~fleet.reconcile.reading.CachedReader`). After each sync a
 target watches what it applied (:meth:`Cells.watch`): its objects' expected content and the
 pointers its app ignores, subscribed by its tracking id and its keys. An event on one of them is
@@ -53,12 +59,14 @@ class Expected:
 
 @dataclass
 class Cell:
-    """One cluster's live caches and the targets watching them."""
+    """One API server's live caches and the targets watching them."""
 
-    name: str
+    name: str  # the entry whose client the cell runs on
     objects: LiveCache
     inventories: LiveCache
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    identity: str = ""
+    running: bool = False  # its caches run: subscriptions may be made
     woken: set[str] = field(default_factory=set)
     wake: anyio.Event = field(default_factory=anyio.Event)
 
@@ -82,7 +90,9 @@ class Cells:
     ) -> None:
         self._group = group
         self._on_drift = on_drift
-        self._cells: dict[str, Cell] = {}
+        self._cells: dict[str, Cell] = {}  # by identity (see `open`)
+        self._identity: dict[str, str] = {}  # entry name -> identity
+        self._clients: dict[str, apply.Cluster] = {}  # entry name -> its client
         self._watched: dict[Key, dict[ObjectKey, Expected]] = {}
         self._tracking: dict[Key, str] = {}
         self._owners: dict[str, Key] = {}
@@ -90,11 +100,40 @@ class Cells:
 
     # -- clusters -------------------------------------------------------------------------------
 
-    def open(self, name: str, cluster: apply.Cluster) -> None:
-        """(Re)start the cell of `name` on `cluster`; the targets watching it subscribe again."""
+    def open(self, name: str, cluster: apply.Cluster, *, identity: str = "") -> None:
+        """Entry `name` is connected through `cluster`; entries of one `identity` (API server and
+        credentials) share a cell. The targets watching it subscribe again."""
         self.close(name)
+        identity = identity or name
+        self._identity[name] = identity
+        self._clients[name] = cluster
+        if identity not in self._cells:
+            self._start(identity, name)  # its run subscribes the watching targets
+            return
+        cell = self._cells[identity]
+        if cell.running:
+            for key in [k for k in self._watched if k[0] == name]:
+                self._subscribe(cell, key)
+
+    def close(self, name: str) -> None:
+        identity = self._identity.pop(name, None)
+        self._clients.pop(name, None)
+        if identity is None:
+            return
+        cell = self._cells.get(identity)
+        if cell is None or cell.name != name:
+            return  # the cell runs on another entry's client
+        cell.scope.cancel()
+        del self._cells[identity]
+        others = sorted(n for n, i in self._identity.items() if i == identity)
+        if others:  # move the cell onto another entry's client; its run subscribes again
+            self._start(identity, others[0])
+
+    def _start(self, identity: str, name: str) -> None:
+        cluster = self._clients[name]
         cell = Cell(
             name=name,
+            identity=identity,
             objects=LiveCache(
                 cluster,
                 label_selector=f"{plan.MANAGED_BY_LABEL}={plan.MANAGED_BY_VALUE}",
@@ -102,22 +141,19 @@ class Cells:
             ),
             inventories=LiveCache(cluster, label_selector=_INVENTORY_SELECTOR),
         )
-        self._cells[name] = cell
+        self._cells[identity] = cell
         self._group.start_soon(self._run, cell, name=f"fleet-cell-{name}")
-        for key in [k for k in self._watched if k[0] == name]:
-            self._subscribe(cell, key)
 
-    def close(self, name: str) -> None:
-        cell = self._cells.pop(name, None)
-        if cell is not None:
-            cell.scope.cancel()
+    def _cell_of(self, name: str) -> Cell | None:
+        identity = self._identity.get(name)
+        return None if identity is None else self._cells.get(identity)
 
     def reader(self, name: str) -> CachedReader | None:
-        cell = self._cells.get(name)
+        cell = self._cell_of(name)
         return None if cell is None else cell.reader
 
     def cell(self, name: str) -> Cell | None:
-        return self._cells.get(name)
+        return self._cell_of(name)
 
     async def _run(self, cell: Cell) -> None:
         with cell.scope:
@@ -125,6 +161,11 @@ class Cells:
                 async with anyio.create_task_group() as group:
                     await group.start(cell.objects.run)
                     await group.start(cell.inventories.run)
+                    cell.running = True
+                    for key in [
+                        k for k in self._watched if self._identity.get(k[0]) == cell.identity
+                    ]:
+                        self._subscribe(cell, key)
                     group.start_soon(self._check, cell)
             except Exception:  # the caches supervise their own streams: this is a bug of fleet
                 log.exception("event=cell_failed cluster=%s", cell.name)
@@ -136,8 +177,8 @@ class Cells:
         self._watched[key] = dict(expected)
         self._tracking[key] = tracking
         self._owners[_owner(key)] = key
-        cell = self._cells.get(key[0])
-        if cell is not None:
+        cell = self._cell_of(key[0])
+        if cell is not None and cell.running:
             self._subscribe(cell, key)
 
     def unwatch(self, key: Key) -> None:
@@ -145,8 +186,8 @@ class Cells:
         self._tracking.pop(key, None)
         self._owners.pop(_owner(key), None)
         self._subscriptions.pop(key, None)
-        cell = self._cells.get(key[0])
-        if cell is not None:
+        cell = self._cell_of(key[0])
+        if cell is not None and cell.running:
             cell.objects.unsubscribe(_owner(key))
 
     def unwatch_where(self, predicate: Callable[[Key], bool]) -> None:
@@ -156,7 +197,7 @@ class Cells:
     def in_sync(self, key: Key) -> bool | None:
         """Whether the cache shows every object of `key` as it applied it; None while cold."""
         expected = self._watched.get(key)
-        cell = self._cells.get(key[0])
+        cell = self._cell_of(key[0])
         if expected is None or cell is None:
             return None
         kinds = {Kind.of(e.api_version, k.kind) for k, e in expected.items()}

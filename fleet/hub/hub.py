@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,7 @@ from fleet.runtime import (
 )
 from fleet.sources import Sources, SourceSettings, check_repo_url, repo_id
 from fleet.transport import Tunnels, TunnelSettings
+from fleet.types import canonical_json
 
 __all__ = ["Hub", "unreachable"]
 
@@ -362,7 +364,7 @@ class Hub:
         )
         self.board.clusters[name] = state
         if self._cells is not None and connection.cluster is not None:
-            self._cells.open(name, connection.cluster)
+            self._cells.open(name, connection.cluster, identity=_identity(cluster))
         for app in self.reconciler.config.apps:
             if self.reconciler.selects(app, name):
                 self.reconciler.force_full.add((name, app.name))
@@ -580,3 +582,16 @@ def _checked_sources(config: Config) -> tuple[Config, list[str]]:
             continue
         kept.append(app)
     return dataclasses.replace(config, apps=tuple(kept)), refused
+
+
+def _identity(cluster: ClusterFile) -> str:
+    """Who the hub is on which API server, by which route: entries equal in it share a cell."""
+    document = cluster.document
+    context_name = document.get("current-context")
+    contexts = [c for c in document.get("contexts") or [] if isinstance(c, dict)]
+    context = next((c.get("context") or {} for c in contexts if c.get("name") == context_name), {})
+    users = [u for u in document.get("users") or [] if isinstance(u, dict)]
+    user = next((u.get("user") for u in users if u.get("name") == context.get("user")), None)
+    route = cluster.extension.get("ssh")
+    identity = canonical_json({"server": cluster.server, "user": user, "route": route})
+    return hashlib.sha256(identity).hexdigest()

@@ -1,5 +1,8 @@
 """Cells on real clusters: one shared watch per kind, drift from its events, a cached resync.
 
+The two entries share one cell (same API server, same credentials); when the entry whose client
+runs it leaves, the cell moves to the other, which keeps healing.
+
 Two cluster entries on one API server (as aliases and tunnels look in real fleets) run one app
 with a per-cluster namespace. A hand edit of entry A's object must mark A alone drifted and heal
 it (selfHeal), entry B must not hear of it; and once converged, resyncs every second must cost
@@ -94,6 +97,17 @@ async def test_drift_reaches_its_own_target_and_idle_resyncs_are_free(
         assert "Healed" in _types(hub, "alias-a")
         assert len(hub.targets.events(app="web", cluster="alias-b")) == events_b
         assert hub.board.cell("web", "alias-b").drift_since is None
+        assert hub._cells is not None and hub._cells.cell("alias-a") is hub._cells.cell("alias-b")
+
+        # the entry whose client the shared cell runs on leaves: the cell moves, drift still heals
+        (settings.clusters_dir / "alias-a.yaml").unlink()
+        await until(lambda: "alias-a" not in hub.board.clusters)
+        async with await config.new_client_from_config(config_file=str(cluster.kubeconfig)) as api:
+            await client.CoreV1Api(api).patch_namespaced_config_map(
+                "settings", "cells-alias-b", {"data": {"value": "by-hand"}}
+            )
+        await until(lambda: "Drift" in _types(hub, "alias-b"))
+        await until(lambda: _value_is(cluster, "cells-alias-b", "v1"))
         hub.stop()
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 
