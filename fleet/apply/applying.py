@@ -14,9 +14,10 @@ left git) is one JSON patch, preconditioned on the uid, that removes fleet's lab
 and managed-fields entries and nothing else, so the object keeps every value it has.
 
 Reads raise one :class:`~fleet.errors.FleetError` whatever went wrong inside their task group:
-:class:`~fleet.errors.TransientError` for an unreachable server, a 5xx or a 429, and
-:class:`~fleet.errors.StalledError` for a refusal (400, 401, 403, ...), each naming the kind, the
-namespace, the cluster, the HTTP status and the server's message.
+:class:`ReadTransient` for a 5xx or a 429, :class:`ReadStalled` for a refusal (400, 401, 403,
+...), each naming the kind, the namespace, the cluster, the HTTP status and the server's message;
+no answer at all stays an ``ApiError`` with status 0 (an outage, for the circuit breaker), its
+message naming the same.
 """
 
 from __future__ import annotations
@@ -306,17 +307,16 @@ async def release_objects(
 
 
 class ReadError(FleetError):
-    """Base of the errors of a read; raised as :class:`ReadTransient` or :class:`ReadStalled`.
+    """Base of the errors of a read that the server answered; raised as :class:`ReadTransient`
+    or :class:`ReadStalled`. `status` is the HTTP status."""
 
-    `status` is the HTTP status of the answer, 0 when the API server did not answer at all (an
-    outage, which the circuit breaker counts).
-    """
-
-    status: int = -1
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ReadTransient(ReadError, TransientError):
-    """A read failed for a reason that may pass (no answer, 5xx, 429)."""
+    """A read the server answered with an error that may pass (5xx, 429)."""
 
 
 class ReadStalled(ReadError, StalledError):
@@ -325,26 +325,25 @@ class ReadStalled(ReadError, StalledError):
 
 def read_error(
     exc: ApiError, *, cluster: str, verb: str, api_version: str, kind: str, namespace: str
-) -> ReadError:
-    """One error for an API error of a read, naming what was read and what to do."""
+) -> ReadError | ApiError:
+    """One error for an API error of a read, naming what was read and what to do.
+
+    No answer at all stays an :class:`~fleet.apply.kube.ApiError` with status 0 (a
+    TransientError), which is how the hub's circuit breaker recognises an outage.
+    """
     where = f"in namespace {namespace}" if namespace else "(cluster-scoped)"
     what = f"cannot {verb} {kind} ({api_version}) {where} on cluster {cluster}"
-    error: ReadError
     if exc.status == 0:
-        error = ReadTransient(f"{what}: no answer from the API server ({exc.message})")
-    elif exc.status >= 500 or exc.status == 429:
-        detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
-        error = ReadTransient(f"{what}: {detail}; retried after a back-off")
-    else:
-        detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
-        hint = (
-            "; grant fleet's credentials get/list on this kind (RBAC)"
-            if exc.status in (401, 403)
-            else ""
-        )
-        error = ReadStalled(f"{what}: {detail}{hint}")
-    error.status = exc.status
-    return error
+        return ApiError(0, "", f"{what}: no answer from the API server ({exc.message})")
+    detail = f"HTTP {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
+    if exc.status >= 500 or exc.status == 429:
+        return ReadTransient(f"{what}: {detail}; retried after a back-off", status=exc.status)
+    hint = (
+        "; grant fleet's credentials get/list on this kind (RBAC)"
+        if exc.status in (401, 403)
+        else ""
+    )
+    return ReadStalled(f"{what}: {detail}{hint}", status=exc.status)
 
 
 async def read_live(
@@ -356,8 +355,8 @@ async def read_live(
     LIST of the objects carrying that label, and only the keys it did not return (new objects,
     objects fleet has not labelled yet, or someone else's) with a GET each: an app's steady state
     costs one request per (kind, namespace), not one per object. A kind the cluster does not
-    serve has no objects. Any other error raises one :class:`ReadError` (the first, in key
-    order): a plan made on a partial view could prune wrongly.
+    serve has no objects. Any other error raises one error (the first, in key order; see the
+    module): a plan made on a partial view could prune wrongly.
     """
     found: dict[ObjectKey, Manifest] = {}
     pending = dict(wanted)
@@ -385,11 +384,13 @@ async def read_live(
 
 def _raise_first(results: Sequence[object]) -> None:
     for result in results:
-        if isinstance(result, ReadError):
+        if isinstance(result, FleetError):
             raise result
 
 
-async def _get(cluster: Cluster, api_version: str, key: ObjectKey) -> Manifest | ReadError | None:
+async def _get(
+    cluster: Cluster, api_version: str, key: ObjectKey
+) -> Manifest | ReadError | ApiError | None:
     """One object, None when absent, or the error of its read (returned, not raised)."""
     verb = "discover"
     try:
@@ -413,7 +414,7 @@ async def _get(cluster: Cluster, api_version: str, key: ObjectKey) -> Manifest |
 
 async def _list(
     cluster: Cluster, api_version: str, kind: str, namespace: str, *, selector: str
-) -> dict[ObjectKey, Manifest] | ReadError:
+) -> dict[ObjectKey, Manifest] | ReadError | ApiError:
     """The objects of `kind` in `namespace` that carry `selector`, by key, or the read's error."""
     verb = "discover"
     try:

@@ -155,7 +155,8 @@ async def read_inventory(cluster: Cluster, app: str) -> Inventory | None:
         raise ReadStalled(
             f"inventory ConfigMap {NAMESPACE}/{configmap_name(app)} on cluster {cluster.name} "
             f"is not readable ({type(exc).__name__}); fix or delete it (fleet then prunes nothing "
-            "it applied before)"
+            "it applied before)",
+            status=200,
         ) from None
 
 

@@ -25,7 +25,8 @@ breaker is tripped and held open (``CircuitBreaker.trip``), and :meth:`Connectio
 reports it ``down`` (the board shows it parked: "unreachable: <cause>", since when). The probe
 goes on every interval; the first answer lifts the fence, releases the breaker, and
 :meth:`Connections.reach` reports it recovered once, so the hub enqueues its apps at once. A
-failing probe is that cluster's state, never an exception out of the hub's task group.
+failing probe is that cluster's state, never an exception out of the hub's task group. A
+tunnelled cluster is probed only while its tunnel is up (the tunnel reports it otherwise).
 """
 
 from __future__ import annotations
@@ -226,24 +227,39 @@ class Connections:
                     breaker.unhold()  # no probe is left to release it
 
     async def _watch_liveness(self, connection: Connection, cluster: apply.Cluster) -> None:
-        """The probe loop of one connection (see the module docstring); runs until cancelled."""
+        """The probe loop of one connection (see the module docstring); runs until cancelled.
+
+        Supervised: whatever goes wrong in one round is logged and the next round follows, so
+        nothing escapes into the connection's task group (and so the hub's).
+        """
         settings = self._probe
         while True:
-            quiet = anyio.current_time() - cluster.last_answer
-            if connection.liveness.state == "answering" and quiet < settings.interval:
-                await anyio.sleep(settings.interval - quiet)  # it answered lately: no probe
-                continue
             try:
-                cause = await cluster.probe(settings.path)
+                delay = await self._probe_round(connection, cluster)
             except Exception as exc:  # supervised: a probe failure is this cluster's state
-                cause = f"liveness probe of cluster {connection.name} failed: {exc}"
-            if cause:
-                self._silent(connection, cluster, cause)
-                if connection.liveness.misses < settings.failures:
-                    continue  # probe again at once: one slow answer is not an outage
-            else:
-                self._answered(connection, cluster)
-            await anyio.sleep(settings.interval)
+                log.warning("event=liveness_probe_error cluster=%s error=%s", connection.name, exc)
+                delay = settings.interval
+            await anyio.sleep(delay)
+
+    async def _probe_round(self, connection: Connection, cluster: apply.Cluster) -> float:
+        """Probe if it is time; how long to wait before the next round."""
+        settings = self._probe
+        if connection.via is not None and connection.link != "up":
+            connection.liveness.misses = 0
+            return settings.interval  # the tunnel reports this cluster's reach until it is up
+        quiet = anyio.current_time() - cluster.last_answer
+        if connection.liveness.state == "answering" and quiet < settings.interval:
+            return settings.interval - quiet  # it answered lately: that is liveness enough
+        try:
+            cause = await cluster.probe(settings.path)
+        except Exception as exc:  # a bug or an unmapped error of the client: no answer either
+            cause = f"liveness probe of cluster {connection.name} failed: {exc}"
+        if not cause:
+            self._answered(connection, cluster)
+            return settings.interval
+        self._silent(connection, cluster, cause)
+        # one slow answer is not an outage: probe again at once until `failures` in a row
+        return 0.0 if connection.liveness.misses < settings.failures else settings.interval
 
     def _silent(self, connection: Connection, cluster: apply.Cluster, cause: str) -> None:
         live = connection.liveness

@@ -117,6 +117,23 @@ class SyncResult:
         return self.changes.settled and self.plan.refused is None and not self.plan.blocked
 
     @property
+    def verdict(self) -> str:
+        """One word for the board, history and metrics: ``synced`` exactly when `in_sync`, else
+        the worst of ``failed`` (a write the server refused), ``conflict`` (an object that is
+        not this app's), ``refused`` (outside the project), ``held`` (a prune a guard holds)."""
+        if self.in_sync:
+            return "synced"
+        outcomes = {c.outcome for c in self.changes.changes}
+        for outcome, word in (
+            (apply.Outcome.FAILED, "failed"),
+            (apply.Outcome.CONFLICT, "conflict"),
+            (apply.Outcome.REFUSED, "refused"),
+        ):
+            if outcome in outcomes:
+                return word
+        return "held"
+
+    @property
     def rewound(self) -> str | None:
         """ "rewound from X to Y" when the desired commit does not descend from the applied one."""
         return self.plan.rewound

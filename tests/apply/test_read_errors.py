@@ -18,7 +18,7 @@ import yaml
 
 from fleet import apply
 from fleet.controlplane import RunningCluster
-from fleet.errors import FleetError, StalledError
+from fleet.errors import FleetError, StalledError, TransientError
 from fleet.types import ObjectKey
 
 pytestmark = pytest.mark.anyio
@@ -144,7 +144,7 @@ async def test_an_unreadable_inventory_names_the_configmap(
 
 @pytest.mark.parametrize(
     ("status", "transient"),
-    [(0, True), (500, True), (503, True), (429, True), (400, False), (401, False), (403, False)],
+    [(500, True), (503, True), (429, True), (400, False), (401, False), (403, False)],
 )
 def test_read_errors_say_whether_a_retry_can_help(status: int, transient: bool) -> None:
     error = apply.read_error(
@@ -158,4 +158,19 @@ def test_read_errors_say_whether_a_retry_can_help(status: int, transient: bool) 
     assert isinstance(error, apply.ReadTransient if transient else apply.ReadStalled)
     assert str(error).startswith("cannot list Deployment (apps/v1) in namespace web on cluster c1")
     assert "the server's words" in str(error)
-    assert (f"HTTP {status}" in str(error)) is bool(status)
+    assert f"HTTP {status}" in str(error) and error.status == status
+
+
+def test_no_answer_stays_an_outage_for_the_breaker() -> None:
+    """Status 0 (no answer) stays an ApiError with status 0: the hub counts it as an outage."""
+    error = apply.read_error(
+        apply.ApiError(0, "", "GET /api/v1/configmaps on cluster c1: connection refused"),
+        cluster="c1",
+        verb="list",
+        api_version="v1",
+        kind="ConfigMap",
+        namespace="",
+    )
+    assert isinstance(error, apply.ApiError) and isinstance(error, TransientError)
+    assert error.status == 0
+    assert str(error).startswith("cannot list ConfigMap (v1) (cluster-scoped) on cluster c1")

@@ -37,7 +37,7 @@ async def test_hand_made_object_is_a_conflict_never_overwritten_nor_pruned(
     assert conflict.key == ObjectKey("", "ConfigMap", namespace, "settings")
     assert "not managed by fleet" in conflict.reason and "syncPolicy.adopt" in conflict.reason
     assert first.changes.keys(Outcome.CREATED) == {ObjectKey("", "ConfigMap", namespace, "mine")}
-    assert not first.in_sync
+    assert not first.in_sync and first.verdict == "conflict"
     (problem,) = first.problems()
     assert problem.startswith(f"ConfigMap {namespace}/settings: exists and is not managed by fleet")
     path = f"/api/v1/namespaces/{namespace}/configmaps/settings"

@@ -125,7 +125,7 @@ async def test_each_project_violation_is_refused_and_the_rest_is_applied(
     applied = result.changes.keys(Outcome.CREATED)
     assert ObjectKey("", "ConfigMap", team_a, "mine") in applied
     assert ObjectKey("", "Namespace", "", f"{team_a}-extra") in applied
-    assert not result.in_sync and len(result.problems()) == 5
+    assert not result.in_sync and len(result.problems()) == 5 and result.verdict == "refused"
     assert all("refused by the project" in p for p in result.problems())
     binding_path = f"/apis/{rbac}/v1/clusterrolebindings/{binding['metadata']['name']}"
     assert await get(cluster, binding_path) is None

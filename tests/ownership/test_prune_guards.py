@@ -56,6 +56,7 @@ async def test_create_namespace_and_an_empty_render_prune_nothing(
         assert pruned == ()
         assert len(result.changes.of(Outcome.SKIPPED)) == 6
         assert not result.in_sync and result.plan.refused is not None
+        assert result.verdict == "held"
         assert any("render is empty" in p for p in result.problems())
         for i in range(6):
             assert await get(cluster, f"/api/v1/namespaces/{namespace}/configmaps/c{i}")
@@ -80,4 +81,5 @@ async def test_a_refused_prune_is_not_synced(cluster: apply.Cluster) -> None:
     assert len(held) == 5 and all("consent" in p for p in held)
     consented = await sync(cluster, apps.app_sync(app, ref, consent=True), one, revision="r2")
     assert len(consented.changes.of(Outcome.PRUNED)) == 5 and consented.in_sync
+    assert (result.verdict, consented.verdict) == ("held", "synced")
     await cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")
