@@ -161,8 +161,19 @@ def _source(fields: _Fields) -> Source:
     )
 
 
-def _sync_policy(fields: _Fields) -> SyncPolicy:
-    automated = fields.sub("automated")  # Argo nests these under automated
+def _sync_policy(fields: _Fields, *, argo: bool = False) -> SyncPolicy:
+    """fleet.yaml apps are automated unless ``automated: false``; an Argo CD Application only
+    with ``syncPolicy.automated`` (a mapping, maybe empty), as Argo CD means it."""
+    raw = fields.data.get("automated") if isinstance(fields.data, Mapping) else None
+    if isinstance(raw, bool):
+        is_automated = raw
+    elif raw is None:
+        is_automated = not argo
+    elif isinstance(raw, Mapping):
+        is_automated = True
+    else:
+        raise ConfigError(f"{fields.where}.automated: expected a mapping or true/false")
+    automated = fields.sub("automated") if isinstance(raw, Mapping) else _Fields({}, fields.where)
     source = automated if automated.data else fields
     limit = fields.number("pruneLimit", 0.5)
     if not 0 < limit <= 1:
@@ -178,6 +189,7 @@ def _sync_policy(fields: _Fields) -> SyncPolicy:
         or "CreateNamespace=true" in fields.strings("syncOptions"),
         adopt=fields.flag("adopt", False),
         delete_adopted=fields.flag("deleteAdopted", False),
+        automated=is_automated,
     )
 
 
@@ -262,7 +274,7 @@ def _argo_app(data: Mapping[str, Any], where: str, origin: str) -> App:
                 servers=(server,) if server and not cluster_name else (),
             ),
         ),
-        sync_policy=_sync_policy(spec.sub("syncPolicy")),
+        sync_policy=_sync_policy(spec.sub("syncPolicy"), argo=True),
         ignore_differences=_ignore_rules(
             spec.data.get("ignoreDifferences"), f"{spec.where}.ignoreDifferences"
         ),

@@ -91,6 +91,7 @@ class SyncPolicy:
     create_namespace: bool = False  # apply the destination Namespace too (Argo's CreateNamespace)
     adopt: bool = False  # take over existing objects no fleet app owns
     delete_adopted: bool = False  # delete adopted objects that leave git (default: release them)
+    automated: bool = True  # apply changes by itself; False: compare, OutOfSync until synced
 
 
 @dataclass(frozen=True)

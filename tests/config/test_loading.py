@@ -172,3 +172,31 @@ def test_create_namespace_in_fleet_and_argo_words(tmp_path: Path) -> None:
     guestbook = loading.load(_write(tmp_path, argo)).apps[0]
     assert guestbook.sync_policy.create_namespace
     assert not loading.load(_write(tmp_path, ARGO_APP)).apps[0].sync_policy.create_namespace
+
+
+def test_automated_sync_as_argo_cd_and_fleet_mean_it(tmp_path: Path) -> None:
+    """fleet.yaml apps are automated unless they say otherwise; an Argo CD Application is
+    automated only with syncPolicy.automated (a mapping, even an empty one)."""
+    path = tmp_path / "apps.yaml"
+    manual_argo = ARGO_APP.split("  syncPolicy:")[0]  # no syncPolicy at all
+    empty_automated = (
+        manual_argo.replace("name: guestbook", "name: guestbook-auto")
+        + "  syncPolicy:\n    automated: {}\n"
+    )
+    path.write_text(
+        FLEET_YAML
+        + "  - name: held\n    source: {repoURL: file:///srv/x.git}\n"
+        + "    destination: {namespace: held}\n    syncPolicy: {automated: false}\n"
+        + "---\n"
+        + manual_argo
+        + "---\n"
+        + empty_automated
+    )
+    apps = {a.name: a for a in loading.load(path).apps}
+    assert apps["webapp"].sync_policy.automated
+    assert not apps["held"].sync_policy.automated
+    assert not apps["guestbook"].sync_policy.automated
+    assert apps["guestbook-auto"].sync_policy.automated
+    path.write_text(FLEET_YAML.replace("{prune: true, selfHeal: true}", "{automated: sometimes}"))
+    with pytest.raises(ConfigError, match=r"syncPolicy.automated: expected a mapping or true"):
+        loading.load(path)
