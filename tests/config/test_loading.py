@@ -178,7 +178,7 @@ def test_automated_sync_as_argo_cd_and_fleet_mean_it(tmp_path: Path) -> None:
     """fleet.yaml apps are automated unless they say otherwise; an Argo CD Application is
     automated only with syncPolicy.automated (a mapping, even an empty one)."""
     path = tmp_path / "apps.yaml"
-    manual_argo = ARGO_APP.split("  syncPolicy:")[0]  # no syncPolicy at all
+    manual_argo = ARGO_APP.split("  syncPolicy:", maxsplit=1)[0]  # no syncPolicy at all
     empty_automated = (
         manual_argo.replace("name: guestbook", "name: guestbook-auto")
         + "  syncPolicy:\n    automated: {}\n"
