@@ -132,6 +132,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     run.add_argument(
+        "--hub-id",
+        default="fleet",
+        help="this hub's name in every object's tracking id (default fleet): two hubs with "
+        "different ids never take each other's objects",
+    )
+    run.add_argument(
         "--helm",
         type=Path,
         default=None,
@@ -219,6 +225,8 @@ def run_hub(args: argparse.Namespace) -> int:
         level, fmt = _log_options(args)
         host, port = _listen(args.listen)
         _check_positive(args)
+        if not args.hub_id or "/" in args.hub_id:
+            raise ValueError(f"--hub-id {args.hub_id!r}: must be non-empty, without '/'")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -234,6 +242,7 @@ def run_hub(args: argparse.Namespace) -> int:
         credentials_file=args.credentials,
         poll_interval=args.poll_interval,
         resync_interval=args.resync_interval,
+        hub_id=args.hub_id,
         helm=args.helm or _default_helm(),
         scheduler=SchedulerSettings(workers=args.workers),
         server=ServerSettings(

@@ -38,6 +38,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,6 +46,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import yaml
 
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
@@ -59,6 +61,7 @@ from fleet.hub.pushes import PushOutcome, RepoRefresh
 from fleet.hub.reconciling import Key, Reconciler, unreachable
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
+from fleet.notify import Notifier, NotifyCollector, SinkSpec, parse_notifications
 from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
 from fleet.report import (
@@ -122,6 +125,9 @@ class Hub:
         self.targets.subscribe("history", HistoryWriter(self.history))
         self.targets.subscribe("metrics", MetricsWriter(self.metrics))
         self.targets.subscribe("log", LogWriter())
+        self.notifier = Notifier((), env=os.environ, repo_of=self._repo_of, clock=self.clock)
+        self.targets.subscribe("notify", self.notifier)
+        self.metrics.registry.register(NotifyCollector(self.notifier))
         # listings come from the poller and webhooks: a reconcile reuses the last one and never
         # lists by itself, so a repository costs one ls-remote per poll interval, fleet-wide
         listing_ttl = 2 * settings.poll_interval
@@ -199,6 +205,7 @@ class Hub:
                 self.reconciler.connections = self._connections.by_name
                 self._cells = Cells(group=group, on_drift=self._drifted)
                 self.reconciler.cells = self._cells
+                await group.start(self.notifier.run)
                 self._load_config()
                 await group.start(self.scheduler.run)
                 await group.start(self.registry.run)
@@ -224,6 +231,8 @@ class Hub:
                 self.scheduler.stop()
                 with anyio.move_on_after(self.settings.drain_timeout):
                     await self.queue.drain()
+                with anyio.move_on_after(5):  # what the last reconciles said reaches the sinks
+                    await self.notifier.flush()
                 group.cancel_scope.cancel()
         finally:
             self.history.close()
@@ -261,6 +270,11 @@ class Hub:
             log.warning("event=config_invalid error=%s (the last good config stays in use)", exc)
             return
         config, refused = _checked_sources(config)
+        try:
+            self.notifier.configure(notification_sinks(path))
+        except ConfigError as exc:
+            refused.append(str(exc))  # the sinks of the last good config stay in use
+        refused += self.notifier.problems()
         self.board.config_error = "; ".join(refused)
         for error in refused:
             log.warning("event=app_refused error=%s", error)
@@ -277,8 +291,8 @@ class Hub:
         if self._cells is not None:
             self._cells.unwatch_where(lambda key: key[1] in gone)
         for name, app in new.items():
-            if old.get(name) != app:
-                self._enqueue_app(name)
+            if old.get(name) != app:  # a changed policy or project needs a full look
+                self._enqueue_app(name, full=True)
         log.info("event=config_loaded apps=%d", len(new))
 
     async def _watch_config(self) -> None:
@@ -403,10 +417,12 @@ class Hub:
 
     # -- sources ----------------------------------------------------------------------------------
 
-    def _enqueue_app(self, name: str) -> None:
+    def _enqueue_app(self, name: str, *, full: bool = False) -> None:
         app = self.reconciler.config.app(name)
         if app is not None:
             for cluster in self.reconciler.targets_of(app):
+                if full:
+                    self.reconciler.force_full.add((cluster, name))
                 self.queue.add((cluster, name))
 
     def _apps_of_repo(self, key: str) -> list[str]:
@@ -492,6 +508,12 @@ class Hub:
         return PushOutcome(
             tuple(results.get(k, RepoRefresh(repo=k, result="pending")) for k in sorted(matched))
         )
+
+    def _repo_of(self, app: str) -> str:
+        found = self.reconciler.config.app(app)
+        if found is None:
+            raise KeyError(app)
+        return found.source.repo_url
 
     # -- operations (fleet/hub/control.py) --------------------------------------------------------
 
@@ -595,3 +617,22 @@ def _identity(cluster: ClusterFile) -> str:
     route = cluster.extension.get("ssh")
     identity = canonical_json({"server": cluster.server, "user": user, "route": route})
     return hashlib.sha256(identity).hexdigest()
+
+
+def notification_sinks(path: Path) -> tuple[SinkSpec, ...]:
+    """The ``notifications:`` blocks of the config file, or of every file of a config directory."""
+    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
+    sinks: list[SinkSpec] = []
+    for file in files:
+        try:
+            documents = list(yaml.safe_load_all(file.read_text()))
+        except (OSError, yaml.YAMLError):
+            continue  # the config loader reports an unreadable file
+        for document in documents:
+            if isinstance(document, dict) and "notifications" in document:
+                sinks += parse_notifications(document, where=str(file))
+    names = [s.name for s in sinks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{path}: notification sink {twice[0]!r} is declared twice")
+    return tuple(sinks)

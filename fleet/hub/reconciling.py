@@ -22,6 +22,7 @@ Progressing). An exception of any class ends as the target's error, never as the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from fleet.reconcile.desired import Desired, DesiredState
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.report import Metrics, Targets, TargetStatus
 from fleet.runtime import is_outage
+from fleet.sources import ancestry
 from fleet.types import ObjectKey
 
 __all__ = ["Key", "Reconciler", "unreachable"]
@@ -136,6 +138,9 @@ class Reconciler:
         if admitted is None:
             return None
         connection, cluster, app = admitted
+        refused = apps.source_refusal(app)  # before any fetch of a repository the project denies
+        if refused:
+            raise StalledError(refused)
         desired = await self.desired.desired(apps.app_source(app), connection.file.ref)
         if desired.error is not None or desired.rendered is None or desired.commit is None:
             return self._not_rendered(previous, desired, started)
@@ -154,7 +159,10 @@ class Reconciler:
         attempt = self._attempt(
             previous, started, commit=commit, digest=rendered.digest, preview=preview
         )
-        app_sync = apps.app_sync(app, connection.file.ref, consent=bool(requested))
+        app_sync = apps.app_sync(
+            app, connection.file.ref, consent=bool(requested), hub=self.settings.hub_id
+        )
+        mirror = self.desired.sources.mirror(app.source.repo_url)
         reader = self.cells.reader(cluster_name) if self.cells is not None else None
         result = await sync(
             cluster,
@@ -163,6 +171,7 @@ class Reconciler:
             revision=commit,
             reader=reader,
             dry_run=preview,
+            descends=functools.partial(ancestry.is_ancestor, mirror),
         )
         outcome = summary.outcome_of(result)
         committed_at = await self._commit_time(app, commit) if outcome.wrote else None
@@ -183,7 +192,8 @@ class Reconciler:
             status.health,
             attempt.finished - started,
         )
-        if not outcome.in_sync and not preview:
+        # failed objects back off; a conflict, a refusal or a held prune waits for its input
+        if not preview and result.changes.of(apply.Outcome.FAILED):
             raise _Recorded(f"app {app_name} on cluster {cluster_name}: {status.error}")
         if status.health == "Progressing":
             return self.settings.progress_recheck

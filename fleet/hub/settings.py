@@ -16,6 +16,7 @@ __all__ = ["HubSettings"]
 class HubSettings:
     """Everything ``fleet run`` is told; defaults suit a small fleet on one machine."""
 
+    hub_id: str = "fleet"  # part of every object's tracking id: two hubs never own one object
     config_path: Path = Path("fleet.yaml")
     clusters_dir: Path = Path("clusters")
     state_dir: Path = Path(".fleet")  # history.sqlite lives here
@@ -36,6 +37,10 @@ class HubSettings:
     breaker: BreakerSettings = field(default_factory=lambda: BreakerSettings(probe_cap=60.0))
     cache_gc_interval: float = 3600.0  # render cache collected by age and size
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight applies may take to finish
+
+    def __post_init__(self) -> None:
+        if not self.hub_id or "/" in self.hub_id:
+            raise ValueError(f"hub id {self.hub_id!r}: must be non-empty, without '/'")
 
     @property
     def history_path(self) -> Path:

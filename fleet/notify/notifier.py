@@ -267,6 +267,7 @@ class Notifier:
                 for sink in self._sinks:
                     self._start(sink)
                 task_status.started()
+                await anyio.sleep_forever()  # sinks configured later start in this group
         finally:
             self._group = self._http = None
 
