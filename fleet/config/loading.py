@@ -5,7 +5,22 @@ A config path is a file or a directory of ``.yaml``/``.yml`` files. A file holds
 documents, each either a fleet document (``apps: [...]``) or an Argo CD Application
 (``apiVersion: argoproj.io/v1alpha1``, ``kind: Application``), so teams can bring what they have.
 Argo's ``destination.name`` selects the cluster of that name in ``clusters/``, and
-``destination.server`` the cluster whose kubeconfig points at that URL.
+``destination.server`` the cluster whose kubeconfig points at that URL, except Argo CD's own
+``https://kubernetes.default.svc`` ("the cluster Argo CD runs in"): a hub has no such cluster, so
+that URL selects the cluster *named* ``in-cluster`` (Argo CD's name for it), the one rule a
+migrating team can satisfy by naming a kubeconfig; the selector's ``note`` says so, for the error
+shown when no cluster of that name exists.
+
+Source fields are Argo CD's ``spec.source`` (the same keys under ``source:`` in ``fleet.yaml``):
+``helm`` (``values`` as YAML text or a mapping, ``valuesObject``, ``parameters``,
+``fileParameters``, ``releaseName``, ...), ``kustomize`` (``images``, ``namePrefix``,
+``nameSuffix``, ``commonLabels``, ``commonAnnotations``, ``replicas``, ``patches``,
+``components``, ...), ``directory`` (``recurse``, ``include``, ``exclude``, ``jsonnet``) and
+``plugin`` (recorded; the renderer refuses it by name). A key fleet does not read inside those
+blocks is refused naming it, as is ``chart`` (Helm repositories), never dropped silently. An
+Application without ``directory`` still gets Argo CD's directory defaults (the top directory
+only); a ``fleet.yaml`` app without one keeps fleet's recursive plain manifests. App names are
+Kubernetes names (DNS subdomains, dots allowed), at most 53 characters as Helm release names.
 
 A fleet document may also declare ``projects: [...]`` (see :mod:`fleet.config.projects`) and
 ``defaultProject: strict`` (or ``open``, the default), and Argo CD ``AppProject`` documents are
@@ -32,8 +47,14 @@ from fleet.config.model import (
     ClusterSelector,
     Config,
     Destination,
+    DirectoryOptions,
+    HelmFileParameter,
     HelmOptions,
+    HelmParameter,
     IgnoreRule,
+    JsonnetVar,
+    KustomizeOptions,
+    KustomizeReplica,
     Source,
     SyncPolicy,
 )
@@ -50,7 +71,8 @@ from fleet.errors import ConfigError
 
 __all__ = ["load", "parse_documents", "parse_projects"]
 
-_APP_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_APP_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")  # a DNS subdomain, as Kubernetes names are
 _MAX_CONFIG_BYTES = 4 * 2**20
 
 
@@ -114,23 +136,225 @@ class _Fields:
         return value
 
 
-def _helm(fields: _Fields, *, values_key: str) -> HelmOptions | None:
+_HELM_FIELDS = frozenset(
+    {
+        "valueFiles",
+        "values",
+        "valuesObject",
+        "parameters",
+        "fileParameters",
+        "releaseName",
+        "ignoreMissingValueFiles",
+        "skipCrds",
+        "skipTests",
+        "namespace",
+        "kubeVersion",
+        "apiVersions",
+        "version",
+        "passCredentials",
+    }
+)
+_KUSTOMIZE_FIELDS = frozenset(
+    {
+        "images",
+        "namePrefix",
+        "nameSuffix",
+        "namespace",
+        "commonLabels",
+        "commonAnnotations",
+        "forceCommonLabels",
+        "forceCommonAnnotations",
+        "labelWithoutSelector",
+        "labelIncludeTemplates",
+        "replicas",
+        "patches",
+        "components",
+        "ignoreMissingComponents",
+        "version",
+    }
+)
+_DIRECTORY_FIELDS = frozenset({"recurse", "include", "exclude", "jsonnet"})
+_JSONNET_FIELDS = frozenset({"extVars", "tlas", "libs"})
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+IN_CLUSTER_NAME = "in-cluster"
+
+
+def _known(fields: _Fields, known: frozenset[str]) -> None:
+    """Refuse a field fleet does not read, rather than drop it silently."""
+    for key in fields.data:
+        if key not in known:
+            raise ConfigError(
+                f"{fields.where}.{key}: not supported by fleet (supported: "
+                f"{', '.join(sorted(known))}); remove the field"
+            )
+
+
+def _entries(fields: _Fields, key: str) -> list[_Fields]:
+    """The mappings of the list `key`, each named by its index."""
+    value = fields.data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{fields.where}.{key}: expected a list, got {value!r}")
+    return [_Fields(item, f"{fields.where}.{key}[{i}]") for i, item in enumerate(value)]
+
+
+def _template(fields: _Fields, key: str, default: str | None = "") -> str:
+    """A string field that may hold ``{{ cluster.* }}`` placeholders, checked."""
+    value = fields.text(key, default)
+    templates.validate(value, where=f"{fields.where}.{key}")
+    return value
+
+
+def _scalar(fields: _Fields, key: str) -> str:
+    """A Helm parameter value: a string, or a YAML number or boolean written as Helm reads it."""
+    value = fields.data.get(key)
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    if not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{fields.where}.{key}: required, a string, got {value!r}")
+    text = str(value)
+    templates.validate(text, where=f"{fields.where}.{key}")
+    return text
+
+
+def _helm_values(fields: _Fields) -> Mapping[str, Any] | str:
+    """``helm.values``: a mapping, or YAML text (Argo CD's usual form) that holds a mapping."""
+    raw = fields.data.get("values")
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        try:
+            parsed = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{fields.where}.values: invalid YAML: {_short(exc)}") from exc
+        if parsed is not None and not isinstance(parsed, Mapping):
+            raise ConfigError(
+                f"{fields.where}.values: the YAML text must hold a mapping of values, got "
+                f"{type(parsed).__name__}"
+            )
+        templates.validate(raw, where=f"{fields.where}.values")
+        return raw
+    values = fields.mapping("values")
+    for name, item in _templates_in(values):
+        templates.validate(item, where=f"{fields.where}.values.{name}")
+    return values
+
+
+def _helm(fields: _Fields) -> HelmOptions | None:
     if not fields.data:
         return None
-    values = fields.mapping(values_key)
-    if not values and isinstance(fields.data.get("values"), str):  # Argo's values: "yaml text"
-        try:
-            values = yaml.safe_load(fields.data["values"]) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{fields.where}.values: invalid YAML: {exc}") from exc
-    for name, item in _templates_in(values):
-        templates.validate(item, where=f"{fields.where}.{values_key}.{name}")
-    release = fields.data.get("releaseName")
+    _known(fields, _HELM_FIELDS)
+    values_object: dict[str, Any] | None = None
+    if fields.data.get("valuesObject") is not None:
+        values_object = fields.mapping("valuesObject")
+        for name, item in _templates_in(values_object):
+            templates.validate(item, where=f"{fields.where}.valuesObject.{name}")
+    value_files = fields.strings("valueFiles")
+    for index, name in enumerate(value_files):
+        templates.validate(name, where=f"{fields.where}.valueFiles[{index}]")
     return HelmOptions(
-        value_files=fields.strings("valueFiles"),
-        values=values,
-        release_name=str(release) if release else None,
+        value_files=value_files,
+        values=_helm_values(fields),
+        release_name=_template(fields, "releaseName") or None,
+        values_object=values_object,
+        parameters=tuple(
+            HelmParameter(
+                name=item.text("name"),
+                value=_scalar(item, "value"),
+                force_string=item.flag("forceString", False),
+            )
+            for item in _entries(fields, "parameters")
+        ),
+        file_parameters=tuple(
+            HelmFileParameter(name=item.text("name"), path=_template(item, "path", None))
+            for item in _entries(fields, "fileParameters")
+        ),
+        ignore_missing_value_files=fields.flag("ignoreMissingValueFiles", False),
+        skip_crds=fields.flag("skipCrds", False),
+        skip_tests=fields.flag("skipTests", False),
+        namespace=_template(fields, "namespace"),
+        kube_version=fields.text("kubeVersion", ""),
+        api_versions=fields.strings("apiVersions"),
+        version=fields.text("version", ""),
+        pass_credentials=fields.flag("passCredentials", False),
     )
+
+
+def _replica_count(fields: _Fields) -> int:
+    """``replicas[].count``: a non-negative integer, or its decimal text (Argo's int-or-string)."""
+    value = fields.data.get("count")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigError(f"{fields.where}.count: expected a non-negative integer, got {value!r}")
+
+
+def _kustomize(fields: _Fields) -> KustomizeOptions | None:
+    if not fields.data:
+        return None
+    _known(fields, _KUSTOMIZE_FIELDS)
+    images = fields.strings("images")
+    for index, image in enumerate(images):
+        templates.validate(image, where=f"{fields.where}.images[{index}]")
+    labels, annotations = fields.string_map("commonLabels"), fields.string_map("commonAnnotations")
+    for key, kind in (("commonLabels", labels), ("commonAnnotations", annotations)):
+        for name, item in kind.items():
+            templates.validate(item, where=f"{fields.where}.{key}.{name}")
+    patches = fields.data.get("patches") or []
+    if not isinstance(patches, list) or not all(isinstance(p, Mapping) for p in patches):
+        raise ConfigError(
+            f"{fields.where}.patches: expected a list of mappings (patch or path, target)"
+        )
+    return KustomizeOptions(
+        images=images,
+        name_prefix=_template(fields, "namePrefix"),
+        name_suffix=_template(fields, "nameSuffix"),
+        namespace=_template(fields, "namespace"),
+        common_labels=labels,
+        common_annotations=annotations,
+        force_common_labels=fields.flag("forceCommonLabels", False),
+        force_common_annotations=fields.flag("forceCommonAnnotations", False),
+        label_without_selector=fields.flag("labelWithoutSelector", False),
+        label_include_templates=fields.flag("labelIncludeTemplates", False),
+        replicas=tuple(
+            KustomizeReplica(name=item.text("name"), count=_replica_count(item))
+            for item in _entries(fields, "replicas")
+        ),
+        patches=tuple(dict(p) for p in patches),
+        components=fields.strings("components"),
+        ignore_missing_components=fields.flag("ignoreMissingComponents", False),
+        version=fields.text("version", ""),
+    )
+
+
+def _jsonnet_vars(fields: _Fields, key: str) -> tuple[JsonnetVar, ...]:
+    return tuple(
+        JsonnetVar(name=item.text("name"), value=item.text("value"), code=item.flag("code", False))
+        for item in _entries(fields, key)
+    )
+
+
+def _directory(fields: _Fields, *, argo: bool) -> DirectoryOptions | None:
+    """``source.directory``; absent, Argo CD's defaults for an Application, else None."""
+    if not fields.data:
+        return DirectoryOptions() if argo else None
+    _known(fields, _DIRECTORY_FIELDS)
+    jsonnet = fields.sub("jsonnet")
+    _known(jsonnet, _JSONNET_FIELDS)
+    return DirectoryOptions(
+        recurse=fields.flag("recurse", False),
+        include=fields.text("include", ""),
+        exclude=fields.text("exclude", ""),
+        jsonnet_ext_vars=_jsonnet_vars(jsonnet, "extVars"),
+        jsonnet_tlas=_jsonnet_vars(jsonnet, "tlas"),
+        jsonnet_libs=jsonnet.strings("libs"),
+    )
+
+
+def _short(exc: yaml.YAMLError) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def _templates_in(values: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -147,17 +371,25 @@ def _templates_in(values: Any, prefix: str = "") -> list[tuple[str, str]]:
     return found
 
 
-def _source(fields: _Fields) -> Source:
+def _source(fields: _Fields, *, argo: bool = False) -> Source:
     path = fields.text("path", ".")
     templates.validate(path, where=f"{fields.where}.path")
     if path.startswith("/") or ".." in Path(path).parts:
         raise ConfigError(f"{fields.where}.path: {path!r} must stay inside the repository")
+    if fields.data.get("chart"):
+        raise ConfigError(
+            f"{fields.where}.chart: charts from a Helm repository are not supported; commit the "
+            "chart to a git repository and name it with repoURL and path"
+        )
     revision = fields.text("targetRevision", "HEAD")
     return Source(
         repo_url=fields.text("repoURL"),
         target_revision=revision or "HEAD",
         path=path,
-        helm=_helm(fields.sub("helm"), values_key="values"),
+        helm=_helm(fields.sub("helm")),
+        kustomize=_kustomize(fields.sub("kustomize")),
+        directory=_directory(fields.sub("directory"), argo=argo),
+        plugin="plugin" in fields.data,
     )
 
 
@@ -220,7 +452,8 @@ def _ignore_rules(data: Any, where: str) -> tuple[IgnoreRule, ...]:
 def _check_name(name: str, where: str) -> None:
     if len(name) > 53 or not _APP_NAME.fullmatch(name):
         raise ConfigError(
-            f"{where}.name: {name!r} is not a valid app name (DNS label, <= 53 chars)"
+            f"{where}.name: {name!r} is not a valid name (lowercase letters, digits, '-' and "
+            "'.', starting and ending with a letter or digit, <= 53 chars as Helm releases are)"
         )
 
 
@@ -264,14 +497,24 @@ def _argo_app(data: Mapping[str, Any], where: str, origin: str) -> App:
     server = destination.text("server", "")
     if not cluster_name and not server:
         raise ConfigError(f"{destination.where}: needs name or server")
+    note = ""
+    if not cluster_name and server.rstrip("/") == IN_CLUSTER_SERVER:
+        cluster_name, server = IN_CLUSTER_NAME, ""
+        note = (
+            f"{destination.where}.server {IN_CLUSTER_SERVER} is Argo CD's in-cluster "
+            f"destination: fleet sends it to the cluster named {IN_CLUSTER_NAME!r}; add "
+            f"clusters/{IN_CLUSTER_NAME}.yaml (the kubeconfig of that cluster) or set "
+            "destination.name to a cluster of clusters/"
+        )
     return App(
         name=name,
-        source=_source(spec.sub("source", required=True)),
+        source=_source(spec.sub("source", required=True), argo=True),
         destination=Destination(
             namespace=destination.text("namespace"),
             clusters=ClusterSelector(
                 names=(cluster_name,) if cluster_name else (),
                 servers=(server,) if server and not cluster_name else (),
+                note=note,
             ),
         ),
         sync_policy=_sync_policy(spec.sub("syncPolicy"), argo=True),

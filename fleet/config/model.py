@@ -27,30 +27,128 @@ __all__ = [
     "ClusterSelector",
     "Config",
     "Destination",
+    "DirectoryOptions",
+    "HelmFileParameter",
     "HelmOptions",
+    "HelmParameter",
     "IgnoreRule",
+    "JsonnetVar",
+    "KustomizeOptions",
+    "KustomizeReplica",
     "Source",
     "SyncPolicy",
 ]
 
 
 @dataclass(frozen=True)
+class HelmParameter:
+    """``helm.parameters[]``: a ``--set name=value`` (``--set-string`` when `force_string`)."""
+
+    name: str
+    value: str
+    force_string: bool = False
+
+
+@dataclass(frozen=True)
+class HelmFileParameter:
+    """``helm.fileParameters[]``: a ``--set-file name=path``, `path` relative to the chart."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
 class HelmOptions:
-    """``helm template`` inputs: values files (relative to the chart) and inline values."""
+    """``helm template`` inputs (Argo CD's ``source.helm``), as the config declared them.
+
+    `values` is a mapping or the YAML text of ``helm.values`` (checked to hold a mapping);
+    `values_object` (``valuesObject``) takes its place when given. `release_name` None means the
+    app's name.
+    """
 
     value_files: tuple[str, ...] = ()
-    values: Mapping[str, Any] = field(default_factory=dict)
+    values: Mapping[str, Any] | str = field(default_factory=dict)
     release_name: str | None = None
+    values_object: Mapping[str, Any] | None = None
+    parameters: tuple[HelmParameter, ...] = ()
+    file_parameters: tuple[HelmFileParameter, ...] = ()
+    ignore_missing_value_files: bool = False
+    skip_crds: bool = False
+    skip_tests: bool = False
+    namespace: str = ""
+    kube_version: str = ""
+    api_versions: tuple[str, ...] = ()
+    version: str = ""
+    pass_credentials: bool = False
+
+
+@dataclass(frozen=True)
+class KustomizeReplica:
+    """``kustomize.replicas[]``: the replica count of the workload `name`."""
+
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class KustomizeOptions:
+    """Edits to the app's kustomization before the build (Argo CD's ``source.kustomize``)."""
+
+    images: tuple[str, ...] = ()
+    name_prefix: str = ""
+    name_suffix: str = ""
+    namespace: str = ""
+    common_labels: Mapping[str, str] = field(default_factory=dict)
+    common_annotations: Mapping[str, str] = field(default_factory=dict)
+    force_common_labels: bool = False
+    force_common_annotations: bool = False
+    label_without_selector: bool = False
+    label_include_templates: bool = False
+    replicas: tuple[KustomizeReplica, ...] = ()
+    patches: tuple[Mapping[str, Any], ...] = ()
+    components: tuple[str, ...] = ()
+    ignore_missing_components: bool = False
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class JsonnetVar:
+    """``jsonnet.extVars[]`` / ``jsonnet.tlas[]``: a string value, or jsonnet code when `code`."""
+
+    name: str
+    value: str
+    code: bool = False
+
+
+@dataclass(frozen=True)
+class DirectoryOptions:
+    """Argo CD's ``source.directory``: the top directory only unless `recurse`; glob filters;
+    jsonnet inputs (`libs` are repository paths)."""
+
+    recurse: bool = False
+    include: str = ""
+    exclude: str = ""
+    jsonnet_ext_vars: tuple[JsonnetVar, ...] = ()
+    jsonnet_tlas: tuple[JsonnetVar, ...] = ()
+    jsonnet_libs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where the manifests are: a repository, a revision, a path inside it."""
+    """Where the manifests are: a repository, a revision, a path inside it, and the tool options.
+
+    `directory` None means fleet's plain manifests (recursive); an Argo CD Application always
+    carries one (Argo CD reads only the top directory unless ``recurse``). `plugin` marks a
+    ``source.plugin``, which the renderer refuses by name.
+    """
 
     repo_url: str
     target_revision: str = "HEAD"
     path: str = "."
     helm: HelmOptions | None = None
+    kustomize: KustomizeOptions | None = None
+    directory: DirectoryOptions | None = None
+    plugin: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +158,7 @@ class ClusterSelector:
     names: tuple[str, ...] = ()
     match_labels: Mapping[str, str] = field(default_factory=dict)
     servers: tuple[str, ...] = ()
+    note: str = ""  # what to do when the selector selects no cluster, for that error
 
     def matches(self, cluster: ClusterRef, *, server: str = "") -> bool:
         """True when `cluster` is selected; an empty selector selects every cluster."""
