@@ -7,33 +7,96 @@ safe defaults stay visible: the hub never consents to a large prune on its own.
 
 from __future__ import annotations
 
-from fleet import plan
+from fleet import plan, render
 from fleet.apply import ApplyOptions
-from fleet.config import App, templates
+from fleet.config import App, model, templates
 from fleet.plan import projects
 from fleet.reconcile.desired import AppSource
 from fleet.reconcile.syncing import AppSync
-from fleet.render import HelmOptions
 from fleet.types import ClusterRef, RenderedSet
 
 __all__ = ["app_source", "app_sync", "source_refusal", "with_namespace"]
 
 
 def app_source(app: App) -> AppSource:
-    helm = None
-    if app.source.helm is not None:
-        helm = HelmOptions(
-            release=app.source.helm.release_name or app.name,
-            value_files=app.source.helm.value_files,
-            values=app.source.helm.values,
-        )
+    """The pipeline's view of `app`'s source: every Argo CD source field, in the render types.
+
+    A Helm release stays empty without ``releaseName`` (the engine then names it after the app,
+    as Argo CD does); ``plugin`` is passed on for the renderer to refuse by name.
+    """
+    source = app.source
     return AppSource(
         name=app.name,
-        repo_url=app.source.repo_url,
-        revision=app.source.target_revision,
-        path=app.source.path,
+        repo_url=source.repo_url,
+        revision=source.target_revision,
+        path=source.path,
         namespace=app.destination.namespace,
-        helm=helm,
+        helm=_helm(source.helm) if source.helm is not None else None,
+        kustomize=_kustomize(source.kustomize) if source.kustomize is not None else None,
+        directory=_directory(source.directory) if source.directory is not None else None,
+        plugin=source.plugin,
+    )
+
+
+def _helm(helm: model.HelmOptions) -> render.HelmOptions:
+    return render.HelmOptions(
+        release=helm.release_name or "",
+        value_files=helm.value_files,
+        values=helm.values,
+        values_object=helm.values_object,
+        parameters=tuple(
+            render.HelmParameter(name=p.name, value=p.value, force_string=p.force_string)
+            for p in helm.parameters
+        ),
+        file_parameters=tuple(
+            render.HelmFileParameter(name=p.name, path=p.path) for p in helm.file_parameters
+        ),
+        ignore_missing_value_files=helm.ignore_missing_value_files,
+        skip_crds=helm.skip_crds,
+        skip_tests=helm.skip_tests,
+        namespace=helm.namespace,
+        kube_version=helm.kube_version,
+        api_versions=helm.api_versions,
+        version=helm.version,
+        pass_credentials=helm.pass_credentials,
+    )
+
+
+def _kustomize(options: model.KustomizeOptions) -> render.KustomizeOptions:
+    return render.KustomizeOptions(
+        images=options.images,
+        name_prefix=options.name_prefix,
+        name_suffix=options.name_suffix,
+        namespace=options.namespace,
+        common_labels=options.common_labels,
+        common_annotations=options.common_annotations,
+        force_common_labels=options.force_common_labels,
+        force_common_annotations=options.force_common_annotations,
+        label_without_selector=options.label_without_selector,
+        label_include_templates=options.label_include_templates,
+        replicas=tuple(
+            render.KustomizeReplica(name=r.name, count=r.count) for r in options.replicas
+        ),
+        patches=options.patches,
+        components=options.components,
+        ignore_missing_components=options.ignore_missing_components,
+        version=options.version,
+    )
+
+
+def _directory(options: model.DirectoryOptions) -> render.DirectoryOptions:
+    def variables(items: tuple[model.JsonnetVar, ...]) -> tuple[render.JsonnetVar, ...]:
+        return tuple(render.JsonnetVar(name=v.name, value=v.value, code=v.code) for v in items)
+
+    return render.DirectoryOptions(
+        recurse=options.recurse,
+        include=options.include,
+        exclude=options.exclude,
+        jsonnet=render.JsonnetOptions(
+            ext_vars=variables(options.jsonnet_ext_vars),
+            tlas=variables(options.jsonnet_tlas),
+            libs=options.jsonnet_libs,
+        ),
     )
 
 
