@@ -34,34 +34,31 @@ and every other repository and app carries on.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import logging
 import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.abc
-import yaml
 
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
 from fleet.config import loading as config_loading
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, describe
-from fleet.hub import control, server, webhooks
+from fleet.hub import configured, control, server, webhooks
 from fleet.hub.cells import Cells
 from fleet.hub.connections import Connections, show_reach
 from fleet.hub.control import Suspensions
+from fleet.hub.operating import Operations
 from fleet.hub.pushes import PushOutcome, RepoRefresh
 from fleet.hub.reconciling import Key, Reconciler, unreachable
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
-from fleet.notify import Notifier, NotifyCollector, SinkSpec, parse_notifications
+from fleet.notify import Notifier, NotifyCollector
 from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
 from fleet.report import (
@@ -87,9 +84,8 @@ from fleet.runtime import (
     registry,
     supervised,
 )
-from fleet.sources import Sources, SourceSettings, check_repo_url, repo_id
+from fleet.sources import Sources, SourceSettings, repo_id
 from fleet.transport import Tunnels, TunnelSettings
-from fleet.types import canonical_json
 
 __all__ = ["Hub", "unreachable"]
 
@@ -167,6 +163,14 @@ class Hub:
             clock=self.clock,
             breakers=self.breakers,
         )
+        self.operations = Operations(
+            reconciler=self.reconciler,
+            targets=self.targets,
+            board=self.board,
+            queue=self.queue,
+            suspensions=self.suspensions,
+            refresh=self._refresh,
+        )
         self.registry = registry.ClusterRegistry(
             settings.clusters_dir, self._cluster_changed, rescan_interval=settings.registry_rescan
         )
@@ -215,7 +219,10 @@ class Hub:
                 group.start_soon(self._supervise, "tunnel-watch", self._watch_tunnels)
                 self.port = await group.start(
                     functools.partial(
-                        server.serve, self, self.settings.server, routes=control.routes(self)
+                        server.serve,
+                        self,
+                        self.settings.server,
+                        routes=control.routes(self.operations),
                     )
                 )
                 self._ready = True
@@ -269,9 +276,9 @@ class Hub:
             self.board.config_error = str(exc)
             log.warning("event=config_invalid error=%s (the last good config stays in use)", exc)
             return
-        config, refused = _checked_sources(config)
+        config, refused = configured.checked_sources(config)
         try:
-            self.notifier.configure(notification_sinks(path))
+            self.notifier.configure(configured.notification_sinks(path))
         except ConfigError as exc:
             refused.append(str(exc))  # the sinks of the last good config stay in use
         refused += self.notifier.problems()
@@ -378,7 +385,7 @@ class Hub:
         )
         self.board.clusters[name] = state
         if self._cells is not None and connection.cluster is not None:
-            self._cells.open(name, connection.cluster, identity=_identity(cluster))
+            self._cells.open(name, connection.cluster, identity=configured.identity(cluster))
         for app in self.reconciler.config.apps:
             if self.reconciler.selects(app, name):
                 self.reconciler.force_full.add((name, app.name))
@@ -492,7 +499,7 @@ class Hub:
         then is ``pending``: it goes on and enqueues its apps when it lands.
         """
         assert self._group is not None
-        matched = self._repos({repo_id_or_none(url) for url in push.urls} - {""})
+        matched = self._repos({configured.repo_id_or_none(url) for url in push.urls} - {""})
         results: dict[str, RepoRefresh] = {}
         landed = {key: anyio.Event() for key in matched}
 
@@ -515,66 +522,6 @@ class Hub:
             raise KeyError(app)
         return found.source.repo_url
 
-    # -- operations (fleet/hub/control.py) --------------------------------------------------------
-
-    def app_detail(self, app: str) -> dict[str, Any] | None:
-        """Every target of `app` with its record and recent events; None for an unknown app."""
-        if self.reconciler.config.app(app) is None:
-            return None
-        return {
-            "app": app,
-            "targets": [self.targets.status(k).to_json() for k in sorted(self.targets.of_app(app))],
-            "events": self.board.events_json(app=app, limit=50),
-        }
-
-    def has_cluster(self, cluster: str) -> bool:
-        return cluster in self.board.clusters
-
-    def _app_keys(self, app: str, cluster: str | None) -> list[Key]:
-        found = self.reconciler.config.app(app)
-        if found is None:
-            return []
-        names = self.reconciler.targets_of(found)
-        return [(c, app) for c in names if cluster is None or c == cluster]
-
-    async def refresh_app(self, app: str, cluster: str | None) -> list[Key]:
-        """List the app's repository now, then check its targets in full."""
-        found = self.reconciler.config.app(app)
-        if found is not None:
-            await self._refresh(found.source.repo_url)
-        keys = self._app_keys(app, cluster)
-        for key in keys:
-            self.reconciler.force_full.add(key)
-            self.queue.add(key)
-        return keys
-
-    def request_sync(self, app: str, cluster: str | None, *, prune: bool) -> list[Key]:
-        """Sync now (the way a manual-sync app is applied); `prune` consents to its prunes."""
-        keys = self._app_keys(app, cluster)
-        for key in keys:
-            self.reconciler.sync_requests[key] = prune
-            self.queue.add(key)
-        return keys
-
-    def suspend(self, *, app: str | None, cluster: str | None, suspended: bool) -> list[Key]:
-        """Suspend or resume an app, a cluster, or one target; its targets run once to say so."""
-        self.suspensions.set(app=app, cluster=cluster, suspended=suspended)
-        keys = [
-            k
-            for k in self.targets.target_keys()
-            if (app is None or k[1] == app) and (cluster is None or k[0] == cluster)
-        ]
-        for key in keys:
-            self.queue.add(key)
-        log.info(
-            "event=%s app=%s cluster=%s targets=%d",
-            "suspended" if suspended else "resumed",
-            app or "*",
-            cluster or "*",
-            len(keys),
-        )
-        return keys
-
     # -- drift ------------------------------------------------------------------------------------
 
     def _drifted(self, key: Key, objects: int) -> None:
@@ -583,56 +530,3 @@ class Hub:
         app = self.reconciler.config.app(key[1])
         if app is not None and app.sync_policy.self_heal:
             self.queue.add(key)
-
-
-def repo_id_or_none(url: str) -> str:
-    """The repository key of `url`, or ``""`` for a URL fleet would refuse."""
-    try:
-        return repo_id(url).key
-    except ConfigError:
-        return ""
-
-
-def _checked_sources(config: Config) -> tuple[Config, list[str]]:
-    """The config without apps whose repoURL is refused (credentials in it), and why."""
-    kept, refused = [], []
-    for app in config.apps:
-        try:
-            check_repo_url(app.source.repo_url, app=app.name)
-        except ConfigError as exc:
-            refused.append(f"app {app.name} ({app.origin or 'config'}): {exc}")
-            continue
-        kept.append(app)
-    return dataclasses.replace(config, apps=tuple(kept)), refused
-
-
-def _identity(cluster: ClusterFile) -> str:
-    """Who the hub is on which API server, by which route: entries equal in it share a cell."""
-    document = cluster.document
-    context_name = document.get("current-context")
-    contexts = [c for c in document.get("contexts") or [] if isinstance(c, dict)]
-    context = next((c.get("context") or {} for c in contexts if c.get("name") == context_name), {})
-    users = [u for u in document.get("users") or [] if isinstance(u, dict)]
-    user = next((u.get("user") for u in users if u.get("name") == context.get("user")), None)
-    route = cluster.extension.get("ssh")
-    identity = canonical_json({"server": cluster.server, "user": user, "route": route})
-    return hashlib.sha256(identity).hexdigest()
-
-
-def notification_sinks(path: Path) -> tuple[SinkSpec, ...]:
-    """The ``notifications:`` blocks of the config file, or of every file of a config directory."""
-    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
-    sinks: list[SinkSpec] = []
-    for file in files:
-        try:
-            documents = list(yaml.safe_load_all(file.read_text()))
-        except (OSError, yaml.YAMLError):
-            continue  # the config loader reports an unreadable file
-        for document in documents:
-            if isinstance(document, dict) and "notifications" in document:
-                sinks += parse_notifications(document, where=str(file))
-    names = [s.name for s in sinks]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ConfigError(f"{path}: notification sink {twice[0]!r} is declared twice")
-    return tuple(sinks)
