@@ -165,3 +165,34 @@ async def _fleet(*args: str) -> str:
     result = await anyio.run_process([sys.executable, "-m", "fleet.cli.main", *args], check=False)
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode()
+
+
+async def test_a_removed_cluster_an_app_names_is_unknown(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """Its kubeconfig leaves clusters/: the app still names it, so the target is Unknown (not
+    dropped, never green) with the cause; nothing is deleted in the cluster."""
+    ns = "truth-removed"
+    cluster = kit_clusters[0]
+    remote = Remote(tmp_path / "git")
+    remote.commit({"app/cm.yaml": configmap(ns, "v1")})
+    settings = hub_settings(tmp_path)
+    named = _config(remote.url, ns).replace(
+        f"destination: {{namespace: {ns}}}",
+        f"destination: {{namespace: {ns}, clusters: {{names: [{cluster.name}]}}}}",
+    )
+    assert cluster.name in named
+    settings.config_path.write_text(named)
+    kubeconfig = drop(cluster, settings.clusters_dir)
+    hub = Hub(settings)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        await until(lambda: _cell(hub, cluster.name).ready)
+        kubeconfig.unlink()
+        await until(lambda: _cell(hub, cluster.name).sync == "Unknown")
+        status = _cell(hub, cluster.name)
+        assert status.health == "Unknown" and not status.ready
+        assert status.error_reason == "Unreachable" and "kubeconfig" in status.error
+        assert not hub.board.to_json()["summary"]["green"]
+        assert await value_on(cluster, ns) == "v1"  # nothing deleted there
+        hub.stop()
