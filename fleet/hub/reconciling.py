@@ -129,7 +129,7 @@ class Reconciler:
         if connection.cluster is None:
             cause = connection.error or f"cluster {cluster_name} is not connected"
             self._commit(previous, self._attempt(previous, started, unreachable=cause))
-            raise StalledError(cause)
+            return None  # like a stalled error: the cluster's next change enqueues it again
         return connection, connection.cluster, app
 
     async def _reconcile(self, key: Key, previous: TargetStatus, started: float) -> float | None:
