@@ -91,7 +91,7 @@ async def measure(
                         remote.commit(_app(value, objects), message=value)
                         before = proxy.throttled
                         pushed = time.time()
-                        assert await hub.webhook(url) == 202
+                        assert await hub.webhook(url) in (200, 202)
                         marker = f"value:{value}"
                         with contextlib.suppress(TimeoutError):
                             await watcher.wait(slots, marker, limit=limit)
