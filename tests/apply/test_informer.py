@@ -226,23 +226,6 @@ async def delete(editor: apply.Cluster, ns: str, name: str) -> None:
     await editor.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/{name}")
 
 
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
-_LABELS = re.compile(r'(\w+)="([^"]*)"')
-
-
-async def server_count(editor: apply.Cluster, *, verb: str, resource: str) -> int:
-    """Requests of `verb` on `resource` the apiserver has served, from its own metrics."""
-    text = str((await editor.request("GET", "/metrics")).get("text", ""))
-    total = 0
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match:
-            labels = dict(_LABELS.findall(match["labels"]))
-            if labels.get("verb") == verb and labels.get("resource") == resource:
-                total += int(float(match["value"]))
-    return total
-
-
 async def test_initial_list_fills_the_cache_and_edits_reach_the_owner_only(
     cluster: apply.Cluster, editor: apply.Cluster
 ) -> None:
@@ -460,7 +443,6 @@ async def test_a_watch_the_server_ends_resumes_without_a_list_or_a_lost_event(
         with anyio.fail_after(30):
             assert await cache.wait_warm(kind)
         subscription = cache.subscribe("x", tracking="x")
-        server_lists = await server_count(editor, verb="LIST", resource="configmaps")
         client_gets = cluster.calls["GET"]
 
         for step in range(6):
@@ -478,7 +460,8 @@ async def test_a_watch_the_server_ends_resumes_without_a_list_or_a_lost_event(
         # every GET since is a watch (one may be starting as the counts are read): no LIST, no
         # discovery
         assert state.watches - 1 <= cluster.calls["GET"] - client_gets <= state.watches
-        assert await server_count(editor, verb="LIST", resource="configmaps") == server_lists
+        # (the apiserver's own LIST counter is not used here: on a cluster the whole test session
+        # shares, other clients list ConfigMaps too; the cache's counts and the client's are ours)
 
 
 class Proxy:
