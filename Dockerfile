@@ -54,4 +54,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 
 ENTRYPOINT ["fleet"]
-CMD ["run", "--config", "/config/fleet.yaml", "--clusters", "/clusters", "--state-dir", "/var/lib/fleet", "--listen", "0.0.0.0:8080"]
+# Listening beyond loopback needs API tokens (lines `token, role[, name]`, roles read/admin):
+# mount them at /config/tokens.txt. The webhooks and /healthz, /readyz stay open.
+CMD ["run", "--config", "/config/fleet.yaml", "--clusters", "/clusters", "--state-dir", "/var/lib/fleet", "--listen", "0.0.0.0:8080", "--api-tokens", "/config/tokens.txt"]
