@@ -110,11 +110,9 @@ def outcome_of(result: SyncResult) -> SyncOutcome:
 
 
 def _problems(result: SyncResult) -> list[str]:
-    problems_of = getattr(result, "problems", None)
-    if callable(problems_of):  # the engine's own sentences, when it gives them
-        found = [str(p) for p in problems_of()]
-        if found or result.in_sync:
-            return found
+    found = result.problems()  # the engine's own sentences
+    if found or result.in_sync:
+        return found
     out = [
         f"{c.key}: {c.reason or 'failed'}"
         for c in result.changes.changes
