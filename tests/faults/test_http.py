@@ -164,20 +164,23 @@ async def test_slow_clients_do_not_hold_the_hub(tmp_path: Path) -> None:
                 ended["body"].append((outcome, anyio.current_time() - started))
 
         async with anyio.create_task_group() as tg:
+            opened = anyio.current_time()  # every trickler starts after this
             for _ in range(100):
                 tg.start_soon(slow_headers)
                 tg.start_soon(slow_body)
             await anyio.sleep(2)
             push_started = anyio.current_time()
             assert await hub.webhook(url) in (200, 202), "a signed push goes through"
-            push_took = anyio.current_time() - push_started
+            answered = anyio.current_time()
+            push_took = answered - push_started
         assert hub.alive()
         headers = Counter(outcome for outcome, _ in ended["headers"])
         bodies = Counter(outcome for outcome, _ in ended["body"])
         print(f"signed push answered in {push_took:.2f} s among 200 slow sockets")
         print(f"slow headers: {dict(headers)}, last at {max(t for _, t in ended['headers']):.1f} s")
         print(f"slow bodies: {dict(bodies)}, last at {max(t for _, t in ended['body']):.1f} s")
-        assert push_took < 5
+        # answered while the header tricklers were all still held, not after the server let go
+        assert answered - opened < min(t for _, t in ended["headers"])
         assert headers == {"closed": 100}, "every header trickler is dropped"
         assert max(t for _, t in ended["headers"]) < 20, "within the 15 s header timeout"
         assert set(bodies) <= {"503", "408"} and bodies["503"] >= 84 and bodies["408"] >= 1

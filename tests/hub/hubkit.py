@@ -9,6 +9,7 @@ import hmac
 import inspect
 import json
 import shutil
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,9 @@ def drop(cluster: RunningCluster, directory: Path) -> Path:
 
 async def all_equal(pending: Awaitable[list[str | None]], value: str) -> bool:
     return all(v == value for v in await pending)
+
+
+async def fleet_cli(*args: str) -> tuple[int, str, str]:
+    """``fleet ARGS`` in a subprocess: exit code, stdout, stderr."""
+    result = await anyio.run_process([sys.executable, "-m", "fleet.cli.main", *args], check=False)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()

@@ -8,7 +8,6 @@ moves once resumed; the suspension is written where a restarted hub finds it.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import anyio
@@ -19,6 +18,7 @@ from fleet.hub.hub import Hub
 from tests.hub.hubkit import (
     configmap,
     drop,
+    fleet_cli,
     fleet_yaml,
     hub_settings,
     push_webhook,
@@ -27,11 +27,6 @@ from tests.hub.hubkit import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.clusters]
-
-
-async def _fleet(*args: str) -> tuple[int, str, str]:
-    result = await anyio.run_process([sys.executable, "-m", "fleet.cli.main", *args], check=False)
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
 async def test_verbs_against_a_running_hub(
@@ -51,15 +46,15 @@ async def test_verbs_against_a_running_hub(
     async with anyio.create_task_group() as tg:
         port = await tg.start(hub.run)
         url = f"http://127.0.0.1:{port}"
-        code, out, err = await _fleet("wait", "web", "--health", "--timeout", "60", "--url", url)
+        code, out, err = await fleet_cli("wait", "web", "--health", "--timeout", "60", "--url", url)
         assert code == 0, err
-        code, out, _ = await _fleet("get", "web", "--url", url)
+        code, out, _ = await fleet_cli("get", "web", "--url", url)
         assert code == 0 and f"ok {cluster.name}: Synced/Healthy" in out
         assert f"ConfigMap {ns}/settings: " in out
-        code, out, _ = await _fleet("get", "web", "--url", url, "--json")
+        code, out, _ = await fleet_cli("get", "web", "--url", url, "--json")
         assert json.loads(out)["targets"][0]["objects"]
 
-        code, out, err = await _fleet("suspend", "web", "--cluster", cluster.name, "--url", url)
+        code, out, err = await fleet_cli("suspend", "web", "--cluster", cluster.name, "--url", url)
         assert code == 0 and f"web@{cluster.name}" in out, err
         await until(lambda: hub.board.cell("web", cluster.name).suspended)
         remote.commit({"app/cm.yaml": configmap(ns, "v2")})
@@ -70,23 +65,25 @@ async def test_verbs_against_a_running_hub(
         assert not status.ready and status.condition("Ready").reason == "Suspended"  # type: ignore[union-attr]
         saved = json.loads((settings.state_dir / "suspended.json").read_text())
         assert saved["targets"] == [[cluster.name, "web"]]
-        code, _, _ = await _fleet("status", "--url", url)
+        code, _, _ = await fleet_cli("status", "--url", url)
         assert code == 1
 
-        code, out, _ = await _fleet("resume", "web", "--cluster", cluster.name, "--url", url)
+        code, out, _ = await fleet_cli("resume", "web", "--cluster", cluster.name, "--url", url)
         assert code == 0
-        code, out, err = await _fleet("wait", "web", "--timeout", "60", "--url", url)
+        code, out, err = await fleet_cli("wait", "web", "--timeout", "60", "--url", url)
         assert code == 0, err
         assert await value_on(cluster, ns) == "v2"
         types = [e.type for e in hub.targets.events(app="web", cluster=cluster.name)]
         assert "Suspended" in types and "Resumed" in types
 
-        code, out, _ = await _fleet("refresh", "web", "--url", url)
+        code, out, _ = await fleet_cli("refresh", "web", "--url", url)
         assert code == 0 and "refreshed 1 target(s)" in out
-        code, out, _ = await _fleet("sync", "web", "--url", url)
+        code, out, _ = await fleet_cli("sync", "web", "--url", url)
         assert code == 0 and cluster.name in out
-        code, _, err = await _fleet("get", "nope", "--url", url)
+        code, _, err = await fleet_cli("get", "nope", "--url", url)
         assert code == 1 and "no app 'nope'" in err
-        code, _, err = await _fleet("wait", "web", "--timeout", "1", "--url", "http://127.0.0.1:9")
+        code, _, err = await fleet_cli(
+            "wait", "web", "--timeout", "1", "--url", "http://127.0.0.1:9"
+        )
         assert code == 3 and "cannot reach the hub" in err
         hub.stop()

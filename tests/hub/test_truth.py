@@ -9,7 +9,6 @@ the metrics the hub exports, and the cluster itself where a claim is about it.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import anyio
@@ -21,6 +20,7 @@ from fleet.report import TargetStatus
 from tests.hub.hubkit import (
     configmap,
     drop,
+    fleet_cli,
     fleet_yaml,
     hub_settings,
     push_webhook,
@@ -162,9 +162,9 @@ async def test_fleet_events_from_the_hub_and_from_history(
 
 
 async def _fleet(*args: str) -> str:
-    result = await anyio.run_process([sys.executable, "-m", "fleet.cli.main", *args], check=False)
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
+    code, out, err = await fleet_cli(*args)
+    assert code == 0, err
+    return out
 
 
 async def test_a_removed_cluster_an_app_names_is_unknown(
