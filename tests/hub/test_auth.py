@@ -418,8 +418,9 @@ async def test_a_browser_signs_in_and_sees_the_page(tmp_path: Path) -> None:
                 "document.querySelector('form').submit(); true"
             )
             await page.until("location.pathname === '/' && document.readyState === 'complete'")
+            # wait for the rendered matrix, not the word: the page's own stylesheet says "Synced"
             dom = await page.until(
-                "document.body.innerHTML.includes('Synced') && document.body.innerHTML"
+                "document.querySelector('span.Synced') !== null && document.body.innerHTML"
             )
             assert 'href="#/cluster/eu">eu</a></th>' in dom
             assert '<span class="Synced">Synced</span>' in dom
