@@ -69,7 +69,7 @@ from fleet.config.projects import (
 )
 from fleet.errors import ConfigError
 
-__all__ = ["load", "parse_documents", "parse_projects"]
+__all__ = ["load", "load_documents", "parse_documents", "parse_projects"]
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _APP_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")  # a DNS subdomain, as Kubernetes names are
@@ -689,35 +689,39 @@ def _resolve_projects(
     return resolved
 
 
+def _parse(text: str, origin: str) -> list[Any]:
+    """The YAML documents of `text`, read from `origin`."""
+    if len(text.encode("utf-8", "surrogatepass")) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{origin}: larger than {_MAX_CONFIG_BYTES} bytes")
+    try:
+        return list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: invalid YAML: {exc}") from exc
+
+
 def _read(path: Path) -> list[Any]:
     try:
         if path.stat().st_size > _MAX_CONFIG_BYTES:
             raise ConfigError(f"{path}: larger than {_MAX_CONFIG_BYTES} bytes")
-        return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text") from exc
+    return _parse(text, str(path))
 
 
-def load(path: Path) -> Config:
-    """Every app of the file or directory `path`; app names must be unique across all files."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    else:
-        files = [path]
+def _assemble(sources: list[tuple[str, list[Any]]]) -> Config:
+    """The config of the YAML documents of each (origin, documents); app names must be unique."""
     apps: list[App] = []
     projects: list[Project] = []
     defaults: dict[str, str] = {}
-    for file in files:
-        documents = _read(file)
-        apps += parse_documents(documents, origin=str(file))
-        declared, default = parse_projects(documents, origin=str(file))
+    for origin, documents in sources:
+        apps += parse_documents(documents, origin=origin)
+        declared, default = parse_projects(documents, origin=origin)
         projects += declared
         if default is not None:
-            defaults[str(file)] = default
+            defaults[origin] = default
     seen: dict[str, str] = {}
     for app in apps:
         if app.name in seen:
@@ -727,3 +731,22 @@ def load(path: Path) -> Config:
         seen[app.name] = app.origin
     apps = _resolve_projects(apps, projects, defaults)
     return Config(apps=tuple(apps), projects=tuple(projects))
+
+
+def load(path: Path) -> Config:
+    """Every app of the file or directory `path`; app names must be unique across all files."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    else:
+        files = [path]
+    return _assemble([(str(file), _read(file)) for file in files])
+
+
+def load_documents(text: str, origin: str) -> Config:
+    """The config held in the YAML `text` (one or more documents) read from `origin`.
+
+    For configs that do not live on disk (a file at a commit of a repository): `origin` names
+    where the text came from in every error and in each app's ``origin``, e.g.
+    ``repo@sha:apps/x.yaml``. The same validation as :func:`load` of one file.
+    """
+    return _assemble([(origin, _parse(text, origin))])

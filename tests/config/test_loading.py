@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,16 @@ def test_automated_sync_as_argo_cd_and_fleet_mean_it(tmp_path: Path) -> None:
     path.write_text(FLEET_YAML.replace("{prune: true, selfHeal: true}", "{automated: sometimes}"))
     with pytest.raises(ConfigError, match=r"syncPolicy.automated: expected a mapping or true"):
         loading.load(path)
+
+
+def test_load_documents_reads_text_from_git_naming_its_origin(tmp_path: Path) -> None:
+    origin = "https://git.example.com/cfg.git@0a1b2c3:apps/x.yaml"
+    config = loading.load_documents(FLEET_YAML + "---\n" + ARGO_APP, origin)
+    assert [a.name for a in config.apps] == ["webapp", "monitoring", "guestbook"]
+    assert {a.origin for a in config.apps} == {origin}
+    from_disk = loading.load(_write(tmp_path, FLEET_YAML + "---\n" + ARGO_APP))
+    assert config.apps == tuple(dataclasses.replace(a, origin=origin) for a in from_disk.apps)
+    with pytest.raises(ConfigError, match=r"^https://git.example.com/cfg.git@0a1b2c3:apps/x.yaml"):
+        loading.load_documents("apps: [\n", origin)
+    with pytest.raises(ConfigError, match=r"apps/x.yaml.*selfHeal"):
+        loading.load_documents(FLEET_YAML.replace("selfHeal: true", "selfHeal: 3"), origin)
