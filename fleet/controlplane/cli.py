@@ -2,7 +2,9 @@
 
 ``python -m fleet.controlplane up -n 3 --dir clusters/`` starts three clusters that keep running
 after the command returns (detached) and drops their kubeconfigs into ``clusters/``; ``down`` stops
-them and removes those files; ``status`` lists what runs. ``fleet cluster ...`` is the same command.
+them and removes those files (only the kits of the given directory, default ``clusters/``, or with
+``--all`` every kit of the calling user: kits live under a run root per user, so another user's
+kits are never touched); ``status`` lists what runs. ``fleet cluster ...`` is the same command.
 Errors print one line naming the log file and exit 1.
 """
 
@@ -42,8 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a label for every cluster's fleet extension (repeatable)",
     )
-    down = sub.add_parser("down", help="stop the clusters `up` started")
-    down.add_argument("--dir", type=Path, default=None, help="only the kit writing into DIR")
+    down = sub.add_parser(
+        "down", help="stop the clusters `up` started into a directory (default clusters/)"
+    )
+    which = down.add_mutually_exclusive_group()
+    which.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("clusters"),
+        help="stop only the kits writing kubeconfigs into DIR, as `up --dir` was given "
+        "(default clusters/)",
+    )
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="stop every kit this user started on this machine, in any directory",
+    )
     sub.add_parser("status", help="list running kit clusters")
     sub.add_parser("build", help="build the pinned binaries now (a cached build is reused)")
 
@@ -53,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
         if args.kit_command == "up":
             return _up(args)
         if args.kit_command == "down":
-            stopped = provider.stop_detached(kubeconfig_dir=args.dir)
-            print(f"stopped {len(stopped)} kit(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+            stopped = provider.stop_detached(kubeconfig_dir=None if args.all else args.dir)
+            where = "" if args.all else f" writing into {args.dir}"
+            print(
+                f"stopped {len(stopped)} kit(s){where}"
+                + (f": {', '.join(stopped)}" if stopped else "")
+            )
             return 0
         if args.kit_command == "build":
             paths = binaries.ensure_all(cache_dir=default_cache_dir())

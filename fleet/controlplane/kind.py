@@ -88,7 +88,7 @@ class KindProvider:
             owner_pid=os.getpid(),
             run_dir=str(self.run_dir),
             log_dir=str(self.log_dir),
-            kubeconfig_dir=str(self.kubeconfig_dir),
+            kubeconfig_dir=str(self.kubeconfig_dir.resolve()),  # `down` may run elsewhere
         )
         self._state.save()
         self._names = list(names)

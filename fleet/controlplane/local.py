@@ -137,7 +137,7 @@ class LocalProvider:
             owner_pid=os.getpid(),
             run_dir=str(self.run_dir),
             log_dir=str(self.log_dir),
-            kubeconfig_dir=str(self.kubeconfig_dir),
+            kubeconfig_dir=str(self.kubeconfig_dir.resolve()),  # `down` may run elsewhere
         )
         self._state.save()
         started = time.monotonic()
