@@ -11,6 +11,10 @@ conflict. A change is thus re-applied, never merged textually.
 
 ``branch`` pushes to a separate branch (for a merge request) instead of the target; such a branch
 is ours alone, so a rejection there is an error, not a race.
+
+A push the remote refuses for any other reason (a pre-receive hook, a protected branch, a policy)
+is an error that quotes what the remote said (its ``remote:`` lines and the rejection reason), on
+one line: the author of the policy wrote that text for the person reading the error.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import anyio
 
 from fleet.errors import StalledError, TransientError
+from fleet.gitops.git import GitResult
 from fleet.gitops.workspace import Workspace
 
 __all__ = ["Change", "Published", "PushPolicy", "publish"]
@@ -75,7 +80,28 @@ async def _push(ws: Workspace, ref: str) -> str | None:
     text = f"{result.out}\n{result.err}".lower()
     if any(word in text for word in _RACE_WORDS):
         return result.cause
-    raise ws.git.failure("push", result, network=True)
+    said = remote_refusal(result)
+    if said is None:  # no answer from the remote: a network or credential failure
+        raise ws.git.failure("push", result, network=True)
+    raise StalledError(
+        f"{ws.display}: the remote refused the push to {ref}: {said} "
+        "(fix what it asks, or push to a branch with --branch and open a merge request)"
+    )
+
+
+def remote_refusal(result: GitResult) -> str | None:
+    """What the remote said refusing a ``push --porcelain``, on one line; None if it said nothing.
+
+    Its own words are the ``remote:`` lines of stderr (a hook's output); the reason is the
+    porcelain status line of the refused ref (``!<TAB>src:dst<TAB>[remote rejected] (why)``).
+    """
+    lines = result.err.splitlines()
+    spoken = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    reasons = [
+        line.split("\t")[-1].strip() for line in result.out.splitlines() if line.startswith("!")
+    ]
+    parts = [w for w in spoken if w][-8:] + reasons
+    return "; ".join(parts)[:1000] if parts else None
 
 
 async def _rebase_under(ws: Workspace, base: str) -> str:

@@ -41,3 +41,21 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err.startswith("error: ")
     assert main(["image", "set", "app", "--path", "x"]) == 1
     assert "no tag or digest" in capsys.readouterr().err
+
+
+def test_a_refused_push_shows_what_the_remote_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = ConfigRepo(tmp_path)
+    hook = repo.bare / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\necho 'policy: every commit to main needs a ticket id (OPS-123)' >&2\nexit 1\n"
+    )
+    hook.chmod(0o755)
+    code = main(["image", "set", "app=app:v2", "--path", "deployment/prod", "--repo", repo.url,
+                 "--push"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert "the remote refused the push to refs/heads/main" in err
+    assert "policy: every commit to main needs a ticket id (OPS-123)" in err, err
+    assert "pre-receive hook declined" in err, err
