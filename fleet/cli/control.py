@@ -49,11 +49,11 @@ def _url_option(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     get = sub.add_parser("get", help="one app on every cluster: status, commits, object tree")
-    get.add_argument("app")
+    get.add_argument("app", help="the app's name")
     get.add_argument("--json", action="store_true", help="print the hub's JSON")
     _url_option(get)
     refresh = sub.add_parser("refresh", help="list an app's repository now and check it fully")
-    refresh.add_argument("app")
+    refresh.add_argument("app", help="the app's name")
     refresh.add_argument("--cluster", default=None, help="one cluster (default: all targets)")
     _url_option(refresh)
     for verb, text in (("suspend", "stop reconciling"), ("resume", "reconcile again")):
@@ -62,7 +62,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         parser.add_argument("--cluster", default=None, help="the cluster (default: all)")
         _url_option(parser)
     wait = sub.add_parser("wait", help="wait until an app is Synced (and Healthy) everywhere")
-    wait.add_argument("app")
+    wait.add_argument("app", help="the app's name")
     wait.add_argument("--cluster", default=None, help="one cluster (default: all targets)")
     wait.add_argument("--health", action="store_true", help="wait for Healthy too")
     wait.add_argument(

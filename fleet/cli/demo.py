@@ -60,11 +60,22 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "demo", help="the first run: local clusters, a config repo, the hub, a commit, a rollback"
     )
     demo.add_argument("--clusters", type=int, default=3, help="how many clusters (default 3)")
-    demo.add_argument("--dir", type=Path, default=Path(".fleet-demo"), help="default .fleet-demo/")
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(".fleet-demo"),
+        help="where the demo keeps its state (default .fleet-demo/)",
+    )
     demo.add_argument("--keep", action="store_true", help="keep hub and clusters until Ctrl-C")
-    demo.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT of the hub (0: any)")
-    demo.add_argument("--timeout", type=float, default=180.0, help="seconds per step (180)")
-    demo.add_argument("--log-level", default="WARNING", help="the hub's log level (WARNING)")
+    demo.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        help="HOST:PORT of the hub (default 127.0.0.1:0, any free port)",
+    )
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds per step (default 180)")
+    demo.add_argument(
+        "--log-level", default="WARNING", help="the hub's log level (default WARNING)"
+    )
 
 
 # -- the scene: output, directory, repo, fleet.yaml, clusters ---------------------------------

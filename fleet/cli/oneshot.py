@@ -38,10 +38,20 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("sync", "apply an app to its clusters once, without the hub"),
     ):
         parser = sub.add_parser(name, help=text)
-        parser.add_argument("app")
+        parser.add_argument("app", help="the app's name in the config")
         parser.add_argument("--cluster", default=None, help="one cluster (default: all targets)")
-        parser.add_argument("--config", type=Path, default=Path("fleet.yaml"))
-        parser.add_argument("--clusters", type=Path, default=Path("clusters"))
+        parser.add_argument(
+            "--config",
+            type=Path,
+            default=Path("fleet.yaml"),
+            help="the apps: a fleet.yaml file or a directory of them (default fleet.yaml)",
+        )
+        parser.add_argument(
+            "--clusters",
+            type=Path,
+            default=Path("clusters"),
+            help="the directory of cluster kubeconfigs (default clusters/)",
+        )
         if name == "sync":
             parser.add_argument("--dry-run", action="store_true", help="plan and print only")
             parser.add_argument(
@@ -53,7 +63,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             parser.add_argument(
                 "--url",
                 default=None,
-                help="sync through this running hub instead of once from here",
+                help="sync through this running hub instead of once from here (default: from here)",
             )
 
 

@@ -31,9 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("clusters"),
         help="where to write one kubeconfig per cluster (default clusters/)",
     )
-    up.add_argument("--prefix", default="kit", help="cluster names are PREFIX-1 .. PREFIX-N")
-    up.add_argument("--provider", choices=["auto", "local", "kind"], default="auto")
-    up.add_argument("--etcd", choices=["shared", "per-cluster"], default="shared")
+    up.add_argument(
+        "--prefix", default="kit", help="cluster names are PREFIX-1 .. PREFIX-N (default kit)"
+    )
+    up.add_argument(
+        "--provider",
+        choices=["auto", "local", "kind"],
+        default="auto",
+        help="local: processes on this machine; kind: kind clusters (needs Docker); "
+        "auto: kind where it works, else local (default auto)",
+    )
+    up.add_argument(
+        "--etcd",
+        choices=["shared", "per-cluster"],
+        default="shared",
+        help="one etcd for every cluster (each its own prefix) or one each (default shared)",
+    )
     up.add_argument(
         "--base-port", type=int, default=None, help="fixed ports from here on (default: free ports)"
     )

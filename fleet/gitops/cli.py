@@ -56,7 +56,9 @@ def add_arguments(subparsers: Any) -> None:
         epilog=_IMAGE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    set_.add_argument("images", nargs="+", metavar="IMAGE=NEW_REF")
+    set_.add_argument(
+        "images", nargs="+", metavar="IMAGE=NEW_REF", help="images to set (see the forms below)"
+    )
     set_.add_argument("--path", required=True, help="directory of the kustomization in the repo")
     set_.add_argument("--repo", default=".", help="config repo: a clone (default .) or a URL")
     set_.add_argument("--add", action="store_true", help="add an image the file does not list")
@@ -71,12 +73,14 @@ def add_arguments(subparsers: Any) -> None:
     back = subparsers.add_parser(
         "rollback", help="revert an app's changes in the config repo (git revert) and push"
     )
-    back.add_argument("app")
+    back.add_argument("app", help="the app's name in the apps file")
     which = back.add_mutually_exclusive_group(required=True)
     which.add_argument("--to", metavar="REVISION", help="revert every later change to the app")
     which.add_argument("--commit", metavar="SHA", help="revert this one commit")
     back.add_argument("--mainline", type=int, metavar="N", help="parent to keep for a merge")
-    back.add_argument("--config", type=Path, default=Path("fleet.yaml"), help="the apps file")
+    back.add_argument(
+        "--config", type=Path, default=Path("fleet.yaml"), help="the apps file (default fleet.yaml)"
+    )
     back.add_argument("--repo", help="config repo clone or URL (default: the app's repoURL)")
     back.add_argument("--path", help="the app's path (default: from the apps file)")
     back.add_argument("--no-push", action="store_true", help="commit locally only")
