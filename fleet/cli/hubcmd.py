@@ -37,7 +37,7 @@ from fleet import __version__, logs
 from fleet.config import loading as config_loading
 from fleet.errors import FleetError
 from fleet.gitops import audit
-from fleet.hub import server
+from fleet.hub import gitconfig, server
 from fleet.hub.hub import Hub
 from fleet.hub.server import ServerSettings
 from fleet.hub.settings import HubSettings
@@ -71,10 +71,7 @@ _STATUS_EXITS = (
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run the hub: keep every app on every cluster in sync")
     run.add_argument(
-        "--config",
-        type=Path,
-        default=Path("fleet.yaml"),
-        help="fleet.yaml, or a directory of app files (default fleet.yaml)",
+        "--config", default="fleet.yaml", metavar="PATH|REPO#REF:PATH", help=gitconfig.LOCATION_HELP
     )
     run.add_argument(
         "--clusters",
@@ -227,7 +224,8 @@ def run_hub(args: argparse.Namespace) -> int:
         _check_positive(args)
         if not args.hub_id or "/" in args.hub_id:
             raise ValueError(f"--hub-id {args.hub_id!r}: must be non-empty, without '/'")
-    except ValueError as exc:
+        in_git = gitconfig.parse_location(args.config) is not None
+    except (ValueError, FleetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(level=level, fmt=fmt)
@@ -236,7 +234,8 @@ def run_hub(args: argparse.Namespace) -> int:
     for secret in (github_secret, gitlab_token):
         logs.register_secret(secret)
     settings = HubSettings(
-        config_path=args.config,
+        config_path=Path("fleet.yaml" if in_git else args.config),
+        config_source=args.config if in_git else "",
         clusters_dir=args.clusters,
         state_dir=args.state_dir,
         credentials_file=args.credentials,
@@ -266,7 +265,7 @@ def run_hub(args: argparse.Namespace) -> int:
         log,
         "hub_start",
         version=__version__,
-        config=args.config,
+        config=logs.scrub(args.config),
         clusters=args.clusters,
         state_dir=args.state_dir,
         listen=f"{host}:{port}",

@@ -39,17 +39,15 @@ import logging
 import os
 import random
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import anyio
 import anyio.abc
 
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
-from fleet.config import loading as config_loading
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, describe
-from fleet.hub import configured, control, server, webhooks
+from fleet.hub import configured, control, gitconfig, server, webhooks
 from fleet.hub.cells import Cells
 from fleet.hub.connections import Connections, show_reach
 from fleet.hub.control import Suspensions
@@ -62,7 +60,6 @@ from fleet.notify import Notifier, NotifyCollector
 from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
 from fleet.report import (
-    Board,
     ClusterState,
     History,
     HistoryWriter,
@@ -97,15 +94,6 @@ _JOINS = 32  # clusters connecting at once
 _REPO_BACKOFF_CAP = 600.0  # a failing repository is listed again at least every 10 minutes
 
 
-def _stamp(path: Path) -> tuple[tuple[str, float, int], ...] | None:
-    """What changes when the config file, or any file of a config directory, changes."""
-    try:
-        files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
-        return tuple((str(f), f.stat().st_mtime, f.stat().st_size) for f in files)
-    except OSError:
-        return None
-
-
 class Hub:
     """``fleet run``."""
 
@@ -115,7 +103,7 @@ class Hub:
         self.settings = settings
         self.clock = RealClock()
         self.targets = Targets()
-        self.board = Board(targets=self.targets)
+        self.board = gitconfig.ConfigBoard(targets=self.targets)
         self.metrics = Metrics()
         self.history = History(settings.history_path)
         self.targets.subscribe("history", HistoryWriter(self.history))
@@ -138,6 +126,12 @@ class Hub:
             sources=self.sources,
             renderer=Renderer(RenderSettings(helm=settings.helm)),
             cache=ManifestCache(CacheSettings(root=settings.cache_dir / "render")),
+        )
+        self.config_feed = gitconfig.ConfigFeed(
+            source=settings.config_source or settings.config_path,
+            sources=self.sources,
+            desired=self.desired,
+            hub_id=settings.hub_id,
         )
         self.queue: WorkQueue[Key] = WorkQueue(
             clock=self.clock,
@@ -176,7 +170,6 @@ class Hub:
         )
         self.port = 0
         self._ready = False
-        self._config_stamp: tuple[tuple[str, float, int], ...] | None = None
         self._cells: Cells | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self._connections: Connections | None = None
@@ -210,7 +203,7 @@ class Hub:
                 self._cells = Cells(group=group, on_drift=self._drifted)
                 self.reconciler.cells = self._cells
                 await group.start(self.notifier.run)
-                self._load_config()
+                await self._load_config()
                 await group.start(self.scheduler.run)
                 await group.start(self.registry.run)
                 group.start_soon(self._supervise, "config-watch", self._watch_config)
@@ -264,28 +257,20 @@ class Hub:
 
     # -- config -----------------------------------------------------------------------------------
 
-    def _load_config(self) -> None:
-        path = self.settings.config_path
-        stamp = _stamp(path)
-        if stamp == self._config_stamp and (stamp is not None or self.board.config_error):
-            return  # unchanged (a missing file is reported once, not every check)
-        self._config_stamp = stamp
-        try:
-            config = config_loading.load(path)
-        except ConfigError as exc:
-            self.board.config_error = str(exc)
-            log.warning("event=config_invalid error=%s (the last good config stays in use)", exc)
+    async def _load_config(self) -> None:
+        """Read the config (local or git, see :mod:`fleet.hub.gitconfig`); apply what changed."""
+        loaded = await self.config_feed.load()
+        self.board.config_status = self.config_feed.status()
+        if loaded is None:
             return
-        config, refused = configured.checked_sources(config)
-        try:
-            self.notifier.configure(configured.notification_sinks(path))
-        except ConfigError as exc:
-            refused.append(str(exc))  # the sinks of the last good config stay in use
-        refused += self.notifier.problems()
-        self.board.config_error = "; ".join(refused)
-        for error in refused:
-            log.warning("event=app_refused error=%s", error)
-        self._apply_config(config)
+        problems = list(loaded.errors)
+        if loaded.sinks is not None:
+            self.notifier.configure(loaded.sinks)
+        problems += self.notifier.problems()
+        self.board.config_error = "; ".join(problems)
+        for error in problems:
+            log.warning("event=config_problem error=%s", error)
+        self._apply_config(loaded.config)
 
     def _apply_config(self, config: Config) -> None:
         old = {a.name: a for a in self.reconciler.config.apps}
@@ -294,7 +279,8 @@ class Hub:
         gone = set(old) - set(new)
         for name in gone:
             for key in self.targets.of_app(name):
-                self.targets.forget(key, message=f"app {name} left the config")
+                message = f"app {name} left the config; its objects stay in the clusters"
+                self.targets.forget(key, message=message)
         if self._cells is not None:
             self._cells.unwatch_where(lambda key: key[1] in gone)
         for name, app in new.items():
@@ -303,9 +289,9 @@ class Hub:
         log.info("event=config_loaded apps=%d", len(new))
 
     async def _watch_config(self) -> None:
-        while True:
-            await anyio.sleep(self.settings.config_check_interval)
-            self._load_config()
+        while True:  # a push to the config's repository (or a parent's) wakes it at once
+            await self.config_feed.wait(self.settings.config_check_interval)
+            await self._load_config()
 
     # -- clusters ---------------------------------------------------------------------------------
 
@@ -455,6 +441,7 @@ class Hub:
         self._repo_next.pop(key, None)
         enqueued = 0
         if moved:
+            self.config_feed.repo_moved(key)
             for name in self._apps_of_repo(key):
                 app = self.reconciler.config.app(name)
                 enqueued += len(self.reconciler.targets_of(app)) if app is not None else 0
@@ -471,6 +458,9 @@ class Hub:
                 continue  # refused at load; never reached here
             if keys is None or key in keys:
                 found.setdefault(key, app.source.repo_url)
+        for key, url in self.config_feed.repos().items():  # the config's and its parents'
+            if keys is None or key in keys:
+                found.setdefault(key, url)
         return found
 
     async def _poll_sources(self) -> None:

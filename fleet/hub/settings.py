@@ -18,6 +18,7 @@ class HubSettings:
 
     hub_id: str = "fleet"  # part of every object's tracking id: two hubs never own one object
     config_path: Path = Path("fleet.yaml")
+    config_source: str = ""  # a git location REPO#REF:PATH (see fleet.hub.gitconfig), or ""
     clusters_dir: Path = Path("clusters")
     state_dir: Path = Path(".fleet")  # history.sqlite lives here
     cache_dir: Path = field(default_factory=default_cache_dir)

@@ -1,0 +1,145 @@
+"""The hub's config read from git: ``--config REPO#REF:PATH``.
+
+Pure: the location syntax (https, ssh, scp-like, defaults, refusals). End to end: a real hub on a
+kit cluster whose config lives in a repository served over HTTP (git http-backend); a commit
+adding an app converges; a commit with a mistake keeps the last good config and the board names
+the commit and the file; a fix recovers; an uncommitted edit in a clone is never applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import anyio
+import pytest
+
+from fleet.controlplane import RunningCluster
+from fleet.errors import ConfigError
+from fleet.hub.gitconfig import ConfigLocation, parse_location
+from fleet.hub.hub import Hub
+from tests.hub.hubkit import configmap, drop, hub_settings, push_webhook, until, value_on
+from tests.sources.gitkit import GitHttpServer, Remote
+
+
+def test_location_syntax() -> None:
+    assert parse_location("fleet.yaml") is None
+    assert parse_location("/etc/fleet/apps") is None
+    assert parse_location("https://git.example/ops.git#main:fleet/fleet.yaml") == ConfigLocation(
+        "https://git.example/ops.git", "main", "fleet/fleet.yaml"
+    )
+    assert parse_location("ssh://git@host/ops.git#v2:fleet/") == ConfigLocation(
+        "ssh://git@host/ops.git", "v2", "fleet"
+    )
+    assert parse_location("git@host:org/ops.git#main:apps") == ConfigLocation(
+        "git@host:org/ops.git", "main", "apps"
+    )
+    assert parse_location("https://git.example/ops.git") == ConfigLocation(
+        "https://git.example/ops.git", "HEAD", "fleet.yaml"
+    )
+    assert parse_location("https://git.example/ops.git#:.") == ConfigLocation(
+        "https://git.example/ops.git", "HEAD", ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("https://git.example/ops.git#main:../etc/passwd", "escapes the repository"),
+        ("https://user:hunter2@git.example/ops.git#main:f.yaml", "credentials"),
+    ],
+)
+def test_location_refusals(text: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=error) as caught:
+        parse_location(text)
+    assert "hunter2" not in str(caught.value)
+
+
+def _fleet_yaml(repo_url: str, *apps: tuple[str, str]) -> str:
+    lines = ["apps:"]
+    for name, namespace in apps:
+        lines += [
+            f"  - name: {name}",
+            f'    source: {{repoURL: "{repo_url}", targetRevision: main, path: {name}}}',
+            f"    destination: {{namespace: {namespace}}}",
+            "    syncPolicy: {prune: true, createNamespace: true}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def _status(port: int) -> dict[str, object]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/api/status") as response,
+    ):
+        data: dict[str, object] = await response.json()
+        return data
+
+
+@pytest.mark.anyio
+async def test_config_from_git(kit_clusters: list[RunningCluster], tmp_path: Path) -> None:
+    cluster = kit_clusters[0]
+    root = tmp_path / "git"
+    apps, ops = Remote(root, "apps"), Remote(root, "ops")
+    with GitHttpServer(root) as server:
+        apps_url, ops_url = server.url("apps.git"), server.url("ops.git")
+        apps.commit({"gc-one/cm.yaml": configmap("gc-one", "v1")})
+        apps.commit({"gc-two/cm.yaml": configmap("gc-two", "v1")})
+        first = ops.commit({"fleet/fleet.yaml": _fleet_yaml(apps_url, ("gc-one", "gc-one"))})
+        settings = hub_settings(tmp_path, config_source=f"{ops_url}#main:fleet/fleet.yaml")
+        drop(cluster, settings.clusters_dir)
+        hub = Hub(settings)
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(hub.run)
+            await until(lambda: hub.board.cell("gc-one", cluster.name).ready)
+            assert await value_on(cluster, "gc-one") == "v1"
+            status = await _status(port)
+            assert status["config"] == {
+                "type": "git",
+                "repo": hub.config_feed.location.key if hub.config_feed.location else "",
+                "ref": "main",
+                "path": "fleet/fleet.yaml",
+                "commit": first,
+            }
+
+            # an edit in a clone that was never committed is never applied
+            (ops.work / "fleet/fleet.yaml").write_text(
+                _fleet_yaml(apps_url, ("gc-one", "gc-one"), ("gc-two", "gc-two"))
+            )
+            assert await push_webhook(port, ops_url) == 200
+            await anyio.sleep(1.0)
+            assert [a.name for a in hub.reconciler.config.apps] == ["gc-one"]
+
+            # committed and pushed, it lands at once (webhook)
+            second = ops.commit({"fleet/fleet.yaml": (ops.work / "fleet/fleet.yaml").read_text()})
+            assert await push_webhook(port, ops_url) == 200
+            await until(lambda: hub.board.cell("gc-two", cluster.name).ready)
+            assert await value_on(cluster, "gc-two") == "v1"
+
+            # a typo: the last good config stays, the board names the commit and the file
+            typo = _fleet_yaml(apps_url, ("gc-one", "gc-one")).replace("path:", "pth:")
+            bad = ops.commit({"fleet/fleet.yaml": typo})
+            assert await push_webhook(port, ops_url) == 200
+            await until(lambda: bad[:12] in hub.board.config_error)
+            assert "fleet/fleet.yaml" in hub.board.config_error
+            assert "the last good config stays in use" in hub.board.config_error
+            assert [a.name for a in hub.reconciler.config.apps] == ["gc-one", "gc-two"]
+            status = await _status(port)
+            assert status["config"]["commit"] == second  # type: ignore[index]
+            assert status["config"]["failed_commit"] == bad  # type: ignore[index]
+            assert status["summary"]["green"] is False  # type: ignore[index]
+
+            # unparsable YAML, then a fix
+            broken = ops.commit({"fleet/fleet.yaml": "apps: [\n"})
+            assert await push_webhook(port, ops_url) == 200
+            await until(lambda: broken[:12] in hub.board.config_error)
+            fixed = ops.commit(
+                {"fleet/fleet.yaml": _fleet_yaml(apps_url, ("gc-two", "gc-two"))},
+            )
+            assert await push_webhook(port, ops_url) == 200
+            await until(lambda: not hub.board.config_error)
+            assert [a.name for a in hub.reconciler.config.apps] == ["gc-two"]
+            assert hub.board.config_status["source"]["commit"] == fixed
+            assert not hub.targets.of_app("gc-one")  # forgotten, its objects kept
+            assert await value_on(cluster, "gc-one") == "v1"
+            hub.stop()
