@@ -25,7 +25,8 @@ in Argo CD and Flux).
   ``retry_attempts`` retries. The 429 that halves the rate also holds the whole bucket, for its
   Retry-After but never longer than ``max_hold``; the bucket then reopens with one token, so one
   request probes the server before the halved rate applies. Later 429s of the same interval hold
-  nothing: a share of requests refused must not stop the others (the collapse of issue 11).
+  nothing, nor do 429s once the rate is at its floor: a share of requests refused must not stop
+  the others (the collapse of issue 11: at 80% 429s a hold every second kept the bucket shut).
 - **Recovery** is additive per answer: every answer that is not a 429 or a 5xx adds ``increase``
   qps back, up to ``qps``. No quiet period: a cluster that answers recovers as fast as it answers.
 
@@ -125,9 +126,11 @@ class AdaptiveBucket:
         self._last_decrease = now
         self.decreases += 1
         self._bucket.refill(now)
-        self._bucket.rate = max(min(s.min_qps, s.qps), self._bucket.rate / 2.0)
+        floor = min(s.min_qps, s.qps)
+        lowered = self._bucket.rate > floor
+        self._bucket.rate = max(floor, self._bucket.rate / 2.0)
         self._bucket.tokens = min(self._bucket.tokens, 0.0)  # no burst right after a 429
-        hold = min(retry_after, s.max_hold) if retry_after is not None else 0.0
+        hold = min(retry_after, s.max_hold) if retry_after is not None and lowered else 0.0
         if hold > 0 and now + hold > self._bucket.updated:
             self._bucket.updated = now + hold  # nothing accrues before then...
             self._bucket.tokens = 1.0  # ...and one request probes when it reopens

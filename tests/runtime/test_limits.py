@@ -158,6 +158,21 @@ def test_429s_within_one_decrease_interval_count_once_and_hold_once() -> None:
     assert (bucket.throttled, bucket.decreases) == (4, 2)
 
 
+def test_at_the_floor_429s_no_longer_hold_the_bucket() -> None:
+    settings = ClusterLimitSettings(
+        qps=8.0, burst=8, min_qps=4.0, increase=0.0, decrease_interval=1.0, max_hold=1.0
+    )
+    bucket = AdaptiveBucket(settings, now=0.0)
+    bucket.throttle(now=0.0, retry_after=1.0)  # 8 -> 4 qps: held one second
+    assert (bucket.rate, bucket.delay(0.0)) == (4.0, 1.0)
+    assert bucket.take(1.0)
+    bucket.throttle(now=2.0, retry_after=1.0)  # a later overload, already at the floor
+    assert bucket.rate == 4.0
+    # the next token at the floor's rate (no burst after a 429), not after a 1 s hold
+    assert bucket.delay(2.0) == pytest.approx(0.25)
+    assert bucket.decreases == 2
+
+
 def test_rate_recovers_additively_per_answer_without_a_quiet_period() -> None:
     settings = ClusterLimitSettings(qps=8.0, burst=8, min_qps=1.0, increase=1.0)
     bucket = AdaptiveBucket(settings, now=0.0)
