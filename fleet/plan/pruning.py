@@ -14,7 +14,9 @@ A prune candidate is an inventory entry no longer desired. Each is decided in th
    for adopted objects to be deleted), are **released**: fleet's marks come off, the object stays;
 5. the guards of deletion: prune is off; the prune deletes more than ``max_share`` of what the
    render produced before (and more than ``small_prune`` objects) without consent;
-6. per object: a Namespace, CRD or PVC without the app's opt-in; ``fleet.dev/prune: "false"``.
+6. per object: a Namespace, CRD or PVC without the app's opt-in; ``fleet.dev/prune: "false"``
+   or Argo CD's ``argocd.argoproj.io/sync-options: Prune=false`` (held and shown; with the
+   compare option ``IgnoreExtraneous`` the hold does not make the app OutOfSync).
 
 The empty-render and share guards count what the render produced: the Namespace fleet adds for
 ``createNamespace`` is counted neither in the render nor in the inventory.
@@ -25,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fleet.plan import owning
+from fleet.plan import options, owning
 from fleet.plan.model import (
     PRUNE_ANNOTATION,
     Blocked,
@@ -216,4 +218,6 @@ def _object_refusal(key: ObjectKey, live: Manifest, *, policy: PrunePolicy) -> s
     metadata = live.get("metadata") or {}
     if str((metadata.get("annotations") or {}).get(PRUNE_ANNOTATION, "")).lower() == "false":
         return f'annotated {PRUNE_ANNOTATION}: "false"'
+    if not options.options_of(live).prune:
+        return f"annotated {options.SYNC_OPTIONS}: Prune=false: kept, never pruned"
     return None
