@@ -3,8 +3,9 @@
 Events are the summary step's record of changes (a commit applied, a sync or render failed, a
 cluster stopped answering, health changed, drift, recovery; see
 :class:`fleet.report.TargetEvent`). A running hub serves its recent ones at ``/api/events``; every
-event also lands in the history database, which ``--state-dir`` reads without a hub (also after
-it stopped). One line per event: time, severity, type, app@cluster, commit, message.
+event also lands in the history database, which ``--state-dir`` (SQLite) or ``--history URL``
+(PostgreSQL) reads without a hub (also after it stopped). One line per event: time, severity,
+type, app@cluster, commit, message.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fleet.report import History
+from fleet import logs
+from fleet.errors import FleetError
+from fleet.report.history import open_to_read
 
 __all__ = ["add_arguments", "run_events"]
 
@@ -48,6 +51,13 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="read the hub's history database in this directory instead of asking the hub",
     )
+    where.add_argument(
+        "--history",
+        default="",
+        metavar="URL",
+        help="read the hub's postgresql://user@host:port/db history instead of asking the hub "
+        "(the password from PGPASSWORD or a passfile, not the URL)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -58,8 +68,10 @@ def _positive(text: str) -> int:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    if args.state_dir is not None:
-        rows = _from_history(args.state_dir, app=args.app, cluster=args.cluster, limit=args.limit)
+    if args.state_dir is not None or args.history:
+        rows = _from_history(
+            args.history, args.state_dir, app=args.app, cluster=args.cluster, limit=args.limit
+        )
         if rows is None:
             return 1
     else:
@@ -79,17 +91,17 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 def _from_history(
-    state_dir: Path, *, app: str | None, cluster: str | None, limit: int
+    url: str, state_dir: Path | None, *, app: str | None, cluster: str | None, limit: int
 ) -> list[dict[str, Any]] | None:
-    path = state_dir / "history.sqlite"
-    if not path.exists():
-        print(f"error: no history at {path} (is it the hub's --state-dir?)", file=sys.stderr)
-        return None
-    history = History(path)
     try:
-        records = history.events(app=app, cluster=cluster, limit=limit)
-    finally:
-        history.close()
+        history = open_to_read(url=url, state_dir=state_dir or Path(".fleet"))
+        try:
+            records = history.events(app=app, cluster=cluster, limit=limit)
+        finally:
+            history.close()
+    except FleetError as exc:
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
+        return None
     out = []
     for record in records:
         row = asdict(record)

@@ -41,7 +41,8 @@ from fleet.hub import gitconfig, server
 from fleet.hub.hub import Hub
 from fleet.hub.server import ServerSettings
 from fleet.hub.settings import HubSettings
-from fleet.report import Cell, ClusterState, History, SyncRecord, matrix
+from fleet.report import Cell, ClusterState, SyncRecord, matrix
+from fleet.report.history import open_to_read
 from fleet.runtime import SchedulerSettings
 from fleet.settings import default_cache_dir
 from fleet.sources import Sources, SourceSettings, repo_id
@@ -62,6 +63,11 @@ log = logging.getLogger(__name__)
 EXIT_NOT_GREEN = 1  # a target not Synced/Healthy, a cluster not ready, a config error
 EXIT_USAGE = 2  # as argparse
 EXIT_UNREACHABLE = 3  # the hub did not answer with its status
+_HISTORY_HELP = (
+    "a postgresql://user@host:port/db URL: history and events in that database, shared by hub "
+    "replicas (default: history.sqlite in --state-dir); give the password through PGPASSWORD or "
+    "a passfile (~/.pgpass), not in the URL"
+)
 _STATUS_EXITS = (
     "exit status: 0 when every target is Synced/Healthy, every cluster ready and the config "
     "valid; 1 otherwise; 2 for a usage error; 3 when the hub cannot be reached"
@@ -85,6 +91,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=Path(".fleet"),
         help="where the sync history lives (default .fleet/)",
     )
+    run.add_argument("--history", default="", metavar="URL", help=_HISTORY_HELP)
     run.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT of the HTTP server")
     run.add_argument(
         "--poll-interval",
@@ -167,6 +174,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     history.add_argument("app", nargs="?", default=None)
     history.add_argument("--cluster", default=None)
     history.add_argument("--state-dir", type=Path, default=Path(".fleet"))
+    history.add_argument("--history", default="", metavar="URL", help=_HISTORY_HELP)
     history.add_argument("--limit", type=int, default=50)
     history.add_argument("--json", action="store_true")
     history.add_argument(
@@ -238,6 +246,7 @@ def run_hub(args: argparse.Namespace) -> int:
         config_source=args.config if in_git else "",
         clusters_dir=args.clusters,
         state_dir=args.state_dir,
+        history=args.history,
         credentials_file=args.credentials,
         poll_interval=args.poll_interval,
         resync_interval=args.resync_interval,
@@ -400,16 +409,15 @@ def _print_matrix(data: dict[str, Any]) -> None:
 
 def run_history(args: argparse.Namespace) -> int:
     """The hub's records, joined with git log (sha, author, subject) when the repo is at hand."""
-    path = args.state_dir / "history.sqlite"
-    if not path.exists():
-        print(
-            f"error: no history at {path} (has `fleet run` run with --state-dir {args.state_dir}?)",
-            file=sys.stderr,
-        )
+    try:
+        history = open_to_read(url=args.history, state_dir=args.state_dir)
+        try:
+            records = history.query(app=args.app, cluster=args.cluster, limit=args.limit)
+        finally:
+            history.close()
+    except FleetError as exc:
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
-    history = History(path)
-    records = history.query(app=args.app, cluster=args.cluster, limit=args.limit)
-    history.close()
     repos = _history_repos(args, {r.app for r in records})
     if not repos:
         _print_records(records, as_json=args.json)

@@ -61,13 +61,13 @@ from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
 from fleet.report import (
     ClusterState,
-    History,
     HistoryWriter,
     LogWriter,
     Metrics,
     MetricsWriter,
     Targets,
 )
+from fleet.report.history import open_history
 from fleet.runtime import (
     Breakers,
     BreakerState,
@@ -105,7 +105,9 @@ class Hub:
         self.targets = Targets()
         self.board = gitconfig.ConfigBoard(targets=self.targets)
         self.metrics = Metrics()
-        self.history = History(settings.history_path)
+        self.history = open_history(
+            settings.history or settings.history_path, registry=self.metrics.registry
+        )
         self.targets.subscribe("history", HistoryWriter(self.history))
         self.targets.subscribe("metrics", MetricsWriter(self.metrics))
         self.targets.subscribe("log", LogWriter())

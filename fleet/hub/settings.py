@@ -22,6 +22,7 @@ class HubSettings:
     clusters_dir: Path = Path("clusters")
     state_dir: Path = Path(".fleet")  # history.sqlite lives here
     cache_dir: Path = field(default_factory=default_cache_dir)
+    history: str = ""  # a postgresql:// URL shared by replicas; empty: state_dir/history.sqlite
     credentials_file: Path | None = None
     helm: Path | None = None
     server: ServerSettings = field(default_factory=ServerSettings)

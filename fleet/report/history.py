@@ -1,4 +1,4 @@
-"""The audit trail: every sync of every (app, cluster), in an embedded SQLite file.
+"""The audit trail: every sync of every (app, cluster), in an embedded SQLite file by default.
 
 One row per sync attempt: which revision, when it started and ended, the result, the counts of the
 change set, the error if any, and when the commit was made (so commit-to-applied latency is a
@@ -8,6 +8,11 @@ column, not a guess). Git holds who changed what; this file holds what reached w
 SQLite in WAL mode: the hub writes, ``fleet history`` reads concurrently from another process. All
 calls go through one connection guarded by a lock; async callers use :meth:`History.arecord` and
 :meth:`History.aquery`, which run the blocking work in a worker thread.
+
+:class:`HistoryStore` is what every backend offers; :func:`open_history` picks one from where the
+history lives: a path is this SQLite file, a ``postgresql://`` URL is the database that several
+hub replicas share (:mod:`fleet.report.history_pg`, imported only when asked for, so the driver
+is needed only by those who use it).
 """
 
 from __future__ import annotations
@@ -16,10 +21,24 @@ import sqlite3
 import threading
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import Protocol
 
 import anyio.to_thread
+from prometheus_client import CollectorRegistry
 
-__all__ = ["EventRecord", "History", "SyncRecord"]
+from fleet.errors import ConfigError
+
+__all__ = [
+    "EventRecord",
+    "History",
+    "HistoryStore",
+    "SyncRecord",
+    "is_database_url",
+    "open_history",
+    "open_to_read",
+]
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS syncs (
@@ -101,6 +120,68 @@ class EventRecord:
 
 
 _EVENT_COLUMNS = [f.name for f in fields(EventRecord)]
+
+
+class HistoryStore(Protocol):
+    """Where sync records and events are kept. ``record`` and ``record_event`` are called by a
+    subscriber of every committed target record, so they never block on the network; the readers
+    (``query``, ``events``) are for the CLI and the demo."""
+
+    def record(self, record: SyncRecord) -> None: ...
+
+    def record_event(self, event: EventRecord) -> None: ...
+
+    def query(
+        self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
+    ) -> list[SyncRecord]: ...
+
+    def events(
+        self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
+    ) -> list[EventRecord]: ...
+
+    async def aquery(
+        self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
+    ) -> list[SyncRecord]: ...
+
+    def close(self) -> None: ...
+
+
+def is_database_url(where: str | Path) -> bool:
+    """Whether `where` names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(where, str) and where.startswith(_URL_SCHEMES)
+
+
+def open_history(where: str | Path, *, registry: CollectorRegistry | None = None) -> HistoryStore:
+    """The history at `where`: a ``postgresql://`` URL, else the path of a SQLite file.
+
+    `registry` receives the database backend's metrics (up, pending, dropped); the SQLite file
+    has none (its writes are local appends)."""
+    if is_database_url(where):
+        from fleet.report.history_pg import PgHistory  # here: the driver only when asked for
+
+        return PgHistory(str(where), registry=registry)
+    text = str(where)
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise ConfigError(
+            f"history {scheme}://...: unknown scheme {scheme!r}; give a path for SQLite or a "
+            "postgresql://user@host:port/db URL"
+        )
+    return History(Path(where))
+
+
+def open_to_read(*, url: str, state_dir: Path) -> HistoryStore:
+    """The history a CLI reader asks for: the database at `url`, else the hub's SQLite file in
+    `state_dir`, which must exist (a reader never creates an empty one)."""
+    if url:
+        return open_history(url)
+    path = state_dir / "history.sqlite"
+    if not path.exists():
+        raise ConfigError(
+            f"no history at {path}: give the hub's --state-dir, or --history URL when it writes "
+            "to PostgreSQL"
+        )
+    return History(path)
 
 
 class History:

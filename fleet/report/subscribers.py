@@ -4,7 +4,8 @@
 its change produced. Here are the hub's own: history keeps every event and a sync row for each
 attempt that applied or failed (the audit trail ``fleet history`` reads); metrics set the
 per-target gauges and count events; the log writes one line per event. None of them writes
-status, and none of them may block (the history's SQLite insert is a local WAL append).
+status, and none of them may block (the history's SQLite insert is a local WAL append; the
+PostgreSQL backend only appends to a bounded buffer that its own thread drains).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from fleet.report.history import EventRecord, History, SyncRecord
+from fleet.report.history import EventRecord, HistoryStore, SyncRecord
 from fleet.report.metrics import Metrics
 from fleet.report.targets import HEALTH_ORDER, SYNC_STATES, TargetEvent, TargetStatus
 
@@ -27,7 +28,7 @@ _FAILED_ROWS = {"SyncFailed", "RenderFailed", "Conflict", "Refused", "PruneRefus
 class HistoryWriter:
     """Every event into ``events``; applies and failures into ``syncs``."""
 
-    def __init__(self, history: History) -> None:
+    def __init__(self, history: HistoryStore) -> None:
         self._history = history
 
     def __call__(self, status: TargetStatus, events: tuple[TargetEvent, ...]) -> None:
