@@ -33,11 +33,13 @@ lint: setup
 # client (git over SSH). Installed only when missing and when we may (root); otherwise those tests
 # say they were skipped and why.
 system:
-	@if ! command -v chromium >/dev/null || ! command -v ssh >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v ssh >/dev/null \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium openssh-client >/dev/null) || echo "warning: could not install chromium/openssh-client"; \
-	  else echo "note: chromium or ssh missing and not root: their tests will be skipped"; fi; \
+	      chromium openssh-client postgresql >/dev/null) \
+	      || echo "warning: could not install chromium/openssh-client/postgresql"; \
+	  else echo "note: chromium, ssh or postgresql missing and not root: their tests will be skipped"; fi; \
 	fi
 
 test: lint system
