@@ -3,7 +3,9 @@
 Small Go modules of ours live in ``gomod/``: ``kube`` requires ``k8s.io/kubernetes`` (with a
 ``replace`` line per staging module) and builds kube-apiserver, kube-controller-manager and
 kube-scheduler; ``etcd`` wraps ``go.etcd.io/etcd/server/v3``; ``kwok`` builds the fake-node
-controller; ``helm`` builds the helm CLI for rendering charts where no helm is installed. Their
+controller; ``helm`` builds the helm CLI for rendering charts where no helm is installed;
+``krender`` is our batch kustomize renderer (:mod:`fleet.render.krender`), pinned to a kustomize
+API version. Their
 ``go.mod`` files are the one place versions are pinned.
 
 A build lands in ``<cache>/controlplane/bin/<group>-<version>-<digest>/``, where the digest covers
@@ -97,6 +99,8 @@ GROUPS: dict[str, BuildGroup] = {
 # Tools fleet itself runs (not part of a cluster), built the same way when none is on PATH.
 TOOLS: dict[str, BuildGroup] = {
     "helm": BuildGroup("helm", "helm.sh/helm/v3", {"helm": "helm.sh/helm/v3/cmd/helm"}),
+    # main.go of ours; the hub finds the build in the cache (fleet.render.krender.locate)
+    "krender": BuildGroup("krender", "sigs.k8s.io/kustomize/api", {"krender": "."}),
 }
 
 
@@ -219,8 +223,10 @@ def ensure_group(
 
 
 def ensure_tool(name: str, *, cache_dir: Path, progress: Progress = stderr_progress) -> Path:
-    """The path of tool `name` (``helm``): the one on PATH, else a build of the pinned version."""
-    found = shutil.which(name)
+    """The path of tool `name`: ``helm`` on PATH, else a build of the pinned version.
+
+    ``krender`` is always our build (a program of that name on PATH is someone else's)."""
+    found = shutil.which(name) if name != "krender" else None
     if found:
         return Path(found)
     group = TOOLS[name]

@@ -25,7 +25,6 @@ temp and Helm directories, nothing else of the hub), with :func:`fleet.render.to
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import tempfile
@@ -125,6 +124,11 @@ class Renderer:
             self._versions[kind] = await self._ask_version(kind)
         return self._versions[kind]
 
+        self._kustomize = kustomize.Builder(  # krender when built, else the CLI
+            binary=self.settings.kustomize,
+            jobs=self.settings.concurrency,
+            max_output=self.settings.max_output_bytes,
+        )
     async def render(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         """The objects `plan` yields from `checkout` (which holds at least ``plan.reads``)."""
         async with self._limiter:
@@ -162,20 +166,18 @@ class Renderer:
             env = tools.tool_env(home)
             if plan.kind == "kustomize":
                 await anyio.to_thread.run_sync(lambda: self._edit(checkout, plan))
-                command = kustomize.build_command(
-                    checkout / plan.path, binary=self.settings.kustomize
-                )
+                out = await self._kustomize.build(checkout, plan.path, env=env)
                 source = f"kustomize build of {plan.path}"
             else:
                 command = self._helm_command(checkout, plan, home)
                 source = f"helm template of {plan.path}"
-            out = await tools.run_tool(
-                command,
-                cwd=checkout,
-                env=env,
-                max_output=self.settings.max_output_bytes,
-                name=plan.kind,
-            )
+                out = await tools.run_tool(
+                    command,
+                    cwd=checkout,
+                    env=env,
+                    max_output=self.settings.max_output_bytes,
+                    name=plan.kind,
+                )
         big = DocumentLimits(self.settings.max_output_bytes, limits.max_nodes)
         return parse_documents(out, source=source, limits=big)
 
@@ -249,19 +251,9 @@ class Renderer:
             return "plain/1"
         with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
             env = tools.tool_env(Path(scratch))
-            if kind == "helm":
-                command = [str(self._helm()), "version", "--template", "{{.Version}}"]
-            else:
-                build = kustomize.build_command(Path(scratch), binary=self.settings.kustomize)
-                if build[1] == "kustomize":
-                    command = [build[0], "version", "--client", "-o", "json"]
-                else:
-                    command = [build[0], "version"]
+            command = [str(self._helm()), "version", "--template", "{{.Version}}"]
             out = await tools.run_tool(command, cwd=Path(scratch), env=env, max_output=1 << 20)
-        text = out.decode().strip()
-        if kind == "kustomize" and text.startswith("{"):
-            text = "kubectl " + str(json.loads(text).get("kustomizeVersion", "?"))
-        return f"{kind} {text}"
+        return f"{kind} {out.decode().strip()}"
 
 
 def _changed(value: Any, default: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -279,5 +271,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if kind == "kustomize":
+            return f"kustomize {await self._kustomize.version()}"
         return [_plain(v) for v in value]
     return value

@@ -8,26 +8,44 @@ a change to a shared base re-renders the overlays that use it, and nothing else 
 reference is checked on the way: it may not leave the repository, name a remote URL, or inflate a
 Helm chart (use a Helm source for that).
 
-:func:`build_command` prefers a standalone ``kustomize`` and falls back to ``kubectl kustomize``.
-It names the load restrictor ``LoadRestrictionsRootOnly`` (kustomize's default, stated so that no
-default or config can loosen it: a file a kustomization loads lies in or below its own directory,
-symlinks resolved) and never enables plugins, exec or container functions, or Helm inflation, so
-a build executes nothing from the repository. Links inside a base that lead out of the checkout
+:class:`Builder` builds: through the batch renderer :mod:`fleet.render.krender` (one long-lived
+process, the kustomize API linked in, no process per render) when one is built and no CLI was
+named, else with the CLI that :func:`build_command` names: a standalone ``kustomize``, else
+``kubectl kustomize``. Both build the same way and give the same objects (a test renders a set of
+kustomizations both ways). A batch renderer that cannot start is dropped for the CLI, once.
+The CLI's command names the load restrictor ``LoadRestrictionsRootOnly`` (kustomize's default,
+stated so that no default or config can loosen it: a file a kustomization loads lies in or below
+its own directory, symlinks resolved) and never enables plugins, exec or container functions, or
+Helm inflation, so a build executes nothing from the repository; krender builds with the same
+options. Links inside a base that lead out of the checkout
 are refused before the build (:mod:`fleet.render.confine`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import posixpath
 import shutil
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fleet.errors import StalledError
+from fleet.render import krender, tools
 from fleet.render.documents import DocumentLimits, load_yaml
 
-__all__ = ["KUSTOMIZATION_NAMES", "TreeReader", "build_command", "kustomization_in", "reads"]
+__all__ = [
+    "KUSTOMIZATION_NAMES",
+    "Builder",
+    "TreeReader",
+    "build_command",
+    "kustomization_in",
+    "reads",
+]
+
+log = logging.getLogger(__name__)
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _PATH_LISTS = (
@@ -109,6 +127,75 @@ def build_command(directory: Path, *, binary: Path | None) -> list[str]:
         binary = Path(found)
     verb = "kustomize" if binary.name.startswith("kubectl") else "build"
     return [str(binary), verb, str(directory), LOAD_RESTRICTOR]
+
+
+class Builder:
+    """Kustomize builds for one renderer: the batch renderer when found, else the CLI.
+
+    `binary` names a CLI (``kustomize`` or ``kubectl``) to use instead of any batch renderer;
+    `batch` a krender binary (default: :func:`fleet.render.krender.locate`, when `binary` is
+    None).
+    """
+
+    def __init__(
+        self,
+        *,
+        binary: Path | None = None,
+        batch: Path | None = None,
+        jobs: int = 4,
+        max_output: int = 64 * 2**20,
+    ) -> None:
+        self.binary = binary
+        self.max_output = max_output
+        found = batch if batch is not None else (krender.locate() if binary is None else None)
+        self.batch = (
+            krender.BatchKustomize(found, jobs=jobs, max_output=max_output) if found else None
+        )
+
+    async def version(self) -> str:
+        """The kustomize that builds: ``krender sigs.k8s.io/kustomize/api vX``, or the CLI's."""
+        if self.batch is not None:
+            try:
+                return await self.batch.version()
+            except StalledError as exc:
+                self._drop_batch(exc)
+        with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
+            env = tools.tool_env(Path(scratch))
+            build = build_command(Path(scratch), binary=self.binary)
+            if build[1] == "kustomize":
+                command = [build[0], "version", "--client", "-o", "json"]
+            else:
+                command = [build[0], "version"]
+            out = await tools.run_tool(command, cwd=Path(scratch), env=env, max_output=1 << 20)
+        text = out.decode().strip()
+        if text.startswith("{"):
+            text = "kubectl " + str(json.loads(text).get("kustomizeVersion", "?"))
+        return text
+
+    async def build(self, checkout: Path, path: str, *, env: Mapping[str, str]) -> bytes:
+        """The YAML of ``kustomize build`` of `path` in `checkout` (the CLI runs with `env`)."""
+        if self.batch is not None:
+            try:
+                return await self.batch.build(checkout / path)
+            except StalledError as exc:
+                if self.batch.starts:
+                    raise  # the kustomization's own error
+                self._drop_batch(exc)
+        return await tools.run_tool(
+            build_command(checkout / path, binary=self.binary),
+            cwd=checkout,
+            env=env,
+            max_output=self.max_output,
+            name="kustomize",
+        )
+
+    async def aclose(self) -> None:
+        if self.batch is not None:
+            await self.batch.aclose()
+
+    def _drop_batch(self, exc: Exception) -> None:
+        log.warning("event=krender_unavailable error=%s fallback=cli", exc)
+        self.batch = None
 
 
 def _references(data: bytes, *, file: str, limits: DocumentLimits) -> Iterator[str]:

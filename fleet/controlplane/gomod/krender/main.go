@@ -1,0 +1,154 @@
+// Command krender renders many kustomizations in one process, for fleet's hub.
+//
+// It reads requests from stdin, one JSON object a line: {"id": 1, "dir": "/abs/path"}, and
+// answers each on stdout, one JSON object a line, in the order renders finish:
+// {"id": 1, "yaml": "..."} or {"id": 1, "error": "..."}. Renders run in goroutines, at most
+// -j at a time. It exits when stdin closes, so it never outlives the hub that started it.
+//
+// A render is what `kustomize build DIR --load-restrictor=LoadRestrictionsRootOnly` does:
+// krusty's default options (files load only from the kustomization's own directory tree, no
+// plugins, no exec or container functions, no Helm inflation), then the resources as YAML.
+// The one process-wide state krusty has is kyaml's OpenAPI schema: a kustomization that names
+// its own schema (an "openapi" field) renders alone, and the schema is reset after it, so it
+// never leaks into another render.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/openapi"
+)
+
+type request struct {
+	ID  int64  `json:"id"`
+	Dir string `json:"dir"`
+}
+
+type response struct {
+	ID    int64  `json:"id"`
+	YAML  string `json:"yaml,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+// schema guards kyaml's global OpenAPI schema: shared by ordinary renders, exclusive for one
+// that sets its own.
+var schema sync.RWMutex
+
+func main() {
+	jobs := flag.Int("j", runtime.NumCPU(), "renders at once")
+	version := flag.Bool("version", false, "print the kustomize API version and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println(apiVersion())
+		return
+	}
+	out := bufio.NewWriter(os.Stdout)
+	var mu sync.Mutex
+	send := func(r response) {
+		line, err := json.Marshal(r)
+		if err != nil {
+			line, _ = json.Marshal(response{ID: r.ID, Error: "cannot encode the output: " + err.Error()})
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		out.Write(line)
+		out.WriteByte('\n')
+		out.Flush()
+	}
+	slots := make(chan struct{}, max(*jobs, 1))
+	var wg sync.WaitGroup
+	in := bufio.NewReader(os.Stdin)
+	for {
+		line, err := in.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			var req request
+			if jerr := json.Unmarshal(line, &req); jerr != nil {
+				send(response{ID: -1, Error: "request is not JSON: " + jerr.Error()})
+			} else {
+				slots <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-slots }()
+					send(render(req))
+				}()
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	wg.Wait()
+}
+
+func render(req request) (resp response) {
+	resp.ID = req.ID
+	defer func() {
+		if p := recover(); p != nil {
+			resp = response{ID: req.ID, Error: fmt.Sprintf("kustomize panicked: %v", p)}
+		}
+	}()
+	if !filepath.IsAbs(req.Dir) {
+		return response{ID: req.ID, Error: fmt.Sprintf("dir %q is not an absolute path", req.Dir)}
+	}
+	if ownSchema(req.Dir) {
+		schema.Lock()
+		defer func() {
+			openapi.ResetOpenAPI()
+			schema.Unlock()
+		}()
+	} else {
+		schema.RLock()
+		defer schema.RUnlock()
+	}
+	options := krusty.MakeDefaultOptions()
+	options.LoadRestrictions = types.LoadRestrictionsRootOnly
+	options.PluginConfig = types.DisabledPluginConfig()
+	options.Reorder = krusty.ReorderOptionUnspecified // as the CLI: sortOptions, else legacy
+	resources, err := krusty.MakeKustomizer(options).Run(filesys.MakeFsOnDisk(), req.Dir)
+	if err != nil {
+		return response{ID: req.ID, Error: err.Error()}
+	}
+	yaml, err := resources.AsYaml()
+	if err != nil {
+		return response{ID: req.ID, Error: err.Error()}
+	}
+	return response{ID: req.ID, YAML: string(yaml)}
+}
+
+// ownSchema tells whether the kustomization in dir may set its own OpenAPI schema.
+func ownSchema(dir string) bool {
+	for _, name := range kustomizationNames {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err == nil {
+			return bytes.Contains(data, []byte("openapi"))
+		}
+	}
+	return false
+}
+
+func apiVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if ok {
+		for _, dep := range info.Deps {
+			if dep.Path == "sigs.k8s.io/kustomize/api" {
+				return dep.Path + " " + dep.Version
+			}
+		}
+	}
+	return "sigs.k8s.io/kustomize/api (unknown)"
+}

@@ -1,0 +1,246 @@
+"""The batch kustomize renderer: one long-lived ``krender`` process renders many kustomizations.
+
+A ``kustomize build`` process costs 50-100 ms of CPU before it reads a file; a hub that renders
+one kustomization per tenant pays that per entry. ``krender`` (a small Go program of ours,
+``fleet/controlplane/gomod/krender``, built and cached like the kit's binaries) links the same
+kustomize API and stays running: requests go to its stdin, one JSON object a line
+(``{"id": N, "dir": "/abs/dir"}``), answers come back on its stdout in the order renders finish
+(``{"id": N, "yaml": "..."}`` or ``{"id": N, "error": "..."}``), and it renders several at once in
+goroutines. It builds exactly as ``kustomize build DIR --load-restrictor=LoadRestrictionsRootOnly``
+does (no plugins, no exec or container functions, no Helm), and it exits when its stdin closes.
+
+:class:`BatchKustomize` is the client. The process starts on first use, in a scratch directory of
+its own with :func:`fleet.render.tools.tool_env` (nothing of the hub's environment), its stderr
+in a file there (kustomize's warnings; the last lines explain a crash). No background task reads
+its stdout: the callers take turns as reader (whoever holds the read lock reads one answer and
+hands it to its waiter), so the client needs no task group of its own and lives as long as the
+object. A caller cancelled mid-render (its timeout, a shutdown) kills the process, since a render
+that hangs would otherwise hold one of its slots for ever; the other renders in flight then fail
+as transient and the next request starts a fresh process. A process that exits fails its renders
+the same way.
+
+:func:`locate` finds a built ``krender``: ``$FLEET_KRENDER``, else the newest build in the kit's
+cache (``<cache>/controlplane/bin/krender-*/krender``), else none (the CLI is used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from fleet.errors import StalledError, TransientError
+from fleet.render import tools
+from fleet.settings import default_cache_dir
+
+__all__ = ["BatchKustomize", "locate"]
+
+log = logging.getLogger(__name__)
+
+_STDERR_TAIL = 4096
+
+
+def locate() -> Path | None:
+    """A built krender: ``$FLEET_KRENDER``, else the newest in the kit's cache, else None."""
+    explicit = os.environ.get("FLEET_KRENDER")
+    if explicit:
+        path = Path(explicit).expanduser()
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+    builds = (default_cache_dir() / "controlplane" / "bin").glob("krender-*/krender")
+    found = [p for p in builds if p.is_file() and os.access(p, os.X_OK)]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+@dataclass
+class _Slot:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    answer: dict[str, Any] | None = None
+    failure: Exception | None = None
+
+
+@dataclass
+class _Worker:
+    """One running krender and the renders it owes."""
+
+    process: Process
+    scratch: Path
+    stderr: IO[bytes]
+    stdout: BufferedByteReceiveStream
+    pending: dict[int, _Slot] = field(default_factory=dict)
+    read_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    write_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    broken: bool = False
+
+    def stderr_tail(self) -> str:
+        try:
+            with (self.scratch / "stderr").open("rb") as file:
+                file.seek(0, os.SEEK_END)
+                file.seek(max(0, file.tell() - _STDERR_TAIL))
+                text = file.read().decode(errors="replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1][:500] if lines else ""
+
+    def fail_all(self, error: Exception) -> None:
+        """Mark the process gone and fail every render it owed with `error`."""
+        self.broken = True
+        for slot in self.pending.values():
+            if slot.answer is None and slot.failure is None:
+                slot.failure = error
+                slot.done.set()
+        self.pending.clear()
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.stderr.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class BatchKustomize:
+    """Kustomize builds through one krender process (see the module docstring)."""
+
+    def __init__(self, binary: Path, *, jobs: int = 4, max_output: int = 64 * 2**20) -> None:
+        self.binary = binary
+        self.jobs = max(1, jobs)
+        self.max_output = max_output
+        self.starts = 0  # processes started (tests and metrics)
+        self.renders = 0  # renders answered
+        self._ids = itertools.count(1)
+        self._start_lock = anyio.Lock()
+        self._worker: _Worker | None = None
+
+    async def version(self) -> str:
+        """``krender sigs.k8s.io/kustomize/api vX.Y.Z``: the kustomize the renders use."""
+        with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
+            out = await tools.run_tool(
+                [str(self.binary), "-version"],
+                cwd=Path(scratch),
+                env=tools.tool_env(Path(scratch)),
+                max_output=1 << 16,
+                name="krender",
+            )
+        return "krender " + out.decode().strip()
+
+    async def build(self, directory: Path) -> bytes:
+        """The YAML that ``kustomize build directory`` prints; errors as the CLI's would be."""
+        worker = await self._running()
+        number = next(self._ids)
+        slot = _Slot()
+        worker.pending[number] = slot
+        line = json.dumps({"id": number, "dir": str(directory)}).encode() + b"\n"
+        try:
+            async with worker.write_lock:
+                await worker.process.stdin.send(line)  # type: ignore[union-attr]
+            while not slot.done.is_set():
+                async with worker.read_lock:
+                    if not slot.done.is_set():
+                        await self._read_one(worker)
+        except anyio.get_cancelled_exc_class():
+            self._discard(worker, TransientError("krender was restarted: a render was cancelled"))
+            raise
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._discard(worker, self._exited(worker))
+        finally:
+            worker.pending.pop(number, None)
+        if slot.failure is not None:
+            raise slot.failure
+        if slot.answer is None:
+            raise self._exited(worker)
+        if "error" in slot.answer:
+            cause = str(slot.answer["error"]).replace(f"{directory}/", "").strip()
+            raise StalledError(f"kustomize failed: {cause[:2000]}")
+        text = str(slot.answer.get("yaml", ""))
+        if len(text) > self.max_output:
+            raise StalledError(f"kustomize printed more than {self.max_output} bytes")
+        self.renders += 1
+        return text.encode()
+
+    async def aclose(self) -> None:
+        """Stop the process (it would also stop by itself once this hub exits)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.fail_all(TransientError("krender was stopped"))
+            worker.kill()
+            with anyio.CancelScope(shield=True):
+                await worker.process.wait()
+
+    async def _running(self) -> _Worker:
+        async with self._start_lock:
+            worker = self._worker
+            if worker is not None and not worker.broken and worker.process.returncode is None:
+                return worker
+            if worker is not None:
+                self._discard(worker, self._exited(worker))
+            self._worker = await self._start()
+            return self._worker
+
+    async def _start(self) -> _Worker:
+        scratch = Path(tempfile.mkdtemp(prefix="fleet-krender-"))
+        stderr = (scratch / "stderr").open("wb")
+        try:
+            process = await anyio.open_process(
+                [str(self.binary), "-j", str(self.jobs)],
+                cwd=scratch,
+                env=tools.tool_env(scratch),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            stderr.close()
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise StalledError(f"cannot run krender {self.binary}: {exc.strerror}") from None
+        assert process.stdout is not None
+        self.starts += 1
+        log.info("event=krender_started pid=%d jobs=%d", process.pid, self.jobs)
+        return _Worker(process, scratch, stderr, BufferedByteReceiveStream(process.stdout))
+
+    async def _read_one(self, worker: _Worker) -> None:
+        """Read one answer and hand it to its waiter; a process gone fails every waiter."""
+        limit = 2 * self.max_output + 4096  # JSON escapes every newline: room for that
+        try:
+            line = await worker.stdout.receive_until(b"\n", limit)
+        except anyio.IncompleteRead:
+            self._discard(worker, self._exited(worker))
+            return
+        except anyio.DelimiterNotFound:
+            self._discard(
+                worker, StalledError(f"kustomize printed more than {self.max_output} bytes")
+            )
+            return
+        try:
+            answer = json.loads(line)
+            slot = worker.pending.get(int(answer["id"]))
+        except (ValueError, KeyError, TypeError):
+            self._discard(worker, TransientError("krender answered a line that is not JSON"))
+            return
+        if slot is not None:
+            slot.answer = answer
+            slot.done.set()
+
+    def _discard(self, worker: _Worker, error: Exception) -> None:
+        worker.fail_all(error)
+        worker.kill()
+        if self._worker is worker:
+            self._worker = None
+
+    def _exited(self, worker: _Worker) -> TransientError:
+        cause = worker.stderr_tail() or f"exit status {worker.process.returncode}"
+        return TransientError(f"krender exited: {cause}")

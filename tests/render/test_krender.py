@@ -1,0 +1,292 @@
+"""The batch kustomize renderer (krender): the same objects as the CLI, errors as the CLI's, and a
+process that comes back after a crash or a cancelled render.
+
+Real binaries throughout: krender built from its Go module by the kit's builder, and kubectl's
+embedded kustomize as the CLI it must agree with.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fleet.controlplane.binaries import ensure_tool
+from fleet.errors import StalledError, TransientError
+from fleet.render import DocumentLimits, Renderer, RenderSettings, parse_documents
+from fleet.render.kustomize import Builder
+from fleet.render.tools import tool_env
+from fleet.settings import default_cache_dir
+from fleet.types import Manifest
+from tests.hub.hubkit import until
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def krender_binary() -> Path:
+    return ensure_tool("krender", cache_dir=default_cache_dir())
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> Path:
+    found = shutil.which("kubectl") or shutil.which("kustomize")
+    if found is None:
+        pytest.skip("neither kubectl nor kustomize is on PATH: nothing to compare krender with")
+    return Path(found)
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+DEPLOYMENT = """\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web, labels: {app: web}}
+    spec:
+      replicas: 1
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec:
+          containers:
+          - {name: web, image: nginx:1.25, ports: [{containerPort: 80}]}
+    """
+
+TREE = {
+    "base/kustomization.yaml": """\
+        resources: [deploy.yaml, svc.yaml]
+        configMapGenerator:
+        - name: settings
+          files: [app.properties]
+          literals: [MODE=base]
+        """,
+    "base/deploy.yaml": DEPLOYMENT,
+    "base/svc.yaml": """\
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web}
+        spec: {selector: {app: web}, ports: [{port: 80}]}
+        """,
+    "base/app.properties": "color=blue\nsize=3\n",
+    "components/monitor/kustomization.yaml": """\
+        apiVersion: kustomize.config.k8s.io/v1alpha1
+        kind: Component
+        commonAnnotations: {monitored: "yes"}
+        """,
+    "tenants/a/kustomization.yaml": """\
+        resources: [../../base, ns.yaml]
+        namespace: tenant-a
+        namePrefix: a-
+        labels:
+        - pairs: {tenant: a}
+          includeSelectors: false
+        images:
+        - {name: nginx, newTag: "1.27"}
+        replicas:
+        - {name: web, count: 3}
+        components: [../../components/monitor]
+        patches:
+        - path: probe.yaml
+        - target: {kind: Service, name: web}
+          patch: |-
+            - op: replace
+              path: /spec/ports/0/port
+              value: 8080
+        secretGenerator:
+        - name: token
+          literals: [token=abc]
+        """,
+    "tenants/a/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: tenant-a}\n",
+    "tenants/a/probe.yaml": """\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web}
+        spec:
+          template:
+            spec:
+              containers:
+              - name: web
+                readinessProbe: {httpGet: {path: /healthz, port: 80}}
+        """,
+    "tenants/b/kustomization.yaml": """\
+        resources: [../../base]
+        namespace: tenant-b
+        nameSuffix: -b
+        commonLabels: {tenant: b}
+        sortOptions: {order: fifo}
+        configMapGenerator:
+        - name: settings
+          behavior: merge
+          literals: [MODE=b]
+        """,
+    "plain/kustomization.yml": "resources: [deploy.yaml]\n",
+    "plain/deploy.yaml": DEPLOYMENT,
+}
+BUILDS = ["base", "tenants/a", "tenants/b", "plain"]
+
+
+def _objects(out: bytes, source: str) -> list[Manifest]:
+    return parse_documents(out, source=source, limits=DocumentLimits())
+
+
+async def test_krender_builds_the_same_objects_as_the_cli(
+    tmp_path: Path, krender_binary: Path, kubectl: Path
+) -> None:
+    """Every kustomization of the tree (bases, overlays, components, generators, patches,
+    images, replicas, sort options) gives krender the objects, in the order, the CLI gives; the
+    batch renders all of them at once, twice, over one process."""
+    checkout = tmp_path / "repo"
+    _write(checkout, TREE)
+    env = tool_env(tmp_path / "home")
+    cli = Builder(binary=kubectl)
+    batch = Builder(batch=krender_binary, jobs=4)
+    assert batch.batch is not None and cli.batch is None
+    expected = {path: _objects(await cli.build(checkout, path, env=env), path) for path in BUILDS}
+    got: dict[str, list[bytes]] = {path: [] for path in BUILDS}
+
+    async def one(path: str) -> None:
+        got[path].append(await batch.build(checkout, path, env=env))
+
+    try:
+        async with anyio.create_task_group() as group:
+            for path in BUILDS * 2:
+                group.start_soon(one, path)
+        for path in BUILDS:
+            assert len(got[path]) == 2
+            for out in got[path]:
+                assert _objects(out, path) == expected[path], path
+        assert batch.batch.starts == 1 and batch.batch.renders == 2 * len(BUILDS)
+        names = [o["metadata"]["name"] for o in expected["tenants/a"]]
+        assert "a-web" in names and any(n.startswith("a-settings-") for n in names)
+        version = await batch.version()
+        assert version.startswith("krender sigs.k8s.io/kustomize/api v"), version
+    finally:
+        await batch.aclose()
+
+
+async def test_krender_refuses_what_the_cli_refuses(
+    tmp_path: Path, krender_binary: Path, kubectl: Path
+) -> None:
+    """A missing resource and a patch file outside the kustomization's directory (the root-only
+    load restrictor) fail both ways, as a StalledError; krender's message names the path in the
+    repository, not the hub's checkout directory."""
+    checkout = tmp_path / "repo"
+    _write(
+        checkout,
+        {
+            "outside.yaml": DEPLOYMENT,
+            "missing/kustomization.yaml": "resources: [nothere.yaml]\n",
+            "escape/kustomization.yaml": "resources: [../outside.yaml]\n",
+        },
+    )
+    env = tool_env(tmp_path / "home")
+    cli = Builder(binary=kubectl)
+    batch = Builder(batch=krender_binary)
+    try:
+        for path in ("missing", "escape"):
+            with pytest.raises(StalledError, match="kustomize failed"):
+                await cli.build(checkout, path, env=env)
+            with pytest.raises(StalledError, match="kustomize failed") as caught:
+                await batch.build(checkout, path, env=env)
+            assert str(checkout / path) + "/" not in str(caught.value)
+        with pytest.raises(StalledError, match=r"nothere\.yaml"):
+            await batch.build(checkout, "missing", env=env)
+        # the process survives a kustomization's error
+        assert batch.batch is not None and batch.batch.starts == 1
+    finally:
+        await batch.aclose()
+
+
+async def test_krender_comes_back_after_a_crash_and_a_cancelled_render(
+    tmp_path: Path, krender_binary: Path
+) -> None:
+    """A killed process fails its renders as transient and the next render starts a new one; a
+    render cancelled by its caller's timeout takes the process down with it (a hung render must
+    not hold a slot for ever), and the next render works again."""
+    checkout = tmp_path / "repo"
+    _write(checkout, TREE)
+    env = tool_env(tmp_path / "home")
+    builder = Builder(batch=krender_binary)
+    batch = builder.batch
+    assert batch is not None
+    try:
+        await builder.build(checkout, "base", env=env)
+        worker = batch._worker
+        assert worker is not None
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        await worker.process.wait()
+        out = await builder.build(checkout, "tenants/a", env=env)
+        assert batch.starts == 2 and _objects(out, "a")
+        worker = batch._worker
+        assert worker is not None
+        # the answer cannot be read while the test holds the read lock: the render is in flight
+        async with anyio.create_task_group() as group, worker.read_lock:
+            group.start_soon(lambda: builder.build(checkout, "base", env=env))
+            await until(lambda: bool(worker.pending))
+            group.cancel_scope.cancel()
+        assert batch._worker is None and worker.broken  # stopped with the cancelled render
+        with anyio.fail_after(30):
+            await worker.process.wait()
+        out = await builder.build(checkout, "base", env=env)
+        assert batch.starts == 3 and _objects(out, "base")
+    finally:
+        await builder.aclose()
+
+
+async def test_krender_fails_pending_renders_when_it_dies(
+    tmp_path: Path, krender_binary: Path
+) -> None:
+    """Renders in flight when the process dies fail as TransientError (retried later), never
+    hang."""
+    checkout = tmp_path / "repo"
+    _write(checkout, TREE)
+    builder = Builder(batch=krender_binary, jobs=1)
+    batch = builder.batch
+    assert batch is not None
+    await builder.build(checkout, "base", env={})
+    worker = batch._worker
+    assert worker is not None
+    errors: list[BaseException] = []
+
+    async def one() -> None:
+        try:
+            await builder.build(checkout, "tenants/a", env={})
+        except TransientError as exc:
+            errors.append(exc)
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as group:
+                for _ in range(20):
+                    group.start_soon(one)
+                await until(lambda: len(worker.pending) > 1)
+                os.killpg(worker.process.pid, signal.SIGKILL)
+        assert errors, "no render was in flight when the process died"
+        assert all("krender exited" in str(e) for e in errors)
+    finally:
+        await builder.aclose()
+
+
+async def test_the_renderer_uses_krender_when_it_is_built(
+    monkeypatch: pytest.MonkeyPatch, krender_binary: Path
+) -> None:
+    """With krender in the kit's cache (or $FLEET_KRENDER) and no CLI named, the engine's
+    kustomize renders go through it and its version enters the cache key; naming a CLI keeps
+    the CLI."""
+    monkeypatch.setenv("FLEET_KRENDER", str(krender_binary))
+    renderer = Renderer(RenderSettings())
+    assert (await renderer.version("kustomize")).startswith("kustomize krender ")
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        named = Renderer(RenderSettings(kustomize=Path(kubectl)))
+        assert (await named.version("kustomize")).startswith("kustomize kubectl ")
