@@ -3,21 +3,30 @@
 1. read the instance's inventory from the cluster;
 2. resolve the scope of each desired kind (cached discovery), prepare the desired objects (with
    the instance's tracking id) and check them against the app's project (pure, no write yet);
+   hooks (:mod:`fleet.plan.hooks`) are set apart: never in the inventory, never pruned;
 3. tell whether the desired commit descends from the one last applied (`descends`): a rewind
    holds the prunes it causes until consent;
 4. read the live objects of the desired set and of the inventory;
 5. plan (pure): ownership (conflicts, adoption), create / update / unchanged, and prune, release
-   or keep each object that left, with the prune safety rules;
+   or keep each object that left, with the prune safety rules; then the sync's waves
+   (:mod:`fleet.plan.waves`: PreSync hooks, Sync waves, PostSync hooks), a bad sync-wave
+   refused before any write;
 6. record the inventory grown by any new object *before* creating it, so a crash never leaks one;
-7. apply stage by stage (CRDs, Namespaces, cluster-scoped, namespaced) with the instance's own
-   field manager; creations are never forced; unchanged objects are not written at all;
-8. prune, then release, in reverse order;
-9. record the final inventory (desired + blocked + failed prunes, with uids and adoption), only
-   if it changed; while a rewind's prunes are held, the revision recorded stays the old one;
+7. run the waves (:mod:`fleet.reconcile.waving`) with the instance's own field manager, each
+   gated on the health of the one before; creations are never forced; unchanged objects are not
+   written at all; hooks run only when the desired commit or set changed since the last sync
+   that completed (a no-op resync runs none);
+8. once the Sync waves are done: prune, then release, in reverse order; then the PostSync hooks;
+   when anything failed, the SyncFail hooks;
+9. record the final inventory (desired + blocked + failed or unreached prunes, with uids and
+   adoption), only if it changed; while a rewind's prunes are held, or the waves stopped, the
+   revision recorded stays the old one (so the next attempt runs the hooks again);
 10. assess health from the live objects (re-read only those just written).
 
 A render failure (``rendered=None``) stops after step 5: nothing is applied or pruned. A source
 repository the project does not allow stops at step 2 with a :class:`~fleet.errors.StalledError`.
+A worker is held at most ``waves.sync_timeout`` seconds of waiting, plus ``waves.wave_timeout``
+for the SyncFail hooks, plus the writes.
 """
 
 from __future__ import annotations
@@ -25,16 +34,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet import apply, plan
 from fleet.config.projects import Project
 from fleet.errors import StalledError
-from fleet.health import Health, assess, worst
-from fleet.plan import projects
+from fleet.plan import hooks as plan_hooks
+from fleet.plan import options as object_options
+from fleet.plan import projects, waves
+from fleet.reconcile import waving
 from fleet.reconcile.reading import ApiReader, Reader
-from fleet.types import ClusterRef, Manifest, ObjectKey, RenderedSet
+from fleet.reconcile.results import Gathering, SyncResult, assess_health
+from fleet.types import ClusterRef, ObjectKey, RenderedSet
 
 __all__ = ["AppSync", "Descends", "SyncResult", "assess_health", "sync"]
 
@@ -67,6 +80,7 @@ class AppSync:
     project: Project | None = None
     repo_url: str = ""
     cluster_labels: Mapping[str, str] = field(default_factory=dict)
+    waves: waving.WaveOptions = field(default_factory=waving.WaveOptions)
 
     @property
     def inventory_id(self) -> str:
@@ -93,73 +107,6 @@ class AppSync:
         return dataclasses.replace(
             self.options, field_manager=plan.field_manager(self.tracking(cluster))
         )
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    """The outcome of one sync: sync status (the change set) and health, kept apart."""
-
-    app: str
-    cluster: str
-    revision: str
-    digest: str
-    plan: plan.Plan
-    changes: apply.ChangeSet
-    health: Health
-    object_health: Mapping[ObjectKey, Health]
-    inventory_writes: int = 0
-    tracking: str = ""
-
-    @property
-    def in_sync(self) -> bool:
-        """THE truth of "the last sync succeeded": every desired object applied or unchanged,
-        none in conflict or refused by the project, and no prune refused, failed or held."""
-        return self.changes.settled and self.plan.refused is None and not self.plan.blocked
-
-    @property
-    def verdict(self) -> str:
-        """One word for the board, history and metrics: ``synced`` exactly when `in_sync`, else
-        the worst of ``failed`` (a write the server refused), ``conflict`` (an object that is
-        not this app's), ``refused`` (outside the project), ``held`` (a prune a guard holds)."""
-        if self.in_sync:
-            return "synced"
-        outcomes = {c.outcome for c in self.changes.changes}
-        for outcome, word in (
-            (apply.Outcome.FAILED, "failed"),
-            (apply.Outcome.CONFLICT, "conflict"),
-            (apply.Outcome.REFUSED, "refused"),
-        ):
-            if outcome in outcomes:
-                return word
-        return "held"
-
-    @property
-    def rewound(self) -> str | None:
-        """ "rewound from X to Y" when the desired commit does not descend from the applied one."""
-        return self.plan.rewound
-
-    @property
-    def wrote(self) -> bool:
-        """Whether this sync changed anything in the cluster (an object written or deleted)."""
-        return any(c.outcome in _WRITES for c in self.changes.changes)
-
-    def problems(self) -> list[str]:
-        """One sentence per thing an operator must look at: object, cause, what to do."""
-        return self.changes.problems(rewound=self.plan.rewound)
-
-
-async def assess_health(
-    cluster: apply.Cluster,
-    entries: Mapping[ObjectKey, str],
-    *,
-    live: Mapping[ObjectKey, Manifest] | None = None,
-) -> tuple[Health, dict[ObjectKey, Health]]:
-    """Worst-of health of `entries` (key -> apiVersion); `live` spares reading those objects."""
-    known = dict(live or {})
-    missing = {k: v for k, v in entries.items() if k not in known}
-    known.update(await apply.read_live(cluster, missing))
-    each = {key: assess(key.group, key.kind, known.get(key)) for key in entries}
-    return worst(each.values()), each
 
 
 def _entries(inventory: apply.Inventory | None) -> dict[ObjectKey, plan.Entry]:
@@ -233,6 +180,61 @@ def _project_checks(
     return refused, projects.prune_refusals(app.project, inventory, cluster=ref)
 
 
+@dataclass(frozen=True)
+class _Desired:
+    """The prepared desired set: ordinary objects, hooks, the project's refusals and holds."""
+
+    desired: tuple[plan.DesiredObject, ...] | None = None
+    hooks: tuple[plan_hooks.Hook, ...] = ()
+    refusals: list[plan.Blocked] = field(default_factory=list)
+    holds: dict[ObjectKey, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+async def _desired(
+    cluster: apply.Cluster,
+    app: AppSync,
+    rendered: RenderedSet,
+    *,
+    before: Mapping[ObjectKey, plan.Entry],
+    tracking: str,
+) -> _Desired:
+    """Prepare the rendered objects, check them against the project, set the hooks apart."""
+    kinds = {(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in rendered.objects}
+    scopes = await apply.scopes(cluster, kinds)
+    prepared = plan.prepare(
+        rendered.objects, app=app.name, namespace=app.namespace, scopes=scopes, tracking=tracking
+    )
+    refusals, holds = _project_checks(app, cluster, prepared, before)
+    refused = {r.key for r in refusals}
+    desired, hooks, notes = plan_hooks.split(prepared)
+    options = (w for d in prepared for w in object_options.options_of(d.manifest).warnings)
+    return _Desired(
+        desired=desired,
+        hooks=tuple(h for h in hooks if h.key not in refused),
+        refusals=refusals,
+        holds=holds,
+        warnings=(*notes, *options),
+    )
+
+
+async def _sync_failed(
+    cluster: apply.Cluster,
+    hooks: Sequence[plan_hooks.Hook],
+    *,
+    run: waving.Run,
+    options: apply.ApplyOptions,
+    timing: waving.WaveOptions,
+) -> None:
+    """Run the SyncFail hooks, with a wait of their own (the sync's may be spent)."""
+    spare = waving.Run(deadline=time.monotonic() + timing.wave_timeout)
+    failing = await waving.run_waves(
+        cluster, waves.failure_waves(hooks), options=options, timing=timing, run=spare
+    )
+    run.hooks += failing.hooks
+    run.health.update(failing.health)
+
+
 async def sync(
     cluster: apply.Cluster,
     app: AppSync,
@@ -254,22 +256,12 @@ async def sync(
     reader = reader or ApiReader()  # the cluster's live caches when the hub has them warm
     previous = await reader.inventory(cluster, app.inventory_id)
     before = _entries(previous)
-    desired: tuple[plan.DesiredObject, ...] | None = None
-    refusals: list[plan.Blocked] = []
-    holds: dict[ObjectKey, str] = {}
+    found = _Desired()
     rewound = None
     if rendered is not None:
-        kinds = {(str(m.get("apiVersion", "")), str(m.get("kind", ""))) for m in rendered.objects}
-        scopes = await apply.scopes(cluster, kinds)
-        desired = plan.prepare(
-            rendered.objects,
-            app=app.name,
-            namespace=app.namespace,
-            scopes=scopes,
-            tracking=tracking,
-        )
-        refusals, holds = _project_checks(app, cluster, desired, before)
+        found = await _desired(cluster, app, rendered, before=before, tracking=tracking)
         rewound = await _rewind(previous, revision, descends)
+    desired, hooks, refusals = found.desired, found.hooks, found.refusals
     refused_keys = {r.key for r in refusals}
     wanted = {
         d.key: d.api_version
@@ -290,12 +282,26 @@ async def sync(
         ignore=app.ignore,
         ownership=app.ownership(cluster.name),
         refusals=refusals,
-        prune_holds=holds,
+        prune_holds=found.holds,
         rewound=rewound,
     )
     digest = rendered.digest if rendered else (previous.digest if previous else "")
-    result = _Result(
-        app=app, cluster=cluster, plan=the_plan, revision=revision, digest=digest, tracking=tracking
+    fresh = previous is None or previous.revision != revision or previous.digest != digest
+    run_hooks = rendered is not None and not dry_run and fresh
+    order = waves.schedule(the_plan.applies, hooks, run_hooks=run_hooks)
+    result = Gathering(
+        app=app.name,
+        cluster=cluster,
+        plan=the_plan,
+        revision=revision,
+        digest=digest,
+        tracking=tracking,
+        warnings=found.warnings,
+        ignored=frozenset(
+            b.key
+            for b in the_plan.blocked
+            if b.key in live and object_options.options_of(live[b.key]).ignore_extraneous
+        ),
     )
     if desired is None or dry_run:
         return await result.finish(live, written=set())
@@ -311,33 +317,46 @@ async def sync(
             digest=previous.digest if previous else "",
         )
         result.inventory_writes += count
-    for _, steps in the_plan.stages():
-        result.changes.extend(await _apply_stage(cluster, steps, options))
-    for stage in sorted({s.stage for s in the_plan.prunes}, reverse=True):
-        doomed = [s for s in the_plan.prunes if s.stage == stage]
-        result.changes.extend(await apply.delete_objects(cluster, doomed))
-    if the_plan.releases:
-        marks = [
-            _marks(s, tracking=tracking, manager=options.field_manager) for s in the_plan.releases
+    post = [w for w in order if w.phase is plan_hooks.Phase.POST_SYNC]
+    run = await waving.run_waves(
+        cluster,
+        [w for w in order if w.phase is not plan_hooks.Phase.POST_SYNC],
+        options=options,
+        timing=app.waves,
+        gate_last=bool(post),
+    )
+    unreached: set[ObjectKey] = set()
+    if run.stopped is None:
+        result.changes.extend(
+            await _prune(cluster, the_plan, tracking=tracking, manager=options.field_manager)
+        )
+        run = await waving.run_waves(cluster, post, options=options, timing=app.waves, run=run)
+    else:
+        unreached = {s.key for s in (*the_plan.prunes, *the_plan.releases)}
+        result.changes += [
+            apply.Change(k, apply.Outcome.SKIPPED, f"the sync stopped first ({run.stopped})")
+            for k in sorted(unreached)
         ]
-        result.changes.extend(await apply.release_objects(cluster, the_plan.releases, marks=marks))
-    leaving = {s.key for s in (*the_plan.prunes, *the_plan.releases)}
-    failed = {
-        c.key for c in result.changes if c.outcome is apply.Outcome.FAILED and c.key in leaving
-    }
-    creations = {s.key for s in the_plan.applies if s.op is plan.Op.CREATE}
-    lost = {
-        c.key for c in result.changes if c.outcome is apply.Outcome.CONFLICT and c.key in creations
-    }
+    result.changes += run.changes
+    if run_hooks and (
+        run.stopped or any(c.outcome is apply.Outcome.FAILED for c in result.changes)
+    ):
+        await _sync_failed(cluster, hooks, run=run, options=options, timing=app.waves)
+    result.changes += run.hooks
+    result.stopped = run.stopped
+    result.hook_health = {c.key: run.health[c.key] for c in run.hooks if c.key in run.health}
     held = any(rewound and b.reason.startswith(rewound) for b in the_plan.blocked)
+    recorded = revision
+    if held and previous:
+        recorded = previous.revision
+    elif run.stopped or any(c.outcome is apply.Outcome.FAILED for c in run.hooks):
+        recorded = previous.revision if previous else ""  # the next attempt runs the hooks again
     _, count = await _write_inventory(
         cluster,
         app,
-        the_plan.inventory_after(
-            failed, lost=lost, uids={c.key: c.uid for c in result.changes if c.uid}
-        ),
+        _final_entries(the_plan, result.changes, unreached=unreached),
         previous=previous,
-        revision=previous.revision if held and previous else revision,
+        revision=recorded,
         digest=digest,
     )
     result.inventory_writes += count
@@ -345,22 +364,34 @@ async def sync(
     return await result.finish(live, written=written)
 
 
-async def _apply_stage(
-    cluster: apply.Cluster, steps: Sequence[plan.Step], options: apply.ApplyOptions
+def _final_entries(
+    the_plan: plan.Plan, changes: Sequence[apply.Change], *, unreached: set[ObjectKey]
+) -> dict[ObjectKey, plan.Entry]:
+    """The inventory once the sync ran: failed or unreached prunes and releases stay, creations
+    someone else won leave, every written object with the uid it has now."""
+    leaving = {s.key for s in (*the_plan.prunes, *the_plan.releases)}
+    failed = unreached | {
+        c.key for c in changes if c.outcome is apply.Outcome.FAILED and c.key in leaving
+    }
+    creations = {s.key for s in the_plan.applies if s.op is plan.Op.CREATE}
+    lost = {c.key for c in changes if c.outcome is apply.Outcome.CONFLICT and c.key in creations}
+    return the_plan.inventory_after(
+        failed, lost=lost, uids={c.key: c.uid for c in changes if c.uid}
+    )
+
+
+async def _prune(
+    cluster: apply.Cluster, the_plan: plan.Plan, *, tracking: str, manager: str
 ) -> list[apply.Change]:
-    """Apply one stage's writes: creations never forced, this instance's objects as the app
-    says; an adoption that went through is reported as such."""
-    writes = [s for s in steps if s.op is not plan.Op.UNCHANGED]
-    polite = dataclasses.replace(options, force=False)
-    changes = await apply.apply_objects(cluster, [s for s in writes if not s.force], options=polite)
-    changes += await apply.apply_objects(cluster, [s for s in writes if s.force], options=options)
-    adopted = {s.key for s in writes if s.op is plan.Op.ADOPT}
-    return [
-        dataclasses.replace(c, outcome=apply.Outcome.ADOPTED, reason="taken over (adopt)")
-        if c.key in adopted and c.outcome in (apply.Outcome.CONFIGURED, apply.Outcome.CREATED)
-        else c
-        for c in changes
-    ]
+    """Prune stage by stage in reverse order, then release."""
+    changes: list[apply.Change] = []
+    for stage in sorted({s.stage for s in the_plan.prunes}, reverse=True):
+        doomed = [s for s in the_plan.prunes if s.stage == stage]
+        changes += await apply.delete_objects(cluster, doomed)
+    if the_plan.releases:
+        marks = [_marks(s, tracking=tracking, manager=manager) for s in the_plan.releases]
+        changes += await apply.release_objects(cluster, the_plan.releases, marks=marks)
+    return changes
 
 
 def _marks(step: plan.Step, *, tracking: str, manager: str) -> apply.Marks:
@@ -373,83 +404,3 @@ def _marks(step: plan.Step, *, tracking: str, manager: str) -> apply.Marks:
         annotations=(plan.DIGEST_ANNOTATION, plan.TRACKING_ANNOTATION),
         managers=(manager,),
     )
-
-
-@dataclass
-class _Result:
-    """A sync result being gathered; `finish` adds the plan's own entries and health."""
-
-    app: AppSync
-    cluster: apply.Cluster
-    plan: plan.Plan
-    revision: str
-    digest: str
-    tracking: str
-    changes: list[apply.Change] = field(default_factory=list)
-    inventory_writes: int = 0
-
-    async def finish(
-        self, live: Mapping[ObjectKey, Manifest], *, written: set[ObjectKey]
-    ) -> SyncResult:
-        changes = apply.ChangeSet(
-            tuple(sorted([*self.changes, *_planned(self.plan, self.changes)], key=lambda c: c.key))
-        )
-        targets = {s.key: s.api_version for s in self.plan.applies}
-        fresh = {k: v for k, v in live.items() if k not in written}
-        overall, each = await assess_health(self.cluster, targets, live=fresh)
-        log.info(
-            "event=sync app=%s cluster=%s revision=%s %s health=%s refused=%s rewound=%s",
-            self.app.name,
-            self.cluster.name,
-            self.revision or "-",
-            " ".join(f"{k}={v}" for k, v in changes.counts().items()),
-            overall.status,
-            _quoted(self.plan.refused),
-            _quoted(self.plan.rewound),
-        )
-        return SyncResult(
-            app=self.app.name,
-            cluster=self.cluster.name,
-            revision=self.revision,
-            digest=self.digest,
-            plan=self.plan,
-            changes=changes,
-            health=overall,
-            object_health=each,
-            inventory_writes=self.inventory_writes,
-            tracking=self.tracking,
-        )
-
-
-_WRITES = frozenset(
-    {
-        apply.Outcome.CREATED,
-        apply.Outcome.CONFIGURED,
-        apply.Outcome.ADOPTED,
-        apply.Outcome.PRUNED,
-        apply.Outcome.RELEASED,
-    }
-)
-
-
-def _quoted(value: str | None) -> str:
-    """A free-text value as one ``key=value`` token of a log line."""
-    return "-" if not value else '"' + value.replace('"', "'") + '"'
-
-
-def _planned(the_plan: plan.Plan, done: Sequence[apply.Change]) -> list[apply.Change]:
-    """The changes the plan decided without a write: unchanged, conflicts, kept, refused,
-    held prunes, invalid objects, objects already gone."""
-    seen = {c.key for c in done}
-    extra = [
-        apply.Change(s.key, apply.Outcome.UNCHANGED, s.reason, uid=s.entry.uid if s.entry else "")
-        for s in the_plan.applies
-        if s.op is plan.Op.UNCHANGED and s.key not in seen
-    ]
-    extra += [apply.Change(c.key, apply.Outcome.CONFLICT, c.reason) for c in the_plan.conflicts]
-    extra += [apply.Change(k.key, apply.Outcome.KEPT, k.reason) for k in the_plan.kept]
-    extra += [apply.Change(r.key, apply.Outcome.REFUSED, r.reason) for r in the_plan.refusals]
-    extra += [apply.Change(b.key, apply.Outcome.SKIPPED, b.reason) for b in the_plan.blocked]
-    extra += [apply.Change(d.key, apply.Outcome.FAILED, d.problem or "") for d in the_plan.invalid]
-    extra += [apply.Change(k, apply.Outcome.PRUNED, "already gone") for k in the_plan.gone]
-    return extra

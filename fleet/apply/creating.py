@@ -1,0 +1,175 @@
+"""Writes that are not server-side apply: create (POST), replace (PUT), delete and wait gone.
+
+Hooks are created, never applied: a ``generateName`` object has no name to apply to, and a hook
+is a new run each time. Objects marked ``Replace=true`` are replaced with a PUT of the whole
+object at the live resourceVersion (created with a POST when absent), and with ``Force=true``
+deleted and created again, as ``kubectl replace --force`` does. Every write names the instance's
+field manager. Each call answers one :class:`Change` (and for a creation the object the server
+returned, with its generated name); an API error is a ``failed`` change naming the object and the
+server's message, never an exception. Waits are bounded by the caller's timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import anyio
+
+from fleet.apply import discovery
+from fleet.apply.changes import Change, Outcome
+from fleet.apply.kube import ApiError, Cluster
+from fleet.types import Manifest, ObjectKey
+
+__all__ = ["Created", "create_object", "delete_and_wait", "list_labelled", "replace_object"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Created:
+    """The outcome of a creation: its change, and the live object when there is one."""
+
+    change: Change
+    live: Manifest | None = None
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey.of(self.live) if self.live is not None else self.change.key
+
+
+def _uid(obj: Manifest) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+async def create_object(
+    cluster: Cluster, *, api_version: str, key: ObjectKey, manifest: Manifest, manager: str
+) -> Created:
+    """POST `manifest`; the server names a ``generateName`` object."""
+    try:
+        resource = await discovery.resolve(cluster, api_version, key.kind)
+        if resource is None:
+            return Created(Change(key, Outcome.FAILED, f"{api_version} {key.kind} is not served"))
+        live = await cluster.request(
+            "POST",
+            resource.collection(key.namespace),
+            query=[("fieldManager", manager)],
+            body=manifest,
+        )
+    except ApiError as exc:
+        log.warning(
+            "event=create_failed cluster=%s kind=%s status=%d", cluster.name, key.kind, exc.status
+        )
+        reason = str(exc)
+        if exc.status == 409:
+            reason = (
+                f"already exists: {exc.message}; give it hook-delete-policy BeforeHookCreation "
+                "or a generateName"
+            )
+        return Created(Change(key, Outcome.FAILED, reason))
+    return Created(Change(ObjectKey.of(live), Outcome.CREATED, uid=_uid(live)), live)
+
+
+async def replace_object(
+    cluster: Cluster,
+    *,
+    api_version: str,
+    key: ObjectKey,
+    manifest: Manifest,
+    manager: str,
+    force: bool,
+    within: float,
+) -> Change:
+    """PUT `manifest` over the live object (POST when absent); `force`: delete, then create."""
+    try:
+        resource = await discovery.resolve(cluster, api_version, key.kind)
+        if resource is None:
+            return Change(key, Outcome.FAILED, f"{api_version} {key.kind} is not served")
+        path = discovery.object_path(resource, key)
+        try:
+            live: Manifest | None = await cluster.request("GET", path)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            live = None
+        if live is not None and force:
+            gone = await delete_and_wait(
+                cluster, api_version=api_version, key=key, uid=_uid(live), within=within
+            )
+            if gone.outcome is Outcome.FAILED:
+                return gone
+            live = None
+        if live is None:
+            created = await create_object(
+                cluster, api_version=api_version, key=key, manifest=manifest, manager=manager
+            )
+            return created.change
+        metadata = {
+            **(manifest.get("metadata") or {}),
+            "resourceVersion": (live.get("metadata") or {}).get("resourceVersion"),
+        }
+        answer = await cluster.request(
+            "PUT", path, query=[("fieldManager", manager)], body={**manifest, "metadata": metadata}
+        )
+    except ApiError as exc:
+        log.warning(
+            "event=replace_failed cluster=%s kind=%s status=%d", cluster.name, key.kind, exc.status
+        )
+        return Change(key, Outcome.FAILED, f"replace (Replace=true) refused: {exc}")
+    return Change(key, Outcome.CONFIGURED, "replaced (Replace=true)", uid=_uid(answer))
+
+
+async def delete_and_wait(
+    cluster: Cluster,
+    *,
+    api_version: str,
+    key: ObjectKey,
+    uid: str = "",
+    within: float,
+    poll: float = 0.5,
+) -> Change:
+    """Delete the object (its dependents in the background) and wait until it is gone."""
+    body: Manifest = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": "Background",
+    }
+    if uid:
+        body["preconditions"] = {"uid": uid}
+    try:
+        resource = await discovery.resolve(cluster, api_version, key.kind)
+        if resource is None:
+            return Change(key, Outcome.FAILED, f"{api_version} {key.kind} is not served")
+        path = discovery.object_path(resource, key)
+        await cluster.request("DELETE", path, body=body)
+        with anyio.fail_after(within):
+            while True:
+                try:
+                    found = await cluster.request("GET", path)
+                except ApiError as exc:
+                    if exc.status == 404:
+                        break
+                    raise
+                if uid and _uid(found) != uid:
+                    break  # a new object of that name: the old one is gone
+                await anyio.sleep(poll)
+    except ApiError as exc:
+        if exc.status == 404:
+            return Change(key, Outcome.PRUNED, "already gone")
+        return Change(key, Outcome.FAILED, f"could not delete: {exc}")
+    except TimeoutError:
+        return Change(key, Outcome.FAILED, f"still present {within:.0f}s after its delete")
+    return Change(key, Outcome.PRUNED)
+
+
+async def list_labelled(
+    cluster: Cluster, *, api_version: str, kind: str, namespace: str, selector: str
+) -> list[Manifest]:
+    """The objects of `kind` in `namespace` carrying label `selector` (none when not served)."""
+    resource = await discovery.resolve(cluster, api_version, kind)
+    if resource is None:
+        return []
+    listing = await cluster.request(
+        "GET", resource.collection(namespace), query=[("labelSelector", selector)]
+    )
+    return [{"apiVersion": api_version, "kind": kind, **i} for i in listing.get("items", [])]
