@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +37,10 @@ import yaml
 from fleet.config import App, Config, Project
 from fleet.config import loading as config_loading
 from fleet.config.projects import OPEN_DEFAULT
-from fleet.errors import ConfigError
+from fleet.errors import ConfigError, FleetError, describe
 from fleet.hub import apps as hub_apps
 from fleet.hub import configured
-from fleet.reconcile.desired import DesiredState
+from fleet.reconcile.desired import Desired, DesiredState
 from fleet.sources import Sources, repo_id
 from fleet.types import ClusterRef, Manifest
 
@@ -48,6 +49,7 @@ __all__ = ["ANNOTATION", "Children", "Parents", "children_of", "declared"]
 log = logging.getLogger(__name__)
 
 ANNOTATION = "fleet.dev/applications"
+_RETRY_CAP = 60.0  # seconds: a parent whose render failed is tried again at least this often
 LEFT = (
     "left its parent app's Applications; its objects stay in the clusters (as Argo CD without "
     "the resources finalizer)"
@@ -183,6 +185,8 @@ class _Parent:
     commit: str = ""
     children: Children = field(default_factory=Children)
     error: str = ""  # the render's error (the children of the last good render stay)
+    failures: int = 0  # renders failed in a row: retried with backoff
+    retry_at: float = 0.0
     accepted: tuple[str, ...] = ()  # the children in the effective config
     refused: tuple[str, ...] = ()
 
@@ -218,7 +222,8 @@ class Parents:
         for app in parents:
             state = self._state.get(app.name)
             key = configured.repo_id_or_none(app.source.repo_url)
-            if state is None or state.app != app or force or key in moved:
+            retry = state is not None and bool(state.error) and time.monotonic() >= state.retry_at
+            if state is None or state.app != app or force or key in moved or retry:
                 changed |= await self._read(app, config=config, state=state)
         return changed
 
@@ -229,14 +234,20 @@ class Parents:
         self._state[app.name] = state
         refusal = hub_apps.source_refusal(app)
         if refusal:
-            state.error = refusal
+            state.error, state.retry_at = refusal, float("inf")  # until the config changes
             return before is None or before.error != state.error
-        desired = await self.desired.desired(hub_apps.app_source(app), self.hub)
+        try:
+            desired = await self.desired.desired(hub_apps.app_source(app), self.hub)
+        except Exception as exc:  # a bug below is this parent's error, never the config's
+            log.exception("event=parent_render_crashed app=%s", app.name)
+            desired = Desired(app.name, self.hub.name, None, error=FleetError(describe(exc)))
         if desired.error is not None or desired.rendered is None:
             state.error = f"parent app {app.name}: {desired.error} (its last good children stay)"
+            state.failures += 1
+            state.retry_at = time.monotonic() + min(_RETRY_CAP, 2.0**state.failures)
             log.warning("event=parent_render_failed app=%s error=%s", app.name, desired.error)
         else:
-            state.error = ""
+            state.error, state.failures = "", 0
             state.commit = desired.commit or ""
             state.children = children_of(
                 app,
