@@ -2,14 +2,17 @@
 
 They use the same pipeline as the hub (shared mirrors and render cache under the cache
 directory), so what ``render`` prints is what the hub applies, and ``diff`` is exactly the
-server-side dry-run of the next sync. ``sync --dry-run`` plans and prints without writing; a
-prune over the app's ``pruneLimit`` needs ``--consent``.
+server-side dry-run of the next sync. ``sync --dry-run`` is that same diff told in the words of a
+sync (created, configured, pruned), so the two commands can never disagree; a prune over the app's
+``pruneLimit`` needs ``--consent``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
@@ -26,7 +29,7 @@ from fleet.reconcile.desired import Desired, DesiredState
 from fleet.render import Renderer, RenderSettings
 from fleet.settings import default_cache_dir
 from fleet.sources import Sources, SourceSettings
-from fleet.types import ClusterRef
+from fleet.types import ClusterRef, ObjectKey
 
 __all__ = ["add_arguments", "run"]
 
@@ -121,37 +124,81 @@ async def _per_cluster(app: App, args: argparse.Namespace) -> int:
         assert desired.rendered is not None and desired.commit is not None
         rendered = apps.with_namespace(app, file.ref, desired.rendered)
         async with apply.connect(file.path, name=file.ref.name) as cluster:
-            if args.command == "diff":
+            if args.command == "diff" or args.dry_run:
                 diffs, prunes = await diffing.diff(cluster, apps.app_sync(app, file.ref), rendered)
-                print(f"=== cluster {file.ref.name} @ {desired.commit[:12]}")
-                for item in diffs:
-                    if item.action != apply.DiffAction.NONE:
-                        print(f"--- {item.key}: {item.action}")
-                        if item.text:
-                            print(item.text)
-                for key in prunes:
-                    print(f"--- {key}: prune")
-                continue
-            result = await syncing.sync(
-                cluster,
-                apps.app_sync(app, file.ref, consent=args.consent),
-                rendered,
-                revision=desired.commit,
-                dry_run=args.dry_run,
-            )
-        verb = "would apply" if args.dry_run else "applied"
-        print(
-            f"{file.ref.name}: {verb} {desired.commit[:12]}: {result.changes.counts() or '-'} "
-            f"health {result.health.status.value}"
-        )
-        for change in result.changes.changes:
-            if change.outcome is not apply.Outcome.UNCHANGED:
-                print(f"  {change}")
-        if result.plan.refused:
-            print(f"  prune refused: {result.plan.refused}")
-        if not result.changes.ok:
-            status = 1
+                show = _print_diff if args.command == "diff" else _print_dry_run
+                ok = show(file.ref.name, desired.commit, diffs, prunes)
+            else:
+                result = await syncing.sync(
+                    cluster,
+                    apps.app_sync(app, file.ref, consent=args.consent),
+                    rendered,
+                    revision=desired.commit,
+                )
+                ok = _print_sync(file.ref.name, desired.commit, result)
+        status = status if ok else 1
     return status
+
+
+def _print_diff(
+    cluster: str, commit: str, diffs: list[apply.ObjectDiff], prunes: list[ObjectKey]
+) -> bool:
+    print(f"=== cluster {cluster} @ {commit[:12]}")
+    for item in diffs:
+        if item.action != apply.DiffAction.NONE:
+            print(f"--- {item.key}: {item.action}")
+            if item.text:
+                print(item.text)
+    for key in prunes:
+        print(f"--- {key}: prune")
+    return True
+
+
+def _print_sync(cluster: str, commit: str, result: syncing.SyncResult) -> bool:
+    print(
+        f"{cluster}: applied {commit[:12]}: {_said(result.changes.counts())}; "
+        f"health {result.health.status.value}"
+    )
+    for change in result.changes.changes:
+        if change.outcome is not apply.Outcome.UNCHANGED:
+            reason = f" ({change.reason})" if change.reason else ""
+            print(f"  {change.key}: {change.outcome}{reason}")
+    if result.plan.refused:
+        print(f"  prune refused: {result.plan.refused}")
+    return result.changes.ok
+
+
+_ORDER = ("created", "configured", "pruned", "unchanged")
+
+
+def _said(counts: Mapping[str, int]) -> str:
+    """``created 1, configured 2, pruned 1``: changes first, in the order a sync makes them."""
+    rank = {outcome: index for index, outcome in enumerate(_ORDER)}
+    ordered = sorted((o for o, n in counts.items() if n), key=lambda o: (rank.get(o, 99), o))
+    return ", ".join(f"{o} {counts[o]}" for o in ordered) or "nothing"
+
+
+_WOULD = {
+    apply.DiffAction.CREATE: "created",
+    apply.DiffAction.UPDATE: "configured",
+    apply.DiffAction.NONE: "unchanged",
+    apply.DiffAction.ERROR: "failed",
+}
+
+
+def _print_dry_run(
+    cluster: str, commit: str, diffs: list[apply.ObjectDiff], prunes: list[ObjectKey]
+) -> bool:
+    """What a sync would do, in the words of a sync, from the very diff ``fleet diff`` shows (one
+    truth for both commands); False when an object could not be diffed."""
+    outcomes = [(d.key, _WOULD[d.action], d.text) for d in diffs]
+    outcomes += [(key, "pruned", "") for key in prunes]
+    counts = Counter(outcome for _, outcome, _ in outcomes)
+    print(f"{cluster}: would apply {commit[:12]}: {_said(counts)}")
+    for key, outcome, text in outcomes:
+        if outcome != "unchanged":
+            print(f"  {key}: {outcome}" + (f" ({text})" if outcome == "failed" and text else ""))
+    return not counts["failed"]
 
 
 def run(args: argparse.Namespace) -> int:

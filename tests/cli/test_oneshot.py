@@ -61,17 +61,25 @@ def test_render_diff_sync(kit_clusters: list[RunningCluster], tmp_path: Path) ->
 
     synced = _fleet("sync", "cli", cwd=tmp_path)
     assert synced.returncode == 0, synced.stderr
-    assert "'created': 3" in synced.stdout
+    assert "created 3" in synced.stdout, synced.stdout
     again = _fleet("sync", "cli", cwd=tmp_path)
-    assert "'unchanged': 3" in again.stdout and "created" not in again.stdout
+    assert "unchanged 3" in again.stdout and "created" not in again.stdout, again.stdout
 
     remote.commit({"app/cm.yaml": configmap(ns, "two"), "app/extra.yaml": None})
     diff = _fleet("diff", "cli", "--cluster", cluster.name, cwd=tmp_path)
     assert "ConfigMap cli-oneshot/settings: update" in diff.stdout
     assert "-  value: one" in diff.stdout and "+  value: two" in diff.stdout
     assert "ConfigMap cli-oneshot/extra: prune" in diff.stdout
+    # the dry run tells the same truth as the diff, and changes nothing
+    dry = _fleet("sync", "cli", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "would apply" in dry.stdout and "configured 1, pruned 1" in dry.stdout, dry.stdout
+    assert "ConfigMap cli-oneshot/settings: configured" in dry.stdout, dry.stdout
+    assert "ConfigMap cli-oneshot/extra: pruned" in dry.stdout, dry.stdout
+    again = _fleet("diff", "cli", "--cluster", cluster.name, cwd=tmp_path)
+    assert again.stdout == diff.stdout, "a dry run wrote to the cluster"
     synced = _fleet("sync", "cli", cwd=tmp_path)
-    assert "'configured': 1" in synced.stdout and "'pruned': 1" in synced.stdout
+    assert "configured 1, pruned 1" in synced.stdout, synced.stdout
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
