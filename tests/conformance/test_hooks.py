@@ -1,0 +1,142 @@
+"""Resource hooks on a kit cluster, as Argo CD documents them.
+
+- A PreSync hook Job with ``generateName`` is created (POST, named by the server) and completes
+  before any Sync-phase object is applied; ``HookSucceeded`` deletes it once it succeeded. It is
+  held back with ``suspend: true`` so the test can see the Sync objects wait for it, then lifted
+  as an operator would: the kit's Job controller runs it and kwok completes its Pod.
+- A PostSync hook that really fails (its Pod fits no node; the Job controller fails the Job at
+  its ``activeDeadlineSeconds``) fails the sync, the status naming the hook and the reason, and
+  the SyncFail hook runs; on a sync that succeeds the SyncFail hook does not run.
+- A resync of the commit already applied runs no hook; a new commit runs them again, and
+  ``BeforeHookCreation`` (the default) deletes the last run first.
+- Hooks are not in the app's inventory: a hook that leaves git is not pruned as an app object.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from fleet import apply
+from fleet.reconcile.syncing import AppSync, SyncResult, sync
+from fleet.types import RenderedSet
+from tests.conformance.kit import (
+    DELETE_POLICY,
+    HOOK,
+    QUICK,
+    cm_path,
+    configmap,
+    get,
+    job,
+    jobs_named,
+    resume,
+    unique,
+    until,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_presync_generate_name_hook_runs_first_and_is_deleted(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    app = AppSync(name=unique("pre"), namespace=namespace, waves=QUICK)
+    notes = {HOOK: "PreSync", DELETE_POLICY: "HookSucceeded"}
+    objects = [
+        job("migrate-", generate=True, suspend=True, annotations=notes),
+        configmap("app"),
+        configmap("on-failure", notes={HOOK: "SyncFail"}),
+    ]
+    results: list[SyncResult] = []
+
+    async def run() -> None:
+        results.append(await sync(cluster, app, RenderedSet.of(objects), revision="r1"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+
+        async def hook_created() -> bool:
+            return bool(await jobs_named(cluster, namespace, "migrate-"))
+
+        await until(hook_created)
+        [hook] = await jobs_named(cluster, namespace, "migrate-")
+        name = hook["metadata"]["name"]
+        assert name != "migrate-" and hook["metadata"]["generateName"] == "migrate-"
+        for _ in range(10):  # the Sync phase waits for the PreSync hook
+            assert await get(cluster, cm_path(namespace, "app")) is None
+            await anyio.sleep(0.3)
+        await resume(cluster, namespace, name)
+    [result] = results
+    assert result.in_sync, result.problems()
+    assert await get(cluster, cm_path(namespace, "app")) is not None
+    by_name = {c.key.name: c for c in result.changes.changes}
+    assert by_name[name].outcome is apply.Outcome.CREATED
+    assert by_name[name].reason == "PreSync hook completed; deleted (HookSucceeded)"
+    assert await jobs_named(cluster, namespace, "migrate-") == []  # HookSucceeded
+    assert await get(cluster, cm_path(namespace, "on-failure")) is None  # no SyncFail
+    inventory = await apply.read_inventory(cluster, app.inventory_id)
+    assert inventory is not None
+    assert {k.name for k in inventory.entries} == {"app"}  # hooks are not tracked
+
+
+async def test_failing_postsync_hook_fails_the_sync_and_runs_syncfail(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    app = AppSync(name=unique("post"), namespace=namespace, waves=QUICK)
+    objects = [
+        configmap("app"),
+        job("smoke-", generate=True, failing=True, annotations={HOOK: "PostSync"}),
+        configmap("on-failure", notes={HOOK: "SyncFail"}),
+    ]
+    result = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
+    assert not result.in_sync
+    assert result.verdict == "failed"
+    [failed] = [c for c in result.changes.changes if c.outcome is apply.Outcome.FAILED]
+    assert failed.key.name.startswith("smoke-") and failed.key.kind == "Job"
+    assert failed.reason.startswith("PostSync hook failed: ")
+    assert "deadline" in failed.reason.lower()
+    assert result.stopped is not None and result.stopped.startswith("PostSync wave 0: batch/Job")
+    assert any(failed.key.name in p and "PostSync hook failed" in p for p in result.problems())
+    synced_fail = await get(cluster, cm_path(namespace, "on-failure"))
+    assert synced_fail is not None  # the SyncFail hook ran
+    by_name = {c.key.name: c for c in result.changes.changes}
+    assert by_name["on-failure"].reason == "SyncFail hook completed"
+    assert by_name["app"].outcome is apply.Outcome.CREATED
+    # the failed run stays (no HookFailed policy): BeforeHookCreation removes it next time
+    assert [j["metadata"]["name"] for j in await jobs_named(cluster, namespace, "smoke-")] == [
+        failed.key.name
+    ]
+
+
+async def test_resync_runs_no_hook_and_a_new_commit_runs_them_again(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    app = AppSync(name=unique("again"), namespace=namespace, waves=QUICK)
+    objects = [job("seed-", generate=True, annotations={HOOK: "PreSync"}), configmap("app")]
+    first = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
+    assert first.in_sync, first.problems()
+    [run1] = await jobs_named(cluster, namespace, "seed-")
+
+    resync = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
+    assert resync.in_sync
+    assert [c.key.name for c in resync.changes.changes] == ["app"]  # no hook ran
+    assert [j["metadata"]["uid"] for j in await jobs_named(cluster, namespace, "seed-")] == [
+        run1["metadata"]["uid"]
+    ]
+
+    second = await sync(cluster, app, RenderedSet.of(objects), revision="r2")
+    assert second.in_sync, second.problems()
+    [run2] = await jobs_named(cluster, namespace, "seed-")  # BeforeHookCreation: one run left
+    assert run2["metadata"]["uid"] != run1["metadata"]["uid"]
+    assert (
+        await get(cluster, f"/apis/batch/v1/namespaces/{namespace}/jobs/{run1['metadata']['name']}")
+        is None
+    )
+
+    # a hook that leaves git is not pruned as an app object: it was never tracked
+    third = await sync(cluster, app, RenderedSet.of([configmap("app")]), revision="r3")
+    assert third.in_sync
+    assert not third.changes.of(apply.Outcome.PRUNED)
+    assert [j["metadata"]["uid"] for j in await jobs_named(cluster, namespace, "seed-")] == [
+        run2["metadata"]["uid"]
+    ]
