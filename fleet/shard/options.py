@@ -1,0 +1,54 @@
+"""The ``fleet run`` options of a sharded replica, and the settings they make."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fleet.shard.settings import ShardSettings, default_replica_id
+
+__all__ = ["add_arguments", "settings"]
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group(
+        "sharding", "run as one of several replicas that share the clusters through Leases"
+    )
+    group.add_argument(
+        "--shard-kubeconfig",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the management cluster holding the replicas' Leases (default: no sharding)",
+    )
+    group.add_argument(
+        "--shard-namespace",
+        default="fleet-system",
+        help="the namespace of the Leases in the management cluster (default fleet-system)",
+    )
+    group.add_argument(
+        "--shard-lease-seconds",
+        type=float,
+        default=15.0,
+        help="lease duration: a dead replica's clusters move within about this (default 15)",
+    )
+    group.add_argument(
+        "--replica-id",
+        default="",
+        help="this replica's name in the Leases (default: hostname-pid)",
+    )
+
+
+def settings(args: argparse.Namespace) -> ShardSettings | None:
+    """The shard settings `args` ask for; None when the hub runs alone. ValueError names the
+    option at fault."""
+    if args.shard_kubeconfig is None:
+        return None  # the in-cluster config (KUBERNETES_SERVICE_HOST) is not wired in yet
+    if not args.shard_kubeconfig.is_file():
+        raise ValueError(f"--shard-kubeconfig {args.shard_kubeconfig}: no such file")
+    return ShardSettings(
+        kubeconfig=args.shard_kubeconfig,
+        namespace=args.shard_namespace,
+        lease_seconds=args.shard_lease_seconds,
+        replica_id=args.replica_id or default_replica_id(),
+    )

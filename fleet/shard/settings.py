@@ -1,0 +1,52 @@
+"""How a hub replica takes part in a shard: where the leases live, how long they last, who it is."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ShardSettings", "default_replica_id"]
+
+
+def default_replica_id() -> str:
+    """hostname-pid: unique per process, so a restarted replica is a new member."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """``fleet run --shard-kubeconfig PATH --shard-namespace NS [--shard-lease-seconds S]``."""
+
+    kubeconfig: Path  # the management cluster, where the leases live
+    namespace: str = "fleet-system"
+    lease_seconds: float = 15.0
+    replica_id: str = field(default_factory=default_replica_id)
+
+    def __post_init__(self) -> None:
+        if not self.lease_seconds >= 3:
+            raise ValueError(
+                f"--shard-lease-seconds {self.lease_seconds:g}: must be at least 3 (the lease is "
+                "renewed every third of it)"
+            )
+        if not self.replica_id.strip():
+            raise ValueError("--replica-id: must not be empty")
+        if not self.namespace:
+            raise ValueError("--shard-namespace: must not be empty")
+
+    @property
+    def duration(self) -> int:
+        """leaseDurationSeconds, whole seconds as the Lease API holds it."""
+        return math.ceil(self.lease_seconds)
+
+    @property
+    def renew_interval(self) -> float:
+        """How often the leases are renewed and the membership read."""
+        return self.lease_seconds / 3
+
+    @property
+    def renew_deadline(self) -> float:
+        """How long after its last renewal was sent a replica may still write to a cluster."""
+        return self.lease_seconds * 2 / 3

@@ -1,0 +1,381 @@
+"""One replica's part in the shard: membership, the clusters it owns, their fences, refreshes.
+
+Every round (a third of the lease duration, or at once when a cluster entry arrives) the
+replica, in this order:
+
+1. renews its membership lease ``fleet-member-<replica>`` (created on the first round);
+2. reads every lease of its hub id with one LIST; the live members are the member leases renewed
+   within their duration (itself included);
+3. assigns every cluster entry it knows of by rendezvous hashing over the live members
+   (:mod:`fleet.shard.assigning`), so a join or a leave moves only the clusters it must;
+4. for each cluster: renews the cluster lease it holds and still owns; hands over one it no
+   longer owns (fence closed first, then ``on_leave``, then the lease released so the new owner
+   takes it on its next round); acquires one it owns when the lease is missing, free, or expired
+   (:class:`~fleet.shard.leases.Observed`), then ``on_join``; a lease that someone else changed
+   is lost at once (``on_leave``);
+5. drops every cluster whose fence deadline has passed (renewals failed for two thirds of a
+   lease): writes there had already stopped at the deadline (:mod:`fleet.shard.fencing`).
+
+Webhooks: :meth:`Shards.announce` bumps an annotation per repository on the ``fleet-refresh``
+lease; every other replica finds it changed in its next LIST and calls ``on_refresh`` for that
+repository, which lists it and enqueues the keys of the clusters that replica owns.
+
+A round that fails (the management cluster unreachable) is logged and retried on the next; the
+deadlines keep counting, so a replica cut off from the management cluster stops writing within
+the renew deadline, as it must, since others take its clusters after a lease duration. On a
+clean stop every held lease is released and the membership lease deleted, so the others take
+over at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.abc
+
+from fleet.apply.kube import Cluster, Timeouts, connect
+from fleet.errors import describe
+from fleet.shard import assigning
+from fleet.shard.fencing import Fence, FencedGate
+from fleet.shard.leases import (
+    MEMBER_PREFIX,
+    REFRESH_NAME,
+    Lease,
+    LeaseStore,
+    Lost,
+    Observed,
+    cluster_lease_name,
+    member_lease_name,
+    safe_name,
+)
+from fleet.shard.settings import ShardSettings
+
+__all__ = ["Shards"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_REFRESH_PREFIX = "fleet.dev/refresh-"
+_AT_ONCE = 16  # lease requests in flight at once
+_SETTLE = 0.2  # seconds a woken round waits for the rest of a burst of cluster entries
+
+
+class Shards(Generic[T]):
+    """The shard membership of one replica; `T` is the hub's cluster entry (a kubeconfig file)."""
+
+    def __init__(
+        self,
+        settings: ShardSettings,
+        *,
+        hub: str,
+        on_join: Callable[[T], None],
+        on_leave: Callable[[str, str], None],
+        on_refresh: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.me = settings.replica_id
+        self.hub = hub
+        self._on_join = on_join
+        self._on_leave = on_leave
+        self._on_refresh = on_refresh
+        self.fence = Fence()
+        self.entries: dict[str, T] = {}  # every cluster entry this replica knows of
+        self.held: dict[str, Lease] = {}  # the cluster leases it holds, as last written
+        self.members: list[str] = []
+        self.owners: dict[str, str] = {}  # the assignment of the last round
+        self.holders: dict[str, str] = {}  # each cluster lease's holder in the last LIST
+        self.gained = 0
+        self.lost = 0
+        self.rounds = 0
+        self.error = ""
+        self._observed = Observed()
+        self._member: Lease | None = None
+        self._store: LeaseStore | None = None
+        self._refresh_seen: dict[str, str] | None = None  # None until the first LIST
+        self._bumps: dict[str, str] = {}
+        self._wake = anyio.Event()
+        self._limit = anyio.CapacityLimiter(_AT_ONCE)
+
+    # -- what the hub calls -----------------------------------------------------------------------
+
+    def admit(self, name: str, entry: T) -> bool:
+        """Cluster entry `name` came or changed: whether this replica may join it now (it holds
+        the lease). If not, the replica joins it (``on_join``) once it acquires the lease."""
+        fresh = name not in self.entries
+        self.entries[name] = entry
+        if fresh:
+            self._wake.set()
+        return self.owned(name)
+
+    def forget(self, name: str) -> None:
+        """Cluster entry `name` left: its lease is released on the next round."""
+        self.entries.pop(name, None)
+        self._wake.set()
+
+    def owned(self, name: str) -> bool:
+        return name in self.held and self.fence.valid(name)
+
+    def fenced(self, name: str, cluster: Cluster) -> None:
+        """Fence `cluster` (the client for entry `name`): its requests go only while held."""
+        if not isinstance(cluster.gate, FencedGate):
+            cluster.gate = self.fence.gate(name, cluster.gate)
+
+    def announce(self, repos: Iterable[str]) -> None:
+        """A webhook moved these repositories (keys): tell the other replicas."""
+        for repo in repos:
+            key = _REFRESH_PREFIX + safe_name(repo, limit=40)
+            self._bumps[key] = json.dumps({"repo": repo, "by": self.me, "at": time.time_ns()})
+        if self._bumps:
+            self._wake.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``/api/shards`` shows."""
+        return {
+            "replica": self.me,
+            "namespace": self.settings.namespace,
+            "lease_seconds": self.settings.lease_seconds,
+            "members": list(self.members),
+            "owners": dict(sorted(self.owners.items())),
+            "holders": dict(sorted(self.holders.items())),
+            "held": sorted(n for n in self.held if self.fence.valid(n)),
+            "requests_sent": dict(sorted(self.fence.sent.items())),
+            "requests_refused": dict(sorted(self.fence.refused.items())),
+            "gained": self.gained,
+            "lost": self.lost,
+            "rounds": self.rounds,
+            "error": self.error,
+        }
+
+    # -- the service ------------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Take part until cancelled; ready after the first round (the membership is known)."""
+        interval = self.settings.renew_interval
+        timeouts = Timeouts(total=max(2.0, interval), read=max(2.0, interval))
+        async with connect(self.settings.kubeconfig, name="management", timeouts=timeouts) as api:
+            self._store = LeaseStore(api, namespace=self.settings.namespace, hub=self.hub)
+            try:
+                await self._guarded(first=True)
+                task_status.started()
+                while True:
+                    with anyio.move_on_after(interval):
+                        await self._wake.wait()
+                        await anyio.sleep(_SETTLE)
+                    self._wake = anyio.Event()
+                    await self._guarded()
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self._release_all()
+
+    async def _guarded(self, *, first: bool = False) -> None:
+        try:
+            if first:
+                assert self._store is not None
+                await self._store.ensure_namespace()
+            await self._round()
+            self.error = ""
+        except Exception as exc:
+            self.error = f"shard round failed: {describe(exc)}"
+            log.warning("event=shard_round_failed replica=%s error=%s", self.me, describe(exc))
+        self._expire()
+
+    async def _round(self) -> None:
+        store = self._store
+        assert store is not None
+        await self._renew_member(store)
+        await self._send_bumps(store)
+        leases = await store.list()
+        seen_at = time.monotonic()
+        for lease in leases:
+            self._observed.note(lease, seen_at)
+        self._observed.keep_only({lease.name for lease in leases})
+        by_name = {lease.name: lease for lease in leases}
+        now = time.time()
+        members = {
+            lease.holder
+            for lease in leases
+            if lease.name.startswith(MEMBER_PREFIX) and lease.live(now)
+        }
+        self.members = sorted(members | {self.me})
+        self.owners = assigning.assign(self.entries, self.members)
+        self.holders = {
+            name: by_name[cluster_lease_name(name)].holder
+            for name in self.entries
+            if cluster_lease_name(name) in by_name
+        }
+        self._refreshes(by_name.get(REFRESH_NAME))
+        self.rounds += 1
+        async with anyio.create_task_group() as group:
+            for name in sorted(set(self.entries) | set(self.held)):
+                group.start_soon(self._one, store, name, by_name.get(cluster_lease_name(name)))
+
+    async def _one(self, store: LeaseStore, name: str, lease: Lease | None) -> None:
+        wanted = self.owners.get(name) == self.me
+        async with self._limit:
+            try:
+                if name in self.held:
+                    if wanted:
+                        await self._renew(store, name, lease)
+                    else:
+                        await self._hand_over(store, name)
+                elif wanted:
+                    await self._acquire(store, name, lease)
+            except Lost as exc:
+                self._lose(name, str(exc))
+            except Exception as exc:  # the deadline decides; the next round tries again
+                log.warning(
+                    "event=shard_lease_failed replica=%s cluster=%s error=%s",
+                    self.me,
+                    name,
+                    describe(exc),
+                )
+
+    async def _renew_member(self, store: LeaseStore) -> None:
+        now = time.time()
+        name = member_lease_name(self.me)
+        duration = self.settings.duration
+        if self._member is None:
+            try:
+                self._member = await store.create(
+                    Lease(name=name).held_by(self.me, now=now, duration=duration)
+                )
+                log.info("event=shard_member_joined replica=%s lease=%s", self.me, name)
+                return
+            except Lost:  # a lease of ours from before (the same --replica-id): take it over
+                current = next((x for x in await store.list() if x.name == name), None)
+                if current is None:
+                    raise
+                self._member = current
+        try:
+            self._member = await store.replace(
+                self._member.held_by(self.me, now=now, duration=duration)
+            )
+        except Lost:
+            self._member = None  # deleted or changed: created again on the next round
+            raise
+
+    async def _acquire(self, store: LeaseStore, name: str, lease: Lease | None) -> None:
+        duration = self.settings.duration
+        sent = time.monotonic()
+        if lease is None:
+            fresh = Lease(name=cluster_lease_name(name), annotations={"fleet.dev/cluster": name})
+            taken = await store.create(fresh.held_by(self.me, now=time.time(), duration=duration))
+        elif self._observed.expired(lease, sent):
+            taken = await store.replace(lease.held_by(self.me, now=time.time(), duration=duration))
+        else:
+            return  # held by another replica (or by this one before a restart): wait for expiry
+        self.held[name] = taken
+        self.fence.hold(name, sent + self.settings.renew_deadline)
+        self.gained += 1
+        log.info(
+            "event=shard_cluster_acquired replica=%s cluster=%s from=%s",
+            self.me,
+            name,
+            (lease.holder if lease is not None else "") or "-",
+        )
+        entry = self.entries.get(name)
+        if entry is not None:
+            self._on_join(entry)
+
+    async def _renew(self, store: LeaseStore, name: str, lease: Lease | None) -> None:
+        if lease is None or lease.holder != self.me:
+            holder = lease.holder if lease is not None else "nobody (deleted)"
+            raise Lost(f"lease {cluster_lease_name(name)} is now held by {holder or 'nobody'}")
+        sent = time.monotonic()
+        renewed = await store.replace(
+            lease.held_by(self.me, now=time.time(), duration=self.settings.duration)
+        )
+        if name in self.held:  # not lost meanwhile
+            self.held[name] = renewed
+            self.fence.hold(name, sent + self.settings.renew_deadline)
+
+    async def _hand_over(self, store: LeaseStore, name: str) -> None:
+        """Stop writing, leave, then free the lease for its new owner."""
+        lease = self.held.pop(name)
+        self.fence.drop(name)
+        to = self.owners.get(name, "")
+        cause = (
+            f"cluster {name} is now reconciled by replica {to}"
+            if to
+            else f"cluster {name} left the fleet"
+        )
+        self.lost += 1
+        self._on_leave(name, cause)
+        log.info(
+            "event=shard_cluster_handed_over replica=%s cluster=%s to=%s", self.me, name, to or "-"
+        )
+        await store.replace(lease.released(now=time.time()))
+
+    def _lose(self, name: str, cause: str) -> None:
+        if self.held.pop(name, None) is None:
+            return
+        self.fence.drop(name)
+        self.lost += 1
+        log.warning("event=shard_cluster_lost replica=%s cluster=%s cause=%s", self.me, name, cause)
+        self._on_leave(name, f"cluster {name}: this replica lost its lease ({cause})")
+
+    def _expire(self) -> None:
+        for name in [n for n in self.held if not self.fence.valid(n)]:
+            self._lose(name, f"not renewed within {self.settings.renew_deadline:g}s")
+
+    # -- webhooks reaching the owners --------------------------------------------------------------
+
+    async def _send_bumps(self, store: LeaseStore) -> None:
+        if not self._bumps:
+            return
+        bumps, self._bumps = self._bumps, {}
+        try:
+            await store.bump(bumps)
+        except Exception:
+            self._bumps = {**bumps, **self._bumps}  # sent again on the next round
+            raise
+
+    def _refreshes(self, lease: Lease | None) -> None:
+        marks = {
+            k: v for k, v in (lease.annotations if lease else {}).items()
+            if k.startswith(_REFRESH_PREFIX)
+        }  # fmt: skip
+        seen, self._refresh_seen = self._refresh_seen, marks
+        if seen is None:
+            return  # the first look: what was pushed before this replica started is old news
+        for key, value in marks.items():
+            if seen.get(key) == value:
+                continue
+            try:
+                mark = json.loads(value)
+                repo, by = str(mark["repo"]), str(mark.get("by", ""))
+            except (ValueError, KeyError, TypeError):
+                log.warning("event=shard_refresh_unreadable annotation=%s", key)
+                continue
+            if by != self.me:
+                log.info("event=shard_refresh repo=%s from=%s", repo, by)
+                self._on_refresh(repo)
+
+    # -- stopping ---------------------------------------------------------------------------------
+
+    async def _release_all(self) -> None:
+        store = self._store
+        if store is None:
+            return
+        for name in list(self.held):
+            lease = self.held.pop(name)
+            self.fence.drop(name)
+            try:
+                await store.replace(lease.released(now=time.time()))
+            except Exception as exc:
+                log.warning("event=shard_release_failed cluster=%s error=%s", name, describe(exc))
+        if self._member is not None:
+            try:
+                await store.delete(
+                    self._member.name, resource_version=self._member.resource_version
+                )
+            except Exception as exc:
+                log.warning("event=shard_leave_failed replica=%s error=%s", self.me, describe(exc))
+            log.info("event=shard_member_left replica=%s", self.me)

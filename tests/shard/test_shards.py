@@ -1,0 +1,169 @@
+"""Replicas sharing clusters through real Leases in a kit cluster (in-process): the split follows
+rendezvous hashing and the leases agree, a clean stop hands over at once with the fewest moves, a
+paused replica finds its fence closed when it wakes and its request is never sent."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+
+from fleet import apply
+from fleet.controlplane import RunningCluster
+from fleet.shard import NotOwner, Shards, ShardSettings
+from fleet.shard.assigning import assign, moves
+from fleet.shard.leases import LeaseStore, cluster_lease_name
+from tests.hub.hubkit import until
+
+pytestmark = pytest.mark.anyio
+
+NAMES = [f"c{i}" for i in range(12)]
+
+
+class Recorder:
+    """What a replica was told to join and leave, in order."""
+
+    def __init__(self) -> None:
+        self.joined: list[str] = []
+        self.left: list[tuple[str, str]] = []
+
+
+def replica(
+    kubeconfig: Path, namespace: str, me: str, *, lease: float = 3.0
+) -> tuple[Shards[str], Recorder]:
+    seen = Recorder()
+    settings = ShardSettings(
+        kubeconfig=kubeconfig, namespace=namespace, lease_seconds=lease, replica_id=me
+    )
+    shards: Shards[str] = Shards(
+        settings,
+        hub="test",
+        on_join=seen.joined.append,
+        on_leave=lambda name, cause: seen.left.append((name, cause)),
+        on_refresh=lambda _repo: None,
+    )
+    return shards, seen
+
+
+async def started(group: anyio.abc.TaskGroup, shards: Shards[str]) -> anyio.CancelScope:
+    """Run `shards` in a scope of its own (cancel it: a clean stop)."""
+    scope = anyio.CancelScope()
+
+    async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with scope:
+            await shards.run(task_status=task_status)
+
+    await group.start(run)
+    return scope
+
+
+def admit_all(*replicas: Shards[str]) -> None:
+    for shards in replicas:
+        for name in NAMES:
+            shards.admit(name, name)
+
+
+async def holders(kubeconfig: Path, namespace: str) -> dict[str, str]:
+    """Each cluster lease's holder, read by a client of the test's own."""
+    async with apply.connect(kubeconfig) as api:
+        leases = await LeaseStore(api, namespace=namespace, hub="test").list()
+    by_name = {lease.name: lease.holder for lease in leases}
+    return {n: by_name.get(cluster_lease_name(n), "") for n in NAMES}
+
+
+def owned_by(want: dict[str, str], me: str) -> set[str]:
+    return {n for n, owner in want.items() if owner == me}
+
+
+async def test_replicas_split_by_rendezvous_and_a_clean_stop_hands_over(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    mgmt = kit_clusters[0].kubeconfig
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    a, seen_a = replica(mgmt, namespace, "replica-a")
+    b, seen_b = replica(mgmt, namespace, "replica-b")
+    c, seen_c = replica(mgmt, namespace, "replica-c")
+    three = assign(NAMES, ["replica-a", "replica-b", "replica-c"])
+    async with anyio.create_task_group() as group:
+        scopes = [await started(group, shards) for shards in (a, b, c)]
+        admit_all(a, b, c)  # once all are members: no cluster is taken only to be handed over
+
+        def split() -> bool:
+            return all(
+                set(s.held) == owned_by(three, s.me) and s.members == sorted(set(three.values()))
+                for s in (a, b, c)
+            )
+
+        await until(split, limit=60)
+        assert await holders(mgmt, namespace) == three  # the leases agree with the replicas
+        # each cluster joined by exactly one replica, once (the replicas raced for free leases)
+        assert sorted(seen_a.joined + seen_b.joined + seen_c.joined) == sorted(NAMES)
+        gained_before = b.gained + c.gained
+
+        scopes[0].cancel()  # a clean stop of `a`: leases released, member lease deleted
+        two = assign(NAMES, ["replica-b", "replica-c"])
+        await until(lambda: set(b.held) | set(c.held) == set(NAMES), limit=30)
+        assert set(b.held) == owned_by(two, "replica-b")
+        assert set(c.held) == owned_by(two, "replica-c")
+        # the fewest moves: only a's clusters moved, nothing between b and c
+        assert moves(three, two) == len(owned_by(three, "replica-a"))
+        assert b.gained + c.gained - gained_before == moves(three, two)
+        assert seen_b.left == [] and seen_c.left == []
+        assert await holders(mgmt, namespace) == two
+        group.cancel_scope.cancel()
+
+
+def rival_takes(kubeconfig: Path, namespace: str, name: str, *, after: float) -> None:
+    """In a thread of its own (the replica's loop is blocked): wait `after` seconds, then take
+    lease `name` as another replica would once it expired."""
+
+    async def take() -> None:
+        await anyio.sleep(after)
+        async with apply.connect(kubeconfig) as api:
+            store = LeaseStore(api, namespace=namespace, hub="test")
+            lease = next(x for x in await store.list() if x.name == cluster_lease_name(name))
+            await store.replace(lease.held_by("rival", now=time.time(), duration=lease.duration))
+
+    anyio.run(take)
+
+
+async def test_a_paused_replica_sends_nothing_when_it_wakes(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    mgmt = kit_clusters[0].kubeconfig
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    a, seen = replica(mgmt, namespace, "replica-a")
+    async with (
+        apply.connect(kit_clusters[-1].kubeconfig, name="c0") as target,
+        anyio.create_task_group() as group,
+    ):
+        await started(group, a)
+        admit_all(a)
+        await until(lambda: "c0" in a.held, limit=30)
+        a.fenced("c0", target)
+        await target.request("GET", "/api/v1/namespaces/default")  # held: sent
+        sent = sum(target.calls.values())
+
+        rival = threading.Thread(
+            target=rival_takes, args=(mgmt, namespace, "c0"), kwargs={"after": 4.0}
+        )
+        rival.start()
+        time.sleep(a.settings.lease_seconds + 3)  # noqa: ASYNC251 - the loop frozen, as by SIGSTOP
+        rival.join(timeout=30)
+        with pytest.raises(NotOwner, match="cluster c0"):
+            await target.request(
+                "PATCH",
+                "/api/v1/namespaces/default",
+                body={"metadata": {"labels": {"late": "write"}}},
+                content_type="application/merge-patch+json",
+            )
+        assert sum(target.calls.values()) == sent  # nothing went out
+        assert a.fence.refused["c0"] == 1
+        await until(lambda: any(name == "c0" for name, _ in seen.left), limit=30)
+        assert (await holders(mgmt, namespace))["c0"] == "rival"
+        group.cancel_scope.cancel()
