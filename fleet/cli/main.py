@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 from fleet import __version__, logs
-from fleet.cli import control, demo, eventscmd, hubcmd, oneshot
+from fleet.cli import control, demo, eventscmd, hubcmd, oneshot, schemacmd
 from fleet.controlplane import cli as kit_cli
 from fleet.errors import FleetError
 from fleet.gitops import cli as gitops_cli
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     oneshot.add_arguments(sub)
     gitops_cli.add_arguments(sub)
     demo.add_arguments(sub)
+    schemacmd.add_arguments(sub)
     sub.add_parser("version", help="print fleet's version")
     return parser
 
@@ -51,6 +52,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "history": hubcmd.run_history,
     "events": eventscmd.run_events,
     "demo": demo.run,
+    "schema": schemacmd.run,
     "render": oneshot.run,
     "diff": oneshot.run,
     "sync": lambda args: control.sync_through_hub(args) if args.url else oneshot.run(args),

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from fleet.config import templates
+from fleet.config import templates, validation
 from fleet.config.model import (
     App,
     ClusterSelector,
@@ -545,7 +545,7 @@ def parse_documents(documents: list[Any], *, origin: str) -> list[App]:
         if document.get("kind") == "AppProject":
             continue  # read by parse_projects
         if "apps" not in document:
-            if "projects" in document or "defaultProject" in document:
+            if {"projects", "defaultProject", "notifications"} & set(document):
                 continue
             raise ConfigError(f"{where}: expected `apps:` or an Argo CD Application")
         entries = document["apps"] or []
@@ -717,6 +717,7 @@ def _assemble(sources: list[tuple[str, list[Any]]]) -> Config:
     projects: list[Project] = []
     defaults: dict[str, str] = {}
     for origin, documents in sources:
+        validation.check(documents, origin=origin)
         apps += parse_documents(documents, origin=origin)
         declared, default = parse_projects(documents, origin=origin)
         projects += declared

@@ -104,18 +104,24 @@ def test_helm_values_as_a_mapping_and_release_name(tmp_path: Path) -> None:
     [
         ({"values": "a: [1\n"}, r"spec.source.helm.values: invalid YAML"),
         ({"values": "- a\n- b\n"}, r"spec.source.helm.values: the YAML text must hold a mapping"),
-        ({"values": ["a"]}, r"spec.source.helm.values: expected dict"),
-        ({"valuesObject": "a: 1"}, r"spec.source.helm.valuesObject: expected dict"),
+        ({"values": ["a"]}, r"spec.source.helm.values: expected a string or a mapping, got a list"),
+        (
+            {"valuesObject": "a: 1"},
+            r"spec.source.helm.valuesObject: expected a mapping, got 'a: 1'",
+        ),
         ({"parameters": {"name": "a"}}, r"spec.source.helm.parameters: expected a list"),
         ({"parameters": [{"value": "1"}]}, r"spec.source.helm.parameters\[0\].name: required"),
         ({"parameters": [{"name": "a"}]}, r"spec.source.helm.parameters\[0\].value: required"),
         (
             {"parameters": [{"name": "a", "value": "1", "forceString": "yes"}]},
-            r"spec.source.helm.parameters\[0\].forceString: expected bool",
+            r"spec.source.helm.parameters\[0\].forceString: expected true/false, got 'yes'",
         ),
         ({"fileParameters": [{"name": "a"}]}, r"spec.source.helm.fileParameters\[0\].path"),
         ({"values": "x: '{{ cluster.zone }}'\n"}, r"spec.source.helm.values: unknown placeholder"),
-        ({"skipSchemaValidation": True}, r"spec.source.helm.skipSchemaValidation: not supported"),
+        (
+            {"skipSchemaValidation": True},
+            r"spec.source.helm.skipSchemaValidation: unknown field \(fields here: apiVersions, ",
+        ),
     ],
 )
 def test_helm_errors_name_the_field(tmp_path: Path, helm: dict[str, object], field: str) -> None:
@@ -161,15 +167,30 @@ def test_kustomize_fields(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kustomize", "field"),
     [
-        ({"images": "nginx:1"}, "spec.source.kustomize.images: expected list"),
-        ({"images": [{"name": "nginx"}]}, "spec.source.kustomize.images: expected a list of str"),
-        ({"replicas": [{"name": "w", "count": -1}]}, "kustomize.replicas[0].count: expected a"),
-        ({"replicas": [{"name": "w", "count": "x"}]}, "kustomize.replicas[0].count: expected a"),
+        ({"images": "nginx:1"}, "spec.source.kustomize.images: expected a list, got 'nginx:1'"),
+        (
+            {"images": [{"name": "nginx"}]},
+            "spec.source.kustomize.images[0]: expected a string, got a mapping",
+        ),
+        (
+            {"replicas": [{"name": "w", "count": -1}]},
+            "kustomize.replicas[0].count: expected >= 0, got -1",
+        ),
+        (
+            {"replicas": [{"name": "w", "count": "x"}]},
+            "count: expected a non-negative integer, got 'x'",
+        ),
         ({"replicas": [{"count": 1}]}, "spec.source.kustomize.replicas[0].name: required"),
-        ({"patches": ["x"]}, "spec.source.kustomize.patches: expected a list of mappings"),
-        ({"commonLabels": {"a": ["b"]}}, "spec.source.kustomize.commonLabels: expected a mapping"),
+        ({"patches": ["x"]}, "spec.source.kustomize.patches[0]: expected a mapping, got 'x'"),
+        (
+            {"commonLabels": {"a": ["b"]}},
+            "spec.source.kustomize.commonLabels.a: expected a string, a number or true/false",
+        ),
         ({"namePrefix": "{{ cluster.x }}-"}, "spec.source.kustomize.namePrefix: unknown"),
-        ({"commonAnnotationsEnvsubst": True}, "kustomize.commonAnnotationsEnvsubst: not supported"),
+        (
+            {"commonAnnotationsEnvsubst": True},
+            "kustomize.commonAnnotationsEnvsubst: unknown field (did you mean commonAnnotations?)",
+        ),
     ],
 )
 def test_kustomize_errors_name_the_field(
@@ -208,11 +229,20 @@ def test_directory_fields(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("directory", "field"),
     [
-        ({"recurse": "yes"}, "spec.source.directory.recurse: expected bool"),
+        ({"recurse": "yes"}, "spec.source.directory.recurse: expected true/false, got 'yes'"),
         ({"jsonnet": {"extVars": [{"value": "x"}]}}, "directory.jsonnet.extVars[0].name: required"),
-        ({"jsonnet": {"libs": "vendor"}}, "spec.source.directory.jsonnet.libs: expected list"),
-        ({"jsonnet": {"imports": []}}, "spec.source.directory.jsonnet.imports: not supported"),
-        ({"recursive": True}, "spec.source.directory.recursive: not supported"),
+        (
+            {"jsonnet": {"libs": "vendor"}},
+            "spec.source.directory.jsonnet.libs: expected a list, got 'vendor'",
+        ),
+        (
+            {"jsonnet": {"imports": []}},
+            "directory.jsonnet.imports: unknown field (fields here: extVars, libs, tlas)",
+        ),
+        (
+            {"recursive": True},
+            "spec.source.directory.recursive: unknown field (did you mean recurse?)",
+        ),
     ],
 )
 def test_directory_errors_name_the_field(
@@ -273,7 +303,11 @@ def test_fleet_yaml_reads_the_same_fields(tmp_path: Path) -> None:
     assert chart.source.helm.parameters == (HelmParameter("a", "2"),)
     document["apps"][1]["source"]["kustomize"]["nameprefix"] = "x"  # type: ignore[index]
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"apps\[1\] \(kust\).source.kustomize.nameprefix"):
+    with pytest.raises(
+        ConfigError,
+        match=r"fleet.yaml: apps\[1\].source.kustomize.nameprefix: unknown field "
+        r"\(did you mean namePrefix\?\)",
+    ):
         loading.load(path)
 
 

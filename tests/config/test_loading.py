@@ -101,11 +101,11 @@ def test_argo_destination_by_server(tmp_path: Path) -> None:
     [
         (
             ("repoURL: https://git.example.com/team/gitops-webapp.git", "repoURL: [1]"),
-            r"fleet.yaml: apps\[0\] \(webapp\).source.repoURL: expected",
+            r"fleet.yaml: apps\[0\].source.repoURL: expected a string, got a list",
         ),
         (
             ("namespace: prod\n", "namespace:\n"),
-            r"apps\[0\] \(webapp\).destination.namespace: required",
+            r"fleet.yaml: apps\[0\].destination.namespace: required",
         ),
         (
             ("{{ cluster.labels.env }}", "{{ cluster.region }}"),
@@ -122,11 +122,11 @@ def test_argo_destination_by_server(tmp_path: Path) -> None:
         ),
         (
             ("prune: true, selfHeal", "prune: yes please, selfHeal"),
-            r"syncPolicy.prune: expected bool",
+            r"apps\[0\].syncPolicy.prune: expected true/false, got 'yes please'",
         ),
         (
             ("jsonPointers: [/spec/replicas]", "jsonPointers: [spec]"),
-            r"jsonPointers: 'spec' must start with '/'",
+            r"ignoreDifferences\[0\].jsonPointers\[0\]: 'spec' must start with '/'",
         ),
     ],
 )
@@ -199,7 +199,10 @@ def test_automated_sync_as_argo_cd_and_fleet_mean_it(tmp_path: Path) -> None:
     assert not apps["guestbook"].sync_policy.automated
     assert apps["guestbook-auto"].sync_policy.automated
     path.write_text(FLEET_YAML.replace("{prune: true, selfHeal: true}", "{automated: sometimes}"))
-    with pytest.raises(ConfigError, match=r"syncPolicy.automated: expected a mapping or true"):
+    with pytest.raises(
+        ConfigError,
+        match=r"syncPolicy.automated: expected true/false or a mapping, got 'sometimes'",
+    ):
         loading.load(path)
 
 

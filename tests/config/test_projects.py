@@ -91,13 +91,19 @@ apps:""" + APP.format(name="web", project="project: team-a")
     ("text", "message"),
     [
         ("apps:" + APP.format(name="web", project="project: nope"), "names project 'nope'"),
-        ("defaultProject: loose\napps: []", "defaultProject: expected open or strict"),
+        (
+            "defaultProject: loose\napps: []",
+            "defaultProject: expected one of open, strict, got 'loose'",
+        ),
         (
             "projects: [{name: p, destinations: [{clusters: [a]}]}]\napps: []",
-            "projects[0] (p).destinations[0].namespaces: required",
+            "fleet.yaml: projects[0].destinations[0].namespaces: required",
         ),
         ("projects: [{name: p}, {name: p}]\napps: []", "project 'p' is also declared"),
-        ("projects: [{name: p, clusterResourceWhitelist: x}]", "expected a list of {group, kind}"),
+        (
+            "projects: [{name: p, clusterResourceWhitelist: x}]",
+            "projects[0].clusterResourceWhitelist: expected a list, got 'x'",
+        ),
     ],
 )
 def test_bad_projects_name_the_file_and_field(tmp_path: Path, text: str, message: str) -> None:
