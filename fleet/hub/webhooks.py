@@ -12,7 +12,8 @@ Verification is split in two steps so the server can refuse before it has read t
 
 A request that fails either step triggers nothing. A verified push yields a :class:`Push` with
 every URL the payload gives for the repository (https, ssh, web), so the hub can match it against
-the normalised URLs of its sources whichever form an app uses. Everything here is pure: headers
+the normalised URLs of its sources whichever form an app uses, and the branch and new commit
+(:attr:`Push.pushed`), which spare the hub a listing of the remote. Everything here is pure: headers
 and bytes in, a Push or a :class:`WebhookError` (carrying the HTTP status) out.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class WebhookError(Exception):
@@ -55,6 +57,16 @@ class Push:
     urls: tuple[str, ...]
     ref: str
     after: str
+
+    @property
+    def pushed(self) -> tuple[str, str] | None:
+        """(branch ref, new commit sha) when the push moved a branch to a commit it names: what
+        the hub may use instead of listing the remote (:meth:`fleet.sources.Sources.refresh`).
+        None for a tag (its sha may be the tag object), a deletion, or a payload without both."""
+        sha = self.after.strip().lower()
+        if not self.ref.startswith("refs/heads/") or not _COMMIT.fullmatch(sha):
+            return None
+        return None if sha == "0" * 40 else (self.ref, sha)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

@@ -152,10 +152,12 @@ class BatchKustomize:
                     if not slot.done.is_set():
                         await self._read_one(worker)
         except anyio.get_cancelled_exc_class():
-            self._discard(worker, TransientError("krender was restarted: a render was cancelled"))
+            await self._discard(
+                worker, TransientError("krender was restarted: a render was cancelled")
+            )
             raise
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._discard(worker, self._exited(worker))
+            await self._discard(worker, self._exited(worker))
         finally:
             worker.pending.pop(number, None)
         if slot.failure is not None:
@@ -175,10 +177,7 @@ class BatchKustomize:
         """Stop the process (it would also stop by itself once this hub exits)."""
         worker, self._worker = self._worker, None
         if worker is not None:
-            worker.fail_all(TransientError("krender was stopped"))
-            worker.kill()
-            with anyio.CancelScope(shield=True):
-                await worker.process.wait()
+            await self._discard(worker, TransientError("krender was stopped"))
 
     async def _running(self) -> _Worker:
         async with self._start_lock:
@@ -186,7 +185,7 @@ class BatchKustomize:
             if worker is not None and not worker.broken and worker.process.returncode is None:
                 return worker
             if worker is not None:
-                self._discard(worker, self._exited(worker))
+                await self._discard(worker, self._exited(worker))
             self._worker = await self._start()
             return self._worker
 
@@ -218,10 +217,10 @@ class BatchKustomize:
         try:
             line = await worker.stdout.receive_until(b"\n", limit)
         except anyio.IncompleteRead:
-            self._discard(worker, self._exited(worker))
+            await self._discard(worker, self._exited(worker))
             return
         except anyio.DelimiterNotFound:
-            self._discard(
+            await self._discard(
                 worker, StalledError(f"kustomize printed more than {self.max_output} bytes")
             )
             return
@@ -229,17 +228,19 @@ class BatchKustomize:
             answer = json.loads(line)
             slot = worker.pending.get(int(answer["id"]))
         except (ValueError, KeyError, TypeError):
-            self._discard(worker, TransientError("krender answered a line that is not JSON"))
+            await self._discard(worker, TransientError("krender answered a line that is not JSON"))
             return
         if slot is not None:
             slot.answer = answer
             slot.done.set()
 
-    def _discard(self, worker: _Worker, error: Exception) -> None:
+    async def _discard(self, worker: _Worker, error: Exception) -> None:
         worker.fail_all(error)
         worker.kill()
         if self._worker is worker:
             self._worker = None
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            await worker.process.aclose()  # reaped and its pipes closed, killed or not
 
     def _exited(self, worker: _Worker) -> TransientError:
         cause = worker.stderr_tail() or f"exit status {worker.process.returncode}"

@@ -6,12 +6,18 @@ sync holds until consent. :func:`is_ancestor` runs ``git merge-base --is-ancesto
 (local only: no network, no lock; the mirror keeps the objects of a commit a force-push left
 behind). A commit the mirror does not hold cannot be shown to be an ancestor, so the answer is
 then False: never prune on doubt.
+
+The commit graph never changes, so a definite answer is remembered per mirror and (old, new)
+pair: asking again, as every reconcile of a cluster at the same commits does, runs no git. A
+"cannot tell" is not remembered (the commit may be fetched later).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import weakref
+from collections import OrderedDict
 from typing import Protocol
 
 from fleet.sources import gitcmd
@@ -21,12 +27,18 @@ __all__ = ["LocalGit", "is_ancestor"]
 log = logging.getLogger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
+_MEMO_SIZE = 4096  # pairs remembered per mirror
 
 
 class LocalGit(Protocol):
     """What the check needs of a mirror (:class:`fleet.sources.mirror.Mirror` has it)."""
 
     async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes: ...
+
+
+_answers: weakref.WeakKeyDictionary[LocalGit, OrderedDict[tuple[str, str], bool]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def is_ancestor(mirror: LocalGit, old: str, new: str) -> bool:
@@ -36,10 +48,21 @@ async def is_ancestor(mirror: LocalGit, old: str, new: str) -> bool:
     for sha in (old, new):
         if not _SHA.match(sha):
             raise ValueError(f"is_ancestor: {sha!r} is not a commit id")
+    memo = _answers.setdefault(mirror, OrderedDict())
+    known = memo.get((old, new))
+    if known is not None:
+        memo.move_to_end((old, new))
+        return known
     try:
         await mirror.local_git("merge-base", "--is-ancestor", old, new)
     except gitcmd.GitFailed as exc:
         if exc.stderr:  # not "no" (exit 1, silent) but "cannot tell": a commit is missing
             log.warning("event=ancestry_unknown old=%s new=%s", old[:12], new[:12])
-        return False
-    return True
+            return False
+        answer = False
+    else:
+        answer = True
+    memo[(old, new)] = answer
+    if len(memo) > _MEMO_SIZE:
+        memo.popitem(last=False)
+    return answer

@@ -10,6 +10,18 @@ Coalescing: a caller notes how many listings had started when it asked; after ta
 reuses a listing that *started* after its request, or one younger than the interval for a
 non-forced read. A burst of
 webhook refreshes thus costs at most the one in flight plus one more.
+
+A push webhook names the branch and its new commit: :meth:`Mirror.note_push` writes that into the
+listing instead of listing again (and into ``HEAD`` when the listing showed ``HEAD`` pointing at
+that branch: listings ask ``--symref``), under the mirror's lock, so a listing already in flight
+lands first and cannot undo it. The commit is fetched when an app resolves to it, as any new
+commit is. Tags (whose webhook sha may be the tag object, not the commit), deletions and a mirror
+never listed still list. Polls always list, so a lost or reordered webhook is corrected by the
+next poll.
+
+No git process for what is already known: commits the mirror holds are remembered (objects never
+leave a mirror), so resolving a branch to a commit already fetched, the whole cost of a no-op
+reconcile, reads memory only.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +45,8 @@ __all__ = ["Mirror", "MirrorStats"]
 log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_KNOWN_COMMITS = 4096  # commits remembered as present, per mirror
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
@@ -41,6 +56,7 @@ class MirrorStats:
 
     ls_remotes: int = 0
     fetches: int = 0
+    pushes_noted: int = 0  # webhook pushes applied to the listing without an ls-remote
 
 
 class Mirror:
@@ -68,6 +84,8 @@ class Mirror:
         self._listed_at: float | None = None  # when the last good listing started
         self._started = 0  # listings started
         self._done = 0  # the number of the last listing that succeeded
+        self._head: str | None = None  # the branch HEAD points at, from the last listing
+        self._known: OrderedDict[str, None] = OrderedDict()  # full shas the mirror holds
 
     @property
     def refs_seen(self) -> Mapping[str, str]:
@@ -101,17 +119,34 @@ class Mirror:
             self._started += 1
             number, started = self._started, self._clock()
             out = await gitcmd.run_git(
-                ["ls-remote", "origin"],
+                ["ls-remote", "--symref", "origin"],
                 cwd=self.path,
                 env=self._env,
                 time_limit=self._timeout,
                 network=True,
             )
             self.stats.ls_remotes += 1
-            self._refs = _parse_ls_remote(out.decode())
+            self._refs, self._head = _parse_ls_remote(out.decode())
             self._listed_at, self._done = started, number
             log.info("event=ls_remote repo=%s refs=%d", self.repo, len(self._refs))
             return self._refs
+
+    async def note_push(self, ref: str, sha: str) -> bool | None:
+        """A webhook's word that `ref` now points at `sha`: whether the ref moved, or None
+        when it cannot stand in for a listing (a tag, a deletion, no listing yet)."""
+        if not ref.startswith("refs/heads/") or not _FULL_SHA.match(sha) or sha == "0" * 40:
+            return None
+        async with self._lock:  # after any listing in flight: it cannot overwrite this
+            if self._listed_at is None:
+                return None
+            moved = self._refs.get(ref) != sha
+            self._refs = dict(self._refs)  # readers may hold the old mapping
+            self._refs[ref] = sha
+            if self._head == ref:
+                self._refs["HEAD"] = sha
+            self.stats.pushes_noted += 1
+        log.info("event=push_noted repo=%s ref=%s sha=%s moved=%s", self.repo, ref, sha[:12], moved)
+        return moved
 
     async def _ensure_commit(self, sha: str, *, wanted: str) -> None:
         if await self._has_commit(sha):
@@ -161,20 +196,34 @@ class Mirror:
         tmp.rename(self.path)
 
     async def _has_commit(self, sha: str) -> bool:
+        if sha in self._known:
+            self._known.move_to_end(sha)
+            return True
         if not (self.path / "HEAD").exists():
             return False
         try:
             await self.local_git("cat-file", "-e", f"{sha}^{{commit}}")
         except gitcmd.GitFailed:
             return False
+        if _FULL_SHA.match(sha):
+            self._remember(sha)
         return True
 
     async def _full_sha(self, sha: str) -> str:
+        if sha in self._known:
+            return sha
         try:
             out = await self.local_git("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
         except gitcmd.GitFailed:
             raise StalledError(f"repo {self.repo}: commit '{sha}' not found") from None
-        return out.decode().strip()
+        full = out.decode().strip()
+        self._remember(full)
+        return full
+
+    def _remember(self, sha: str) -> None:
+        self._known[sha] = None
+        if len(self._known) > _KNOWN_COMMITS:
+            self._known.popitem(last=False)
 
     async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes:
         """A local git command in the mirror; no lock: objects never change."""
@@ -183,15 +232,21 @@ class Mirror:
         )
 
 
-def _parse_ls_remote(text: str) -> dict[str, str]:
+def _parse_ls_remote(text: str) -> tuple[dict[str, str], str | None]:
+    """The refs of ``ls-remote --symref`` (name -> sha, tags peeled), and HEAD's branch."""
     refs: dict[str, str] = {}
+    head: str | None = None
     for line in text.splitlines():
         sha, _, name = line.partition("\t")
+        if sha.startswith("ref: "):
+            if name == "HEAD":
+                head = sha.removeprefix("ref: ").strip()
+            continue
         if name.endswith("^{}"):
             refs[name[:-3]] = sha  # a peeled tag wins over the tag object
         elif name not in refs:
             refs[name] = sha
-    return refs
+    return refs, head
 
 
 def _pick(refs: Mapping[str, str], revision: str) -> str | None:

@@ -4,7 +4,8 @@
 revision (branch, tag, commit, ``HEAD``) to a :class:`Snapshot` of one commit, costing the remote at
 most one listing per repository per interval and one fetch per new commit, however many apps and
 clusters ask. ``await sources.refresh(url)`` is the webhook's entry: it lists now (coalescing with a
-listing in flight) and tells whether any ref moved.
+listing in flight) and tells whether any ref moved; given the push's branch and sha it trusts them
+and lists nothing.
 """
 
 from __future__ import annotations
@@ -78,9 +79,18 @@ class Sources:
         commit = await mirror.resolve(revision)
         return Snapshot(mirror, commit, max_archive_bytes=self.settings.max_archive_bytes)
 
-    async def refresh(self, url: str) -> bool:
-        """List `url`'s refs now (a webhook); true if any ref moved since the last listing."""
+    async def refresh(self, url: str, *, pushed: tuple[str, str] | None = None) -> bool:
+        """List `url`'s refs now (a webhook); true if any ref moved since the last listing.
+
+        `pushed` is a webhook's (ref, new sha): for a branch of a mirror already listed it
+        stands in for the listing (:meth:`Mirror.note_push`), so a push costs no ``ls-remote``.
+        """
         mirror = self.mirror(url)
+        if pushed is not None:
+            moved = await mirror.note_push(*pushed)
+            if moved is not None:
+                log.info("event=refresh repo=%s changed=%s listed=false", mirror.repo, moved)
+                return moved
         before = dict(mirror.refs_seen)
         after = await mirror.refs(force=True)
         changed = before != after

@@ -1,0 +1,148 @@
+"""What git costs: 0 git processes for a no-op, and no listing for a push whose sha is known.
+
+The processes are counted by a `git` shim on PATH (it logs each call and runs the real git), so
+the count is what the hub's machine would run, whichever module runs it. The listings and
+fetches are counted by a real ``git http-backend`` server and by the mirror's own stats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fleet.cache import CacheSettings, ManifestCache
+from fleet.hub import webhooks
+from fleet.reconcile.desired import AppSource, DesiredState
+from fleet.render import Renderer, RenderSettings
+from fleet.sources import Sources, SourceSettings
+from fleet.sources.ancestry import is_ancestor
+from fleet.types import ClusterRef
+from tests.sources.gitkit import GitHttpServer, Remote
+
+pytestmark = pytest.mark.anyio
+
+CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{v: '{v}'}}\n"
+
+
+class GitCalls:
+    """A `git` on PATH that logs its arguments, one call a line, and runs the real git."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = shutil.which("git")
+        assert real is not None
+        self.log = root / "git-calls.log"
+        shim = root / "shim" / "git"
+        shim.parent.mkdir(parents=True)
+        shim.write_text(f'#!/bin/sh\necho "$*" >> {self.log}\nexec {real} "$@"\n')
+        shim.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{shim.parent}:{Path(real).parent}")
+        self.log.touch()
+
+    def take(self) -> list[str]:
+        """The calls since the last take."""
+        lines = self.log.read_text().splitlines()
+        self.log.write_text("")
+        return lines
+
+
+async def test_a_no_op_runs_no_git_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a commit is fetched, planned and rendered, asking for the desired state again (what a
+    no-op reconcile does, by branch and by HEAD, for any number of clusters) runs no git; nor does
+    asking again whether one commit descends from another. A first ask does run git: the shim
+    sees the calls."""
+    calls = GitCalls(tmp_path, monkeypatch)
+    remote = Remote(tmp_path)
+    first = remote.commit({"app/cm.yaml": CONFIGMAP.format(name="a", v=1)})
+    second = remote.commit({"app/cm.yaml": CONFIGMAP.format(name="a", v=2)})
+    calls.take()
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+    state = DesiredState(
+        sources=sources,
+        renderer=Renderer(RenderSettings()),
+        cache=ManifestCache(CacheSettings(root=tmp_path / "render")),
+    )
+    apps = [
+        AppSource(name="by-branch", repo_url=remote.url, revision="main", path="app"),
+        AppSource(name="by-head", repo_url=remote.url, revision="HEAD", path="app"),
+    ]
+    clusters = [ClusterRef(f"c{i}") for i in range(5)]
+    for app in apps:
+        for cluster in clusters:
+            desired = await state.desired(app, cluster)
+            assert desired.error is None and desired.commit == second
+    assert calls.take(), "the first desired state ran no git: the shim counts nothing"
+    for _ in range(3):
+        for app in apps:
+            for cluster in clusters:
+                desired = await state.desired(app, cluster)
+                assert desired.error is None and desired.commit == second
+    assert calls.take() == []
+
+    mirror = sources.mirror(remote.url)
+    assert await is_ancestor(mirror, first, second)
+    assert not await is_ancestor(mirror, second, first)
+    assert len(calls.take()) == 2
+    assert await is_ancestor(mirror, first, second)
+    assert not await is_ancestor(mirror, second, first)
+    assert calls.take() == []
+    unknown = "0123456789" * 4  # "cannot tell" is not remembered: the commit may arrive later
+    assert not await is_ancestor(mirror, unknown, second)
+    assert not await is_ancestor(mirror, unknown, second)
+    assert len(calls.take()) == 2
+
+
+async def test_a_pushed_sha_stands_in_for_the_listing(tmp_path: Path) -> None:
+    """A push webhook's branch and sha move the mirror's listing without an ls-remote (served
+    over real HTTP, counted there): the branch and HEAD resolve to the pushed commit, fetched
+    once. A tag push, a branch deletion and a mirror never listed still list."""
+    remote = Remote(tmp_path / "repos")
+    remote.commit({"app/cm.yaml": CONFIGMAP.format(name="a", v=1)})
+    with GitHttpServer(tmp_path / "repos") as server:
+        url = server.url("repo.git")
+        sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+        mirror = sources.mirror(url)
+        await sources.snapshot(url, "main")
+        assert (mirror.stats.ls_remotes, mirror.stats.fetches, server.counts.fetches) == (1, 1, 1)
+        listings = _listings(server)
+
+        new = remote.commit({"app/cm.yaml": CONFIGMAP.format(name="a", v=2)})
+        push = _github_push(url, ref="refs/heads/main", after=new)
+        assert push.pushed == ("refs/heads/main", new)
+        assert await sources.refresh(url, pushed=push.pushed) is True
+        assert (await sources.snapshot(url, "main")).commit == new
+        assert (await sources.snapshot(url, "HEAD")).commit == new
+        assert (mirror.stats.ls_remotes, mirror.stats.fetches, server.counts.fetches) == (1, 2, 2)
+        assert _listings(server) == listings + 1  # the fetch's own ref advertisement, no ls-remote
+        assert await sources.refresh(url, pushed=push.pushed) is False  # the same push again
+        assert mirror.stats.ls_remotes == 1 and mirror.stats.pushes_noted == 2
+
+        remote.tag("v2")
+        tag = _github_push(url, ref="refs/tags/v2", after=new)
+        assert tag.pushed is None
+        assert await sources.refresh(url, pushed=("refs/tags/v2", new)) is True
+        assert mirror.stats.ls_remotes == 2
+        assert await sources.refresh(url, pushed=("refs/heads/gone", "0" * 40)) is False
+        assert mirror.stats.ls_remotes == 3
+
+        fresh = Sources(SourceSettings(cache_dir=tmp_path / "cache2", interval=3600.0))
+        assert await fresh.refresh(url, pushed=("refs/heads/main", new)) is True
+        assert fresh.mirror(url).stats.ls_remotes == 1
+
+
+def _listings(server: GitHttpServer) -> int:
+    return sum("info/refs" in request for request in server.counts.requests)
+
+
+def _github_push(url: str, *, ref: str, after: str) -> webhooks.Push:
+    body = json.dumps({"ref": ref, "after": after, "repository": {"clone_url": url}}).encode()
+    secret = "s3cret"
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature}
+    push = webhooks.parse_github(headers, body, secret=secret)
+    assert push is not None
+    return push
