@@ -45,6 +45,7 @@ from fleet.report import Cell, ClusterState, SyncRecord, matrix
 from fleet.report.history import open_to_read
 from fleet.runtime import SchedulerSettings
 from fleet.settings import default_cache_dir
+from fleet.shard import options as shard_options
 from fleet.sources import Sources, SourceSettings, repo_id
 
 __all__ = [
@@ -141,6 +142,7 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="this hub's name in every object's tracking id (default fleet): two hubs with "
         "different ids never take each other's objects",
     )
+    shard_options.add_arguments(run)
     run.add_argument(
         "--helm",
         type=Path,
@@ -232,6 +234,7 @@ def run_hub(args: argparse.Namespace) -> int:
         _check_positive(args)
         if not args.hub_id or "/" in args.hub_id:
             raise ValueError(f"--hub-id {args.hub_id!r}: must be non-empty, without '/'")
+        shard = shard_options.settings(args)
         in_git = gitconfig.parse_location(args.config) is not None
     except (ValueError, FleetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -252,6 +255,7 @@ def run_hub(args: argparse.Namespace) -> int:
         resync_interval=args.resync_interval,
         hub_id=args.hub_id,
         helm=args.helm or _default_helm(),
+        shard=shard,
         scheduler=SchedulerSettings(workers=args.workers),
         server=ServerSettings(
             host=host,

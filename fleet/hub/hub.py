@@ -81,6 +81,8 @@ from fleet.runtime import (
     registry,
     supervised,
 )
+from fleet.shard import Shards
+from fleet.shard import api as shard_api
 from fleet.sources import Sources, SourceSettings, repo_id
 from fleet.transport import Tunnels, TunnelSettings
 
@@ -170,6 +172,15 @@ class Hub:
         self.registry = registry.ClusterRegistry(
             settings.clusters_dir, self._cluster_changed, rescan_interval=settings.registry_rescan
         )
+        self.shards: Shards[ClusterFile] | None = None  # a replica joins only what it holds
+        if settings.shard is not None:
+            self.shards = Shards(
+                settings.shard,
+                hub=settings.hub_id,
+                on_join=self._owned,
+                on_leave=self._leave,
+                on_refresh=self._refresh_key,
+            )
         self.port = 0
         self._ready = False
         self._cells: Cells | None = None
@@ -207,6 +218,8 @@ class Hub:
                 await group.start(self.notifier.run)
                 await self._load_config()
                 await group.start(self.scheduler.run)
+                if self.shards is not None:  # the membership is known before any cluster
+                    await group.start(self.shards.run)
                 await group.start(self.registry.run)
                 group.start_soon(self._supervise, "config-watch", self._watch_config)
                 group.start_soon(self._supervise, "source-poller", self._poll_sources)
@@ -217,7 +230,7 @@ class Hub:
                         server.serve,
                         self,
                         self.settings.server,
-                        routes=control.routes(self.operations),
+                        routes=[*control.routes(self.operations), *shard_api.routes(self.shards)],
                     )
                 )
                 self._ready = True
@@ -310,20 +323,10 @@ class Hub:
         assert self._connections is not None
         name = change.name
         if change.kind == "left":
-            self._generation(name)
-            self._connections.close(name)
-            self.breakers.drop(name)
-            self.board.forget_cluster(name)
-            if self._cells is not None:
-                self._cells.close(name)
-                self._cells.unwatch_where(lambda key: key[0] == name)
+            if self.shards is not None:
+                self.shards.forget(name)
             cause = f"cluster {name} left the fleet (kubeconfig removed); nothing was deleted there"
-            for key in self.targets.of_cluster(name):
-                app = self.reconciler.config.app(key[1])
-                if app is not None and name in app.destination.clusters.names:
-                    self.reconciler.cluster_unreachable(name, cause)
-                else:
-                    self.targets.forget(key, message=cause)
+            self._leave(name, cause, removed=True)
             return
         entry = change.entry
         assert entry is not None
@@ -335,8 +338,33 @@ class Hub:
             else:
                 state.error += " (the last good kubeconfig stays in use)"
             return
+        if self.shards is not None and not self.shards.admit(name, entry.cluster):
+            return  # joined (_owned) once this replica acquires the cluster's lease
         assert self._group is not None
         self._group.start_soon(self._join, entry.cluster, self._generation(name))
+
+    def _owned(self, cluster: ClusterFile) -> None:
+        """This replica acquired the lease of `cluster`: join it."""
+        assert self._group is not None
+        self._group.start_soon(self._join, cluster, self._generation(cluster.ref.name))
+
+    def _leave(self, name: str, cause: str, *, removed: bool = False) -> None:
+        """Stop cluster `name`'s client, cell and work; nothing is deleted there. A removed
+        cluster that an app names stays Unknown; otherwise its targets are dropped."""
+        assert self._connections is not None
+        self._generation(name)
+        self._connections.close(name)
+        self.breakers.drop(name)
+        self.board.forget_cluster(name)
+        if self._cells is not None:
+            self._cells.close(name)
+            self._cells.unwatch_where(lambda key: key[0] == name)
+        for key in self.targets.of_cluster(name):
+            app = self.reconciler.config.app(key[1])
+            if removed and app is not None and name in app.destination.clusters.names:
+                self.reconciler.cluster_unreachable(name, cause)
+            else:
+                self.targets.forget(key, message=cause)
 
     def _generation(self, name: str) -> int:
         """A new generation of cluster `name`: a join that finds a later one gives way."""
@@ -365,6 +393,8 @@ class Hub:
                 return
         if self._cluster_generation.get(name) != generation:
             return
+        if self.shards is not None and connection.client is not None:
+            self.shards.fenced(name, connection.client)  # no write once its lease is not fresh
         state = ClusterState(name, labels=dict(cluster.ref.labels))
         state.state, state.error = (
             ("error", connection.error)
@@ -492,6 +522,8 @@ class Hub:
         """
         assert self._group is not None
         matched = self._repos({configured.repo_id_or_none(url) for url in push.urls} - {""})
+        if self.shards is not None:  # the owners of the other clusters refresh it too
+            self.shards.announce(matched)
         results: dict[str, RepoRefresh] = {}
         landed = {key: anyio.Event() for key in matched}
 
@@ -507,6 +539,12 @@ class Hub:
         return PushOutcome(
             tuple(results.get(k, RepoRefresh(repo=k, result="pending")) for k in sorted(matched))
         )
+
+    def _refresh_key(self, key: str) -> None:
+        """Another replica received a push for repository `key`: list it here too."""
+        url = self._repos({key}).get(key)
+        if url is not None and self._group is not None:
+            self._group.start_soon(self._refresh, url)
 
     def _repo_of(self, app: str) -> str:
         found = self.reconciler.config.app(app)

@@ -8,6 +8,7 @@ from pathlib import Path
 from fleet.hub.server import ServerSettings
 from fleet.runtime import BreakerSettings, ClusterLimitSettings, SchedulerSettings
 from fleet.settings import default_cache_dir
+from fleet.shard import ShardSettings
 
 __all__ = ["HubSettings"]
 
@@ -39,6 +40,7 @@ class HubSettings:
     breaker: BreakerSettings = field(default_factory=lambda: BreakerSettings(probe_cap=60.0))
     cache_gc_interval: float = 3600.0  # render cache collected by age and size
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight applies may take to finish
+    shard: ShardSettings | None = None  # one replica of several, sharded through Leases
 
     def __post_init__(self) -> None:
         if not self.hub_id or "/" in self.hub_id:
