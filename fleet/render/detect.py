@@ -10,6 +10,10 @@ first) and the spec as the render will use it. The rules, Argo CD's:
   an explicit source type; anything else is a directory of plain manifests (and jsonnet).
 - Only the app's own directory decides: a kustomization or chart in a subdirectory of a plain
   path does not make it one (see :mod:`fleet.render.directory` for what reading it then does).
+- A directory holding a Rancher Fleet ``fleet.yaml`` (recognised by its keys, never fleet's own
+  config with ``apps:``) is a Rancher bundle: :mod:`fleet.render.rancher` chooses the cluster's
+  target and the tool, and the result renders through the same Helm, kustomize or plain path;
+  app options for a tool are refused there, since the bundle names its own.
 - A ``plugin`` source, and options for two tools at once ("multiple application sources
   defined"), are refused before anything is read; options for a tool other than the one the
   files name are refused naming the field, never silently dropped.
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fleet.errors import StalledError
-from fleet.render import helm, jsonnet, kustomize, kustomize_edit
+from fleet.render import helm, jsonnet, kustomize, kustomize_edit, rancher, rancher_bundle
 from fleet.render.documents import DocumentLimits
 from fleet.render.spec import HelmOptions, KustomizeOptions, RenderSpec
 
@@ -58,6 +62,9 @@ async def detect(
     if kind_of_path is None:
         raise StalledError(f"path {spec.path!r} does not exist")
     names = set(await reader.names(spec.path)) if kind_of_path == "tree" else set()
+    bundle = await rancher_bundle.read_bundle(reader, spec.path, names, limits=limits)
+    if bundle is not None:
+        return await _rancher(reader, spec, bundle, limits=limits)
     is_kustomization = bool(names & set(kustomize.KUSTOMIZATION_NAMES))
     if "Chart.yaml" in names and (spec.helm is not None or not is_kustomization):
         _check_tool(spec, "helm")
@@ -81,6 +88,51 @@ async def detect(
                 "repository at this commit"
             )
     return Detected("plain", (spec.path, *sorted(set(libs) - {spec.path})), spec)
+
+
+async def _rancher(
+    reader: kustomize.TreeReader,
+    spec: RenderSpec,
+    bundle: rancher_bundle.Bundle,
+    *,
+    limits: DocumentLimits,
+) -> Detected:
+    """A Rancher Fleet bundle: its fleet.yaml picks the tool and options (:mod:`.rancher`)."""
+    for name, present in (
+        ("spec.source.helm", spec.helm is not None),
+        ("spec.source.kustomize", spec.kustomize is not None and not spec.kustomize.is_empty()),
+        ("spec.source.directory", spec.directory is not None),
+    ):
+        if present:
+            raise StalledError(
+                f"{name} is set but path {spec.path!r} holds a Rancher Fleet bundle "
+                f"({bundle.file}), whose fleet.yaml chooses the tool and its options; remove "
+                "the field"
+            )
+    planned = await rancher.plan(reader, bundle, spec.cluster, limits=limits)
+    record = planned.record
+    spec = dataclasses.replace(
+        spec,
+        path=planned.path,
+        rancher=record,
+        namespace=record.namespace or record.default_namespace or spec.namespace,
+        cluster_inputs=dict(sorted({**spec.cluster_inputs, **planned.used}.items())),
+    )
+    reads: list[str] = [bundle.path]
+    kind: Kind = "plain"
+    if planned.kind == "helm" and not record.needs_cluster:
+        kind = "helm"
+        options = HelmOptions(release=planned.release, values=dict(planned.values))
+        spec = dataclasses.replace(spec, helm=options)
+        spec = dataclasses.replace(spec, helm=await _helm_options(reader, spec))
+        assert spec.helm is not None
+        reads += helm.reads(spec.path, spec.helm)
+    elif planned.kind == "kustomize" and not record.needs_cluster:
+        kind = "kustomize"
+        reads += await kustomize.reads(reader, spec.path, limits=limits)
+    inside = [p for p in reads if bundle.path in ("", p) or p.startswith(bundle.path + "/")]
+    outside = sorted({p for p in reads if p not in inside})
+    return Detected(kind, (bundle.path, *outside), spec)
 
 
 _TOOL_FIELDS = {"helm": "spec.source.helm", "kustomize": "spec.source.kustomize"}

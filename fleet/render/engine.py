@@ -16,6 +16,10 @@ kustomization before the build (:mod:`fleet.render.kustomize_edit`); directory o
 Argo CD's directory semantics (:mod:`fleet.render.directory`). Every option that changes the
 output is in :meth:`RenderPlan.inputs`, so it is in the cache key.
 
+A Rancher Fleet bundle (:mod:`fleet.render.rancher`) plans to one of those tools with its
+choice recorded in the spec; raw YAML with overlays loads through :mod:`fleet.render.rancher_raw`,
+which also places every bundle's objects in its namespace.
+
 Every render, whatever its kind, first passes :func:`fleet.render.confine.check_tree` on the whole
 checkout (no link may lead out of it), and a chart :func:`fleet.render.helm.check_dependencies`.
 A tool runs with the checkout as its cwd, in a fresh scratch directory of its own (its ``HOME``,
@@ -46,6 +50,7 @@ from fleet.render import (
     kustomize,
     kustomize_edit,
     plain,
+    rancher_raw,
     tools,
 )
 from fleet.render.detect import Kind
@@ -101,7 +106,15 @@ class RenderPlan:
         if self.kind == "plain" and spec.directory is not None:
             inputs["directory"] = dataclasses.asdict(spec.directory)
             inputs["jsonnet"] = jsonnet.version()
+        if spec.rancher is not None:
+            inputs["rancher"] = {"format": "rancher/1", **dataclasses.asdict(spec.rancher)}
         return inputs
+
+    @property
+    def needs_cluster(self) -> bool:
+        """True for a Rancher bundle planned without the cluster it chooses by: plan again with
+        :meth:`RenderSpec.with_cluster`; this plan cannot render."""
+        return self.spec.rancher is not None and self.spec.rancher.needs_cluster
 
 
 class Renderer:
@@ -111,6 +124,11 @@ class Renderer:
         self.settings = settings or RenderSettings()
         self._limiter = anyio.CapacityLimiter(self.settings.concurrency)
         self._versions: dict[Kind, str] = {}
+        self._kustomize = kustomize.Builder(  # krender when built, else the CLI
+            binary=self.settings.kustomize,
+            jobs=self.settings.concurrency,
+            max_output=self.settings.max_output_bytes,
+        )
         self.renders = 0  # how many renders ran (tests and metrics)
 
     async def plan(self, reader: kustomize.TreeReader, spec: RenderSpec) -> RenderPlan:
@@ -124,11 +142,6 @@ class Renderer:
             self._versions[kind] = await self._ask_version(kind)
         return self._versions[kind]
 
-        self._kustomize = kustomize.Builder(  # krender when built, else the CLI
-            binary=self.settings.kustomize,
-            jobs=self.settings.concurrency,
-            max_output=self.settings.max_output_bytes,
-        )
     async def render(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         """The objects `plan` yields from `checkout` (which holds at least ``plan.reads``)."""
         async with self._limiter:
@@ -152,6 +165,25 @@ class Renderer:
             return objects
 
     async def _render(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
+        bundle = plan.spec.rancher
+        if bundle is None:
+            return await self._render_tool(checkout, plan)
+        if bundle.needs_cluster:
+            raise StalledError(
+                f"{bundle.file}: this Rancher Fleet bundle chooses by cluster, and the render "
+                "was asked without one (the hub must plan it with RenderSpec.with_cluster)"
+            )
+        if plan.kind == "plain":
+            await anyio.to_thread.run_sync(lambda: confine.check_tree(checkout))
+            limits = self.settings.limits
+            objects = await anyio.to_thread.run_sync(
+                lambda: rancher_raw.load(checkout, bundle, limits=limits)
+            )
+        else:
+            objects = await self._render_tool(checkout, plan)
+        return rancher_raw.place(objects, bundle)
+
+    async def _render_tool(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         limits = self.settings.limits
         await anyio.to_thread.run_sync(lambda: self._confine(checkout, plan))
         options = plan.spec.directory
@@ -249,6 +281,8 @@ class Renderer:
     async def _ask_version(self, kind: Kind) -> str:
         if kind == "plain":
             return "plain/1"
+        if kind == "kustomize":
+            return f"kustomize {await self._kustomize.version()}"
         with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
             env = tools.tool_env(Path(scratch))
             command = [str(self._helm()), "version", "--template", "{{.Version}}"]
@@ -271,7 +305,5 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        if kind == "kustomize":
-            return f"kustomize {await self._kustomize.version()}"
         return [_plain(v) for v in value]
     return value

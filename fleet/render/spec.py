@@ -32,6 +32,7 @@ __all__ = [
     "JsonnetVar",
     "KustomizeOptions",
     "KustomizeReplica",
+    "RancherBundle",
     "RenderSpec",
 ]
 
@@ -158,6 +159,28 @@ class DirectoryOptions:
 
 
 @dataclass(frozen=True)
+class RancherBundle:
+    """What a Rancher Fleet ``fleet.yaml`` decided for one cluster (:mod:`fleet.render.rancher`).
+
+    `bundle` is the bundle's directory and `file` its ``fleet.yaml`` (repository paths); `target`
+    the ``targetCustomizations`` entry chosen ("" when none matched); `default_namespace` and
+    `namespace` the bundle's ``defaultNamespace`` and forced ``namespace``; `overlays` the
+    ``yaml.overlays`` applied to raw YAML in order; `skip` the files raw YAML does not read (values
+    files). `needs_cluster` marks a plan made without the cluster for a bundle that chooses by it:
+    it cannot render, and the caller plans again with :meth:`RenderSpec.with_cluster`.
+    """
+
+    bundle: str
+    file: str
+    target: str = ""
+    default_namespace: str = ""
+    namespace: str = ""
+    overlays: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    needs_cluster: bool = False
+
+
+@dataclass(frozen=True)
 class RenderSpec:
     """One render's inputs from the app: the repository path, the namespace, the tool's options.
 
@@ -173,6 +196,18 @@ class RenderSpec:
     directory: DirectoryOptions | None = None
     plugin: bool = False
     app: str = ""
+    cluster: ClusterRef | None = None  # only for a path whose render chooses by the cluster
+    rancher: RancherBundle | None = None  # set by detection for a Rancher Fleet bundle
+
+    def with_cluster(self, cluster: ClusterRef) -> RenderSpec:
+        """This spec for a renderer that chooses by `cluster`'s name and labels (a Rancher bundle).
+
+        Only such a spec carries the cluster, so every other spec stays shared by clusters with
+        equal inputs; the cluster is in :meth:`identity`, and the chosen target in the cache key.
+        """
+        return dataclasses.replace(
+            self, cluster=ClusterRef(cluster.name, dict(sorted(cluster.labels.items())))
+        )
 
     def identity(self) -> Any:
         """Every field as plain data, for a memo key (equal specs, equal identities)."""
