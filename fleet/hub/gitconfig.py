@@ -45,7 +45,7 @@ from fleet.hub import appofapps, configured
 from fleet.notify import SinkSpec
 from fleet.reconcile.desired import DesiredState
 from fleet.report import Board
-from fleet.sources import Sources, check_repo_url, repo_id, repo_path
+from fleet.sources import Sources, repo_id, repo_path
 
 __all__ = ["ConfigBoard", "ConfigFeed", "ConfigLocation", "Loaded", "parse_location"]
 
@@ -92,11 +92,13 @@ def parse_location(text: str) -> ConfigLocation | None:
     where = f"--config {logs.scrub(text)}"
     if not url:
         raise ConfigError(f"{where}: no repository before '#'")
-    check_repo_url(url, app="the config")
     try:
+        repo_id(url)  # refuses credentials in the URL, naming the host and never the secret
         normalised = repo_path(path or "fleet.yaml", where=f"{where}: ")
     except StalledError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(
+            f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)
+        ) from None
     return ConfigLocation(repo_url=url, ref=ref.strip() or "HEAD", path=normalised)
 
 

@@ -18,7 +18,15 @@ from fleet.controlplane import RunningCluster
 from fleet.errors import ConfigError
 from fleet.hub.gitconfig import ConfigLocation, parse_location
 from fleet.hub.hub import Hub
-from tests.hub.hubkit import configmap, drop, hub_settings, push_webhook, until, value_on
+from tests.hub.hubkit import (
+    configmap,
+    drop,
+    fleet_cli,
+    hub_settings,
+    push_webhook,
+    until,
+    value_on,
+)
 from tests.sources.gitkit import GitHttpServer, Remote
 
 
@@ -143,3 +151,48 @@ async def test_config_from_git(kit_clusters: list[RunningCluster], tmp_path: Pat
             assert not hub.targets.of_app("gc-one")  # forgotten, its objects kept
             assert await value_on(cluster, "gc-one") == "v1"
             hub.stop()
+
+
+@pytest.mark.anyio
+async def test_config_repo_credentials(tmp_path: Path) -> None:
+    """The config's repository is read with the credentials file, as an app's is; without them
+    the board names the repository and ref, never a secret, and the hub keeps running."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    with GitHttpServer(root, auth=("bot", "config-pass-123")) as server:
+        url = server.url("ops.git")
+        sha = ops.commit({"fleet.yaml": _fleet_yaml("https://git.example/apps.git", ("a", "a"))})
+        credentials = tmp_path / "credentials.yaml"
+        credentials.write_text(
+            f"credentials:\n  - url: {url}\n    username: bot\n    password: config-pass-123\n"
+        )
+        for with_credentials in (True, False):
+            settings = hub_settings(
+                tmp_path / str(with_credentials),
+                config_source=f"{url}#main",
+                credentials_file=credentials if with_credentials else None,
+            )
+            hub = Hub(settings)
+            async with anyio.create_task_group() as tg:
+                await tg.start(hub.run)
+                config = hub.reconciler.config
+                if with_credentials:
+                    assert config.apps  # read before the hub reported ready
+                    assert hub.board.config_status["source"]["commit"] == sha
+                    assert not hub.board.config_error
+                else:
+                    assert "config repo" in hub.board.config_error
+                    assert "ref 'main'" in hub.board.config_error
+                    assert "config-pass-123" not in hub.board.config_error
+                    assert not hub.reconciler.config.apps
+                hub.stop()
+
+
+@pytest.mark.anyio
+async def test_run_refuses_a_bad_location() -> None:
+    code, _, err = await fleet_cli(
+        "run", "--config", "https://bot:s3cret-pw@git.example/ops.git#main:fleet.yaml"
+    )
+    assert code == 2
+    assert err.startswith("error: --config") and "credentials" in err
+    assert "s3cret-pw" not in err and "Traceback" not in err
