@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from fleet.config import App, Config, Project
+from fleet.config import App, Config, Project, validation
 from fleet.config import loading as config_loading
 from fleet.config.projects import OPEN_DEFAULT
 from fleet.errors import ConfigError, FleetError, describe
@@ -134,6 +134,7 @@ def children_of(
             )
         elif kind == "AppProject":
             try:
+                validation.check([manifest], origin=origin)
                 projects += config_loading.parse_projects([dict(manifest)], origin=origin)[0]
             except ConfigError as exc:
                 errors.append(f"{exc} (this project is not added)")
@@ -164,6 +165,7 @@ def children_of(
 
 
 def _child(manifest: Manifest, *, origin: str, projects: Mapping[str, Project], parent: App) -> App:
+    validation.check([manifest], origin=origin)  # the schema of fleet.yaml's Applications
     (child,) = config_loading.parse_documents([dict(manifest)], origin=origin)
     rules = projects.get(child.project)
     if rules is None and child.project == "default":

@@ -76,6 +76,7 @@ def test_children_of_a_render() -> None:
     text = "\n".join(found.errors)
     assert "ConfigMap stray" in text and "applied nowhere" in text
     assert "Application child-b" in text and COMMIT[:12] in text and "it is not added" in text
+    assert "did you mean destination?" in text  # the schema of fleet.yaml's Applications
     assert "declared twice by this parent" in text
 
     # the bad document of a child seen before keeps its last good version
