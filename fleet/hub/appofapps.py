@@ -19,7 +19,8 @@ an app that left ``fleet.yaml``: its objects stay in the clusters (Argo CD witho
 a child seen before keeps its last good version, a new one is not added. A child may not take
 the name of an app of the config, of a parent, or of another parent's child: the later claim is
 refused, naming both (a child keeps its name against a newcomer). A render that fails keeps the
-parent's last good children. Children are not parents themselves (no nesting yet).
+parent's last good children. A child may not be a parent itself (no nesting yet): such a child
+is refused by name, never applied as plain Applications.
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ def children_of(
             errors.append(
                 f"{origin}: not an Argo CD Application or AppProject; a parent app holds only "
                 "those, so it is applied nowhere (move it to an app of its own)"
+            )
+        elif _parents_in(manifest):
+            errors.append(
+                f"{origin}: a parent app of a parent app (nested app of apps) is not supported "
+                "yet, so it is not added; declare it in the config instead"
             )
         elif kind == "AppProject":
             try:

@@ -69,6 +69,10 @@ def test_children_of_a_render() -> None:
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stray}\n",
         application("child-c", url, "c1"),
         application("child-c", url, "c2"),
+        application("nested", url, "c1").replace(
+            "namespace: argocd}",
+            'namespace: argocd, annotations: {fleet.dev/applications: "true"}}',
+        ),
     )
     found = appofapps.children_of(_parent(), objects, commit=COMMIT, config=Config())
     assert sorted(found.apps) == ["child-a", "child-c"]
@@ -78,6 +82,7 @@ def test_children_of_a_render() -> None:
     assert "Application child-b" in text and COMMIT[:12] in text and "it is not added" in text
     assert "did you mean destination?" in text  # the schema of fleet.yaml's Applications
     assert "declared twice by this parent" in text
+    assert "(Application nested): a parent app of a parent app" in text
 
     # the bad document of a child seen before keeps its last good version
     again = appofapps.children_of(
