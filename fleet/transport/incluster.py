@@ -16,9 +16,13 @@ inode changed, and at least every minute. A file that cannot be read keeps the l
 registered with :mod:`fleet.logs`, so no log line shows it.
 
 **Use.** :func:`configuration` is a ``kubernetes_asyncio`` ``Configuration`` for an ``ApiClient``;
-the sharding code uses it for the management cluster, and the hub offers the same cluster as the
+the sharding code uses it for the management cluster. The hub offers the same cluster as the
 destination named :data:`NAME` (Argo CD's ``https://kubernetes.default.svc``) when
-``--in-cluster`` enables it.
+``--in-cluster`` enables it: :func:`cluster_file` is that destination as the registry's
+:class:`~fleet.config.clusters.ClusterFile` (its document a kubeconfig naming the token file and
+the CA, which ``fleet.apply.connect`` loads as it is, the token then read once), and
+:func:`configuration_for` gives the rotating configuration for it, for a connector that takes a
+``Configuration``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from fleet import logs
+from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError
+from fleet.types import ClusterRef
 
 __all__ = [
     "DEFAULT_DIR",
@@ -43,7 +49,9 @@ __all__ = [
     "InCluster",
     "TokenFile",
     "api_client",
+    "cluster_file",
     "configuration",
+    "configuration_for",
     "detect",
 ]
 
@@ -169,3 +177,41 @@ def configuration(cluster: InCluster) -> Configuration:
 def api_client(cluster: InCluster) -> ApiClient:
     """An ``ApiClient`` for `cluster` (an async context manager: close it)."""
     return ApiClient(configuration=configuration(cluster))
+
+
+def cluster_file(cluster: InCluster, *, labels: Mapping[str, str] | None = None) -> ClusterFile:
+    """The cluster the hub runs in as the destination :data:`NAME`, as if it were a file of
+    ``clusters/`` (its path a name in the ServiceAccount directory, never read)."""
+    document: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": NAME,
+                "cluster": {
+                    "server": cluster.server,
+                    "certificate-authority": str(cluster.ca_path),
+                },
+            }
+        ],
+        "users": [{"name": NAME, "user": {"tokenFile": str(cluster.token_path)}}],
+        "contexts": [{"name": NAME, "context": {"cluster": NAME, "user": NAME}}],
+        "current-context": NAME,
+    }
+    extension = {"inCluster": True, "labels": dict(labels or {})}
+    return ClusterFile(
+        ref=ClusterRef(name=NAME, labels=dict(labels or {})),
+        server=cluster.server,
+        path=cluster.directory / NAME,
+        document=document,
+        extension=extension,
+    )
+
+
+def configuration_for(file: ClusterFile) -> Configuration | None:
+    """The rotating configuration of a :func:`cluster_file`; None for any other cluster."""
+    if not file.extension.get("inCluster"):
+        return None
+    host, _, port = file.server.removeprefix("https://").rpartition(":")
+    found = InCluster(host=host.strip("[]"), port=int(port), directory=file.path.parent)
+    return configuration(found)

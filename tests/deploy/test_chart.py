@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import pytest
 import yaml
+from kubernetes_asyncio.client import ApiClient
 
 from fleet.apply import discovery, kube
 from fleet.controlplane import RunningCluster
@@ -249,6 +250,17 @@ async def test_chart_applies_and_its_service_account_is_enough_and_least(
         (sa_dir / "token").write_text(token)
         await anyio.sleep(1.1)
         assert await _status(api, "GET", config_path) == 200
+
+    # the destination `in-cluster`: its kubeconfig document connects as it is (the hub's
+    # connector today), and its rotating configuration does too
+    file = incluster.cluster_file(found, labels={"env": "mgmt"})
+    assert file.ref.name == incluster.NAME and file.ref.labels == {"env": "mgmt"}
+    async with kube.connect(file.document, name=file.ref.name, base_dir=sa_dir) as plain:
+        assert await _status(plain, "GET", config_path) == 200
+    rotating = incluster.configuration_for(file)
+    assert rotating is not None
+    async with ApiClient(configuration=rotating) as client:
+        assert await _status(kube.Cluster(name="x", api=client), "GET", config_path) == 200
 
     # the hub itself, in the Pod's shoes: the chart's management kubeconfig, the SA token
     (management,) = [d for d in docs if d["metadata"]["name"] == f"{FULLNAME}-management"]
