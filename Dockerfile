@@ -6,6 +6,10 @@
 # Every version is pinned; downloads are checked against the sha256 pinned here (linux/amd64).
 # The image runs as an unprivileged user (uid 10001) and needs no write access but /var/lib/fleet
 # (sync history) and /var/cache/fleet (git mirrors, render cache: rebuildable).
+#
+# In a cluster, deploy/helm/fleet runs this image with a read-only root filesystem (emptyDirs at
+# /var/lib/fleet, /var/cache/fleet and /tmp), as uid 10001, with its own arguments (config from a
+# ConfigMap at /config, kubeconfigs from a Secret at /clusters, API tokens at /etc/fleet/tokens).
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
