@@ -82,7 +82,15 @@ class SyncResult:
     def problems(self) -> list[str]:
         """One sentence per thing an operator must look at: object, cause, what to do."""
         found = [f"sync stopped: {self.stopped}"] if self.stopped else []
-        return found + self.changes.problems(rewound=self.plan.rewound)
+        applies = {s.key for s in self.plan.applies}
+        waiting = [
+            c
+            for c in self.changes.changes
+            if c.outcome is apply.Outcome.SKIPPED and c.key in applies
+        ]
+        rest = apply.ChangeSet(tuple(c for c in self.changes.changes if c not in waiting))
+        found += rest.problems(rewound=self.plan.rewound)
+        return found + [f"{apply.object_name(c.key)}: {c.reason}" for c in waiting]
 
 
 async def assess_health(

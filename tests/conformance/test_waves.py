@@ -78,6 +78,7 @@ async def test_a_wave_not_healthy_in_time_fails_the_sync(
     assert "sync wave 2 not Healthy within 3s" in result.stopped
     assert f"batch/Job {namespace}/held (Suspended" in result.stopped
     assert result.problems()[0].startswith("sync stopped: sync wave 2")
+    assert result.problems()[-1] == (f"ConfigMap {namespace}/after: not applied: {result.stopped}")
     by_name = {c.key.name: c for c in result.changes.changes}
     assert by_name["held"].outcome is apply.Outcome.FAILED
     assert "sync wave 2" in by_name["held"].reason
