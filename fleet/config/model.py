@@ -224,6 +224,7 @@ class App:
     origin: str = ""  # the file the app was read from, for error messages
     project: str = "default"
     project_rules: Project = OPEN_DEFAULT  # the project named, resolved when the config loads
+    applications: bool = False  # a parent (app of apps): its path holds Applications, not objects
 
 
 @dataclass(frozen=True)

@@ -341,6 +341,10 @@ _FLEET_APP = _mapping(
     {
         "name": _name("the app's name, unique in the config (a Kubernetes name, <= 53 chars)"),
         "project": _text("the project the app belongs to (default: default)"),
+        "applications": _flag(
+            "a parent (app of apps): its path holds Argo CD Applications and AppProjects, each "
+            "an app of the hub; the parent itself is applied nowhere"
+        ),
         "source": _ref("Source", "where the manifests are: a repository, a revision and a path"),
         "destination": _mapping(
             "where the app goes",

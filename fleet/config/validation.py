@@ -190,7 +190,8 @@ def errors(documents: Sequence[Any], *, origin: str) -> list[str]:
     lines: list[str] = []
     for index, path, text in found:
         where = origin if len(documents) == 1 else f"{origin} (document {index + 1})"
-        where += names.get(index, "")
+        name = names.get(index, "")
+        where += name if name not in origin else ""  # the origin may name the document already
         line = f"{where}: {_path(path)}: {text}" if path else f"{where}: {text}"
         if line not in lines:
             lines.append(line)

@@ -217,3 +217,17 @@ def test_load_documents_reads_text_from_git_naming_its_origin(tmp_path: Path) ->
         loading.load_documents("apps: [\n", origin)
     with pytest.raises(ConfigError, match=r"apps/x.yaml.*selfHeal"):
         loading.load_documents(FLEET_YAML.replace("selfHeal: true", "selfHeal: 3"), origin)
+
+
+def test_a_parent_app_says_so_in_fleet_yaml_or_by_annotation(tmp_path: Path) -> None:
+    parent = FLEET_YAML.replace(
+        "  - name: monitoring\n", "  - name: monitoring\n    applications: true\n"
+    )
+    argo = ARGO_APP.replace(
+        "metadata: {name: guestbook, namespace: argocd}",
+        "metadata:\n  name: guestbook\n  annotations: {fleet.dev/applications: 'true'}",
+    )
+    apps = {a.name: a for a in loading.load(_write(tmp_path, parent + "---\n" + argo)).apps}
+    assert apps["monitoring"].applications and apps["guestbook"].applications
+    assert not apps["webapp"].applications
+    assert not loading.load(_write(tmp_path, ARGO_APP)).apps[0].applications

@@ -47,6 +47,7 @@ projects:
 apps:
   - name: web
     project: team-a
+    applications: false
     source:
       repoURL: https://git.example.com/a/web.git
       targetRevision: main
