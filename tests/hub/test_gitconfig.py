@@ -196,3 +196,64 @@ async def test_run_refuses_a_bad_location() -> None:
     assert code == 2
     assert err.startswith("error: --config") and "credentials" in err
     assert "s3cret-pw" not in err and "Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_one_repository_serves_config_and_apps(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """A directory config in the same repository as the apps' manifests: each app's origin names
+    the repository, commit and file; a commit changing the config and an app costs one fetch."""
+    cluster = kit_clusters[0]
+    root = tmp_path / "git"
+    repo = Remote(root, "mono")
+    with GitHttpServer(root) as server:
+        url = server.url("mono.git")
+        argo = f"""apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: gd-two}}
+spec:
+  source: {{repoURL: "{url}", targetRevision: main, path: gd-two}}
+  destination: {{name: {cluster.name}, namespace: gd-two}}
+  syncPolicy: {{automated: {{}}, syncOptions: [CreateNamespace=true]}}
+"""
+        first = repo.commit(
+            {
+                "gd-one/cm.yaml": configmap("gd-one", "v1"),
+                "gd-two/cm.yaml": configmap("gd-two", "v1"),
+                "gd-three/cm.yaml": configmap("gd-three", "v1"),
+                "fleet/apps.yaml": _fleet_yaml(url, ("gd-one", "gd-one")),
+                "fleet/more/argo.yaml": argo,
+            }
+        )
+        settings = hub_settings(tmp_path, config_source=f"{url}#main:fleet")
+        drop(cluster, settings.clusters_dir)
+        hub = Hub(settings)
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(hub.run)
+            for name in ("gd-one", "gd-two"):
+                await until(lambda n=name: hub.board.cell(n, cluster.name).ready)  # type: ignore[misc]
+            key = hub.config_feed.location.key if hub.config_feed.location else ""
+            one, two = hub.reconciler.config.app("gd-one"), hub.reconciler.config.app("gd-two")
+            assert one is not None and one.origin == f"{key}@{first[:12]}:fleet/apps.yaml"
+            assert two is not None and two.origin == f"{key}@{first[:12]}:fleet/more/argo.yaml"
+
+            mirror = hub.sources.mirror(url)
+            fetches = mirror.stats.fetches
+            repo.commit(
+                {
+                    "gd-one/cm.yaml": configmap("gd-one", "v2"),
+                    "fleet/apps.yaml": _fleet_yaml(
+                        url, ("gd-one", "gd-one"), ("gd-three", "gd-three")
+                    ),
+                }
+            )
+            assert await push_webhook(port, url) == 200
+            await until(lambda: hub.board.cell("gd-three", cluster.name).ready)
+
+            async def landed() -> bool:
+                return await value_on(cluster, "gd-one") == "v2"
+
+            await until(landed)
+            assert mirror.stats.fetches == fetches + 1
+            hub.stop()
