@@ -21,7 +21,9 @@ next poll.
 
 No git process for what is already known: commits the mirror holds are remembered (objects never
 leave a mirror), so resolving a branch to a commit already fetched, the whole cost of a no-op
-reconcile, reads memory only.
+reconcile, reads memory only. And a commit's whole tree is listed once (:meth:`Mirror.tree`, one
+``ls-tree -r``) for the last few commits, so planning a thousand apps at a new commit asks git
+for their files' kinds, ids and directory listings from memory, not a process each.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import anyio
 
@@ -40,13 +43,25 @@ from fleet.errors import StalledError, TransientError
 from fleet.sources import gitcmd
 from fleet.sources.urls import RepoId
 
-__all__ = ["Mirror", "MirrorStats"]
+__all__ = ["Mirror", "MirrorStats", "Tree"]
 
 log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _KNOWN_COMMITS = 4096  # commits remembered as present, per mirror
+_TREES = 3  # whole-tree listings kept, per mirror (the commits being rolled out)
+_MAX_TREE_ENTRIES = 200_000  # a larger tree is not kept: its paths are asked one call at a time
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A commit's tree: every path's object id and kind, and every directory's entry names."""
+
+    entries: Mapping[str, tuple[str, Literal["tree", "blob"]]]  # path -> (object id, kind)
+    names: Mapping[str, list[str]]  # directory path ("" the root) -> entry names
+
+
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
@@ -57,6 +72,7 @@ class MirrorStats:
     ls_remotes: int = 0
     fetches: int = 0
     pushes_noted: int = 0  # webhook pushes applied to the listing without an ls-remote
+    trees_listed: int = 0  # whole-tree listings (one per commit planned)
 
 
 class Mirror:
@@ -86,6 +102,8 @@ class Mirror:
         self._done = 0  # the number of the last listing that succeeded
         self._head: str | None = None  # the branch HEAD points at, from the last listing
         self._known: OrderedDict[str, None] = OrderedDict()  # full shas the mirror holds
+        self._trees: OrderedDict[str, Tree | None] = OrderedDict()
+        self._tree_lock = anyio.Lock()
 
     @property
     def refs_seen(self) -> Mapping[str, str]:
@@ -225,11 +243,48 @@ class Mirror:
         if len(self._known) > _KNOWN_COMMITS:
             self._known.popitem(last=False)
 
+    async def tree(self, commit: str) -> Tree | None:
+        """The whole tree of `commit` (a full sha the mirror holds), listed once and kept for
+        the last few commits; None when it is too large to keep."""
+        if commit in self._trees:
+            self._trees.move_to_end(commit)
+            return self._trees[commit]
+        async with self._tree_lock:  # the apps of a new commit all ask at once: one listing
+            if commit not in self._trees:
+                out = await self.local_git("ls-tree", "-r", "-t", "-z", "--full-tree", commit)
+                self.stats.trees_listed += 1
+                self._trees[commit] = _parse_tree(out)
+                if len(self._trees) > _TREES:
+                    self._trees.popitem(last=False)
+            return self._trees[commit]
+
     async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes:
         """A local git command in the mirror; no lock: objects never change."""
         return await gitcmd.run_git(
             args, cwd=self.path, env=self._env, time_limit=self._timeout, stdin=stdin
         )
+
+
+def _parse_tree(out: bytes) -> Tree | None:
+    """``ls-tree -r -t -z`` output as a :class:`Tree` (submodules left out: no tree, no blob)."""
+    records = out.split(b"\0")
+    if len(records) > _MAX_TREE_ENTRIES:
+        return None
+    entries: dict[str, tuple[str, Literal["tree", "blob"]]] = {}
+    names: dict[str, list[str]] = {"": []}
+    for record in records:
+        head, _, raw = record.partition(b"\t")
+        fields = head.split()
+        if len(fields) != 3 or fields[1] not in (b"tree", b"blob"):
+            continue
+        path = raw.decode(errors="surrogateescape")
+        kind: Literal["tree", "blob"] = "tree" if fields[1] == b"tree" else "blob"
+        entries[path] = (fields[2].decode(), kind)
+        parent, _, name = path.rpartition("/")
+        names.setdefault(parent, []).append(name)
+        if kind == "tree":
+            names.setdefault(path, [])
+    return Tree(entries, names)
 
 
 def _parse_ls_remote(text: str) -> tuple[dict[str, str], str | None]:

@@ -2,7 +2,9 @@
 
 :class:`Snapshot` answers what rendering asks before it renders: the git object id of each path
 (the cache key's input: a commit that leaves a path alone leaves its id alone), whether a path is a
-tree or a file, a file's bytes, a directory's names. Many paths go to one ``git cat-file --batch``.
+tree or a file, a file's bytes, a directory's names. Ids, kinds and names come from the commit's
+whole tree, listed once per commit by the mirror (:meth:`Mirror.tree`); without it (a tree too
+large to keep) many paths go to one ``git cat-file --batch-check``.
 
 :meth:`Snapshot.extract` writes just the named paths of the commit into a fresh directory
 (``git archive COMMIT -- PATHS``, unpacked in Python), refusing what could escape it: absolute or
@@ -82,6 +84,11 @@ class Snapshot:
 
     async def names(self, path: str) -> list[str]:
         """The entry names of directory `path`."""
+        tree = await self.mirror.tree(self.commit)
+        if tree is not None:
+            if path not in tree.names:
+                raise StalledError(f"{self.where}: no directory {path!r}")
+            return list(tree.names[path])
         spec = f"{self.commit}:{path}" if path else f"{self.commit}^{{tree}}"
         try:
             out = await self.mirror.local_git("ls-tree", "-z", "--name-only", spec)
@@ -107,6 +114,10 @@ class Snapshot:
 
     async def _batch(self, paths: Iterable[str]) -> dict[str, tuple[str | None, ObjectKind | None]]:
         ordered = list(dict.fromkeys(paths))
+        tree = await self.mirror.tree(self.commit)
+        if tree is not None and "" not in ordered:  # the root's own id is not in the listing
+            missing: tuple[str | None, ObjectKind | None] = (None, None)
+            return {path: tree.entries.get(path, missing) for path in ordered}
         specs = [f"{self.commit}:{p}" if p else f"{self.commit}^{{tree}}" for p in ordered]
         out = await self.mirror.local_git(
             "cat-file", "--batch-check", stdin="".join(s + "\n" for s in specs).encode()

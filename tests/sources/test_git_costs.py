@@ -146,3 +146,41 @@ def _github_push(url: str, *, ref: str, after: str) -> webhooks.Push:
     push = webhooks.parse_github(headers, body, secret=secret)
     assert push is not None
     return push
+
+
+async def test_the_tree_listing_answers_as_git_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids, kinds and directory names read from the commit's one tree listing equal what git
+    answers path by path (files, directories, a symlink, missing paths), and a commit's tree is
+    listed once however many apps plan at it."""
+    remote = Remote(tmp_path)
+    remote.commit({"a/b/c.yaml": "c: 1\n", "a/k.yaml": "k: 1\n", "top.yaml": "t: 1\n"})
+    commit = remote.symlink("a/link", "b/c.yaml")
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+    snapshot = await sources.snapshot(remote.url, "main")
+    assert snapshot.commit == commit
+    paths = ["a", "a/b", "a/b/c.yaml", "a/link", "top.yaml", "nope", "a/b/nope", "a/b/c.yaml/x"]
+
+    async def answers() -> tuple[object, ...]:
+        return (
+            await snapshot.object_ids(paths),
+            await snapshot.kinds(paths),
+            sorted(await snapshot.names("")),
+            sorted(await snapshot.names("a")),
+            sorted(await snapshot.names("a/b")),
+        )
+
+    listed = await answers()
+    for _ in range(10):
+        assert await answers() == listed
+    mirror = sources.mirror(remote.url)
+    assert mirror.stats.trees_listed == 1
+
+    async def no_tree(commit: str) -> None:
+        return None
+
+    monkeypatch.setattr(mirror, "tree", no_tree)
+    assert await answers() == listed  # path by path, through git cat-file and ls-tree
+    ids = listed[0]
+    assert isinstance(ids, dict) and ids["nope"] is None and ids["a/b"] is not None
