@@ -23,7 +23,9 @@ No git process for what is already known: commits the mirror holds are remembere
 leave a mirror), so resolving a branch to a commit already fetched, the whole cost of a no-op
 reconcile, reads memory only. And a commit's whole tree is listed once (:meth:`Mirror.tree`, one
 ``ls-tree -r``) for the last few commits, so planning a thousand apps at a new commit asks git
-for their files' kinds, ids and directory listings from memory, not a process each.
+for their files' kinds, ids and directory listings from memory, not a process each. Small
+blobs read by id are kept too (bounded in bytes): a kustomization that a commit left alone is
+read from memory at the next commit.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _KNOWN_COMMITS = 4096  # commits remembered as present, per mirror
 _TREES = 3  # whole-tree listings kept, per mirror (the commits being rolled out)
 _MAX_TREE_ENTRIES = 200_000  # a larger tree is not kept: its paths are asked one call at a time
+_BLOB_BYTES = 32 * 2**20  # small blobs kept by id, per mirror, at most this many bytes in all
+_MAX_KEPT_BLOB = 256 * 2**10
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class Mirror:
         self._known: OrderedDict[str, None] = OrderedDict()  # full shas the mirror holds
         self._trees: OrderedDict[str, Tree | None] = OrderedDict()
         self._tree_lock = anyio.Lock()
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_bytes = 0
 
     @property
     def refs_seen(self) -> Mapping[str, str]:
@@ -257,6 +263,21 @@ class Mirror:
                 if len(self._trees) > _TREES:
                     self._trees.popitem(last=False)
             return self._trees[commit]
+
+    async def blob(self, oid: str) -> bytes:
+        """The bytes of blob `oid`; small ones are kept (a blob's id is its content's hash)."""
+        data = self._blobs.get(oid)
+        if data is not None:
+            self._blobs.move_to_end(oid)
+            return data
+        data = await self.local_git("cat-file", "blob", oid)
+        if len(data) <= _MAX_KEPT_BLOB:
+            self._blobs[oid] = data
+            self._blob_bytes += len(data)
+            while self._blob_bytes > _BLOB_BYTES:
+                _, dropped = self._blobs.popitem(last=False)
+                self._blob_bytes -= len(dropped)
+        return data
 
     async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes:
         """A local git command in the mirror; no lock: objects never change."""

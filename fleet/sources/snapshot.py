@@ -77,6 +77,12 @@ class Snapshot:
 
     async def read(self, path: str) -> bytes:
         """The bytes of file `path`."""
+        tree = await self.mirror.tree(self.commit)
+        if tree is not None:
+            oid, kind = tree.entries.get(path, (None, None))
+            if oid is None or kind != "blob":
+                raise StalledError(f"{self.where}: no file {path!r}")
+            return await self.mirror.blob(oid)
         try:
             return await self.mirror.local_git("cat-file", "blob", f"{self.commit}:{path}")
         except gitcmd.GitFailed:

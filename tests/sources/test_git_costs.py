@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from fleet.cache import CacheSettings, ManifestCache
+from fleet.errors import StalledError
 from fleet.hub import webhooks
 from fleet.reconcile.desired import AppSource, DesiredState
 from fleet.render import Renderer, RenderSettings
@@ -169,6 +170,8 @@ async def test_the_tree_listing_answers_as_git_does(
             sorted(await snapshot.names("")),
             sorted(await snapshot.names("a")),
             sorted(await snapshot.names("a/b")),
+            await snapshot.read("a/b/c.yaml"),
+            await snapshot.read("a/link"),
         )
 
     listed = await answers()
@@ -184,3 +187,26 @@ async def test_the_tree_listing_answers_as_git_does(
     assert await answers() == listed  # path by path, through git cat-file and ls-tree
     ids = listed[0]
     assert isinstance(ids, dict) and ids["nope"] is None and ids["a/b"] is not None
+    assert listed[5:] == (b"c: 1\n", b"b/c.yaml")
+
+
+async def test_a_file_a_commit_left_alone_is_read_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a new commit that changed one file, reading the files it left alone runs no cat-file
+    (the blob is kept by id); the changed file and the new tree are read from git, once."""
+    calls = GitCalls(tmp_path, monkeypatch)
+    remote = Remote(tmp_path)
+    remote.commit({"a.yaml": "a: 1\n", "b.yaml": "b: 1\n"})
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=0.0))
+    first = await sources.snapshot(remote.url, "main")
+    assert await first.read("a.yaml") == b"a: 1\n" and await first.read("b.yaml") == b"b: 1\n"
+    remote.commit({"b.yaml": "b: 2\n"})
+    second = await sources.snapshot(remote.url, "main")
+    calls.take()
+    assert await second.read("a.yaml") == b"a: 1\n"
+    assert [c for c in calls.take() if "cat-file" in c] == []
+    assert await second.read("b.yaml") == b"b: 2\n"
+    assert len([c for c in calls.take() if "cat-file" in c]) == 1
+    with pytest.raises(StalledError, match="no file"):
+        await second.read("nope.yaml")
