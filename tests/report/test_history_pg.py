@@ -5,11 +5,13 @@ round trips in the SQLite backend's order, two writers at once losing nothing, a
 goes away and comes back (rows held, then written; the password never shown). Then the hub: it
 writes its syncs and events there and ``fleet history --history URL`` / ``fleet events`` read
 them; with the database stopped under it the hub goes on applying, shows the problem in its
-metrics and log, and its rows reach the database once it is back.
+metrics and log, and its rows reach the database once it is back; two hubs (replicas, each with
+its own cluster) write one database that one reader sees whole.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -247,3 +249,41 @@ async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
         [sys.executable, "-m", "fleet.cli.main", *args], check=False, env={**os.environ, **env}
     )
     return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+@pytest.mark.anyio
+async def test_two_hubs_write_one_database(
+    kit_clusters: list[RunningCluster], postgres: Postgres, tmp_path: Path
+) -> None:
+    """Two replicas (each with its own cluster) write one database; one reader sees both."""
+    ns = "history-two"
+    url = postgres.database("replicas")
+    remote = Remote(tmp_path / "git")
+    commit = remote.commit({"app/settings.yaml": configmap(ns, "one")})
+    hubs = []
+    for i, cluster in enumerate(kit_clusters[:2]):
+        settings = hub_settings(tmp_path / f"hub{i}", history=url)
+        settings.config_path.parent.mkdir(parents=True)
+        settings.config_path.write_text(_cfg(remote.url, ns))
+        drop(cluster, settings.clusters_dir)
+        hubs.append((Hub(settings), cluster))
+    async with anyio.create_task_group() as tg:
+        for hub, _ in hubs:
+            await tg.start(hub.run)
+        for hub, cluster in hubs:
+            await until(functools.partial(_ready, hub, cluster.name), limit=180)
+        for hub, _ in hubs:
+            assert isinstance(hub.history, PgHistory)
+            assert await anyio.to_thread.run_sync(hub.history.flush, 60.0)
+        code, out, err = await _cli({"PGPASSWORD": PASSWORD}, "history", "web", "--history",
+                                    postgres.url("replicas", password=False), "--json")  # fmt: skip
+        assert code == 0, err
+        for _, cluster in hubs:
+            assert f'"cluster": "{cluster.name}"' in out
+        assert out.count(commit) >= 2
+        for hub, _ in hubs:
+            hub.stop()
+
+
+def _ready(hub: Hub, cluster: str) -> bool:
+    return hub.board.cell("web", cluster).ready
