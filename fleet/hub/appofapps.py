@@ -1,6 +1,7 @@
 """App of apps: an app whose path holds Argo CD Application documents, read from git at its commit.
 
-Argo CD's app-of-apps pattern, in fleet's terms. A **parent** is declared in the config:
+Argo CD's app-of-apps pattern, in fleet's terms. A **parent** is declared in the config (the
+loader sets :attr:`~fleet.config.App.applications`):
 
 - in ``fleet.yaml``, ``apps[].applications: true``;
 - on an Argo CD Application, the annotation ``fleet.dev/applications: "true"``.
@@ -30,12 +31,9 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from fleet.config import App, Config, Project, validation
+from fleet.config import App, Config, Project
 from fleet.config import loading as config_loading
 from fleet.config.projects import OPEN_DEFAULT
 from fleet.errors import ConfigError, FleetError, describe
@@ -45,11 +43,10 @@ from fleet.reconcile.desired import Desired, DesiredState
 from fleet.sources import Sources, repo_id
 from fleet.types import ClusterRef, Manifest
 
-__all__ = ["ANNOTATION", "Children", "Parents", "children_of", "declared"]
+__all__ = ["Children", "Parents", "children_of", "parents"]
 
 log = logging.getLogger(__name__)
 
-ANNOTATION = "fleet.dev/applications"
 _RETRY_CAP = 60.0  # seconds: a parent whose render failed is tried again at least this often
 LEFT = (
     "left its parent app's Applications; its objects stay in the clusters (as Argo CD without "
@@ -57,37 +54,9 @@ LEFT = (
 )
 
 
-def declared(path: Path) -> frozenset[str]:
-    """The apps of the config file or directory `path` declared parents (see the module doc)."""
-    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
-    names: set[str] = set()
-    for file in files:
-        try:
-            documents = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # the config loader reports an unreadable file
-        for document in documents:
-            names |= _parents_in(document)
-    return frozenset(names)
-
-
-def _parents_in(document: Any) -> set[str]:
-    if not isinstance(document, Mapping):
-        return set()
-    if document.get("kind") == "Application":
-        metadata = document.get("metadata") or {}
-        annotations = metadata.get("annotations") or {} if isinstance(metadata, Mapping) else {}
-        if isinstance(annotations, Mapping) and str(annotations.get(ANNOTATION)) == "true":
-            return {str(metadata.get("name"))}
-        return set()
-    entries = document.get("apps")
-    if not isinstance(entries, list):
-        return set()
-    return {
-        str(e.get("name"))
-        for e in entries
-        if isinstance(e, Mapping) and e.get("applications") is True
-    }
+def parents(config: Config) -> frozenset[str]:
+    """The apps of `config` declared parents (``applications: true`` or the annotation)."""
+    return frozenset(a.name for a in config.apps if a.applications)
 
 
 @dataclass(frozen=True)
@@ -133,14 +102,8 @@ def children_of(
                 f"{origin}: not an Argo CD Application or AppProject; a parent app holds only "
                 "those, so it is applied nowhere (move it to an app of its own)"
             )
-        elif _parents_in(manifest):
-            errors.append(
-                f"{origin}: a parent app of a parent app (nested app of apps) is not supported "
-                "yet, so it is not added; declare it in the config instead"
-            )
         elif kind == "AppProject":
             try:
-                validation.check([manifest], origin=origin)
                 projects += config_loading.parse_projects([dict(manifest)], origin=origin)[0]
             except ConfigError as exc:
                 errors.append(f"{exc} (this project is not added)")
@@ -171,8 +134,13 @@ def children_of(
 
 
 def _child(manifest: Manifest, *, origin: str, projects: Mapping[str, Project], parent: App) -> App:
-    validation.check([manifest], origin=origin)  # the schema of fleet.yaml's Applications
+    # the schema and the parser of fleet.yaml's Applications
     (child,) = config_loading.parse_documents([dict(manifest)], origin=origin)
+    if child.applications:
+        raise ConfigError(
+            f"{origin}: a parent app of a parent app (nested app of apps) is not supported yet; "
+            "declare it in the config instead"
+        )
     rules = projects.get(child.project)
     if rules is None and child.project == "default":
         # the config's default project, as the loader resolved it for the parent's siblings

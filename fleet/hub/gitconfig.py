@@ -274,7 +274,7 @@ class ConfigFeed:
             apps=tuple(dataclasses.replace(a, origin=rename(a.origin)) for a in config.apps),
         )
         self._base.config = config
-        self._base.parents = appofapps.declared(target)
+        self._base.parents = appofapps.parents(config)
         self._base.error = ""
         try:
             self._base.sinks, self._base.sink_error = configured.notification_sinks(target), ""

@@ -143,13 +143,15 @@ def test_declared_parents(tmp_path: Path) -> None:
 apiVersion: argoproj.io/v1alpha1
 kind: Application
 metadata: {name: argo-parent, annotations: {fleet.dev/applications: "true"}}
+spec: {source: {repoURL: x}, destination: {name: c, namespace: a}}
 ---
 apiVersion: argoproj.io/v1alpha1
 kind: Application
 metadata: {name: argo-plain}
+spec: {source: {repoURL: x}, destination: {name: c, namespace: a}}
 """
     )
-    assert appofapps.declared(tmp_path) == {"parent", "argo-parent"}
+    assert appofapps.parents(loading.load(tmp_path)) == {"parent", "argo-parent"}
 
 
 CHART = {
@@ -176,15 +178,10 @@ def _config(apps_url: str, cluster: str) -> str:
     source: {{repoURL: "{apps_url}", targetRevision: main, path: web}}
     destination: {{namespace: aoa-web}}
     syncPolicy: {{prune: true, createNamespace: true}}
----
-apiVersion: argoproj.io/v1alpha1
-kind: Application
-metadata:
-  name: parent-plain
-  annotations: {{fleet.dev/applications: "true"}}
-spec:
-  source: {{repoURL: "{apps_url}", targetRevision: main, path: parent/plain}}
-  destination: {{name: in-cluster, namespace: argocd}}
+  - name: parent-plain
+    applications: true
+    source: {{repoURL: "{apps_url}", targetRevision: main, path: parent/plain}}
+    destination: {{namespace: argocd}}
 ---
 apiVersion: argoproj.io/v1alpha1
 kind: Application
