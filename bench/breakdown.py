@@ -10,7 +10,8 @@ commit's value on each cluster) and reads the rest from the hub's JSON log (``fl
   process (checkout, ancestry, commit time) and is counted;
 - ``event=render ... elapsed_s=`` is the render (none when the render cache answered);
 - ``event=reconciled cluster=C commit=SHA12 seconds=`` ends the reconcile of cluster C, so
-  ``ts - seconds`` is when a worker took it; ``event=sync cluster=C`` is the end of its sync.
+  ``ts - seconds`` is when a worker took it (the first such line: a later no-op reconcile of the
+same commit is not the one that applied it).
 
 Per cluster, the commit's latency (push start to the watcher's sighting) is cut at milestones in
 time order: push end, listing start, listing end, the worker's start on that cluster, fetch end,
@@ -125,11 +126,10 @@ def breakdown(commit: CommitTimes, events: Sequence[LogEvent], *, until: float) 
     fetch = _first(window, "git", "fetch")
     render = _first(window, "render")
     short = commit.sha[:12]
-    reconciled = {
-        str(e.fields.get("cluster")): e
-        for e in window
-        if e.event == "reconciled" and str(e.fields.get("commit", "")) == short
-    }
+    reconciled: dict[str, LogEvent] = {}  # the first reconcile of the commit per cluster
+    for e in window:
+        if e.event == "reconciled" and str(e.fields.get("commit", "")) == short:
+            reconciled.setdefault(str(e.fields.get("cluster")), e)
     listing_start = listing.t - listing.number("elapsed_s") if listing else None
     clusters: dict[str, dict[str, float]] = {}
     for cluster, seen in sorted(commit.seen.items()):
@@ -169,7 +169,9 @@ def breakdown(commit: CommitTimes, events: Sequence[LogEvent], *, until: float) 
         "renders": sum(1 for e in window if e.event == "render"),
         "git_processes": len(git_ops),
         "git_by_op": {op: git_ops.count(op) for op in sorted(set(git_ops))},
-        "reconciles": len(reconciled),
+        "reconciles": sum(
+            1 for e in window if e.event == "reconciled" and e.fields.get("commit") == short
+        ),
         "reconcile_s": {c: e.number("seconds") for c, e in sorted(reconciled.items())},
     }
 

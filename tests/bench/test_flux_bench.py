@@ -97,6 +97,7 @@ def _lines(t0: float) -> list[str]:
                 (t0 + 1.20, done, ("a", "web", SHA[:12], 1.00)),
                 (t0 + 1.70, done, ("b", "web", SHA[:12], 1.30)),
                 (t0 + 1.80, done, ("c", "web", "ffffffffffff", 0.50)),  # another commit
+                (t0 + 2.50, done, ("a", "web", SHA[:12], 0.01)),  # a later no-op of the same
             ]
         ),
         "Traceback (most recent call last):",  # not JSON: skipped
@@ -124,7 +125,8 @@ def test_breakdown_phases_add_up_to_the_latency() -> None:
     assert b["queue"] == pytest.approx(0.25, abs=0.003)
     for phases in (a, b):
         assert sum(phases[p] for p in breakdown.PHASES) == pytest.approx(phases["total"])
-    assert row["reconciles"] == 2
+    assert row["reconciles"] == 3
+    assert row["reconcile_s"] == {"a": pytest.approx(1.0), "b": pytest.approx(1.3)}
     assert row["git_processes"] == 3
     assert row["git_by_op"] == {"fetch": 1, "ls-remote": 1, "show": 1}
     assert row["renders"] == 1
