@@ -9,10 +9,12 @@ duration, so while the deadline holds no one else may write there.
 The check sits in the one place every request to the cluster passes just before it is sent: the
 client's request gate (:class:`FencedGate` wraps the hub's rate-limit gate). A replica that was
 paused (SIGSTOP, a long GC, a frozen VM) and wakes up finds its deadline passed and refuses the
-request, whatever its reconcile was in the middle of: :class:`NotOwner`, a stalled error, so
-the key is not retried here; the new owner has it. ``time.monotonic`` keeps counting while a
-process is stopped, which is what makes this hold. The liveness probe (no concurrency slot)
-passes: it reads ``/readyz`` and writes nothing.
+request, whatever its reconcile was in the middle of: :class:`NotOwner`, a transient error, so
+the key backs off; if the lease was lost, the cluster leaves this replica and the retry finds
+nothing to do, and if the lease is renewed after all (a round that came late on a busy loop), the
+retry applies. It is never an outage: the circuit breaker does not count it.
+``time.monotonic`` keeps counting while a process is stopped, which is what makes this hold. The
+liveness probe (no concurrency slot) passes: it reads ``/readyz`` and writes nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from fleet.apply.kube import RequestGate
-from fleet.errors import StalledError
+from fleet.errors import TransientError
 
 __all__ = ["Fence", "FencedGate", "NotOwner"]
 
 
-class NotOwner(StalledError):
+class NotOwner(TransientError):
     """This replica does not hold the cluster's lease (any more): nothing is sent."""
 
 

@@ -162,13 +162,15 @@ class Shards(Generic[T]):
         async with connect(self.settings.kubeconfig, name="management", timeouts=timeouts) as api:
             self._store = LeaseStore(api, namespace=self.settings.namespace, hub=self.hub)
             try:
+                began = anyio.current_time()
                 await self._guarded(first=True)
                 task_status.started()
-                while True:
-                    with anyio.move_on_after(interval):
+                while True:  # rounds start every interval, however long one took
+                    with anyio.move_on_after(max(0.0, began + interval - anyio.current_time())):
                         await self._wake.wait()
                         await anyio.sleep(_SETTLE)
                     self._wake = anyio.Event()
+                    began = anyio.current_time()
                     await self._guarded()
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
