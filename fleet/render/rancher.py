@@ -20,8 +20,8 @@ the bundle), else a kustomization (``kustomize.dir``, else the bundle, holding
 ``kustomization.yaml``), else raw YAML with overlays (:mod:`fleet.render.rancher_raw`). The result
 is an inner spec for the existing Helm, kustomize or plain path of the engine, with a
 :class:`~fleet.render.spec.RancherBundle` recording the choice; every decision that shapes the
-output (target, merged values, namespaces, overlays) is in the cache key, and the cluster's
-labels themselves are not, so clusters choosing the same target share one render. A spec without
+output (target, merged values, namespaces, overlays) is in the cache key, and the labels the
+selectors read are not, so clusters choosing the same target share one render. A spec without
 its cluster for a bundle that chooses by the cluster yields a plan marked ``needs_cluster``.
 """
 
@@ -117,7 +117,7 @@ async def plan(
         overlays=options.overlays,
         skip=skip,
     )
-    used = dict(choice.used)
+    used: dict[str, str] = {}  # what templating reads; the selectors' reads are the choice
     names = set(await reader.names(bundle.path))
     chart = await _chart_dir(reader, bundle, options, names)
     kustomize_dir = await _kustomize_dir(reader, bundle, options, names)

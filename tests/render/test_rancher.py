@@ -121,7 +121,9 @@ async def test_cache_key_follows_the_choice_not_the_labels(tmp_path: Path) -> No
     rig = Rig(tmp_path, files)
     prod_eu, prod_us = await rig.key(bundle_spec(PROD)), await rig.key(bundle_spec(PROD_US))
     assert prod_eu == prod_us  # same target, same merged values: one render serves both
-    assert await rig.key(bundle_spec(STAGING)) != prod_eu
+    staging = await rig.key(bundle_spec(STAGING))
+    assert staging != prod_eu
+    assert await rig.key(bundle_spec(ClusterRef("st-1", {"env": "staging"}))) == staging
     assert await rig.key(bundle_spec(DEV)) != prod_eu
 
 
@@ -135,7 +137,7 @@ async def test_without_the_cluster_a_choosing_bundle_cannot_render(tmp_path: Pat
     plan = await rig.renderer.plan(snapshot, bundle_spec(PROD))
     assert not plan.needs_cluster and plan.kind == "helm"
     assert plan.spec.rancher is not None and plan.spec.rancher.target == "prod"
-    assert plan.spec.cluster_inputs == {"labels.env": "prod", "labels.region": "eu"}
+    assert plan.spec.cluster_inputs == {"labels.region": "eu"}  # templated; env is the choice
 
 
 KUSTOMIZE = {
