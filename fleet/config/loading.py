@@ -49,6 +49,7 @@ from fleet.errors import ConfigError
 __all__ = ["load", "load_documents", "parse_documents", "parse_projects"]
 
 _MAX_CONFIG_BYTES = 4 * 2**20
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: several times faster
 
 
 PARENT_ANNOTATION = "fleet.dev/applications"  # an Application that is a parent (app of apps)
@@ -233,7 +234,7 @@ def _parse(text: str, origin: str) -> list[Any]:
     if len(text.encode("utf-8", "surrogatepass")) > _MAX_CONFIG_BYTES:
         raise ConfigError(f"{origin}: larger than {_MAX_CONFIG_BYTES} bytes")
     try:
-        return list(yaml.safe_load_all(text))
+        return list(yaml.load_all(text, Loader=_LOADER))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: invalid YAML: {exc}") from exc
 

@@ -102,15 +102,37 @@ def _name_of(document: Mapping[str, Any]) -> str:
     return ""
 
 
+def _resolved(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    defs = cast(Mapping[str, Any], _validator().schema)["$defs"]
+    while "$ref" in node:
+        node = defs[str(node["$ref"]).rsplit("/", 1)[-1]]
+    return node
+
+
+def _one_level_down(word: str, properties: Mapping[str, Any]) -> str:
+    """`` (did you mean syncPolicy.prune?)`` when `word` is a field of a mapping one level down."""
+    for parent, sub in properties.items():
+        children = _resolved(sub).get("properties", {})
+        close = difflib.get_close_matches(word, sorted(children), n=1, cutoff=0.85)
+        close = close or [c for c in children if c.lower() == word.lower()]
+        if close:
+            return f" (did you mean {parent}.{close[0]}?)"
+    return ""
+
+
 def _fields(value: Any, limit: Any, rule: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``additionalProperties``: each unknown key, with the closest known name."""
+    """``additionalProperties``: each unknown key, with the closest known name (at this level,
+    else one level down: ``prune`` directly under an app is ``syncPolicy.prune``)."""
     properties = rule.get("properties", {})
     supported = [k for k, v in properties.items() if "not" not in v]
-    return [
-        (str(key), f"unknown field{suggestion(str(key), properties, supported)}")
-        for key in value
-        if key not in properties
-    ]
+    lines = []
+    for key in value:
+        if key not in properties:
+            hint = suggestion(str(key), properties, ())
+            hint = hint or _one_level_down(str(key), properties)
+            hint = hint or suggestion(str(key), (), supported)
+            lines.append((str(key), f"unknown field{hint}"))
+    return lines
 
 
 def _required(value: Any, limit: Any, rule: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -378,3 +378,25 @@ def test_docs_config_md_is_the_generated_reference() -> None:
     )
     assert "| `targetRevision` | string |" in printed
     assert "### `notifications[]`" in printed and "| `secretEnv` |" in printed
+
+
+def test_the_issue_typos_and_a_field_one_level_off() -> None:
+    app: dict[str, Any] = {
+        "name": "a",
+        "source": {"repoURL": "x"},
+        "destination": {"namespace": "n"},
+    }
+    typos = copy.deepcopy(app)
+    typos["destination"]["cluster"] = {"names": ["prod"]}
+    typos["source"]["targetRevison"] = "main"
+    typos["syncPolicy"] = {"prun": True, "selfheal": True}
+    typos["prune"] = True
+    assert validation.errors([{"apps": [typos]}], origin="f.yaml") == [
+        "f.yaml: apps[0].destination.cluster: unknown field (did you mean clusters?)",
+        "f.yaml: apps[0].prune: unknown field (did you mean syncPolicy.prune?)",
+        "f.yaml: apps[0].source.targetRevison: unknown field (did you mean targetRevision?)",
+        "f.yaml: apps[0].syncPolicy.prun: unknown field (did you mean prune?)",
+        "f.yaml: apps[0].syncPolicy.selfheal: unknown field (did you mean selfHeal?)",
+    ]
+    with pytest.raises(ConfigError, match=r"^f.yaml: apps\[0\].zzz: unknown field \(fields here: "):
+        validation.check([{"apps": [{**app, "zzz": 1}]}], origin="f.yaml")
