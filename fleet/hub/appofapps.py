@@ -19,7 +19,10 @@ an app that left ``fleet.yaml``: its objects stay in the clusters (Argo CD witho
 ``resources-finalizer``), and its status says so. A bad child document does not stop its siblings:
 a child seen before keeps its last good version, a new one is not added. A child may not take
 the name of an app of the config, of a parent, or of another parent's child: the later claim is
-refused, naming both (a child keeps its name against a newcomer). A render that fails keeps the
+refused, naming both (a child keeps its name against a newcomer). Argo CD calls app of apps an
+admin-only tool because a child may name any project; fleet confines it: a child of a parent in
+a project other than the open default must be in its parent's project, so a push to a team's
+parent repository cannot reach beyond that team's project. A render that fails keeps the
 parent's last good children. A child may not be a parent itself (no nesting yet): such a child
 is refused by name, never applied as plain Applications.
 """
@@ -140,6 +143,13 @@ def _child(manifest: Manifest, *, origin: str, projects: Mapping[str, Project], 
         raise ConfigError(
             f"{origin}: a parent app of a parent app (nested app of apps) is not supported yet; "
             "declare it in the config instead"
+        )
+    if parent.project_rules != OPEN_DEFAULT and child.project != parent.project:
+        raise ConfigError(
+            f"{origin}: app {child.name!r} names project {child.project!r}, but its parent app "
+            f"{parent.name} is in project {parent.project!r}: a child may only be in its "
+            f"parent's project (set spec.project: {parent.project}), or the parent in the open "
+            "default project"
         )
     rules = projects.get(child.project)
     if rules is None and child.project == "default":

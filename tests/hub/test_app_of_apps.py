@@ -11,6 +11,7 @@ app is refused naming both, a bad child document does not stop the others.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from fleet.config import Config, loading
+from fleet.config.projects import Destination, Project
 from fleet.controlplane import RunningCluster
 from fleet.hub import appofapps
 from fleet.hub.hub import Hub
@@ -132,6 +134,23 @@ async def test_a_child_keeps_its_name_against_a_newcomer() -> None:
     status = {p["app"]: p for p in parents.status()}
     assert status["zeta"]["children"] == 1 and status["alpha"]["children"] == 0
     assert status["alpha"]["refused"] == ["shared", "zeta"]
+
+
+def test_a_child_stays_in_its_parents_project() -> None:
+    url = "https://git.example/apps.git"
+    team = Project(name="team", source_repos=("*",), destinations=(Destination(namespaces=("*",)),))
+    parent = dataclasses.replace(_parent(), project="team", project_rules=team)
+    found = appofapps.children_of(
+        parent,
+        _docs(
+            application("escapes", url, "c1"),  # project: default, which allows everything
+            application("stays", url, "c1").replace("project: default", "project: team"),
+        ),
+        commit=COMMIT,
+        config=Config(projects=(team,)),
+    )
+    assert list(found.apps) == ["stays"] and found.apps["stays"].project_rules == team
+    assert "app 'escapes' names project 'default', but its parent app parent" in found.errors[0]
 
 
 def test_declared_parents(tmp_path: Path) -> None:
