@@ -176,15 +176,18 @@ def breakdown(commit: CommitTimes, events: Sequence[LogEvent], *, until: float) 
     }
 
 
-def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarise(
+    rows: Sequence[Mapping[str, Any]], *, phases: Sequence[str] = PHASES
+) -> dict[str, Any]:
     """Medians over commits: each phase per cluster, and along the last cluster to converge."""
-    per_cluster: dict[str, list[float]] = {p: [] for p in (*PHASES, "total", "after_seen_s")}
-    slowest: dict[str, list[float]] = {p: [] for p in (*PHASES, "total")}
+    extra = ("after_seen_s",) if phases == PHASES else ()
+    per_cluster: dict[str, list[float]] = {p: [] for p in (*phases, "total", *extra)}
+    slowest: dict[str, list[float]] = {p: [] for p in (*phases, "total")}
     for row in rows:
         clusters: Mapping[str, Mapping[str, float]] = row["clusters"]
-        for phases in clusters.values():
+        for split in clusters.values():
             for name, values in per_cluster.items():
-                values.append(phases[name])
+                values.append(split[name])
         if clusters:
             last = max(clusters.values(), key=lambda p: p["total"])
             for name, values in slowest.items():

@@ -45,7 +45,7 @@ import anyio
 from kubernetes_asyncio import config
 
 from bench import breakdown, figures
-from bench.flux import build, controllers
+from bench.flux import build, controllers, objects, timeline
 from bench.hubproc import SECRET, HubProcess
 from bench.rig import Rig, add_rig_arguments, ensure_namespaces, fleet_yaml
 from bench.watcher import Watcher
@@ -182,20 +182,40 @@ class SideBySide:
         return result
 
 
-def _breakdown(rounds: list[Round], log: Path) -> dict[str, Any]:
+def fleet_breakdown(rounds: list[dict[str, Any]], log: Path) -> dict[str, Any]:
+    """The fleet rounds (as written to the results) cut into phases from the hub's JSON log."""
     events = breakdown.parse_log(log.read_text(errors="replace").splitlines())
-    fleet = [r for r in rounds if r.system == "fleet"]
+    fleet = [r for r in rounds if r["system"] == "fleet"]
     rows = []
     for i, r in enumerate(fleet):
-        until = fleet[i + 1].times["push_start"] if i + 1 < len(fleet) else time.time()
+        times = r["times"]
+        until = fleet[i + 1]["times"]["push_start"] if i + 1 < len(fleet) else float("inf")
         commit = breakdown.CommitTimes(
-            index=r.index, sha=r.sha, push_start=r.times["push_start"],
-            push_end=r.times["push_end"], webhook_sent=r.times["trigger_sent"],
-            webhook_answered=r.times["trigger_answered"],
-            seen={k.split(":", 1)[1]: v for k, v in r.times.items() if k.startswith("seen:")},
+            index=r["index"], sha=r["sha"], push_start=times["push_start"],
+            push_end=times["push_end"], webhook_sent=times["trigger_sent"],
+            webhook_answered=times["trigger_answered"],
+            seen={k.split(":", 1)[1]: v for k, v in times.items() if k.startswith("seen:")},
         )  # fmt: skip
         rows.append(breakdown.breakdown(commit, events, until=until))
     return {"commits": rows, "summary": breakdown.summarise(rows)}
+
+
+def flux_breakdown(
+    rounds: list[dict[str, Any]], *, source: Path, kustomize: Path
+) -> dict[str, Any]:
+    """The Flux rounds cut into phases from the two controllers' JSON logs."""
+    src = timeline.parse_lines(source.read_text(errors="replace").splitlines())
+    kus = timeline.parse_lines(kustomize.read_text(errors="replace").splitlines())
+    rows = []
+    for r in (r for r in rounds if r["system"] == "flux"):
+        clusters = [k.split(":", 1)[1] for k in r["times"] if k.startswith("seen:")]
+        split = timeline.split_round(
+            times=r["times"], subject=f"bench: {r['marker']}", sha=r["sha"],
+            kustomizations={c: objects.kustomization_name(c) for c in clusters},
+            source=src, kustomize=kus,
+        )  # fmt: skip
+        rows.append({"index": r["index"], "sha": r["sha"][:12], "clusters": split})
+    return {"commits": rows, "summary": breakdown.summarise(rows, phases=timeline.FLUX_PHASES)}
 
 
 async def run_count(
@@ -262,7 +282,12 @@ async def run_count(
                     rss = {"hub_mib": hub.rss_mib(), "flux_mib": flux.rss_mib()}
                 if not flux.alive():
                     raise RuntimeError(f"a Flux controller exited during the run: {flux.logs}")
-                split = _breakdown(loop.rounds, hub.log)
+                rounds = [asdict(r) for r in loop.rounds]
+                split = fleet_breakdown(rounds, hub.log)
+                flux_split = flux_breakdown(
+                    rounds, source=flux.logs["source-controller"],
+                    kustomize=flux.logs["kustomize-controller"],
+                )  # fmt: skip
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 for name, log in {"hub": hub.log, **flux.logs}.items():
                     shutil.copyfile(log, args.out.with_suffix(f".n{count}.{name}.log"))
@@ -291,7 +316,8 @@ async def run_count(
         "flux_over_fleet": over,
         "rss": rss,
         "breakdown": split,
-        "rounds": [asdict(r) for r in loop.rounds],
+        "flux_breakdown": flux_split,
+        "rounds": rounds,
     }
 
 
@@ -336,6 +362,18 @@ def print_tables(result: dict[str, Any]) -> None:
                 ],
             )
         )
+        f = r["flux_breakdown"]["summary"]
+        fphases = [*timeline.FLUX_PHASES, "total"]
+        print(f"Flux, {r['clusters']} clusters, median per phase (s):")
+        print(
+            figures.table(
+                ["path", *fphases],
+                [
+                    ["per cluster", *[f["per_cluster_median_s"][p] for p in fphases]],
+                    ["slowest cluster", *[f["slowest_cluster_median_s"][p] for p in fphases]],
+                ],
+            )
+        )
         print(
             f"  listing {s['listing_s']} s, fetch {s['fetch_s']} s, render {s['render_s']} s, "
             f"git processes/commit {s['git_processes_per_commit']}, "
@@ -363,11 +401,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hub-log-level", default="debug", help="debug: git timings for the split")
     p.add_argument("--limit", type=float, default=120.0, help="give up on a commit after this")
     p.add_argument("--out", type=Path, default=Path("bench/results/flux-side-by-side.json"))
+    p.add_argument(
+        "--reanalyse", type=Path, default=None, metavar="RESULTS",
+        help="run nothing: recompute both breakdowns from RESULTS and the logs beside it",
+    )  # fmt: skip
     return p
+
+
+def reanalyse(path: Path) -> dict[str, Any]:
+    """Both breakdowns again from a results file and the logs the run copied beside it."""
+    result: dict[str, Any] = json.loads(path.read_text())
+    for r in result["runs"]:
+        logs = {n: path.with_suffix(f".n{r['clusters']}.{n}.log") for n in build.CONTROLLERS}
+        r["breakdown"] = fleet_breakdown(
+            r["rounds"], path.with_suffix(f".n{r['clusters']}.hub.log")
+        )
+        r["flux_breakdown"] = flux_breakdown(
+            r["rounds"], source=logs["source-controller"], kustomize=logs["kustomize-controller"]
+        )
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
+    if args.reanalyse is not None:
+        result = reanalyse(args.reanalyse)
+        print_tables(result)
+        run_on = result.pop("machine", None)
+        figures.write_results(args.reanalyse, {**result, "machine_of_run": run_on})
+        return result
     with tempfile.TemporaryDirectory(prefix="fleet-bench-flux-") as tmp:
         result = anyio.run(run, args, Path(tmp), backend="asyncio")
     print_tables(result)

@@ -8,13 +8,15 @@ creates, the breakdown is fed JSON log lines written the way the hub's formatter
 from __future__ import annotations
 
 import base64
+import datetime
 import io
+import json
 import logging
 
 import pytest
 
 from bench import breakdown, flux_side_by_side
-from bench.flux import build, controllers, objects
+from bench.flux import build, controllers, objects, timeline
 from fleet import logs
 
 
@@ -165,3 +167,56 @@ def test_block_figures_and_flux_over_fleet() -> None:
     over = flux_side_by_side.ratios(figs)
     assert over["p50"] == pytest.approx(1.5 / 0.3)
     assert over["all_converged_p50"] == pytest.approx(2.0 / 0.4)
+
+
+def test_go_durations() -> None:
+    assert timeline.go_duration("714.274683ms") == pytest.approx(0.714274683)
+    assert timeline.go_duration("1m2.5s") == pytest.approx(62.5)
+    assert timeline.go_duration("850µs") == pytest.approx(0.00085)
+    with pytest.raises(ValueError, match="not a Go duration"):
+        timeline.go_duration("1h0m0s, next")
+
+
+def _flux_line(t: float, msg: str, **fields: object) -> str:
+    stamp = datetime.datetime.fromtimestamp(t, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return json.dumps({"level": "info", "ts": stamp[:-3] + "Z", "msg": msg, **fields})
+
+
+def test_flux_round_split_from_the_controllers_logs() -> None:
+    t0 = 1_800_000_000.0
+    source = timeline.parse_lines([
+        _flux_line(t0 - 5, "stored artifact for commit 'bench: value:v3'"),  # an older round
+        _flux_line(t0 + 0.30, "stored artifact for commit 'bench: value:v5'"),
+        "not json",
+    ])  # fmt: skip
+    old, new = "main@sha1:" + "e" * 40, "main@sha1:" + SHA
+    kustomize = timeline.parse_lines([
+        # the Receiver's annotation: a pass over the old revision first, then the new one
+        _flux_line(t0 + 0.50, "server-side apply completed", name="app-a", reconcileID="r1"),
+        _flux_line(t0 + 0.55, "Reconciliation finished in 400ms, next run in 1h0m0s",
+                   name="app-a", reconcileID="r1", revision=old),
+        _flux_line(t0 + 1.20, "server-side apply completed", name="app-a", reconcileID="r2"),
+        _flux_line(t0 + 1.30, "Reconciliation finished in 700ms, next run in 1h0m0s",
+                   name="app-a", reconcileID="r2", revision=new),
+    ])  # fmt: skip
+    times = {
+        "push_start": t0, "push_end": t0 + 0.05, "trigger_answered": t0 + 0.10,
+        "seen:a": t0 + 1.25, "seen:b": t0 + 2.0,
+    }  # fmt: skip
+    split = timeline.split_round(
+        times=times, subject="bench: value:v5", sha=SHA,
+        kustomizations={"a": "app-a", "b": "app-b"}, source=source, kustomize=kustomize,
+    )  # fmt: skip
+    a = split["a"]
+    assert a["trigger"] == pytest.approx(0.05, abs=0.003)
+    assert a["source"] == pytest.approx(0.20, abs=0.003)
+    assert a["queue"] == pytest.approx(0.30, abs=0.003)  # r2 began at t0 + 0.60
+    assert a["apply"] == pytest.approx(0.60, abs=0.003)
+    assert a["watch"] == pytest.approx(0.05, abs=0.003)
+    b = split["b"]  # no line of its own: everything after the artifact is its watch
+    assert b["queue"] == b["apply"] == 0.0
+    assert b["watch"] == pytest.approx(1.70, abs=0.003)
+    for phases in (a, b):
+        assert sum(phases[p] for p in timeline.FLUX_PHASES) == pytest.approx(phases["total"])
+    summary = breakdown.summarise([{"clusters": split}], phases=timeline.FLUX_PHASES)
+    assert summary["slowest_cluster_median_s"]["total"] == pytest.approx(2.0)
