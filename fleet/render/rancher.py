@@ -36,7 +36,7 @@ from typing import Any
 from fleet.errors import StalledError
 from fleet.render import kustomize
 from fleet.render.documents import DocumentLimits, load_yaml
-from fleet.render.rancher_bundle import LABEL_VALUE, Bundle, Helm, Options, Target
+from fleet.render.rancher_bundle import LABEL_VALUE, Bundle, Helm, Options, Target, templated
 from fleet.render.spec import RancherBundle
 from fleet.types import ClusterRef
 
@@ -129,6 +129,10 @@ async def plan(
             )
         helm = options.helm or Helm()
         values = await _values(reader, bundle, choice.levels, limits=limits)
+        if not helm.disable_pre_process and cluster is None and templated(values):
+            # a values file templated by cluster (the bundle alone did not say so)
+            waiting = RancherBundle(bundle=bundle.path, file=bundle.file, needs_cluster=True)
+            return Planned("plain", bundle.path, waiting)
         if not helm.disable_pre_process:
             values = _template(values, cluster, used, file=bundle.file)
         return Planned("helm", chart, record, release=helm.release, values=values, used=used)

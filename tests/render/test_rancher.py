@@ -140,6 +140,24 @@ async def test_without_the_cluster_a_choosing_bundle_cannot_render(tmp_path: Pat
     assert plan.spec.cluster_inputs == {"labels.region": "eu"}  # templated; env is the choice
 
 
+async def test_a_values_file_templated_by_cluster_needs_the_cluster(tmp_path: Path) -> None:
+    files = {k: v for k, v in CHART.items() if not k.startswith("web/") or "chart/" in k}
+    files["web/fleet.yaml"] = "helm: {chart: chart, valuesFiles: [by-cluster.yaml]}\n"
+    files["web/by-cluster.yaml"] = "region: 'r-${ .ClusterName }'\n"
+    rig = Rig(tmp_path, files)
+    snapshot = await rig.sources.snapshot(rig.remote.url)
+    assert (await rig.renderer.plan(snapshot, bundle_spec(None))).needs_cluster
+    (cm,) = (await rig.render(bundle_spec(DEV))).objects
+    assert cm["data"]["region"] == "r-dev-1"
+    files["web/by-cluster.yaml"] = "region: fixed\n"
+    rig.remote.commit(files)
+    snapshot = await rig.sources.snapshot(rig.remote.url)
+    plan = await rig.renderer.plan(snapshot, bundle_spec(None))
+    assert not plan.needs_cluster  # nothing in it depends on the cluster: rendered once for all
+    (cm,) = (await rig.render(bundle_spec(None))).objects
+    assert cm["data"]["region"] == "fixed"
+
+
 KUSTOMIZE = {
     "shop/base/kustomization.yaml": "resources: [cm.yaml]\n",
     "shop/base/cm.yaml": (
