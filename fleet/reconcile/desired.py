@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+import anyio
 
 from fleet import logs
 from fleet.cache import ManifestCache, SingleFlight, render_key
@@ -198,10 +201,18 @@ class DesiredState:
         cached = await self.cache.get(key)  # a flight that finished just before we joined
         if cached is not None:
             return cached
-        with tempfile.TemporaryDirectory(prefix="fleet-render-") as scratch:
-            checkout = Path(scratch) / "repo"
+        # made and removed in a worker thread: a checkout's files are many small writes, and a
+        # thousand entries rendering at a new commit would otherwise stall the event loop
+        scratch = Path(
+            await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="fleet-render-"))
+        )
+        try:
+            checkout = scratch / "repo"
             await snapshot.extract(plan.reads, checkout)
             objects = await self.renderer.render(checkout, plan)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
         seen: set[ObjectKey] = set()
         for obj in objects:
             if generated_name(obj) is not None:
