@@ -23,6 +23,7 @@ import yaml
 from fleet.config import Config, loading
 from fleet.config.projects import Destination, Project
 from fleet.controlplane import RunningCluster
+from fleet.errors import FleetError, StalledError
 from fleet.hub import appofapps
 from fleet.hub.hub import Hub
 from fleet.reconcile.desired import Desired
@@ -104,7 +105,11 @@ class _Renders:
     def __init__(self) -> None:
         self.objects: dict[str, list[dict[str, Any]]] = {}
 
+        self.error: FleetError | None = None
+
     async def desired(self, app: Any, cluster: ClusterRef) -> Desired:
+        if self.error is not None:
+            return Desired(app.name, cluster.name, None, error=self.error)
         rendered = RenderedSet.of(self.objects[app.name])
         return Desired(app.name, cluster.name, rendered, commit=COMMIT)
 
@@ -134,6 +139,16 @@ async def test_a_child_keeps_its_name_against_a_newcomer() -> None:
     status = {p["app"]: p for p in parents.status()}
     assert status["zeta"]["children"] == 1 and status["alpha"]["children"] == 0
     assert status["alpha"]["refused"] == ["shared", "zeta"]
+
+    # a render that fails keeps the last good children, and says so
+    renders.error = StalledError("repo apps commit 0123456789ab: invalid YAML in parent/x.yaml")
+    assert await parents.refresh([one, two], config=base, moved=set(), force=True)
+    config, problems = parents.compose(base, parents=frozenset({"zeta", "alpha"}))
+    assert [a.name for a in config.apps] == ["shared"]
+    text = "\n".join(problems)
+    assert "parent app zeta: repo apps commit 0123456789ab: invalid YAML" in text
+    assert "its last good children stay" in text
+    assert not await parents.refresh([one, two], config=base, moved=set(), force=False)
 
 
 def test_a_child_stays_in_its_parents_project() -> None:
