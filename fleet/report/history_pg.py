@@ -8,13 +8,14 @@ read-modify-write), so any number of replicas write at once without coordination
 by time, then id.
 
 **Writes never block a reconcile.** :meth:`PgHistory.record` and :meth:`~PgHistory.record_event`
-only append to a bounded in-memory buffer (:data:`_CAPACITY` rows); one writer thread with its
-own connection drains it in batches, each batch one transaction. While the database cannot be
-reached the batch is kept and retried with capped backoff; when the buffer is full the oldest
-rows are dropped and counted. A database that is down is therefore the history's problem, never
-the hub's: it shows as the metrics ``fleet_history_up`` 0, ``fleet_history_pending`` and
-``fleet_history_dropped_total`` and as one ``event=history_write_failed`` log line per outage
-(``event=history_write_resumed`` when it ends), and :attr:`PgHistory.problem` says it in words.
+only append to a bounded in-memory buffer (:data:`_CAPACITY` rows, plus the one batch being
+written); one writer thread with its own connection drains it in batches, each batch one
+transaction. While the database cannot be reached the batch is kept and retried with capped
+backoff; when the buffer is full the oldest rows are dropped and counted. A database that is
+down is therefore the history's problem, never the hub's: it shows as the metrics
+``fleet_history_up`` 0, ``fleet_history_pending`` and ``fleet_history_dropped_total`` and as one
+``event=history_write_failed`` log line per outage (``event=history_write_resumed`` when it
+ends), and :attr:`PgHistory.problem` says it in words.
 
 **Secrets.** A password in the URL is registered with :mod:`fleet.logs` and never printed: every
 message names the database as ``postgresql://user@host:port/db``. libpq also reads ``PGPASSWORD``
@@ -166,12 +167,11 @@ class PgHistory:
             self._lock.notify_all()
 
     def _trim(self) -> None:
-        """Drop the oldest rows beyond capacity (the lock is held)."""
-        excess = len(self._rows) + self._inflight - self._capacity
-        while excess > 0 and self._rows:
+        """Drop the oldest waiting rows beyond capacity (the lock is held). A batch in flight is
+        not counted: if it fails it comes back first in line, and is then the oldest dropped."""
+        while len(self._rows) > self._capacity:
             self._rows.popleft()
             self._dropped += 1
-            excess -= 1
 
     # -- state ------------------------------------------------------------------------------------
 

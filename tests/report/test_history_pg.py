@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 import anyio
@@ -151,10 +150,8 @@ def test_database_away_rows_held_then_written(
     caplog.set_level(logging.INFO, logger="fleet.report.history_pg")
     postgres.stop()
     try:
-        started = time.monotonic()
         for i in range(80):  # more than the buffer holds: the oldest are dropped, counted
-            store.record(_sync("web", "c", 10.0 + i))
-        assert time.monotonic() - started < 5  # a write is an append, never a wait on the network
+            store.record(_sync("web", "c", 10.0 + i))  # an append: returns with the database down
         assert not store.flush(3)
         assert "history database postgresql://fleet@127.0.0.1" in store.problem
         assert store.pending == 50 and store.dropped == 30
