@@ -16,9 +16,8 @@ kustomization before the build (:mod:`fleet.render.kustomize_edit`); directory o
 Argo CD's directory semantics (:mod:`fleet.render.directory`). Every option that changes the
 output is in :meth:`RenderPlan.inputs`, so it is in the cache key.
 
-A Rancher Fleet bundle (:mod:`fleet.render.rancher`) plans to one of those tools with its
-choice recorded in the spec; raw YAML with overlays loads through :mod:`fleet.render.rancher_raw`,
-which also places every bundle's objects in its namespace.
+A Rancher Fleet bundle (:mod:`fleet.render.rancher`) plans to one of those tools, its choice in
+the spec; its raw YAML and namespaces are :mod:`fleet.render.rancher_raw`'s.
 
 Every render, whatever its kind, first passes :func:`fleet.render.confine.check_tree` on the whole
 checkout (no link may lead out of it), and a chart :func:`fleet.render.helm.check_dependencies`.
@@ -112,8 +111,7 @@ class RenderPlan:
 
     @property
     def needs_cluster(self) -> bool:
-        """True for a Rancher bundle planned without the cluster it chooses by: plan again with
-        :meth:`RenderSpec.with_cluster`; this plan cannot render."""
+        """A Rancher bundle that chooses by cluster, planned without one: plan with the cluster."""
         return self.spec.rancher is not None and self.spec.rancher.needs_cluster
 
 
@@ -173,15 +171,14 @@ class Renderer:
                 f"{bundle.file}: this Rancher Fleet bundle chooses by cluster, and the render "
                 "was asked without one (the hub must plan it with RenderSpec.with_cluster)"
             )
-        if plan.kind == "plain":
-            await anyio.to_thread.run_sync(lambda: confine.check_tree(checkout))
-            limits = self.settings.limits
-            objects = await anyio.to_thread.run_sync(
-                lambda: rancher_raw.load(checkout, bundle, limits=limits)
-            )
-        else:
-            objects = await self._render_tool(checkout, plan)
-        return rancher_raw.place(objects, bundle)
+        if plan.kind != "plain":
+            return rancher_raw.place(await self._render_tool(checkout, plan), bundle)
+        limits = self.settings.limits
+        await anyio.to_thread.run_sync(lambda: confine.check_tree(checkout))
+        raw = await anyio.to_thread.run_sync(
+            lambda: rancher_raw.load(checkout, bundle, limits=limits)
+        )
+        return rancher_raw.place(raw, bundle)
 
     async def _render_tool(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         limits = self.settings.limits
