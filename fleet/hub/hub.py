@@ -344,9 +344,19 @@ class Hub:
         self._group.start_soon(self._join, entry.cluster, self._generation(name))
 
     def _owned(self, cluster: ClusterFile) -> None:
-        """This replica acquired the lease of `cluster`: join it."""
+        """This replica acquired the lease of `cluster`: list the repositories first (the last
+        owner may have applied a commit this replica has not seen yet), then join it."""
         assert self._group is not None
-        self._group.start_soon(self._join, cluster, self._generation(cluster.ref.name))
+        generation = self._generation(cluster.ref.name)
+
+        async def take() -> None:
+            with anyio.move_on_after(_PUSH_WAIT):
+                async with anyio.create_task_group() as group:
+                    for url in self._repos().values():
+                        group.start_soon(self._refresh, url)
+            await self._join(cluster, generation)
+
+        self._group.start_soon(take)
 
     def _leave(self, name: str, cause: str, *, removed: bool = False) -> None:
         """Stop cluster `name`'s client, cell and work; nothing is deleted there. A removed
