@@ -1,0 +1,154 @@
+"""The rig of the replica tests and bench: N ``fleet run`` replicas sharing one management cluster.
+
+12 cluster entries (``e00`` .. ``e11``) are spread over the kit's API servers, each entry writing
+into a namespace of its own (``t-<entry>``), as bench/many_clusters.py does: 12 apiservers would
+be too much for a shared 2-core machine. One app, ``web``, applies a ConfigMap ``settings`` whose
+``value`` is the commit's marker, read back by a client of the rig's own. The config repository is
+served over HTTP (``git http-backend``). Replicas are subprocesses
+(:class:`bench.hubproc.HubProcess`) that share a hub id and differ by ``--replica-id``; each has
+its own state and cache directories.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+from kubernetes_asyncio import client, config
+
+from bench.hubproc import HubProcess
+from fleet import apply
+from fleet.controlplane import RunningCluster
+from fleet.shard.leases import LeaseStore, cluster_lease_name
+from tests.sources.gitkit import GitHttpServer, Remote
+
+__all__ = ["ShardRig", "entry_names"]
+
+
+def entry_names(count: int = 12) -> list[str]:
+    return [f"e{i:02d}" for i in range(count)]
+
+
+_FLEET_YAML = """apps:
+  - name: web
+    source: {{repoURL: "{url}", targetRevision: main, path: app}}
+    destination: {{namespace: "t-{{{{ cluster.name }}}}"}}
+    syncPolicy: {{prune: true, selfHeal: true, createNamespace: true}}
+"""
+
+
+def _configmap(value: str) -> str:
+    return (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+        f"data: {{value: '{value}'}}\n"
+    )
+
+
+class ShardRig:
+    """Replicas under `root`, entries on `kit`, leases in `namespace` of the first kit cluster."""
+
+    def __init__(
+        self,
+        root: Path,
+        kit: list[RunningCluster],
+        git: GitHttpServer,
+        *,
+        namespace: str,
+        lease_seconds: float = 6.0,
+        entries: int = 12,
+    ) -> None:
+        self.root = root
+        self.kit = kit
+        self.management = kit[0]
+        self.namespace = namespace
+        self.lease_seconds = lease_seconds
+        self.names = entry_names(entries)
+        self.cluster_of = {name: kit[i % len(kit)] for i, name in enumerate(self.names)}
+        self.remote = Remote(git.root, "config")
+        self.url = git.url("config.git")
+        self.replicas: dict[str, HubProcess] = {}
+
+    def commit(self, value: str) -> str:
+        return self.remote.commit({"app/settings.yaml": _configmap(value)}, message=value)
+
+    def start(self, replica: str, *, root: str = "") -> HubProcess:
+        """Start replica `replica` (under `root`, default its own name: a fresh directory)."""
+        where = self.root / (root or replica)
+        (where / "clusters").mkdir(parents=True, exist_ok=True)
+        (where / "fleet.yaml").write_text(_FLEET_YAML.format(url=self.url))
+        for name, cluster in self.cluster_of.items():
+            shutil.copyfile(cluster.kubeconfig, where / "clusters" / f"{name}.yaml")
+        hub = HubProcess(
+            where,
+            poll_interval=60.0,  # commits arrive by webhook: the test knows what moved them
+            resync_interval=60.0,
+            workers=8,
+            log_level="INFO",
+            start_timeout=180.0,
+            extra_args=[
+                "--shard-kubeconfig", str(self.management.kubeconfig),
+                "--shard-namespace", self.namespace,
+                "--shard-lease-seconds", str(self.lease_seconds),
+                "--replica-id", replica,
+            ],
+        )  # fmt: skip
+        hub.start()
+        self.replicas[replica] = hub
+        return hub
+
+    async def shards(self, replica: str) -> dict[str, Any]:
+        """``/api/shards`` of `replica`."""
+        port = self.replicas[replica].port
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/api/shards") as response,
+        ):
+            assert response.status == 200, await response.text()
+            data: dict[str, Any] = await response.json()
+            return data
+
+    async def holders(self) -> dict[str, str]:
+        """Each entry's cluster lease holder, read by the rig's own client ("" when free)."""
+        async with apply.connect(self.management.kubeconfig) as api:
+            leases = await LeaseStore(api, namespace=self.namespace, hub="fleet").list()
+        by_name = {lease.name: lease.holder for lease in leases}
+        return {n: by_name.get(cluster_lease_name(n), "") for n in self.names}
+
+    async def values(self) -> dict[str, str | None]:
+        """Each entry's ConfigMap value, read from its API server."""
+        found: dict[str, str | None] = {}
+        for cluster in self.kit:
+            path = str(cluster.kubeconfig)
+            async with await config.new_client_from_config(config_file=path) as api:
+                core = client.CoreV1Api(api)
+                for name, where in self.cluster_of.items():
+                    if where is not cluster:
+                        continue
+                    try:
+                        cm = await core.read_namespaced_config_map("settings", f"t-{name}")
+                        found[name] = (cm.data or {}).get("value")
+                    except client.ApiException as exc:
+                        if exc.status != 404:
+                            raise
+                        found[name] = None
+        return found
+
+    async def all_at(self, value: str) -> bool:
+        return all(v == value for v in (await self.values()).values())
+
+    def stop(self) -> None:
+        for hub in self.replicas.values():
+            if hub.alive():
+                if _stopped(hub):
+                    hub.resume()  # SIGTERM waits for a stopped process
+                hub.stop()
+
+
+def _stopped(hub: HubProcess) -> bool:
+    try:
+        return hub.proc is not None and hub.proc.status() == "stopped"
+    except psutil.Error:
+        return False
