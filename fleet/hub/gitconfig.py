@@ -40,7 +40,7 @@ import anyio
 from fleet import logs
 from fleet.config import Config
 from fleet.config import loading as config_loading
-from fleet.errors import ConfigError, FleetError, StalledError, describe
+from fleet.errors import ConfigError, StalledError, describe
 from fleet.hub import appofapps, configured
 from fleet.notify import SinkSpec
 from fleet.reconcile.desired import DesiredState
@@ -250,7 +250,7 @@ class ConfigFeed:
 
                     if self._judge(target, rename=rename):
                         self._base.commit = snapshot.commit
-        except FleetError as exc:  # the remote, not the config: retried with backoff
+        except Exception as exc:  # the remote (or a bug), not the config: retried with backoff
             self._failures += 1
             delay = min(_RETRY_CAP, 2.0 ** (self._failures - 1))
             self._retry_at = time.monotonic() + delay
