@@ -329,9 +329,11 @@ class PgHistory:
             f"SELECT {', '.join(columns)} FROM {table}{where} "  # noqa: S608 - our own names
             f"ORDER BY {order} DESC, id DESC LIMIT %s"
         )
-        try:
-            with _connect(self.url) as connection:
+        try:  # a reader never creates the schema: it may be a read-only user
+            with psycopg.connect(self.url, connect_timeout=_CONNECT_TIMEOUT) as connection:
                 return connection.execute(sql, [*args, limit]).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []  # no hub has written here yet
         except psycopg.Error as exc:
             raise HistoryUnavailable(
                 f"history database {self.where}: {_cause(exc)} (is it running, and may this user "

@@ -75,6 +75,9 @@ def test_open_history_picks_the_backend(tmp_path: Path) -> None:
 
 def test_schema_on_first_use_and_round_trip(postgres: Postgres) -> None:
     url = postgres.database("roundtrip")
+    assert PgHistory(url).query() == []  # nothing written yet: empty, and the reader made nothing
+    with psycopg.connect(url) as connection:
+        assert connection.execute("SELECT to_regclass('syncs')").fetchone() == (None,)
     # two replicas starting together on an empty database: both create the schema, neither fails
     stores = [PgHistory(url), PgHistory(url)]
     barrier = threading.Barrier(2)
