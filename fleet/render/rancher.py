@@ -12,7 +12,9 @@ refused. Its options are merged over the bundle's as Rancher Fleet merges them: 
 entry (relative to the bundle) is merged over the inline ``values`` of the same level, as Rancher
 Fleet reads them. Values are then templated per cluster: ``${ .ClusterName }`` and
 ``${ .ClusterLabels.KEY }`` (Rancher's ``${ }`` delimiters; other expressions are refused, unless
-``helm.disablePreProcess``) and a value that is exactly ``global.fleet.clusterLabels.KEY``.
+``helm.disablePreProcess``; a missing label is an error, as in Rancher Fleet, and a result that
+reads as a number or boolean becomes one) and a mapping value starting with
+``global.fleet.clusterLabels.`` (the label's value, empty when missing).
 
 Plan (:func:`plan`). The merged options pick the tool as Rancher Fleet does: a chart
 (``helm.chart``, a directory of the repository relative to the bundle, else a ``Chart.yaml`` in
@@ -32,6 +34,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 from fleet.errors import StalledError
 from fleet.render import kustomize
@@ -277,20 +281,36 @@ def _join(base: str, name: str, file: str, *, field: str = "path") -> str:
 
 
 def _template(value: Any, cluster: ClusterRef | None, used: dict[str, str], *, file: str) -> Any:
+    """`value` templated for `cluster`: ``${ }`` everywhere, the label prefix in mapping values.
+
+    Rancher Fleet templates the YAML text of the values, so a value that becomes ``3`` or
+    ``true`` is read back as a number or a boolean: a templated string whose result is a YAML
+    scalar of another type takes that type.
+    """
+    if cluster is None:
+        return value
     if isinstance(value, Mapping):
-        return {
-            _template(k, cluster, used, file=file): _template(v, cluster, used, file=file)
-            for k, v in value.items()
-        }
+        result = {}
+        for key, item in value.items():
+            if isinstance(item, str) and item.startswith(LABEL_VALUE):
+                label = item.removeprefix(LABEL_VALUE)
+                used[f"labels.{label}"] = cluster.labels.get(label, "")
+                result[_template(key, cluster, used, file=file)] = cluster.labels.get(label, "")
+            else:
+                result[_template(key, cluster, used, file=file)] = _template(
+                    item, cluster, used, file=file
+                )
+        return result
     if isinstance(value, list):
         return [_template(v, cluster, used, file=file) for v in value]
-    if not isinstance(value, str) or cluster is None:
+    if not isinstance(value, str) or "${" not in value:
         return value
-    if value.startswith(LABEL_VALUE):
-        key = value.removeprefix(LABEL_VALUE)
-        used[f"labels.{key}"] = cluster.labels.get(key, "")
-        return cluster.labels.get(key, "")
-    return _TEMPLATE.sub(lambda m: _expression(m.group(1), cluster, used, file=file), value)
+    text = _TEMPLATE.sub(lambda m: _expression(m.group(1), cluster, used, file=file), value)
+    try:
+        typed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return typed if typed is None or isinstance(typed, bool | int | float) else text
 
 
 def _expression(text: str, cluster: ClusterRef, used: dict[str, str], *, file: str) -> str:

@@ -29,6 +29,7 @@ CHART = {
         '  image: {{ printf "%s:%s" .Values.image.repo .Values.image.tag | quote }}\n'
         "  region: {{ .Values.region | quote }}\n"
         "  namespace: {{ .Release.Namespace | quote }}\n"
+        "  replicasKind: {{ kindOf .Values.replicas | quote }}\n"
     ),
     "web/common.yaml": "image: {tag: '1.1'}\n",
     "web/prod.yaml": "replicas: 5\n",
@@ -113,6 +114,16 @@ async def test_templating_names_the_label_and_refuses_other_expressions(tmp_path
     rig.remote.commit(files)
     (cm,) = (await rig.render(bundle_spec(DEV))).objects
     assert cm["data"]["region"] == "${ .ClusterValues.x }"
+    # a result that reads as a number is one (Rancher Fleet templates the values' YAML text)
+    files["web/fleet.yaml"] = (
+        "helm:\n  chart: chart\n  values:\n    replicas: ${ .ClusterLabels.size }\n"
+        "    region: 'r-${ .ClusterName }'\n    image: {tag: '${ .ClusterLabels.size }'}\n"
+    )
+    rig.remote.commit(files)
+    sized = ClusterRef("s-1", {"size": "4"})
+    assert await rig.render(bundle_spec(sized)) == helm_by_hand(
+        rig, {"replicas": 4, "region": "r-s-1", "image": {"tag": 4}}, release="web"
+    )
 
 
 async def test_cache_key_follows_the_choice_not_the_labels(tmp_path: Path) -> None:
