@@ -14,6 +14,7 @@ import aiohttp
 import anyio
 import pytest
 
+from bench.hubproc import HubProcess
 from fleet.controlplane import RunningCluster
 from fleet.errors import ConfigError
 from fleet.hub.gitconfig import ConfigLocation, parse_location
@@ -257,3 +258,24 @@ spec:
             await until(landed)
             assert mirror.stats.fetches == fetches + 1
             hub.stop()
+
+
+@pytest.mark.anyio
+async def test_fleet_run_reads_its_config_from_git(tmp_path: Path) -> None:
+    """`fleet run --config REPO#REF:PATH` as an operator runs it: a subprocess, its API."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    with GitHttpServer(root) as server:
+        url = server.url("ops.git")
+        sha = ops.commit({"hub/fleet.yaml": _fleet_yaml("https://git.example/a.git", ("a", "a"))})
+        location = f"{url}#main:hub/fleet.yaml"
+        with HubProcess(
+            tmp_path / "hub",
+            poll_interval=3600,
+            resync_interval=3600,
+            extra_args=("--config", location),
+        ) as hub:
+            status = await _status(hub.port)
+            assert status["config"]["commit"] == sha  # type: ignore[index]
+            assert status["config"]["path"] == "hub/fleet.yaml"  # type: ignore[index]
+            assert not status["config_error"]
