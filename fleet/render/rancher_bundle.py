@@ -200,7 +200,7 @@ def _check_keys(
             continue
         if key in harmless:
             log.warning(
-                "event=rancher_key_ignored file=%s key=%s reason=%r", file, name, harmless[key]
+                "event=rancher_key_ignored file=%s key=%s reason=%s", file, name, harmless[key]
             )
         elif key in refused:
             raise StalledError(f"{file}: {name} is not supported by fleet: {refused[key]}")
