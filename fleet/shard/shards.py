@@ -17,8 +17,9 @@ replica, in this order:
    lease): writes there had already stopped at the deadline (:mod:`fleet.shard.fencing`).
 
 Webhooks: :meth:`Shards.announce` bumps an annotation per repository on the ``fleet-refresh``
-lease; every other replica finds it changed in its next LIST and calls ``on_refresh`` for that
-repository, which lists it and enqueues the keys of the clusters that replica owns.
+lease; every other replica watches that lease (and reads it again in each round's LIST, should
+the watch be down), and calls ``on_refresh`` for a repository whose mark changed: it lists the
+repository and enqueues the keys of the clusters that replica owns.
 
 A round that fails (the management cluster unreachable) is logged and retried on the next; the
 deadlines keep counting, so a replica cut off from the management cluster stops writing within
@@ -162,19 +163,44 @@ class Shards(Generic[T]):
         async with connect(self.settings.kubeconfig, name="management", timeouts=timeouts) as api:
             self._store = LeaseStore(api, namespace=self.settings.namespace, hub=self.hub)
             try:
-                began = anyio.current_time()
-                await self._guarded(first=True)
-                task_status.started()
-                while True:  # rounds start every interval, however long one took
-                    with anyio.move_on_after(max(0.0, began + interval - anyio.current_time())):
-                        await self._wake.wait()
-                        await anyio.sleep(_SETTLE)
-                    self._wake = anyio.Event()
+                async with anyio.create_task_group() as group:
                     began = anyio.current_time()
-                    await self._guarded()
+                    await self._guarded(first=True)
+                    group.start_soon(self._watch_refresh, api)
+                    task_status.started()
+                    while True:  # rounds start every interval, however long one took
+                        wait = max(0.0, began + interval - anyio.current_time())
+                        with anyio.move_on_after(wait):
+                            await self._wake.wait()
+                            await anyio.sleep(_SETTLE)
+                        self._wake = anyio.Event()
+                        began = anyio.current_time()
+                        await self._guarded()
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await self._release_all()
+
+    async def _watch_refresh(self, api: Cluster) -> None:
+        """Watch the refresh lease, so a push reaches this replica at once, not a round later
+        (the rounds' LIST reads the same marks: whichever sees a change first acts on it)."""
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases"
+        query = [
+            ("watch", "1"),
+            ("fieldSelector", f"metadata.name={REFRESH_NAME}"),
+            ("timeoutSeconds", "300"),
+        ]
+        while True:
+            try:
+                async with api.stream(path, query=query, request_timeout=330) as response:
+                    async for line in response.content:
+                        event = json.loads(line)
+                        if isinstance(event, dict) and event.get("type") in ("ADDED", "MODIFIED"):
+                            self._refreshes(Lease.from_object(event.get("object") or {}))
+            except Exception as exc:  # the rounds still carry the marks; watch again soon
+                log.info(
+                    "event=shard_refresh_watch_ended replica=%s error=%s", self.me, describe(exc)
+                )
+            await anyio.sleep(self.settings.renew_interval)
 
     async def _guarded(self, *, first: bool = False) -> None:
         try:

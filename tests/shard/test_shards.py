@@ -31,6 +31,7 @@ class Recorder:
     def __init__(self) -> None:
         self.joined: list[str] = []
         self.left: list[tuple[str, str]] = []
+        self.refreshed: list[str] = []
 
 
 def replica(
@@ -45,7 +46,7 @@ def replica(
         hub="test",
         on_join=seen.joined.append,
         on_leave=lambda name, cause: seen.left.append((name, cause)),
-        on_refresh=lambda _repo: None,
+        on_refresh=seen.refreshed.append,
     )
     return shards, seen
 
@@ -166,4 +167,23 @@ async def test_a_paused_replica_sends_nothing_when_it_wakes(
         assert a.fence.refused["c0"] == 1
         await until(lambda: any(name == "c0" for name, _ in seen.left), limit=30)
         assert (await holders(mgmt, namespace))["c0"] == "rival"
+        group.cancel_scope.cancel()
+
+
+async def test_a_push_announced_by_one_replica_reaches_the_others_once(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    mgmt = kit_clusters[0].kubeconfig
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    a, seen_a = replica(mgmt, namespace, "replica-a", lease=30.0)  # rounds 10 s apart: the
+    b, seen_b = replica(mgmt, namespace, "replica-b", lease=30.0)  # watch carries the mark
+    async with anyio.create_task_group() as group:
+        await started(group, a)
+        await started(group, b)
+        a.announce(["https/git.example.com/team/config"])
+        await until(lambda: seen_b.refreshed == ["https/git.example.com/team/config"], limit=30)
+        assert b.rounds == 1  # the watch brought it, not a round
+        a.announce(["https/git.example.com/team/config"])  # a second push: a new mark
+        await until(lambda: len(seen_b.refreshed) == 2, limit=30)
+        assert seen_a.refreshed == []  # its own marks are not news to the replica that set them
         group.cancel_scope.cancel()
