@@ -111,7 +111,7 @@ class Shards(Generic[T]):
         self.entries[name] = entry
         if fresh:
             self._wake.set()
-        return self.owned(name)
+        return name in self.held  # a late renewal is the fence's business, not the join's
 
     def forget(self, name: str) -> None:
         """Cluster entry `name` left: its lease is released on the next round."""
