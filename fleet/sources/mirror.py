@@ -64,6 +64,7 @@ class Tree:
 
     entries: Mapping[str, tuple[str, Literal["tree", "blob"]]]  # path -> (object id, kind)
     names: Mapping[str, list[str]]  # directory path ("" the root) -> entry names
+    modes: Mapping[str, str]  # blobs that are no plain file: "100755" executable, "120000" link
 
 
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
@@ -266,24 +267,55 @@ class Mirror:
 
     async def blob(self, oid: str) -> bytes:
         """The bytes of blob `oid`; small ones are kept (a blob's id is its content's hash)."""
-        data = self._blobs.get(oid)
-        if data is not None:
-            self._blobs.move_to_end(oid)
-            return data
-        data = await self.local_git("cat-file", "blob", oid)
-        if len(data) <= _MAX_KEPT_BLOB:
-            self._blobs[oid] = data
-            self._blob_bytes += len(data)
-            while self._blob_bytes > _BLOB_BYTES:
-                _, dropped = self._blobs.popitem(last=False)
-                self._blob_bytes -= len(dropped)
-        return data
+        return (await self.blobs([oid]))[oid]
+
+    async def blobs(self, oids: list[str]) -> dict[str, bytes]:
+        """The bytes of each blob: kept ones from memory, the others with one git process."""
+        found: dict[str, bytes] = {}
+        for oid in oids:
+            data = self._blobs.get(oid)
+            if data is not None:
+                self._blobs.move_to_end(oid)
+                found[oid] = data
+        missing = [oid for oid in dict.fromkeys(oids) if oid not in found]
+        if len(missing) == 1:
+            found[missing[0]] = await self.local_git("cat-file", "blob", missing[0])
+        elif missing:
+            out = await self.local_git("cat-file", "--batch", stdin="\n".join(missing).encode())
+            found.update(_parse_batch(out, missing))
+        for oid in missing:
+            self._keep(oid, found[oid])
+        return found
+
+    def _keep(self, oid: str, data: bytes) -> None:
+        if len(data) > _MAX_KEPT_BLOB:
+            return
+        self._blobs[oid] = data
+        self._blob_bytes += len(data)
+        while self._blob_bytes > _BLOB_BYTES:
+            _, dropped = self._blobs.popitem(last=False)
+            self._blob_bytes -= len(dropped)
 
     async def local_git(self, *args: str, stdin: bytes | None = None) -> bytes:
         """A local git command in the mirror; no lock: objects never change."""
         return await gitcmd.run_git(
             args, cwd=self.path, env=self._env, time_limit=self._timeout, stdin=stdin
         )
+
+
+def _parse_batch(out: bytes, oids: list[str]) -> dict[str, bytes]:
+    """``cat-file --batch`` output: each object's header line, its bytes and a newline."""
+    found: dict[str, bytes] = {}
+    at = 0
+    for oid in oids:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        if len(header) != 3:
+            raise gitcmd.GitFailed(f"git cat-file: object {oid} is missing", stderr="missing")
+        size = int(header[2])
+        found[oid] = out[end + 1 : end + 1 + size]
+        at = end + 1 + size + 1
+    return found
 
 
 def _parse_tree(out: bytes) -> Tree | None:
@@ -293,6 +325,7 @@ def _parse_tree(out: bytes) -> Tree | None:
         return None
     entries: dict[str, tuple[str, Literal["tree", "blob"]]] = {}
     names: dict[str, list[str]] = {"": []}
+    modes: dict[str, str] = {}
     for record in records:
         head, _, raw = record.partition(b"\t")
         fields = head.split()
@@ -301,11 +334,13 @@ def _parse_tree(out: bytes) -> Tree | None:
         path = raw.decode(errors="surrogateescape")
         kind: Literal["tree", "blob"] = "tree" if fields[1] == b"tree" else "blob"
         entries[path] = (fields[2].decode(), kind)
+        if kind == "blob" and fields[0] != b"100644":
+            modes[path] = fields[0].decode()
         parent, _, name = path.rpartition("/")
         names.setdefault(parent, []).append(name)
         if kind == "tree":
             names.setdefault(path, [])
-    return Tree(entries, names)
+    return Tree(entries, names, modes)
 
 
 def _parse_ls_remote(text: str) -> tuple[dict[str, str], str | None]:

@@ -6,9 +6,11 @@ tree or a file, a file's bytes, a directory's names. Ids, kinds and names come f
 whole tree, listed once per commit by the mirror (:meth:`Mirror.tree`); without it (a tree too
 large to keep) many paths go to one ``git cat-file --batch-check``.
 
-:meth:`Snapshot.extract` writes just the named paths of the commit into a fresh directory
-(``git archive COMMIT -- PATHS``, unpacked in Python), refusing what could escape it: absolute or
-``..`` member names, hard links, devices, and a symlink whose target leaves the repository. The
+:meth:`Snapshot.extract` writes just the named paths of the commit into a fresh directory, from
+the commit's tree listing and the mirror's blobs (those a commit left alone are kept in memory,
+the others come in one ``git cat-file --batch``), or else with ``git archive COMMIT -- PATHS``
+unpacked in Python; either way it refuses what could escape the directory: absolute or ``..``
+member names, hard links, devices, and a symlink whose target leaves the repository. The
 mirror itself is never a working directory for anything but git.
 
 Those checks read one member at a time, so they judge a link by its text: ``esc ->
@@ -32,7 +34,7 @@ import anyio
 
 from fleet.errors import StalledError
 from fleet.sources import gitcmd
-from fleet.sources.mirror import Mirror
+from fleet.sources.mirror import Mirror, Tree
 
 __all__ = ["Snapshot", "repo_path"]
 
@@ -105,6 +107,10 @@ class Snapshot:
     async def extract(self, paths: Iterable[str], dest: Path) -> None:
         """Write `paths` of the commit under `dest`, at their repository-relative places."""
         wanted = sorted({p for p in paths})
+        tree = await self.mirror.tree(self.commit)
+        if tree is not None and "" not in wanted:
+            await self._extract_blobs(tree, wanted, dest)
+            return
         args = ["archive", "--format=tar", self.commit]
         if "" not in wanted:
             args += ["--", *wanted]
@@ -117,6 +123,36 @@ class Snapshot:
                 f"{self.where}: paths {wanted} exceed {self.max_archive_bytes} bytes"
             )
         await anyio.to_thread.run_sync(_unpack, data, dest, self.where)
+
+    async def _extract_blobs(self, tree: Tree, wanted: list[str], dest: Path) -> None:
+        """:meth:`extract` from the commit's tree listing and the mirror's blobs (kept ones from
+        memory, the others in one git call), with the checks of the archive's members."""
+        files: dict[str, str] = {}  # path -> blob id
+        for top in wanted:
+            entry = tree.entries.get(top)
+            if entry is None:
+                raise StalledError(f"{self.where}: cannot read {wanted}: no path {top!r}")
+            if entry[1] == "blob":
+                files[top] = entry[0]
+                continue
+            prefix = top + "/"
+            files.update(
+                (path, oid)
+                for path, (oid, kind) in tree.entries.items()
+                if kind == "blob" and path.startswith(prefix)
+            )
+        try:
+            data = await self.mirror.blobs(list(files.values()))
+        except gitcmd.GitFailed as exc:
+            raise StalledError(f"{self.where}: cannot read {wanted}: {exc}") from None
+        if sum(len(data[oid]) for oid in files.values()) > self.max_archive_bytes:
+            raise StalledError(
+                f"{self.where}: paths {wanted} exceed {self.max_archive_bytes} bytes"
+            )
+        contents = {
+            path: (data[oid], tree.modes.get(path, "100644")) for path, oid in files.items()
+        }
+        await anyio.to_thread.run_sync(_write_files, contents, dest, self.where)
 
     async def _batch(self, paths: Iterable[str]) -> dict[str, tuple[str | None, ObjectKind | None]]:
         ordered = list(dict.fromkeys(paths))
@@ -146,6 +182,25 @@ def _unpack(data: bytes, dest: Path, where: str) -> None:
         for member in members:
             _check_member(member, where)
         archive.extractall(dest, members=members, filter="tar")
+
+
+def _write_files(contents: dict[str, tuple[bytes, str]], dest: Path, where: str) -> None:
+    """Lay out blobs (path -> (bytes, git mode)) under `dest`, refused as archive members are."""
+    for path, (data, mode) in contents.items():
+        member = tarfile.TarInfo(path)
+        if mode == "120000":
+            member.type, member.linkname = tarfile.SYMTYPE, data.decode(errors="surrogateescape")
+        _check_member(member, where)
+    dest.mkdir(parents=True, exist_ok=True)
+    for path, (data, mode) in sorted(contents.items()):
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "120000":
+            target.symlink_to(data.decode(errors="surrogateescape"))
+            continue
+        target.write_bytes(data)
+        if mode == "100755":
+            target.chmod(0o755)
 
 
 def _check_member(member: tarfile.TarInfo, where: str) -> None:

@@ -210,3 +210,49 @@ async def test_a_file_a_commit_left_alone_is_read_from_memory(
     assert len([c for c in calls.take() if "cat-file" in c]) == 1
     with pytest.raises(StalledError, match="no file"):
         await second.read("nope.yaml")
+
+
+def _laid_out(root: Path) -> dict[str, tuple[str, bytes | str, bool]]:
+    out: dict[str, tuple[str, bytes | str, bool]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = ("link", str(path.readlink()), False)
+        elif path.is_file():
+            out[rel] = ("file", path.read_bytes(), bool(path.stat().st_mode & 0o100))
+        else:
+            out[rel] = ("dir", b"", False)
+    return out
+
+
+async def test_extract_from_blobs_lays_out_what_git_archive_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkout written from the tree listing and the kept blobs equals the one unpacked from
+    ``git archive`` (files, an executable, a symlink, nested directories), and a symlink that
+    leaves the repository is refused both ways."""
+    remote = Remote(tmp_path)
+    remote.commit({"app/k.yaml": "k: 1\n", "app/sub/x.yaml": "x: 1\n", "base/b.yaml": "b: 1\n"})
+    (remote.work / "app" / "run.sh").write_text("#!/bin/sh\n")
+    (remote.work / "app" / "run.sh").chmod(0o755)
+    remote.symlink("app/link", "sub/x.yaml")
+    remote.symlink("bad/esc", "../../outside")
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+    snapshot = await sources.snapshot(remote.url, "main")
+    await snapshot.extract(["app", "base/b.yaml"], tmp_path / "from-blobs")
+    with pytest.raises(StalledError, match="escapes the repository"):
+        await snapshot.extract(["bad"], tmp_path / "bad-blobs")
+    mirror = sources.mirror(remote.url)
+    assert mirror.stats.trees_listed == 1
+
+    async def no_tree(commit: str) -> None:
+        return None
+
+    monkeypatch.setattr(mirror, "tree", no_tree)
+    await snapshot.extract(["app", "base/b.yaml"], tmp_path / "from-archive")
+    with pytest.raises(StalledError, match="escapes the repository"):
+        await snapshot.extract(["bad"], tmp_path / "bad-archive")
+    blobs, archive = _laid_out(tmp_path / "from-blobs"), _laid_out(tmp_path / "from-archive")
+    assert blobs == archive
+    assert blobs["app/link"] == ("link", "sub/x.yaml", False)
+    assert blobs["app/run.sh"][2] is True and "bad/esc" not in blobs
