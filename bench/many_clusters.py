@@ -21,6 +21,10 @@ entry's ConfigMap, pushed with its webhook: commit-to-converged per entry.
 
     python -m bench.many_clusters --servers 4 --entries 10 100 250 500 1000
 
+``--kustomize krender`` (the default) hands the hub the batch renderer built in the kit's cache
+(``FLEET_KRENDER``: the hub's own cache directory is a fresh one per level); ``--kustomize cli``
+leaves it a ``kubectl kustomize`` process per render, for comparison.
+
 Writes ``bench/results/many_clusters.json`` and ``many_clusters.png``.
 """
 
@@ -39,6 +43,8 @@ from bench.hubproc import HubProcess
 from bench.rig import Rig, add_rig_arguments, fleet_yaml
 from bench.watcher import Watcher
 from bench.workload import set_tenant_value, write_tenants
+from fleet.controlplane.binaries import ensure_tool
+from fleet.settings import default_cache_dir
 
 __all__ = ["main"]
 
@@ -68,11 +74,15 @@ async def one_level(
     names = entry_names(level)
     server_of = {name: servers[i % len(servers)] for i, name in enumerate(names)}
     slots = [(server_of[n], f"t-{n}") for n in names]
+    env = {}
+    if args.kustomize == "krender":
+        env["FLEET_KRENDER"] = str(ensure_tool("krender", cache_dir=default_cache_dir()))
     hub = HubProcess(
         root / f"hub-{level}",
         poll_interval=300,
         resync_interval=args.resync_interval,
         start_timeout=args.limit,
+        env=env,
     )
     hub.root.mkdir(parents=True, exist_ok=True)
     hub.config.write_text(_config(rig.repo_url, names, layout=args.layout))
@@ -137,7 +147,12 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         row["marginal_mib_per_entry"] = (
             (row["hub_rss_mib_idle"] - base["hub_rss_mib_idle"]) / extra if extra else None
         )
-    return {"rows": rows, "resync_interval_s": args.resync_interval, "layout": args.layout}
+    return {
+        "rows": rows,
+        "resync_interval_s": args.resync_interval,
+        "layout": args.layout,
+        "kustomize": args.kustomize,
+    }
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -161,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--servers", type=int, default=4)
     p.add_argument("--entries", type=int, nargs="+", default=[10, 100, 250, 500, 1000])
     p.add_argument("--layout", choices=["app-per-entry", "shared-app"], default="app-per-entry")
+    p.add_argument("--kustomize", choices=["krender", "cli"], default="krender")
     p.add_argument("--resync-interval", type=float, default=300.0)
     p.add_argument("--settle", type=float, default=10.0)
     p.add_argument("--idle-window", type=float, default=20.0)

@@ -137,24 +137,28 @@ class BatchKustomize:
             )
         return "krender " + out.decode().strip()
 
-    async def build(self, directory: Path) -> bytes:
-        """The YAML that ``kustomize build directory`` prints; errors as the CLI's would be."""
+    async def build(self, directory: Path, *, root: Path | None = None) -> bytes:
+        """The YAML that ``kustomize build directory`` prints; errors as the CLI's would be, with
+        `root` (the checkout) left out of the paths they name."""
         worker = await self._running()
         number = next(self._ids)
         slot = _Slot()
         worker.pending[number] = slot
         line = json.dumps({"id": number, "dir": str(directory)}).encode() + b"\n"
+        sent = False
         try:
             async with worker.write_lock:
+                sent = True  # from here on the request may be in the pipe, whole or in part
                 await worker.process.stdin.send(line)  # type: ignore[union-attr]
             while not slot.done.is_set():
                 async with worker.read_lock:
                     if not slot.done.is_set():
                         await self._read_one(worker)
         except anyio.get_cancelled_exc_class():
-            await self._discard(
-                worker, TransientError("krender was restarted: a render was cancelled")
-            )
+            if sent and not slot.done.is_set():  # its render may hang: stop the process
+                await self._discard(
+                    worker, TransientError("krender was restarted: a render was cancelled")
+                )
             raise
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self._discard(worker, self._exited(worker))
@@ -165,7 +169,7 @@ class BatchKustomize:
         if slot.answer is None:
             raise self._exited(worker)
         if "error" in slot.answer:
-            cause = str(slot.answer["error"]).replace(f"{directory}/", "").strip()
+            cause = str(slot.answer["error"]).replace(f"{root or directory}/", "").strip()
             raise StalledError(f"kustomize failed: {cause[:2000]}")
         text = str(slot.answer.get("yaml", ""))
         if len(text) > self.max_output:

@@ -176,7 +176,7 @@ class Builder:
         """The YAML of ``kustomize build`` of `path` in `checkout` (the CLI runs with `env`)."""
         if self.batch is not None:
             try:
-                return await self.batch.build(checkout / path)
+                return await self.batch.build(checkout / path, root=checkout)
             except StalledError as exc:
                 if self.batch.starts:
                     raise  # the kustomization's own error

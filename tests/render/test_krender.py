@@ -198,7 +198,7 @@ async def test_krender_refuses_what_the_cli_refuses(
                 await cli.build(checkout, path, env=env)
             with pytest.raises(StalledError, match="kustomize failed") as caught:
                 await batch.build(checkout, path, env=env)
-            assert str(checkout / path) + "/" not in str(caught.value)
+            assert str(checkout) not in str(caught.value)
         with pytest.raises(StalledError, match=r"nothere\.yaml"):
             await batch.build(checkout, "missing", env=env)
         # the process survives a kustomization's error
