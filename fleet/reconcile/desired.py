@@ -43,7 +43,7 @@ __all__ = ["AppSource", "Desired", "DesiredState"]
 
 log = logging.getLogger(__name__)
 
-_MEMO_SIZE = 4096
+_MEMO_SIZE = 32768  # plans kept: one per (repo, commit, spec); 10,000 entries at two commits fit
 
 
 @dataclass(frozen=True)
