@@ -89,7 +89,7 @@ async def measure(
                     for index in range(commits):
                         value = f"s{int(share * 100)}-{index}"
                         remote.commit(_app(value, objects), message=value)
-                        before = proxy.throttled
+                        before, kinds_before = proxy.throttled, proxy.by_kind.copy()
                         pushed = time.time()
                         assert await hub.webhook(url) in (200, 202)
                         marker = f"value:{value}"
@@ -105,6 +105,7 @@ async def measure(
                                 default=0.0,
                             ),
                             "proxy_429s": proxy.throttled - before,
+                            "requests": dict((proxy.by_kind - kinds_before).most_common(6)),
                         }
                         rows.append(row)
                         print(f"  {row}", flush=True)

@@ -66,6 +66,20 @@ def _current(document: dict[str, Any], section: str, key: str) -> dict[str, Any]
     return found
 
 
+def _kind_of(request: web.Request) -> str:
+    """``METHOD resource`` (plus ``watch``) of an API request: what the hub spends requests on."""
+    parts = [p for p in request.path.split("/") if p]
+    if parts[:1] == ["api"]:
+        parts = parts[2:]  # /api/v1/...
+    elif parts[:1] == ["apis"]:
+        parts = parts[3:]  # /apis/group/version/...
+    if parts[:1] == ["namespaces"] and len(parts) > 2:
+        parts = parts[2:]
+    resource = parts[0] if parts else request.path
+    watch = " watch" if request.query.get("watch") in ("1", "true") else ""
+    return f"{request.method} {resource}{watch}"
+
+
 class ThrottleProxy:
     """An HTTPS reverse proxy to the apiserver of `kubeconfig` answering `share` of requests 429."""
 
@@ -83,6 +97,7 @@ class ThrottleProxy:
         self.requests = 0
         self.throttled = 0
         self.by_status: Counter[int] = Counter()
+        self.by_kind: Counter[str] = Counter()  # "PATCH configmaps", "GET configmaps watch", ...
         self.port = 0
         self._rng = random.Random(seed)  # a repeatable draw, not cryptography
         self._document: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
@@ -154,6 +169,7 @@ class ThrottleProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.by_kind[_kind_of(request)] += 1
         if self._rng.random() < self.share:
             self.throttled += 1
             self.by_status[429] += 1
