@@ -147,6 +147,11 @@ async def plan(
         )
     if kustomize_dir is not None:
         return Planned("kustomize", kustomize_dir, record, used=used)
+    if "templates" in names:
+        raise StalledError(
+            f"{bundle.file}: a raw YAML bundle's templates/ directory is Helm-templated by "
+            "Rancher Fleet, which fleet does not do yet; add a Chart.yaml to make it a chart"
+        )
     for overlay in options.overlays:
         if await reader.kind(_join(bundle.path, f"overlays/{overlay}", bundle.file)) != "tree":
             raise StalledError(

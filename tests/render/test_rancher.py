@@ -304,6 +304,9 @@ async def test_raw_overlay_errors_name_the_files(tmp_path: Path) -> None:
     rig.remote.commit(files)
     with pytest.raises(StalledError, match=r"raw/fleet.yaml: yaml.overlays 'nosuch'"):
         await rig.render(bundle_spec(DEV, "raw"))
+    rig.remote.commit({"raw/templates/cm.yaml": "data: {v: '{{ .Values.v }}'}\n"})
+    with pytest.raises(StalledError, match=r"raw/fleet.yaml: a raw YAML bundle's templates/"):
+        await rig.render(bundle_spec(DEV, "raw"))
 
 
 async def test_forced_namespace_refuses_cluster_scoped_objects(tmp_path: Path) -> None:
