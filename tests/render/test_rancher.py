@@ -14,7 +14,15 @@ import pytest
 import yaml
 
 from fleet.errors import StalledError
-from fleet.render import DocumentLimits, HelmOptions, RenderSpec, patches, rancher_bundle
+from fleet.render import (
+    DocumentLimits,
+    HelmOptions,
+    RenderSpec,
+    patches,
+    rancher_bundle,
+    rancher_raw,
+)
+from fleet.render.spec import RancherBundle
 from fleet.types import ClusterRef, RenderedSet
 from tests.render.argokit import Rig, by_hand, helm_binary
 
@@ -167,6 +175,29 @@ async def test_a_values_file_templated_by_cluster_needs_the_cluster(tmp_path: Pa
     assert not plan.needs_cluster  # nothing in it depends on the cluster: rendered once for all
     (cm,) = (await rig.render(bundle_spec(None))).objects
     assert cm["data"]["region"] == "fixed"
+
+
+async def test_a_chart_outside_the_bundle_is_read_and_keyed(tmp_path: Path) -> None:
+    files = {k.replace("web/chart/", "charts/web/"): v for k, v in CHART.items() if "chart/" in k}
+    files["bundles/web/fleet.yaml"] = "helm: {chart: ../../charts/web, releaseName: shop}\n"
+    rig = Rig(tmp_path, files)
+    spec = bundle_spec(None, "bundles/web")
+    snapshot = await rig.sources.snapshot(rig.remote.url)
+    plan = await rig.renderer.plan(snapshot, spec)
+    assert (plan.kind, plan.path, plan.reads) == (
+        "helm",
+        "charts/web",
+        ("bundles/web", "charts/web"),
+    )
+    before = await rig.key(spec)
+    (cm,) = (await rig.render(spec)).objects
+    assert cm["metadata"]["name"] == "shop-conf"
+    rig.remote.commit({"charts/web/values.yaml": "replicas: 7\nimage: {repo: a, tag: b}\n"})
+    assert await rig.key(spec) != before  # the chart's tree is in the key
+    files["bundles/web/fleet.yaml"] = "helm: {chart: ../../../x}\n"
+    rig.remote.commit(files)
+    with pytest.raises(StalledError, match=r"helm.chart '../../../x' escapes the repository"):
+        await rig.render(spec)
 
 
 KUSTOMIZE = {
@@ -456,3 +487,23 @@ async def test_app_tool_options_refused(tmp_path: Path) -> None:
         StalledError, match=re.escape("spec.source.helm is set but path 'web' holds a Rancher")
     ):
         await rig.render(spec)
+
+
+def test_place_leaves_cluster_scoped_kinds_of_the_set_alone() -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "globals.example.com"},
+        "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Global"}},
+    }
+    custom = {"apiVersion": "example.com/v1", "kind": "Global", "metadata": {"name": "g"}}
+    local = {"apiVersion": "example.com/v1", "kind": "Local", "metadata": {"name": "l"}}
+    record = RancherBundle(bundle="b", file="b/fleet.yaml", default_namespace="apps")
+    placed = rancher_raw.place([crd, custom, local], record)
+    assert [o["metadata"].get("namespace") for o in placed] == [None, None, "apps"]
+    forced = RancherBundle(bundle="b", file="b/fleet.yaml", namespace="apps")
+    with pytest.raises(
+        StalledError,
+        match=r"b/fleet.yaml: namespace 'apps'.*CustomResourceDefinition 'globals\.example\.com'",
+    ):
+        rancher_raw.place([crd, custom], forced)
