@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import anyio
@@ -183,7 +184,7 @@ async def test_hub_writes_history_to_postgres_and_lives_through_an_outage(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ns = "history-pg"
+    ns = f"history-pg-{uuid.uuid4().hex[:6]}"  # a namespace of its own
     cluster = kit_clusters[0]
     url = postgres.database("hub")
     remote = Remote(tmp_path / "git")
@@ -215,8 +216,8 @@ async def test_hub_writes_history_to_postgres_and_lives_through_an_outage(
         try:
             second = remote.commit({"app/settings.yaml": configmap(ns, "two")})
             assert await push_webhook(port, remote.url) == 200
-            await until(lambda: _value_is(cluster, ns, "two"), limit=180)
-            assert hub.board.cell("web", cluster.name).applied_commit == second
+            await until(lambda: _applied(hub, cluster.name) == second, limit=180)
+            assert await value_on(cluster, ns) == "two"
             await until(lambda: _sample(hub, "fleet_history_up") == 0.0, limit=60)
             assert (_sample(hub, "fleet_history_pending") or 0) > 0
             assert store.problem.startswith("history database postgresql://fleet@127.0.0.1")
@@ -235,8 +236,8 @@ async def test_hub_writes_history_to_postgres_and_lives_through_an_outage(
     assert PASSWORD not in caplog.text
 
 
-async def _value_is(cluster: RunningCluster, namespace: str, value: str) -> bool:
-    return await value_on(cluster, namespace) == value
+def _applied(hub: Hub, cluster: str) -> str:
+    return hub.board.cell("web", cluster).applied_commit
 
 
 def _sample(hub: Hub, name: str) -> float | None:
@@ -256,7 +257,7 @@ async def test_two_hubs_write_one_database(
     kit_clusters: list[RunningCluster], postgres: Postgres, tmp_path: Path
 ) -> None:
     """Two replicas (each with its own cluster) write one database; one reader sees both."""
-    ns = "history-two"
+    ns = f"history-two-{uuid.uuid4().hex[:6]}"
     url = postgres.database("replicas")
     remote = Remote(tmp_path / "git")
     commit = remote.commit({"app/settings.yaml": configmap(ns, "one")})
