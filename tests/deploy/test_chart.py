@@ -271,6 +271,11 @@ async def test_chart_applies_and_its_service_account_is_enough_and_least(
     kubeconfig.write_text(text)
     (tmp_path / "fleet.yaml").write_text("apps: []\n")
     (tmp_path / "clusters").mkdir()
+    async with kube.connect(cluster.kubeconfig) as admin:
+        before = await admin.request(
+            "GET", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
+        )
+        assert not before.get("items"), "no lease before the hub runs"
     process = await anyio.open_process(
         [sys.executable, "-m", "fleet.cli.main", "run", "--config", str(tmp_path / "fleet.yaml"),
          "--clusters", str(tmp_path / "clusters"), "--state-dir", str(tmp_path / "state"),
