@@ -223,6 +223,8 @@ async def test_hub_writes_history_to_postgres_and_lives_through_an_outage(
             assert store.problem.startswith("history database postgresql://fleet@127.0.0.1")
             code, _, err = await _cli(env, "history", "--history", bare)
             assert code == 1 and "is it running" in err
+            code, _, err = await _cli({}, "events", "--history", url)  # the password in the URL
+            assert code == 1 and "postgresql://fleet@127.0.0.1" in err and PASSWORD not in err
         finally:
             await anyio.to_thread.run_sync(postgres.start)
         # back: what was held is written, the metric says so
