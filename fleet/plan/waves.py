@@ -7,8 +7,10 @@ hook's ``helm.sh/hook-weight`` when it has no sync-wave), lowest first. Within a
 go in batches: Namespaces, then CRDs (waited on until Established), then everything else, each
 batch sent concurrently and listed in Argo CD's kind order (Helm's install order: policies,
 accounts, config, storage, RBAC, Services, workloads, Ingresses; unknown kinds last), then by
-name. A value that is not an integer is a :class:`~fleet.errors.StalledError` naming the object
-and the annotation, raised before anything is written.
+name. The destination Namespace of ``createNamespace`` is written first of all, in the first
+PreSync wave when there are PreSync hooks, as Argo CD does. A sync-wave that is not an integer
+is a :class:`~fleet.errors.StalledError` naming the object and the annotation, raised before
+anything is written.
 
 The sync (not this module) waits for every object and hook of a wave to be Healthy before the
 next wave starts, and runs no gate after the last one: an app of one wave behaves as before.
@@ -152,8 +154,13 @@ def schedule(
     def of(phase: Phase) -> list[Hook]:
         return [h for h in hooks if phase in h.phases] if run_hooks else []
 
-    waves = _waves(Phase.PRE_SYNC, (), of(Phase.PRE_SYNC))
-    waves += _waves(Phase.SYNC, steps, of(Phase.SYNC))
+    early = of(Phase.PRE_SYNC)
+    shared = [s for s in steps if early and s.entry is not None and s.entry.shared]
+    waves = _waves(Phase.PRE_SYNC, (), early)
+    if shared:  # the createNamespace Namespace goes first, as in Argo CD: hooks run in it
+        first = waves[0]
+        waves[0] = Wave(first.phase, first.number, tuple(shared), first.hooks)
+    waves += _waves(Phase.SYNC, [s for s in steps if s not in shared], of(Phase.SYNC))
     waves += _waves(Phase.POST_SYNC, (), of(Phase.POST_SYNC))
     return tuple(waves)
 

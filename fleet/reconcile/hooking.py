@@ -16,6 +16,7 @@ hook failed and why.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,13 @@ async def _clear_previous(cluster: apply.Cluster, hook: Hook, *, within: float) 
     return None
 
 
+def _shown(hook: Hook) -> ObjectKey:
+    """The key a hook's failure is shown under: a ``generateName`` hook as ``prefix*``."""
+    if hook.key.name:
+        return hook.key
+    return dataclasses.replace(hook.key, name=f"{hook.generate_name}*")
+
+
 async def start(
     cluster: apply.Cluster,
     hooks: Sequence[Hook],
@@ -93,9 +101,10 @@ async def start(
         problem = None
         if DeletePolicy.BEFORE_HOOK_CREATION in hook.policies:
             problem = await _clear_previous(cluster, hook, within=within)
+        shown = _shown(hook)
         if problem is not None:
-            change = apply.Change(hook.key, apply.Outcome.FAILED, f"{phase} hook {who}: {problem}")
-            started.append(Started(hook, phase, hook.key, None, change))
+            change = apply.Change(shown, apply.Outcome.FAILED, f"{phase} hook {who}: {problem}")
+            started.append(Started(hook, phase, shown, None, change))
             continue
         created = await creating.create_object(
             cluster,
@@ -107,7 +116,7 @@ async def start(
         change = created.change
         if created.live is None:
             change = apply.Change(
-                hook.key, apply.Outcome.FAILED, f"{phase} hook {who}: {change.reason}"
+                shown, apply.Outcome.FAILED, f"{phase} hook {who}: {change.reason}"
             )
         log.info(
             "event=hook_created cluster=%s phase=%s object=%s outcome=%s",

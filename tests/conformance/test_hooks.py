@@ -14,11 +14,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
 from fleet import apply
+from fleet.controlplane import RunningCluster
+from fleet.hub.hub import Hub
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
+from fleet.report import TargetStatus
 from fleet.types import RenderedSet
 from tests.conformance.kit import (
     DELETE_POLICY,
@@ -33,6 +38,8 @@ from tests.conformance.kit import (
     unique,
     until,
 )
+from tests.hub import hubkit
+from tests.sources.gitkit import Remote
 
 pytestmark = pytest.mark.anyio
 
@@ -140,3 +147,102 @@ async def test_resync_runs_no_hook_and_a_new_commit_runs_them_again(
     assert [j["metadata"]["uid"] for j in await jobs_named(cluster, namespace, "seed-")] == [
         run2["metadata"]["uid"]
     ]
+
+
+def _hook_yaml(namespace: str, *, phase: str, prefix: str, failing: bool = False) -> str:
+    stuck = (
+        "      nodeSelector: {fleet.dev/no-such-node: 'true'}\n  activeDeadlineSeconds: 2\n"
+        if failing
+        else ""
+    )
+    return f"""apiVersion: batch/v1
+kind: Job
+metadata:
+  generateName: {prefix}
+  namespace: {namespace}
+  annotations: {{argocd.argoproj.io/hook: {phase}}}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: c, image: registry.local/job:1}}]
+{stuck}"""
+
+
+async def test_hub_runs_hooks_per_commit_and_shows_a_failed_hook(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """Through the hub, from a real git remote: the PreSync hook runs once per commit (the
+    self-heal of a hand-made drift, a full sync of the same commit, runs none), and a failing
+    PostSync hook leaves the cell OutOfSync with an error naming the hook and why."""
+    ns = unique("hooks-hub")
+    kit = kit_clusters[0]
+    remote = Remote(tmp_path / "git")
+    remote.commit(
+        {
+            "app/settings.yaml": hubkit.configmap(ns, "v1"),
+            "app/migrate.yaml": _hook_yaml(ns, phase="PreSync", prefix="migrate-"),
+        }
+    )
+    settings = hubkit.hub_settings(tmp_path)
+    config = hubkit.fleet_yaml(remote.url, ns).replace(
+        "selfHeal: true", "selfHeal: true, createNamespace: true"
+    )
+    settings.config_path.write_text(config)
+    hubkit.drop(kit, settings.clusters_dir)
+    hub = Hub(settings)
+
+    def cell() -> TargetStatus:
+        return hub.board.cell("web", kit.name)
+
+    async with apply.connect(kit.kubeconfig) as cluster, anyio.create_task_group() as tg:
+        port = await tg.start(hub.run)
+        await hubkit.until(lambda: cell().ready, limit=180)
+        [run1] = await jobs_named(cluster, ns, "migrate-")
+        # drift by hand: the hub's self-heal is a full sync of the same commit, and runs no hook
+        synced_before = cell().last_sync_at or 0.0
+        await cluster.request(
+            "PATCH",
+            cm_path(ns, "settings"),
+            body={"data": {"value": "drifted"}},
+            content_type="application/merge-patch+json",
+        )
+
+        async def healed(value: str) -> bool:
+            return await hubkit.value_on(kit, ns) == value
+
+        async def resynced() -> bool:
+            return (cell().last_sync_at or 0.0) > synced_before and await healed("v1")
+
+        await hubkit.until(resynced, limit=180)
+        assert [j["metadata"]["uid"] for j in await jobs_named(cluster, ns, "migrate-")] == [
+            run1["metadata"]["uid"]
+        ]
+
+        remote.commit({"app/settings.yaml": hubkit.configmap(ns, "v2")})
+        assert await hubkit.push_webhook(port, remote.url) == 200
+        await hubkit.until(lambda: healed("v2"), limit=180)
+
+        async def rerun() -> bool:
+            found = await jobs_named(cluster, ns, "migrate-")
+            return [j["metadata"]["uid"] for j in found] not in ([], [run1["metadata"]["uid"]])
+
+        await hubkit.until(rerun, limit=180)
+        await hubkit.until(lambda: cell().ready, limit=180)
+
+        remote.commit(
+            {"app/smoke.yaml": _hook_yaml(ns, phase="PostSync", prefix="smoke-", failing=True)}
+        )
+        assert await hubkit.push_webhook(port, remote.url) == 200
+        await hubkit.until(lambda: "PostSync hook failed" in cell().error, limit=180)
+        status = cell()
+        assert status.sync == "OutOfSync" and not status.ready
+        assert "batch/Job" in status.error and "smoke-" in status.error
+        tg.cancel_scope.cancel()
+    await cluster_cleanup(kit, ns)
+
+
+async def cluster_cleanup(kit: RunningCluster, namespace: str) -> None:
+    async with apply.connect(kit.kubeconfig) as cluster:
+        await cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")

@@ -253,3 +253,19 @@ def test_batches_namespaces_then_crds_then_the_rest() -> None:
         ["CustomResourceDefinition"],
         ["ConfigMap"],
     ]
+
+
+def test_create_namespace_goes_before_presync_hooks() -> None:
+    shared = obj("Namespace", "web")
+    shared["metadata"]["annotations"] = {plan.SHARED_MARK_ANNOTATION: "web"}
+    order = schedule_of(
+        shared,
+        obj("ConfigMap", "c"),
+        annotated("Job", "migrate", {hooks.HOOK: "PreSync"}, api="batch/v1"),
+    )
+    assert [(w.phase, names(w)) for w in order] == [
+        (Phase.PRE_SYNC, ["web", "migrate"]),
+        (Phase.SYNC, ["c"]),
+    ]
+    without = schedule_of(shared, obj("ConfigMap", "c"))
+    assert [(w.phase, names(w)) for w in without] == [(Phase.SYNC, ["web", "c"])]
