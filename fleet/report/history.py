@@ -145,6 +145,11 @@ class HistoryStore(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def problem(self) -> str:
+        """Why rows are not being kept right now, in words (for the board); empty when they are."""
+        ...
+
 
 def is_database_url(where: str | Path) -> bool:
     """Whether `where` names a PostgreSQL database rather than a SQLite file."""
@@ -200,6 +205,11 @@ class History:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @property
+    def problem(self) -> str:
+        """Always empty: a local file's insert either works or raises in the subscriber."""
+        return ""
 
     def record(self, record: SyncRecord) -> None:
         placeholders = ", ".join("?" for _ in _COLUMNS)

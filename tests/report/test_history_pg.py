@@ -63,7 +63,7 @@ def _event(app: str, cluster: str, at: float) -> EventRecord:
 
 def test_open_history_picks_the_backend(tmp_path: Path) -> None:
     sqlite = open_history(tmp_path / "h.sqlite")
-    assert isinstance(sqlite, History)
+    assert isinstance(sqlite, History) and sqlite.problem == ""
     sqlite.close()
     pg = open_history("postgresql://fleet@127.0.0.1:1/nowhere")
     assert isinstance(pg, PgHistory)
