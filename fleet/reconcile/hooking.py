@@ -4,7 +4,7 @@ A hook (:mod:`fleet.plan.hooks`) is created with a POST (a ``generateName`` hook
 server), never server-side applied. ``BeforeHookCreation`` (the default) first deletes the hook's
 previous run and waits until it is gone: the object of that name, or for a ``generateName`` hook
 every object of this app instance (its tracking id) with the same ``generateName``. A hook's
-completion is its health (:mod:`fleet.health`): Healthy is success (a Job Complete, a Pod
+completion is its health (:func:`outcome`): Healthy is success (a Job Complete, a Pod
 Succeeded, any kind without a notion of readiness once it exists); Degraded is failure (a Job
 Failed, a Pod Failed); anything else when the wait ends is a failure that says the hook did not
 complete. Then ``HookSucceeded`` deletes a hook that succeeded and ``HookFailed`` one that failed.
@@ -27,7 +27,7 @@ from fleet.health import Health, Status, assess
 from fleet.plan.hooks import DeletePolicy, Hook, Phase, describe
 from fleet.types import Manifest, ObjectKey
 
-__all__ = ["Started", "finish", "start"]
+__all__ = ["Started", "finish", "outcome", "start"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,19 @@ class Started:
     key: ObjectKey
     live: Manifest | None
     change: apply.Change
+
+
+def outcome(key: ObjectKey, live: Manifest | None) -> Health:
+    """A hook's completion as health: a Pod only ends when it Succeeded or Failed (Running and
+    Ready is not done, as in Argo CD); every other kind by :func:`fleet.health.assess`."""
+    if live is not None and key.kind == "Pod" and not key.group:
+        phase = str((live.get("status") or {}).get("phase") or "Pending")
+        if phase == "Succeeded":
+            return Health(Status.HEALTHY)
+        if phase == "Failed":
+            return assess(key.group, key.kind, live)
+        return Health(Status.PROGRESSING, f"pod is {phase}")
+    return assess(key.group, key.kind, live)
 
 
 def _metadata(obj: Manifest) -> Mapping[str, object]:
@@ -139,7 +152,7 @@ async def finish(
     """Judge each hook by its health (read now when `health` lacks it), delete per policy."""
     missing = {s.key: s.hook.api_version for s in started if s.key not in health}
     live = await apply.read_live(cluster, missing) if missing else {}
-    seen = {**health, **{k: assess(k.group, k.kind, live.get(k)) for k in missing}}
+    seen = {**health, **{k: outcome(k, live.get(k)) for k in missing}}
     changes: list[apply.Change] = []
     for run in started:
         state = seen[run.key]

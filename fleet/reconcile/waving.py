@@ -164,7 +164,12 @@ async def wait_healthy(
     with anyio.move_on_after(within):
         while True:
             live = await apply.read_live(cluster, entries)
-            health = {k: assess(k.group, k.kind, live.get(k)) for k in entries}
+            health = {
+                k: hooking.outcome(k, live.get(k))
+                if k in hooks
+                else assess(k.group, k.kind, live.get(k))
+                for k in entries
+            }
             if all(_done(h, hook=k in hooks) for k, h in health.items()):
                 break
             await anyio.sleep(poll)

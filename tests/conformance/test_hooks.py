@@ -23,6 +23,7 @@ from fleet import apply
 from fleet.controlplane import RunningCluster
 from fleet.hub.hub import Hub
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
+from fleet.reconcile.waving import WaveOptions
 from fleet.report import TargetStatus
 from fleet.types import RenderedSet
 from tests.conformance.kit import (
@@ -246,3 +247,37 @@ async def test_hub_runs_hooks_per_commit_and_shows_a_failed_hook(
 async def cluster_cleanup(kit: RunningCluster, namespace: str) -> None:
     async with apply.connect(kit.kubeconfig) as cluster:
         await cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+async def test_a_running_pod_hook_is_not_complete(cluster: apply.Cluster, namespace: str) -> None:
+    """A Pod hook completes when it Succeeded, not when it is Running and Ready (kwok runs a bare
+    Pod for ever): the sync fails once its wait ends, naming the hook."""
+    timing = WaveOptions(wave_timeout=8.0, sync_timeout=60.0, poll_interval=0.3)
+    app = AppSync(name=unique("pod"), namespace=namespace, waves=timing)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "annotations": {HOOK: "Sync"}},
+        "spec": {"containers": [{"name": "c", "image": "registry.local/probe:1"}]},
+    }
+    results: list[SyncResult] = []
+
+    async def run() -> None:
+        results.append(await sync(cluster, app, RenderedSet.of([pod]), revision="r1"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+
+        async def running() -> bool:
+            live = await get(cluster, f"/api/v1/namespaces/{namespace}/pods/probe")
+            return live is not None and (live.get("status") or {}).get("phase") == "Running"
+
+        await until(running)
+        assert not results  # Running is not done
+    [result] = results
+    [change] = result.changes.changes
+    assert change.outcome is apply.Outcome.FAILED
+    assert change.reason == (
+        "Sync hook did not complete before the wait ended (Progressing: pod is Running)"
+    )
+    assert not result.in_sync
