@@ -102,6 +102,11 @@ async def test_chart_renders_least_privilege_non_root_hub() -> None:
     (service,) = kinds["Service"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
+    lint = await anyio.run_process(
+        [str(_helm()), "lint", str(CHART), "--strict", "--set", VALUES[0]], check=False
+    )
+    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+
     # the in-cluster destination is the one thing that grants cluster-wide rights, when asked
     _, docs, _ = await _template(*VALUES, "inCluster.enabled=true")
     assert {"ClusterRole", "ClusterRoleBinding"} <= set(_by_kind(docs))
