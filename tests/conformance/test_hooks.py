@@ -281,3 +281,24 @@ async def test_a_running_pod_hook_is_not_complete(cluster: apply.Cluster, namesp
         "Sync hook did not complete before the wait ended (Progressing: pod is Running)"
     )
     assert not result.in_sync
+
+
+async def test_failed_presync_hook_stops_the_sync_and_hook_failed_deletes_it(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    """A PreSync hook that fails stops the whole sync (nothing of the Sync phase is applied);
+    ``HookFailed`` deletes the failed run."""
+    app = AppSync(name=unique("prefail"), namespace=namespace, waves=QUICK)
+    notes = {HOOK: "PreSync", DELETE_POLICY: "HookFailed"}
+    objects = [job("check-", generate=True, failing=True, annotations=notes), configmap("app")]
+    result = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
+    assert not result.in_sync
+    [failed] = [c for c in result.changes.changes if c.outcome is apply.Outcome.FAILED]
+    assert failed.key.name.startswith("check-")
+    assert failed.reason.startswith("PreSync hook failed: ")
+    assert failed.reason.endswith("; deleted (HookFailed)")
+    assert await jobs_named(cluster, namespace, "check-") == []
+    assert await get(cluster, cm_path(namespace, "app")) is None
+    [skipped] = [c for c in result.changes.changes if c.key.name == "app"]
+    assert skipped.outcome is apply.Outcome.SKIPPED
+    assert skipped.reason.startswith("not applied: PreSync wave 0: batch/Job")
