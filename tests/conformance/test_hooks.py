@@ -24,6 +24,7 @@ from fleet.controlplane import RunningCluster
 from fleet.hub.hub import Hub
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.reconcile.waving import WaveOptions
+from fleet.render import HelmOptions, RenderSpec
 from fleet.report import TargetStatus
 from fleet.types import RenderedSet
 from tests.conformance.kit import (
@@ -40,6 +41,7 @@ from tests.conformance.kit import (
     until,
 )
 from tests.hub import hubkit
+from tests.render.argokit import Rig
 from tests.sources.gitkit import Remote
 
 pytestmark = pytest.mark.anyio
@@ -302,3 +304,65 @@ async def test_failed_presync_hook_stops_the_sync_and_hook_failed_deletes_it(
     [skipped] = [c for c in result.changes.changes if c.key.name == "app"]
     assert skipped.outcome is apply.Outcome.SKIPPED
     assert skipped.reason.startswith("not applied: PreSync wave 0: batch/Job")
+
+
+HELM_JOB = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-migrate
+  annotations:
+    "helm.sh/hook": pre-install,pre-upgrade
+    "helm.sh/hook-weight": "-5"
+    "helm.sh/hook-delete-policy": hook-succeeded
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: registry.local/migrate:1}]
+"""
+HELM_TEST = """apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-test
+  annotations: {"helm.sh/hook": test}
+spec:
+  containers: [{name: c, image: registry.local/test:1}]
+"""
+HELM_CM = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: {{ .Release.Name }}-cfg}
+data: {a: "1"}
+"""
+
+
+async def test_helm_hooks_from_helm_template_run_as_argo_cd_maps_them(
+    cluster: apply.Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A chart rendered by fleet's helm renderer (``helm template``, hooks included): its
+    pre-install hook runs as a PreSync hook and ``hook-succeeded`` deletes it; its test hook has
+    no sync phase and is not applied (a warning says so); hooks stay out of the inventory."""
+    rig = Rig(
+        tmp_path,
+        {
+            "chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+            "chart/templates/job.yaml": HELM_JOB,
+            "chart/templates/test.yaml": HELM_TEST,
+            "chart/templates/cm.yaml": HELM_CM,
+        },
+    )
+    rendered = await rig.render(
+        RenderSpec("chart", namespace=namespace, helm=HelmOptions(), app="web")
+    )
+    assert {o["kind"] for o in rendered.objects} == {"Job", "Pod", "ConfigMap"}
+    app = AppSync(name=unique("helm"), namespace=namespace, waves=QUICK)
+    result = await sync(cluster, app, rendered, revision="r1")
+    assert result.in_sync, result.problems()
+    by_name = {c.key.name: c for c in result.changes.changes}
+    assert set(by_name) == {"web-migrate", "web-cfg"}
+    assert by_name["web-migrate"].reason == "PreSync hook completed; deleted (HookSucceeded)"
+    assert await get(cluster, f"/apis/batch/v1/namespaces/{namespace}/jobs/web-migrate") is None
+    assert await get(cluster, f"/api/v1/namespaces/{namespace}/pods/web-test") is None
+    assert any("Pod" in w and "web-test" in w and "helm.sh/hook test" in w for w in result.warnings)
+    inventory = await apply.read_inventory(cluster, app.inventory_id)
+    assert inventory is not None and {k.name for k in inventory.entries} == {"web-cfg"}
