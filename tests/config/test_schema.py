@@ -265,7 +265,7 @@ def test_every_misspelt_field_is_refused_with_its_path_and_the_right_name(
     key = str(where[-1])
     miss = near_miss(key)
     documents[index] = _renamed(documents[index], where, miss)
-    text = yaml.safe_dump_all(documents, sort_keys=False)
+    text = yaml.dump_all(documents, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
     with pytest.raises(ConfigError) as caught:
         loading.load_documents(text, "fleet.yaml")
     path = _dotted((*where[:-1], miss))
