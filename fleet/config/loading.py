@@ -66,7 +66,7 @@ def _sync_policy(fields: Fields, *, argo: bool = False) -> SyncPolicy:
     elif raw is None:
         is_automated = not argo
     elif isinstance(raw, Mapping):
-        is_automated = True
+        is_automated = raw.get("enabled") is not False  # Argo CD 3's automated.enabled
     else:
         raise ConfigError(f"{fields.where}.automated: expected a mapping or true/false")
     automated = fields.sub("automated") if isinstance(raw, Mapping) else Fields({}, fields.where)

@@ -282,7 +282,13 @@ _SYNC_POLICY = _mapping(
             "description": "apply changes by itself: true/false in fleet.yaml (default true), "
             "a mapping (maybe empty) in an Application, where it is off without one",
             "additionalProperties": False,
-            "properties": _AUTOMATED,
+            "properties": {
+                **_AUTOMATED,
+                "enabled": _flag(
+                    "Argo CD 3: false turns automated sync off, keeping the settings",
+                    default=True,
+                ),
+            },
         },
         **_AUTOMATED,
         "forceConflicts": _flag(

@@ -193,7 +193,13 @@ def test_automated_sync_as_argo_cd_and_fleet_mean_it(tmp_path: Path) -> None:
         + "---\n"
         + empty_automated
     )
+    disabled = (
+        manual_argo.replace("name: guestbook", "name: guestbook-off")
+        + "  syncPolicy:\n    automated: {prune: true, enabled: false}\n"
+    )
+    path.write_text(path.read_text() + "---\n" + disabled)
     apps = {a.name: a for a in loading.load(path).apps}
+    assert not apps["guestbook-off"].sync_policy.automated, "Argo CD 3's automated.enabled"
     assert apps["webapp"].sync_policy.automated
     assert not apps["held"].sync_policy.automated
     assert not apps["guestbook"].sync_policy.automated

@@ -101,7 +101,7 @@ apps:
       namespace: team-a-web
       clusters: {names: [prod-1], matchLabels: {env: prod}}
     syncPolicy:
-      automated: {prune: true, selfHeal: true, allowEmpty: false}
+      automated: {prune: true, selfHeal: true, allowEmpty: false, enabled: true}
       prune: true
       selfHeal: true
       allowEmpty: false
