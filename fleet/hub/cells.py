@@ -20,15 +20,20 @@ target watches what it applied (:meth:`Cells.watch`): its objects' expected cont
 pointers its app ignores, subscribed by its tracking id and its keys. An event on one of them is
 compared in the cell's own task with what the target applied (:func:`fleet.plan.in_sync`): only
 a real difference, someone else's change or a deletion, is drift, handed to ``on_drift(key, n)``;
-fleet's own writes compare equal and cost nothing. No dry-run, no read per event, and a target
-never hears of another target's objects. :meth:`Cells.in_sync` answers the periodic resync from
-the cache (no request) while every kind of the target is warm.
+fleet's own writes compare equal and cost nothing. While a target syncs (:meth:`Cells.syncing`,
+held from before its first write until it watches what it applied) its events are not judged:
+they are its own writes arriving, compared against what it applied before, and would read as
+drift, a false "changed outside fleet" on every commit. A change by someone else in that window
+is caught by the next resync, which compares the cache with what was applied. No dry-run, no
+read per event, and a target never hears of another target's objects. :meth:`Cells.in_sync`
+answers the periodic resync from the cache (no request) while every kind of the target is warm.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import anyio
@@ -97,6 +102,7 @@ class Cells:
         self._tracking: dict[Key, str] = {}
         self._owners: dict[str, Key] = {}
         self._subscriptions: dict[Key, Subscription] = {}
+        self._syncing: dict[Key, int] = {}  # targets between their first write and watch()
 
     # -- clusters -------------------------------------------------------------------------------
 
@@ -172,6 +178,17 @@ class Cells:
 
     # -- targets --------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def syncing(self, key: Key) -> Iterator[None]:
+        """While held, events on `key`'s objects are its own writes landing, not drift."""
+        self._syncing[key] = self._syncing.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._syncing[key] -= 1
+            if not self._syncing[key]:
+                del self._syncing[key]
+
     def watch(self, key: Key, *, tracking: str, expected: Mapping[ObjectKey, Expected]) -> None:
         """From now on, `key` owns `expected` on its cluster (replacing what it watched)."""
         self._watched[key] = dict(expected)
@@ -231,6 +248,8 @@ class Cells:
                 if key is None or subscription is None:
                     continue
                 events = subscription.take()
+                if key in self._syncing:
+                    continue  # its own writes landing (see the module)
                 expected = self._watched.get(key, {})
                 changed = {e.key for e in events if e.key in expected}
                 drifted = _drifted(cell.objects, expected, changed)

@@ -21,6 +21,7 @@ Progressing). An exception of any class ends as the target's error, never as the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -164,25 +165,28 @@ class Reconciler:
         )
         mirror = self.desired.sources.mirror(app.source.repo_url)
         reader = self.cells.reader(cluster_name) if self.cells is not None else None
-        result = await sync(
-            cluster,
-            app_sync,
-            rendered,
-            revision=commit,
-            reader=reader,
-            dry_run=preview,
-            descends=functools.partial(ancestry.is_ancestor, mirror),
-        )
-        outcome = summary.outcome_of(result)
-        committed_at = await self._commit_time(app, commit) if outcome.wrote else None
-        attempt = dataclasses.replace(
-            attempt, finished=time.time(), result=outcome, committed_at=committed_at
-        )
-        status = self._commit(previous, attempt)
-        if committed_at is not None and outcome.in_sync:
-            self.metrics.commit_to_applied_seconds.observe(max(0.0, time.time() - committed_at))
-        if self.cells is not None and not (preview and outcome.pending):
-            self.cells.watch(key, tracking=result.tracking, expected=_expected(result, app_sync))
+        own_writes = self.cells.syncing(key) if self.cells is not None else contextlib.nullcontext()
+        with own_writes:  # until it watches what it applied, its events are its own writes
+            result = await sync(
+                cluster,
+                app_sync,
+                rendered,
+                revision=commit,
+                reader=reader,
+                dry_run=preview,
+                descends=functools.partial(ancestry.is_ancestor, mirror),
+            )
+            outcome = summary.outcome_of(result)
+            committed_at = await self._commit_time(app, commit) if outcome.wrote else None
+            attempt = dataclasses.replace(
+                attempt, finished=time.time(), result=outcome, committed_at=committed_at
+            )
+            status = self._commit(previous, attempt)
+            if committed_at is not None and outcome.in_sync:
+                self.metrics.commit_to_applied_seconds.observe(max(0.0, time.time() - committed_at))
+            if self.cells is not None and not (preview and outcome.pending):
+                expected = _expected(result, app_sync)
+                self.cells.watch(key, tracking=result.tracking, expected=expected)
         log.info(
             "event=reconciled cluster=%s app=%s commit=%s sync=%s health=%s seconds=%.3f",
             cluster_name,

@@ -22,7 +22,7 @@ from kubernetes_asyncio import client, config
 
 from fleet.controlplane import RunningCluster
 from fleet.hub.hub import Hub
-from tests.hub.hubkit import hub_settings, until, value_on
+from tests.hub.hubkit import hub_settings, push_webhook, until, value_on
 from tests.sources.gitkit import Remote
 
 pytestmark = [pytest.mark.anyio, pytest.mark.clusters]
@@ -79,6 +79,18 @@ async def test_drift_reaches_its_own_target_and_idle_resyncs_are_free(
         print(f"\nAPI requests in 6 s of 1 s resyncs, per cluster entry: {idle}")
         assert all(count <= 2 for count in idle.values()), idle  # watch renewals at most
 
+        # a commit: both apply it, and neither takes its own writes for drift (they land in
+        # the cache while the sync runs, before it watches what it applied)
+        manifest = manifest.replace("value: v1", "value: v2")
+        remote.commit({"app/cm.yaml": manifest})
+        assert await push_webhook(hub.port, remote.url) in (200, 202)
+        for name in ("alias-a", "alias-b"):
+            await until(lambda: _value_is(cluster, f"cells-{name}", "v2"))  # noqa: B023
+            await until(lambda: hub.board.cell("web", name).ready)  # noqa: B023
+        await anyio.sleep(1.0)  # late events of its own writes would arrive by now
+        for name in ("alias-a", "alias-b"):
+            assert "Drift" not in _types(hub, name), hub.targets.events(app="web", cluster=name)
+
         # a hand edit of A's object: A drifts and heals, B hears nothing
         events_b = len(hub.targets.events(app="web", cluster="alias-b"))
         async with await config.new_client_from_config(config_file=str(cluster.kubeconfig)) as api:
@@ -90,7 +102,7 @@ async def test_drift_reaches_its_own_target_and_idle_resyncs_are_free(
             lambda: "Drift" in [e.type for e in hub.targets.events(app="web", cluster="alias-a")]
         )
         seen = time.monotonic() - edited
-        await until(lambda: _value_is(cluster, "cells-alias-a", "v1"))
+        await until(lambda: _value_is(cluster, "cells-alias-a", "v2"))
         healed = time.monotonic() - edited
         print(f"drift seen after {seen * 1000:.0f} ms, healed after {healed * 1000:.0f} ms")
         await until(lambda: hub.board.cell("web", "alias-a").ready)
@@ -107,7 +119,7 @@ async def test_drift_reaches_its_own_target_and_idle_resyncs_are_free(
                 "settings", "cells-alias-b", {"data": {"value": "by-hand"}}
             )
         await until(lambda: "Drift" in _types(hub, "alias-b"))
-        await until(lambda: _value_is(cluster, "cells-alias-b", "v1"))
+        await until(lambda: _value_is(cluster, "cells-alias-b", "v2"))
         hub.stop()
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 
