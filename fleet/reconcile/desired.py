@@ -140,6 +140,8 @@ class DesiredState:
     ) -> Desired:
         spec = dataclasses.replace(spec, path=repo_path(spec.path))
         plan, key = await self._plan(snapshot, spec)
+        if plan.needs_cluster:  # a Rancher Fleet bundle: which target applies depends on it
+            plan, key = await self._plan(snapshot, spec.with_cluster(cluster))
         rendered = await self.cache.get(key)
         fresh = False
         if rendered is None:

@@ -107,11 +107,6 @@ def templated(work: Path, values: dict[str, str]) -> dict[str, str]:
     return dict(cm["data"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until fleet/reconcile/desired.py plans a needs_cluster plan again with "
-    "spec.with_cluster(cluster); remove this mark with that change",
-)
 async def test_targets_give_each_cluster_its_values(
     kit_clusters: list[RunningCluster], tmp_path: Path
 ) -> None:
