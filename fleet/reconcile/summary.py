@@ -20,7 +20,7 @@ The truth rules, each tested:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +106,18 @@ def outcome_of(result: SyncResult) -> SyncOutcome:
         objects=tuple(objects),
         pending=sum(s.op.value != "unchanged" for s in result.plan.applies)
         + len(result.plan.prunes),
+        note=_warnings(result.warnings),
     )
+
+
+def _warnings(warnings: Sequence[str]) -> str:
+    """The sync's warnings (an option fleet ignores, a hook phase it does not run) for the
+    record's note: the first few spelt out, the rest counted."""
+    if not warnings:
+        return ""
+    shown = "; ".join(warnings[:_MAX_SHOWN])
+    more = len(warnings) - _MAX_SHOWN
+    return f"warning: {shown}" + (f" (and {more} more)" if more > 0 else "")
 
 
 def _problems(result: SyncResult) -> list[str]:

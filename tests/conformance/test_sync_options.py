@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from fleet import apply
+from fleet.reconcile import summary
 from fleet.reconcile.syncing import AppSync, sync
 from fleet.types import Manifest, RenderedSet
 from tests.conformance.kit import COMPARE_OPTIONS, SYNC_OPTIONS, cm_path, configmap, get, unique
@@ -120,3 +121,5 @@ async def test_unknown_option_is_a_warning(cluster: apply.Cluster, namespace: st
         f"ConfigMap {namespace}/o: {SYNC_OPTIONS} 'Turbo=true' is not supported by fleet "
         "and is ignored",
     )
+    note = summary.outcome_of(result).note  # and the target's record says it, not only the log
+    assert note == f"warning: {result.warnings[0]}"
