@@ -93,7 +93,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="where the sync history lives (default .fleet/)",
     )
     run.add_argument("--history", default="", metavar="URL", help=_HISTORY_HELP)
-    run.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT of the HTTP server")
+    run.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        help="HOST:PORT of the HTTP server (default 127.0.0.1:8080; beyond loopback it needs "
+        "--api-tokens)",
+    )
     run.add_argument(
         "--poll-interval",
         type=float,
@@ -169,16 +174,27 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status = sub.add_parser(
         "status", help="the app x cluster matrix of a running hub", epilog=_STATUS_EXITS
     )
-    status.add_argument("--url", default="http://127.0.0.1:8080", help="the hub's address")
+    status.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080",
+        help="the hub's address (default http://127.0.0.1:8080)",
+    )
     status.add_argument("--json", action="store_true", help="print the JSON status")
 
     history = sub.add_parser("history", help="which commit reached which cluster, when")
-    history.add_argument("app", nargs="?", default=None)
-    history.add_argument("--cluster", default=None)
-    history.add_argument("--state-dir", type=Path, default=Path(".fleet"))
+    history.add_argument("app", nargs="?", default=None, help="one app (default: every app)")
+    history.add_argument("--cluster", default=None, help="one cluster (default: every cluster)")
+    history.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".fleet"),
+        help="the hub's state directory, where history.sqlite is (default .fleet/)",
+    )
     history.add_argument("--history", default="", metavar="URL", help=_HISTORY_HELP)
-    history.add_argument("--limit", type=int, default=50)
-    history.add_argument("--json", action="store_true")
+    history.add_argument(
+        "--limit", type=int, default=50, help="at most this many records, newest first (default 50)"
+    )
+    history.add_argument("--json", action="store_true", help="print JSON lines, not a table")
     history.add_argument(
         "--repo",
         type=Path,
@@ -186,7 +202,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="config repo (clone or bare) for git log (default: the app's local repoURL or "
         "the hub's mirror; without one, records only)",
     )
-    history.add_argument("--config", type=Path, default=Path("fleet.yaml"), help="the apps")
+    history.add_argument(
+        "--config",
+        type=Path,
+        default=Path("fleet.yaml"),
+        help="the apps, to find an app's repository (default fleet.yaml)",
+    )
     history.add_argument(
         "--cache-dir", type=Path, default=None, help="the hub's cache dir (its git mirrors)"
     )
