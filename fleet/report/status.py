@@ -3,15 +3,17 @@
 The board keeps no per-target state of its own: it reads the :class:`~fleet.report.Targets`
 store (the one record per target) and adds what is not a target's: each cluster's reachability
 (connecting, ready, parked, error), each repository's last listing (ok or failed, since when), and
-the config's error. :meth:`Board.to_json` is ``/api/status``; :func:`matrix` is pure text for
-``fleet status``; :func:`summary` says whether everything is green, which is what an operator
-alerts on and what ``fleet status`` turns into its exit code.
+the config's error, and the hub's own problems (:attr:`Board.problems`, a callable asked at
+each read: a history database that is away, a clash of cluster names), each a sentence that
+keeps the board from green. :meth:`Board.to_json` is ``/api/status``; :func:`matrix` is pure
+text for ``fleet status``; :func:`summary` says whether everything is green, which is what an
+operator alerts on and what ``fleet status`` turns into its exit code.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -68,6 +70,8 @@ class Board:
     clusters: dict[str, ClusterState] = field(default_factory=dict)
     repos: dict[str, RepoState] = field(default_factory=dict)
     config_error: str = ""
+    problems: Callable[[], Sequence[str]] = field(default=lambda: (), repr=False)
+    """The hub's problems now, one sentence each (set by the hub; none by default)."""
 
     def cell(self, app: str, cluster: str) -> TargetStatus:
         """The record of `app` on `cluster` (a blank Unknown one before any)."""
@@ -110,19 +114,28 @@ class Board:
             apps.append(item)
         clusters = [asdict(c) for c in sorted(self.clusters.values(), key=lambda c: c.name)]
         repos = [asdict(r) for r in sorted(self.repos.values(), key=lambda r: r.repo)]
+        problems = [p for p in self.problems() if p]
         return {
-            "summary": summary(self.targets.all(), self.clusters.values(), self.config_error),
+            "summary": summary(
+                self.targets.all(), self.clusters.values(), self.config_error, problems=problems
+            ),
             "clusters": clusters,
             "repos": repos,
             "apps": apps,
             "config_error": self.config_error,
+            "problems": problems,
         }
 
 
 def summary(
-    targets: Iterable[TargetStatus], clusters: Iterable[ClusterState], config_error: str = ""
+    targets: Iterable[TargetStatus],
+    clusters: Iterable[ClusterState],
+    config_error: str = "",
+    *,
+    problems: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Counts, and ``green``: every target ready, every cluster ready, the config valid."""
+    """Counts, and ``green``: every target ready, every cluster ready, the config valid, no
+    problem of the hub's own (`problems`, counted as ``problems``)."""
     records = list(targets)
     states = list(clusters)
     not_ready = [f"{s.app}@{s.cluster}" for s in records if not s.ready]
@@ -135,7 +148,8 @@ def summary(
         "unknown": sum(s.sync == "Unknown" for s in records),
         "degraded": sum(s.health == "Degraded" for s in records),
         "clusters_not_ready": down,
-        "green": not not_ready and not down and not config_error,
+        "problems": len(problems),
+        "green": not not_ready and not down and not config_error and not problems,
     }
 
 
