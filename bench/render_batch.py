@@ -7,7 +7,13 @@ render) and with krender (one process for all, ``--jobs`` renders at once), ``--
 flight either way. Prints, per way: wall time per render and CPU per render (the children's CPU:
 the CLI processes, reaped; krender's from /proc before it stops), and writes them to
 ``bench/results/render_batch.json``. Both ways are checked to give the same objects.
-Run: ``python -m bench.render_batch [--tenants N] [--objects N] [--jobs N]``.
+
+``--pipeline`` measures the whole render pipeline instead (``DesiredState.desired``, as the hub
+runs it at a new commit: resolve, plan, cache key, extract, render, store) for every tenant of a
+git repository laid out by :func:`bench.workload.write_tenants` (the tenants of
+bench.many_clusters), one cluster entry per tenant, both ways, and counts the git processes per
+entry (a counting ``git`` shim on PATH).
+Run: ``python -m bench.render_batch [--tenants N] [--objects N] [--jobs N] [--pipeline]``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +31,16 @@ from typing import Any
 
 import anyio
 
+from bench.workload import set_tenant_value, write_tenants
+from fleet.cache import CacheSettings, ManifestCache
 from fleet.controlplane.binaries import ensure_tool
-from fleet.render import DocumentLimits, parse_documents
+from fleet.reconcile.desired import AppSource, DesiredState
+from fleet.render import DocumentLimits, Renderer, RenderSettings, parse_documents
 from fleet.render.kustomize import Builder
 from fleet.render.tools import tool_env
 from fleet.settings import default_cache_dir
+from fleet.sources import Sources, SourceSettings
+from fleet.types import ClusterRef
 
 RESULTS = Path(__file__).parent / "results" / "render_batch.json"
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d}\ndata: {k: v%d}\n---\n"
@@ -140,15 +152,127 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def _desire_all(
+    state: DesiredState,
+    app: AppSource,
+    names: list[str],
+    limiter: anyio.CapacityLimiter,
+    calls: Path,
+) -> dict[str, float]:
+    """Every entry's desired state at the commit its branch names now; the cost per entry."""
+    _git_calls(calls, reset=True)
+    cpu, children, started = _self_cpu(), _children_cpu(), time.perf_counter()
+
+    async def one(name: str) -> None:
+        async with limiter:
+            desired = await state.desired(app, ClusterRef(name))
+            assert desired.error is None, desired.error
+
+    async with anyio.create_task_group() as group:
+        for name in names:
+            group.start_soon(one, name)
+    n = len(names)
+    return {
+        "wall_ms_per_entry": round((time.perf_counter() - started) / n * 1e3, 2),
+        "hub_cpu_ms_per_entry": round((_self_cpu() - cpu) / n * 1e3, 2),
+        "git_and_cli_cpu_ms_per_entry": round((_children_cpu() - children) / n * 1e3, 2),
+        "git_processes_per_entry": round(_git_calls(calls) / n, 2),
+    }
+
+
+def _git_calls(log: Path, *, reset: bool = False) -> int:
+    """The git processes the shim logged (and the log emptied, with `reset`)."""
+    if reset:
+        log.write_text("")
+        return 0
+    return len(log.read_text().splitlines())
+
+
+def _next_commit(work: Path, way: str) -> None:
+    set_tenant_value(work, f"next-{way}")
+    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x")
+    env.update(GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")
+    subprocess.run(["git", "commit", "-qam", way], cwd=work, env=env, check=True)
+
+
+async def pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    cli_binary = shutil.which("kubectl") or shutil.which("kustomize")
+    if cli_binary is None:
+        raise SystemExit("neither kubectl nor kustomize is on PATH")
+    krender = ensure_tool("krender", cache_dir=default_cache_dir())
+    result: dict[str, Any] = {"tenants": args.tenants, "jobs": args.jobs}
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as scratch:
+        root = Path(scratch)
+        calls = root / "git-calls"
+        shim = root / "shim" / "git"
+        shim.parent.mkdir()
+        real = shutil.which("git")
+        shim.write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
+        shim.chmod(0o755)
+        os.environ["PATH"] = f"{shim.parent}:{os.environ['PATH']}"
+        work = root / "work"
+        names = [f"e{i:04d}" for i in range(args.tenants)]
+        await anyio.to_thread.run_sync(_tenant_repo, work, names)
+        limiter = anyio.CapacityLimiter(64)
+        for way, settings in (
+            ("cli", RenderSettings(kustomize=Path(cli_binary), concurrency=args.jobs)),
+            ("krender", RenderSettings(concurrency=args.jobs)),
+        ):
+            os.environ["FLEET_KRENDER"] = str(krender)
+            renderer = Renderer(settings)
+            state = DesiredState(
+                sources=Sources(SourceSettings(cache_dir=root / f"cache-{way}", interval=3600.0)),
+                renderer=renderer,
+                cache=ManifestCache(CacheSettings(root=root / f"render-{way}")),
+            )
+            app = AppSource(
+                name="web",
+                repo_url=work.as_uri(),
+                revision="main",
+                path="tenants/{{ cluster.name }}",
+            )
+            await state.desired(app, ClusterRef(names[0]))  # the mirror, the tool's version
+            row: dict[str, Any] = {}
+            for commit in ("first", "next"):
+                if commit == "next":  # every tenant's ConfigMap changes: the bench's commit
+                    await anyio.to_thread.run_sync(_next_commit, work, way)
+                    await state.sources.refresh(work.as_uri())  # as the webhook does
+                row[commit] = await _desire_all(state, app, names, limiter, calls)
+            row["renders"] = renderer.renders
+            batch = renderer._kustomize.batch
+            if batch is not None and batch._worker is not None:
+                row["krender_cpu_s"] = round(_process_cpu(batch._worker.process.pid), 2)
+                await batch.aclose()
+            result[way] = row
+    return result
+
+
+def _tenant_repo(work: Path, names: list[str]) -> None:
+    work.mkdir()
+    write_tenants(work, names)
+    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x")
+    env.update(GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")
+    for git_args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "b"]):
+        subprocess.run(["git", *git_args], cwd=work, env=env, check=True)
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--objects", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=4)
-    result = anyio.run(measure, parser.parse_args())
+    parser.add_argument("--pipeline", action="store_true")
+    args = parser.parse_args()
+    result = anyio.run(pipeline if args.pipeline else measure, args)
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS.with_name("render_pipeline.json") if args.pipeline else RESULTS
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ class Mirror:
         self._trees: OrderedDict[str, Tree | None] = OrderedDict()
         self._tree_lock = anyio.Lock()
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._ensuring: dict[str, anyio.Event] = {}  # commits being checked or fetched
         self._blob_bytes = 0
 
     @property
@@ -174,6 +175,25 @@ class Mirror:
         return moved
 
     async def _ensure_commit(self, sha: str, *, wanted: str) -> None:
+        """Fetch `sha` unless held; the callers of a new commit wait for the first one's check
+        and fetch instead of each running git (a thousand apps resolve it at once)."""
+        if sha in self._known:
+            self._known.move_to_end(sha)
+            return
+        pending = self._ensuring.get(sha)
+        if pending is not None:
+            await pending.wait()
+            if sha in self._known:
+                return
+        done = self._ensuring[sha] = anyio.Event()
+        try:
+            await self._fetch_commit(sha, wanted=wanted)
+        finally:
+            done.set()
+            if self._ensuring.get(sha) is done:
+                del self._ensuring[sha]
+
+    async def _fetch_commit(self, sha: str, *, wanted: str) -> None:
         if await self._has_commit(sha):
             return
         async with self._lock:
