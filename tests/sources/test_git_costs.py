@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from fleet.cache import CacheSettings, ManifestCache
@@ -256,3 +257,30 @@ async def test_extract_from_blobs_lays_out_what_git_archive_does(
     assert blobs == archive
     assert blobs["app/link"] == ("link", "sub/x.yaml", False)
     assert blobs["app/run.sh"][2] is True and "bad/esc" not in blobs
+
+
+async def test_many_apps_resolving_a_new_commit_share_one_check_and_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty callers resolving a branch that moved to a commit the mirror lacks (a webhook's
+    fan-out) cost one listing, one fetch and a few checks in all, not a git process each."""
+    calls = GitCalls(tmp_path, monkeypatch)
+    remote = Remote(tmp_path)
+    remote.commit({"a.yaml": "a: 1\n"})
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+    await sources.snapshot(remote.url, "main")
+    new = remote.commit({"a.yaml": "a: 2\n"})
+    assert await sources.refresh(remote.url) is True
+    calls.take()
+    got: list[str] = []
+
+    async def one() -> None:
+        got.append((await sources.snapshot(remote.url, "main")).commit)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(50):
+            group.start_soon(one)
+    assert got == [new] * 50
+    made = calls.take()
+    assert len([c for c in made if " fetch " in f" {c} "]) == 1
+    assert len(made) <= 5, made
