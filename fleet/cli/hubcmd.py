@@ -433,6 +433,21 @@ def _print_matrix(data: dict[str, Any]) -> None:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    config = data.get("config")
+    if isinstance(config, dict) and config.get("type") == "git":
+        commit = str(config.get("commit") or "")[:12] or "(no good commit read yet)"
+        where = f"{config.get('repo')}#{config.get('ref')}:{config.get('path')}"
+        failed = str(config.get("failed_commit") or "")[:12]
+        also = f"; commit {failed} failed, the last good config stays" if failed else ""
+        print(f"config: {where} @ {commit}{also}")
+    elif isinstance(config, dict) and config.get("type"):
+        print(f"config: {config.get('path', '-')}")
+    for parent in data.get("parents") or []:
+        if isinstance(parent, dict):
+            name = parent.get("app") or parent.get("name") or "?"
+            count, refused = len(parent.get("names") or []), len(parent.get("refused") or [])
+            noun = "child" if count == 1 else "children"
+            print(f"parent {name}: {count} {noun} ({refused} refused)")
     """The hub's records, joined with git log (sha, author, subject) when the repo is at hand."""
     try:
         history = open_to_read(url=args.history, state_dir=args.state_dir)
