@@ -4,7 +4,8 @@ End to end: a real hub on a kit cluster reads its config from a repository serve
 http-backend); that config declares one parent app whose path, in a second repository, holds two
 Applications and a third taking the parent's own name (refused). Headless Chromium, driven over
 the DevTools protocol, loads the page: the line under the header names the config's repository,
-ref, path and commit; the parent's section links its children and says which one is refused.
+ref, path and commit; the parent's section links its children and says which one is refused; a
+child's app view links back to its parent.
 ``fleet status`` prints the same as its first lines. Then a config commit with a mistake (an
 unknown field spelt as HTML): the line turns red, names the failing commit and shows the error as
 text, never as markup; ``fleet status`` names the commit too.
@@ -120,6 +121,16 @@ async def test_page_and_status_show_the_config_and_its_parent(
                     "document.querySelector('#view h2').textContent === 'app pc-parent' && "
                     f"{PARENT} !== null"
                 )
+
+                # a child's app view links back to its parent
+                await page.evaluate("location.hash = '#/app/pc-b'; true")
+                back = await page.until(
+                    "document.getElementById('child-of') !== null && "
+                    "document.querySelector('#child-of a').getAttribute('href')"
+                )
+                assert back == "#/app/pc-parent"
+                await page.evaluate("location.hash = '#/'; true")
+                await page.until(f"{PARENT} !== null && document.getElementById('matrix') !== null")
 
                 # a config commit with a mistake: the line turns red and names that commit
                 typo = _config(apps_url, extra='    "<b>bold</b>": 1\n')
