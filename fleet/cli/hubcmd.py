@@ -427,12 +427,6 @@ def _print_matrix(data: dict[str, Any]) -> None:
         ClusterState(**{k: v for k, v in c.items() if k in state_fields})
         for c in data.get("clusters", [])
     ]
-    if data.get("config_error"):
-        print(f"! config: {data['config_error']}")
-    print(matrix(cells, clusters) if cells or clusters else "no apps or clusters yet")
-
-
-def run_history(args: argparse.Namespace) -> int:
     config = data.get("config")
     if isinstance(config, dict) and config.get("type") == "git":
         commit = str(config.get("commit") or "")[:12] or "(no good commit read yet)"
@@ -448,6 +442,12 @@ def run_history(args: argparse.Namespace) -> int:
             count, refused = len(parent.get("names") or []), len(parent.get("refused") or [])
             noun = "child" if count == 1 else "children"
             print(f"parent {name}: {count} {noun} ({refused} refused)")
+    if data.get("config_error"):
+        print(f"! config: {data['config_error']}")
+    print(matrix(cells, clusters) if cells or clusters else "no apps or clusters yet")
+
+
+def run_history(args: argparse.Namespace) -> int:
     """The hub's records, joined with git log (sha, author, subject) when the repo is at hand."""
     try:
         history = open_to_read(url=args.history, state_dir=args.state_dir)
