@@ -10,22 +10,46 @@ reads the ``objects`` list it expects. The ``revision`` is the commit last appli
 a rewind is recognised.
 Writing an inventory equal to the one read is skipped, so a no-op reconcile makes no write; the
 namespace is created only when the ConfigMap is new.
+
+Every write is fenced by the version it was computed from, so two writers (a hub replica that lost
+its lease mid-sync, an old process) never overwrite each other's inventory silently. An update is
+a server-side apply carrying ``metadata.resourceVersion`` of the inventory read (the apiserver
+takes it as a precondition: 409 when the ConfigMap changed since). A create is a POST of the bare
+ConfigMap (name and labels only: "already exists" is the same conflict), then that apply with the
+version the POST returned; creating the content by POST would leave the POST's field manager
+co-owning every key, and a key the apply later drops would never be removed. A crash between the
+two leaves an empty inventory, which reads like none. Either conflict is an
+:class:`InventoryConflict` (transient): the attempt ends, nothing is written, and the next one
+reads again. What was read stays with the inventory (:attr:`Inventory.resource_version`), and
+each write returns the inventory with the version it now has, so a sync's second write is fenced
+by its first.
+
+A hub reads inventories from a watch cache (:class:`fleet.reconcile.reading.CachedReader`), which
+may lag the server. This module remembers, per cluster and app, the versions it has seen
+superseded (the one each write or conflict replaced; ``""`` for "absent" once it created one)
+and whether a conflict asks for a read through the API: :func:`cached_is_stale` tells the reader
+not to trust a cached copy that is one of those, so the attempt after a conflict (and the sync
+right after one of our own writes) reads the API instead of failing again on the same old copy.
+The memory is forgotten once the cache shows a version it does not hold.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleet.apply.applying import ReadStalled, read_error
 from fleet.apply.kube import APPLY_PATCH, ApiError, Cluster
+from fleet.errors import TransientError
 from fleet.types import ObjectKey, split_api_version
 
 __all__ = [
     "NAMESPACE",
     "Inventory",
+    "InventoryConflict",
     "Record",
+    "cached_is_stale",
     "configmap_name",
     "read_inventory",
     "write_inventory",
@@ -63,6 +87,9 @@ class Inventory:
     revision: str = ""
     digest: str = ""
     records: Mapping[ObjectKey, Record] = field(default_factory=dict)
+    resource_version: str = field(default="", compare=False)
+    """The ConfigMap's version when read (or written): the precondition of the next write.
+    Not part of what the inventory says: left out of equality and :meth:`same_as`."""
 
     def record(self, key: ObjectKey) -> Record:
         return self.records.get(key) or Record()
@@ -116,12 +143,15 @@ class Inventory:
             key = ObjectKey(group=group, kind=kind, namespace=namespace, name=name)
             if key in entries:
                 records[key] = Record(uid=uid, adopted=flag == "adopted", shared=flag == "shared")
+        metadata = configmap.get("metadata") or {}
+        assert isinstance(metadata, dict)
         return cls(
             app=app,
             entries=entries,
             revision=str(data.get("revision", "")),
             digest=str(data.get("digest", "")),
             records=records,
+            resource_version=str(metadata.get("resourceVersion", "")),
         )
 
     def same_as(self, other: Inventory | None) -> bool:
@@ -160,32 +190,119 @@ async def read_inventory(cluster: Cluster, app: str) -> Inventory | None:
         ) from None
 
 
+class InventoryConflict(TransientError):
+    """The inventory changed on the cluster since it was read (or was created meanwhile)."""
+
+    def __init__(self, cluster: str, app: str) -> None:
+        super().__init__(
+            f"inventory ConfigMap {NAMESPACE}/{configmap_name(app)} on cluster {cluster} changed "
+            "by another writer since it was read; read again on the next try"
+        )
+        self.cluster = cluster
+        self.app = app
+
+
+@dataclass
+class _Seen:
+    """What this process knows of one inventory that a cache may not show yet."""
+
+    superseded: set[str] = field(default_factory=set)  # versions replaced; "" for absent
+    read_through: bool = False  # a conflict: the next read goes to the API, whatever the cache
+
+
+_SEEN: dict[tuple[str, str], _Seen] = {}  # (cluster, app)
+_SUPERSEDED_KEPT = 16  # a cache lagging more writes than this is only a conflict, then a retry
+
+
+def _superseded(cluster: str, app: str, version: str, *, conflict: bool = False) -> None:
+    seen = _SEEN.setdefault((cluster, app), _Seen())
+    if len(seen.superseded) >= _SUPERSEDED_KEPT:
+        seen.superseded.clear()
+    seen.superseded.add(version)
+    seen.read_through = seen.read_through or conflict
+
+
+def cached_is_stale(cluster: str, app: str, cached: Mapping[str, object] | None) -> bool:
+    """Whether a cache's copy of `app`'s inventory on `cluster` (None: the cache holds none) is
+    known to be out of date: one of the versions this process saw replaced, or the first read
+    after a conflict. Read the API instead; a copy not known stale clears what was known."""
+    seen = _SEEN.get((cluster, app))
+    if seen is None:
+        return False
+    if seen.read_through:
+        seen.read_through = False
+        return True
+    metadata = (cached or {}).get("metadata") or {}
+    version = str(metadata.get("resourceVersion", "")) if isinstance(metadata, dict) else ""
+    if version in seen.superseded:
+        return True
+    del _SEEN[(cluster, app)]  # the cache has moved past every version we knew replaced
+    return False
+
+
+async def _ensure_namespace(cluster: Cluster, query: list[tuple[str, str]]) -> None:
+    try:
+        await cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        await cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{NAMESPACE}",
+            query=query,
+            body=namespace,
+            content_type=APPLY_PATCH,
+        )
+
+
+async def _create(cluster: Cluster, inventory: Inventory, *, field_manager: str) -> str:
+    """POST the bare ConfigMap (name, labels); its resourceVersion."""
+    bare = inventory.to_configmap()
+    del bare["data"]
+    created = await cluster.request(
+        "POST",
+        f"/api/v1/namespaces/{NAMESPACE}/configmaps",
+        query=[("fieldManager", field_manager)],
+        body=bare,
+    )
+    return _version_of(created)
+
+
+def _version_of(configmap: Mapping[str, object]) -> str:
+    metadata = configmap.get("metadata") or {}
+    assert isinstance(metadata, dict)
+    return str(metadata.get("resourceVersion", ""))
+
+
 async def write_inventory(
     cluster: Cluster, inventory: Inventory, *, previous: Inventory | None, field_manager: str
-) -> bool:
-    """Record `inventory` unless it equals `previous`; whether a write was made."""
+) -> Inventory | None:
+    """Record `inventory` unless it equals `previous` (None: no write), fenced by the version
+    `previous` was read at (absent: created); the inventory with its new version. Raises
+    :class:`InventoryConflict` when someone else wrote it first: nothing is written."""
     if inventory.same_as(previous):
-        return False
+        return None
     query = [("fieldManager", field_manager), ("force", "true")]
+    app, read_at = inventory.app, previous.resource_version if previous else ""
     if previous is None:
-        try:
-            await cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-            await cluster.request(
-                "PATCH",
-                f"/api/v1/namespaces/{NAMESPACE}",
-                query=query,
-                body=namespace,
-                content_type=APPLY_PATCH,
-            )
-    await cluster.request(
-        "PATCH",
-        _path(inventory.app),
-        query=query,
-        body=inventory.to_configmap(),
-        content_type=APPLY_PATCH,
-    )
-    return True
+        await _ensure_namespace(cluster, query)
+    try:
+        version = read_at
+        if previous is None:
+            version = await _create(cluster, inventory, field_manager=field_manager)
+        body = inventory.to_configmap()
+        metadata = body["metadata"]
+        assert isinstance(metadata, dict)
+        if version:  # only a `previous` made by hand, never read, has none: then unfenced
+            metadata["resourceVersion"] = version
+        written = await cluster.request(
+            "PATCH", _path(app), query=query, body=body, content_type=APPLY_PATCH
+        )
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        _superseded(cluster.name, app, read_at, conflict=True)
+        raise InventoryConflict(cluster.name, app) from None
+    _superseded(cluster.name, app, read_at)
+    return replace(inventory, resource_version=_version_of(written))

@@ -10,7 +10,10 @@ sync costs no request at all; the watches themselves cost one long request per k
 
 A cache may lag the server by the watch's latency. That is safe for the planner: an object read
 a little old is at worst written again with the same content (server-side apply is idempotent),
-and the inventory is written with a resourceVersion precondition.
+and the inventory is written with a resourceVersion precondition. A cached inventory known to be
+out of date (after a conflict on it, or a version fleet's own write replaced:
+:func:`fleet.apply.inventory.cached_is_stale`) is read from the API instead, so the attempt after
+a conflict never fails again on the same old copy.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class CachedReader:
             return await apply.read_inventory(cluster, app)
         key = ObjectKey("", "ConfigMap", inventories.NAMESPACE, inventories.configmap_name(app))
         found = self.inventories.get(key)
+        if inventories.cached_is_stale(cluster.name, app, found):
+            return await apply.read_inventory(cluster, app)  # after a conflict, or our own write
         self.cached += 1
         # every inventory carries the cache's label from its first write: absent here is absent
         return None if found is None else apply.Inventory.from_configmap(app, found)

@@ -148,7 +148,7 @@ async def _write_inventory(
     written = await apply.write_inventory(
         cluster, inventory, previous=previous, field_manager=manager
     )
-    return (inventory, 1) if written else (previous or inventory, 0)
+    return (written, 1) if written is not None else (previous or inventory, 0)
 
 
 async def _rewind(
