@@ -299,8 +299,13 @@ def _template(value: Any, cluster: ClusterRef | None, used: dict[str, str], *, f
         for key, item in value.items():
             if isinstance(item, str) and item.startswith(LABEL_VALUE):
                 label = item.removeprefix(LABEL_VALUE)
-                used[f"labels.{label}"] = cluster.labels.get(label, "")
-                result[_template(key, cluster, used, file=file)] = cluster.labels.get(label, "")
+                if label not in cluster.labels:
+                    raise StalledError(
+                        f"{file}: helm.values {item!r}: cluster {cluster.name} has no label "
+                        f"{label!r}; label the cluster or change the value"
+                    )
+                used[f"labels.{label}"] = cluster.labels[label]
+                result[_template(key, cluster, used, file=file)] = cluster.labels[label]
             else:
                 result[_template(key, cluster, used, file=file)] = _template(
                     item, cluster, used, file=file

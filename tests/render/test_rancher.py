@@ -68,6 +68,7 @@ targetCustomizations:
 PROD = ClusterRef("eu-1", {"env": "prod", "region": "eu"})
 PROD_US = ClusterRef("us-1", {"env": "prod", "region": "us"})
 STAGING = ClusterRef("qa-1", {"env": "qa"})
+QA_EU = ClusterRef("qa-2", {"env": "qa", "region": "eu"})
 DEV = ClusterRef("dev-1", {"env": "dev"})
 LAB = ClusterRef("lab", {"env": "prod", "region": "lab"})
 
@@ -90,12 +91,16 @@ async def test_helm_targets_merge_values_as_rancher_fleet_does(tmp_path: Path) -
     # bundle values, then its values files over them; the target's the same way, over those
     expected = [
         (PROD, {"replicas": 5, "image": {"tag": "1.1"}, "region": "eu"}),
-        (STAGING, {"replicas": 2, "image": {"tag": "2.0-rc"}, "region": ""}),
+        (QA_EU, {"replicas": 2, "image": {"tag": "2.0-rc"}, "region": "eu"}),
         (DEV, {"replicas": 2, "image": {"tag": "1.1"}}),
     ]
     for cluster, values in expected:
         got = await rig.render(bundle_spec(cluster))
         assert got == helm_by_hand(rig, values), cluster.name
+    # a label the value names and the cluster lacks is an error, as Rancher Fleet's
+    # invalid_label_reference (never an empty string)
+    with pytest.raises(StalledError, match=r"cluster qa-1 has no label 'region'"):
+        await rig.render(bundle_spec(STAGING))
     # the first match wins: lab is labelled prod, so the prod target beats its clusterName one
     lab = await rig.render(bundle_spec(LAB))
     (cm,) = lab.objects
@@ -140,9 +145,10 @@ async def test_cache_key_follows_the_choice_not_the_labels(tmp_path: Path) -> No
     rig = Rig(tmp_path, files)
     prod_eu, prod_us = await rig.key(bundle_spec(PROD)), await rig.key(bundle_spec(PROD_US))
     assert prod_eu == prod_us  # same target, same merged values: one render serves both
-    staging = await rig.key(bundle_spec(STAGING))
+    staging = await rig.key(bundle_spec(QA_EU))
     assert staging != prod_eu
-    assert await rig.key(bundle_spec(ClusterRef("st-1", {"env": "staging"}))) == staging
+    same = ClusterRef("st-1", {"env": "staging", "region": "eu"})
+    assert await rig.key(bundle_spec(same)) == staging
     assert await rig.key(bundle_spec(DEV)) != prod_eu
 
 
