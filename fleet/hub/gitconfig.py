@@ -16,8 +16,10 @@ config's apps, parents excluded, plus the children of every parent, see
   listing and one fetch serve the config and every app reading that repository: the hub's poller
   and webhooks list the repository and, when it moved, call :meth:`ConfigFeed.repo_moved`, which
   wakes the watcher at once. The commit's files are extracted to a scratch directory and loaded
-  by the same loader as a local file; errors and each app's ``origin`` then name
-  ``REPO@COMMIT:FILE``, never the scratch path. Nothing of a working copy is ever read: only what
+  by the same loader as a local file, once every link of the tree is known to resolve inside it
+  (a chain of links can climb out where each text alone looks harmless; such a commit is refused
+  naming the link); errors and each app's ``origin`` then name ``REPO@COMMIT:FILE``, never the
+  scratch path. Nothing of a working copy is ever read: only what
   was committed and pushed.
 - A bad base (unreadable, unparsable, invalid) keeps the last good one running; the problem,
   naming the commit and file, is in :attr:`Loaded.errors` until a good commit replaces it. A
@@ -44,6 +46,7 @@ from fleet.errors import ConfigError, StalledError, describe
 from fleet.hub import appofapps, configured
 from fleet.notify import SinkSpec
 from fleet.reconcile.desired import DesiredState
+from fleet.render import confine
 from fleet.report import Board
 from fleet.sources import Sources, repo_id, repo_path
 
@@ -109,6 +112,20 @@ def _stamp(path: Path) -> tuple[tuple[str, float, int], ...] | None:
         return tuple((str(f), f.stat().st_mtime, f.stat().st_size) for f in files)
     except OSError:
         return None
+
+
+async def _escape(checkout: Path) -> str:
+    """Why the extracted `checkout` may not be read (a link resolving outside it), or "".
+
+    The extraction judges each link by its text alone; a chain of links can still climb out once
+    laid out, and the loader would parse whatever it lands on (the hub's own files). The tree is
+    judged as the kernel resolves it (:func:`fleet.render.confine.check_tree`), off the loop.
+    """
+    try:
+        await anyio.to_thread.run_sync(confine.check_tree, checkout)
+    except StalledError as exc:
+        return str(exc)
+    return ""
 
 
 @dataclass(frozen=True)
@@ -241,6 +258,11 @@ class ConfigFeed:
                         f"config {prefix}{location.path}: no such file or directory at commit "
                         f"{snapshot.commit[:12]} of ref {location.ref!r} (check the PATH of "
                         "--config REPO#REF:PATH); the last good config stays in use"
+                    )
+                elif error := await _escape(checkout):
+                    self._fail(
+                        f"config {prefix}{location.path or '.'}: {error}; the config is not "
+                        "read (the last good config stays in use)"
                     )
                 else:
                     scratch_prefix = f"{checkout}/"

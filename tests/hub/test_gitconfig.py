@@ -15,10 +15,14 @@ import anyio
 import pytest
 
 from bench.hubproc import HubProcess
+from fleet.cache import CacheSettings, ManifestCache
 from fleet.controlplane import RunningCluster
 from fleet.errors import ConfigError
-from fleet.hub.gitconfig import ConfigLocation, parse_location
+from fleet.hub.gitconfig import ConfigFeed, ConfigLocation, parse_location
 from fleet.hub.hub import Hub
+from fleet.reconcile.desired import DesiredState
+from fleet.render import Renderer, RenderSettings
+from fleet.sources import Sources, SourceSettings
 from tests.hub.hubkit import (
     configmap,
     drop,
@@ -279,3 +283,55 @@ async def test_fleet_run_reads_its_config_from_git(tmp_path: Path) -> None:
             assert status["config"]["commit"] == sha  # type: ignore[index]
             assert status["config"]["path"] == "hub/fleet.yaml"  # type: ignore[index]
             assert not status["config_error"]
+
+
+# -- the feed alone, over real git (no cluster) ----------------------------------------------------
+
+
+def _feed(tmp_path: Path, location: str) -> ConfigFeed:
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=0.0))
+    desired = DesiredState(
+        sources=sources,
+        renderer=Renderer(RenderSettings()),
+        cache=ManifestCache(CacheSettings(root=tmp_path / "renders")),
+    )
+    return ConfigFeed(source=location, sources=sources, desired=desired)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("directory", "leak"),
+    [
+        # the reviewer's probe: the config is the repository's root (read through git archive)
+        ("", "a/b/c/d/e/f/l/../../../etc/hostname"),
+        # a config directory (read from the tree listing and blobs)
+        ("fleet/", "a/b/c/d/e/f/l/../../../../etc/hostname"),
+    ],
+)
+async def test_a_symlink_chain_out_of_the_checkout_is_refused(
+    tmp_path: Path, directory: str, leak: str
+) -> None:
+    """Each link's text stays inside the repository; resolved in order they reach /etc: the
+    config is refused naming the link, and nothing outside the checkout is ever parsed."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    with GitHttpServer(root) as server:
+        url = server.url("ops.git")
+        ops.commit({f"{directory}fleet.yaml": _fleet_yaml("https://git.example/a.git", ("a", "a"))})
+        feed = _feed(tmp_path, f"{url}#main:{directory or '.'}")
+        first = await feed.load()
+        assert first is not None and [a.name for a in first.config.apps] == ["a"]
+        assert not first.errors
+
+        ops.symlink(f"{directory}a/b/c/d/e/f/l", "../../../../../..")
+        bad = ops.symlink(f"{directory}leak.yaml", leak)
+        feed.repo_moved(feed.location.key if feed.location else "")
+        loaded = await feed.load()
+        assert loaded is not None
+        assert [a.name for a in loaded.config.apps] == ["a"]  # the last good config stays
+        (error,) = loaded.errors
+        assert bad[:12] in error
+        assert "symlink" in error and "the last good config stays in use" in error
+        assert f"{directory}leak.yaml" in error or f"{directory}a/b/c/d/e/f/l" in error
+        assert "expected a mapping" not in error  # /etc/hostname was never parsed
+        assert feed.status()["source"]["failed_commit"] == bad
