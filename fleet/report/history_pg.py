@@ -11,7 +11,13 @@ by time, then id.
 only append to a bounded in-memory buffer (:data:`_CAPACITY` rows, plus the one batch being
 written); one writer thread with its own connection drains it in batches, each batch one
 transaction. While the database cannot be reached the batch is kept and retried with capped
-backoff; when the buffer is full the oldest rows are dropped and counted. A database that is
+backoff; when the buffer is full the oldest rows are dropped and counted. A batch the database
+refuses for its data (``DataError``, ``IntegrityError``: a NUL byte in a message) is written again
+row by row and only the refused rows are dropped, each counted
+(``fleet_history_rejected_total``) and logged (``event=history_row_rejected``), since retrying
+them would block all history. Should the writer loop itself fail (a bug), ``fleet_history_up``
+goes to 0, :attr:`PgHistory.problem` says why, its batch is dropped and counted, and the loop
+starts again after a backoff. A database that is
 down is therefore the history's problem, never the hub's: it shows as the metrics
 ``fleet_history_up`` 0, ``fleet_history_pending`` and ``fleet_history_dropped_total`` and as one
 ``event=history_write_failed`` log line per outage (``event=history_write_resumed`` when it
@@ -99,6 +105,7 @@ _INSERTS = {
 }
 
 _Row = tuple[str, tuple[object, ...]]  # (table, values)
+_REFUSED = (psycopg.DataError, psycopg.IntegrityError)  # this data, not the database: never retried
 
 
 class HistoryUnavailable(TransientError):
@@ -137,6 +144,7 @@ class PgHistory:
         self._up = True
         self._dropped = 0
         self._failures = 0
+        self._rejected = 0
         self._problem = ""
         self._writer: threading.Thread | None = None
         if registry is not None:
@@ -189,6 +197,11 @@ class PgHistory:
     def dropped(self) -> int:
         return self._dropped
 
+    @property
+    def rejected(self) -> int:
+        """Rows the database refused (their data), dropped so the others go on."""
+        return self._rejected
+
     def flush(self, timeout: float) -> bool:
         """Wait until every row so far is in the database; False when `timeout` ran out first."""
         deadline = time.monotonic() + timeout
@@ -219,29 +232,98 @@ class PgHistory:
     # -- the writer thread ------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        connection: psycopg.Connection[tuple[object, ...]] | None = None
+        """The writer thread: drain until stopped. A crash of the loop (a bug, not the
+        database) is shown (``_up`` false, :attr:`problem` says why), its batch dropped and
+        counted, and the loop started again after a backoff: never a silent dead writer."""
         backoff = _BACKOFF_FIRST
         while True:
-            batch = self._take()
-            if batch is None:
-                break
             try:
-                if connection is None or connection.closed:
-                    connection = _connect(self.url)
-                _insert(connection, batch)
-            except psycopg.Error as exc:
-                if connection is not None:
-                    connection.close()
-                connection = None
-                self._failed(batch, exc)
-                if self._wait_stopping(backoff):
+                self._drain_batches()
+                return
+            except Exception as exc:  # shown, counted, and the writer started again
+                self._crashed(exc, retry_in=backoff)
+            if self._wait_stopping(backoff):
+                return
+            backoff = min(backoff * 2, _BACKOFF_CAP)
+
+    def _drain_batches(self) -> None:
+        connection: psycopg.Connection[tuple[object, ...]] | None = None
+        backoff = _BACKOFF_FIRST
+        try:
+            while True:
+                batch = self._take()
+                if batch is None:
                     break
-                backoff = min(backoff * 2, _BACKOFF_CAP)
-                continue
-            backoff = _BACKOFF_FIRST
-            self._written(len(batch))
-        if connection is not None:
-            connection.close()
+                try:
+                    if connection is None or connection.closed:
+                        connection = _connect(self.url)
+                    written = self._insert_batch(connection, batch)
+                except psycopg.Error as exc:  # the database is away, or refused us: retried
+                    if connection is not None:
+                        connection.close()
+                    connection = None
+                    self._failed(batch, exc)
+                    if self._wait_stopping(backoff):
+                        break
+                    backoff = min(backoff * 2, _BACKOFF_CAP)
+                    continue
+                backoff = _BACKOFF_FIRST
+                self._written(written)
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def _insert_batch(
+        self, connection: psycopg.Connection[tuple[object, ...]], batch: list[_Row]
+    ) -> int:
+        """Write `batch` in one transaction; if the database refuses its data (a NUL byte, a
+        value out of range: :data:`_REFUSED`), write its rows one by one and drop (count, log)
+        the ones it refuses, so one bad row never holds back the rest. Returns the rows
+        written. Another error propagates with `batch` cut down to the rows not yet handled."""
+        try:
+            _insert(connection, batch)
+            return len(batch)
+        except _REFUSED:
+            pass
+        written = 0
+        while batch:
+            row = batch[0]
+            try:
+                _insert(connection, [row])
+                written += 1
+            except _REFUSED as exc:
+                self._rejected_row(row, exc)
+            del batch[0]
+        return written
+
+    def _rejected_row(self, row: _Row, exc: psycopg.Error) -> None:
+        with self._lock:
+            self._rejected += 1
+        log.warning(
+            "event=history_row_rejected database=%s table=%s error=%s",
+            self.where,
+            row[0],
+            _quoted(_cause(exc)),
+        )
+
+    def _crashed(self, exc: Exception, *, retry_in: float) -> None:
+        cause = logs.scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        with self._lock:
+            lost, self._inflight = self._inflight, 0
+            self._dropped += lost
+            self._failures += 1
+            self._up = False
+            self._problem = (
+                f"history database {self.where}: the writer failed ({cause}); {lost} rows "
+                f"dropped, {len(self._rows)} held, restarting in {retry_in:g}s"
+            )
+            self._lock.notify_all()
+        log.error(
+            "event=history_writer_crashed database=%s rows_dropped=%d error=%s",
+            self.where,
+            lost,
+            _quoted(cause),
+        )
 
     def _take(self) -> list[_Row] | None:
         """The next batch, waiting for one; None when stopping."""
@@ -414,4 +496,9 @@ class _HistoryCollector(Collector):
             "fleet_history_write_failures",
             "Batches of history rows the database refused or did not answer.",
             value=h._failures,
+        )
+        yield CounterMetricFamily(
+            "fleet_history_rejected",
+            "History rows the database refused for their data (dropped, each logged).",
+            value=h.rejected,
         )
