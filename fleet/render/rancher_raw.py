@@ -9,7 +9,11 @@ order the bundle lists them: ``overlays/NAME/a/b.yaml`` adds or replaces ``a/b.y
 A patch is a JSON Patch when it is a list, else a strategic merge patch for a built-in Kubernetes
 kind and a JSON merge patch for any other (:mod:`fleet.render.patches`), as Rancher Fleet chooses.
 A patch whose base file is missing, or holds several documents, is refused naming both files.
-The ``overlays/`` directory itself is never read as manifests.
+The ``overlays/`` directory itself is never read as manifests. A ``.fleetignore`` in any
+directory of the bundle leaves out what its patterns match (one glob per line, ``#`` comments;
+a pattern without ``/`` matches a name at any depth below that directory, one with ``/`` the path
+relative to it; a trailing ``/`` a directory only); a negated pattern (``!``) is refused, since
+fleet does not implement re-inclusion.
 
 :func:`place` gives namespaced objects the bundle's namespace after any render (raw, Helm or
 kustomize): the forced ``namespace`` on every object, refusing a cluster-scoped one as Rancher
@@ -20,6 +24,7 @@ cluster-scoped kind it discovers.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from pathlib import Path
@@ -127,20 +132,61 @@ def _cluster_scoped_crds(objects: list[Manifest]) -> set[tuple[str, str]]:
     return found
 
 
+_Ignore = tuple[Path, str]  # (the directory of the .fleetignore, one pattern)
+
+
+def _ignores(here: Path, *, checkout: Path) -> list[_Ignore]:
+    """The patterns of `here`'s ``.fleetignore``, if it has one."""
+    file = here / ".fleetignore"
+    if not file.is_file():
+        return []
+    found: list[_Ignore] = []
+    for line in file.read_text(errors="replace").splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        if pattern.startswith("!"):
+            where = file.relative_to(checkout).as_posix()
+            raise StalledError(
+                f"{where}: {pattern!r}: re-including with '!' is not supported by fleet; "
+                "list only what to leave out"
+            )
+        found.append((here, pattern))
+    return found
+
+
+def _ignored(path: Path, ignores: list[_Ignore], *, directory: bool) -> bool:
+    for base, line in ignores:
+        if not path.is_relative_to(base) or (line.endswith("/") and not directory):
+            continue
+        pattern = line.rstrip("/")
+        if "/" in pattern:  # anchored at the .fleetignore's directory
+            if fnmatch.fnmatchcase(path.relative_to(base).as_posix(), pattern.lstrip("/")):
+                return True
+        elif fnmatch.fnmatchcase(path.name, pattern):
+            return True
+    return False
+
+
 def _files(root: Path, *, checkout: Path, limits: DocumentLimits) -> list[tuple[str, bytes]]:
     found: list[tuple[str, bytes]] = []
+    ignores: list[_Ignore] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
+        ignores = [i for i in ignores if here.is_relative_to(i[0])]
+        ignores += _ignores(here, checkout=checkout)
         kept = []
         for name in sorted(dirnames):
             if name.startswith("."):
                 continue
             if any((here / name / own).is_file() for own in _OWN_ROOTS):
                 continue  # a bundle or chart of its own: Rancher Fleet leaves it out too
+            if _ignored(here / name, ignores, directory=True):
+                continue
             kept.append(name)
         dirnames[:] = kept
         for name in sorted(filenames):
-            if not name.endswith(_SUFFIXES):
+            if not name.endswith(_SUFFIXES) or _ignored(here / name, ignores, directory=False):
                 continue
             file = here / name
             rel = file.relative_to(root).as_posix()

@@ -329,6 +329,30 @@ async def test_raw_yaml_overlays_replace_add_and_patch(tmp_path: Path) -> None:
     assert "labels" not in dev["Deployment/lab/web"]["metadata"]
 
 
+async def test_fleetignore_leaves_out_what_it_matches(tmp_path: Path) -> None:
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {}}}\n"
+    files = {
+        "ign/fleet.yaml": "defaultNamespace: ign\n",
+        "ign/.fleetignore": "# test data\n*.test.yaml\nscratch/\n",
+        "ign/keep.yaml": cm.format("keep"),
+        "ign/drop.test.yaml": cm.format("drop"),
+        "ign/scratch/notes.yaml": cm.format("scratch"),
+        "ign/deep/.fleetignore": "only/here.yaml\n",
+        "ign/deep/only/here.yaml": cm.format("here"),
+        "ign/deep/other.test.yaml": cm.format("deep-test"),  # the parent's pattern reaches it
+        "ign/deep/kept.yaml": cm.format("deep-kept"),
+    }
+    rig = Rig(tmp_path, files)
+    names = sorted(
+        o["metadata"]["name"] for o in (await rig.render(bundle_spec(DEV, "ign"))).objects
+    )
+    assert names == ["deep-kept", "keep"]
+    files["ign/.fleetignore"] = "!keep.yaml\n"
+    rig.remote.commit(files)
+    with pytest.raises(StalledError, match=r"ign/\.fleetignore: '!keep.yaml'.*not supported"):
+        await rig.render(bundle_spec(DEV, "ign"))
+
+
 async def test_raw_overlay_errors_name_the_files(tmp_path: Path) -> None:
     files = {k: v for k, v in RAW.items() if k != "raw/deploy.yaml"}
     files["raw/fleet.yaml"] = "yaml: {overlays: [big]}\n"
