@@ -41,8 +41,7 @@ from fleet.hub import gitconfig, server
 from fleet.hub.hub import Hub
 from fleet.hub.server import ServerSettings
 from fleet.hub.settings import HubSettings
-from fleet.report import Cell, ClusterState, SyncRecord, matrix
-from fleet.report.history import open_to_read
+from fleet.report import Cell, ClusterState, SyncRecord, matrix, open_to_read
 from fleet.runtime import SchedulerSettings
 from fleet.settings import default_cache_dir
 from fleet.shard import options as shard_options

@@ -66,8 +66,8 @@ from fleet.report import (
     Metrics,
     MetricsWriter,
     Targets,
+    open_history,
 )
-from fleet.report.history import open_history
 from fleet.runtime import (
     Breakers,
     BreakerState,

@@ -1,8 +1,17 @@
-"""What the hub tells people: the targets' records, the board, history (SQLite), metrics."""
+"""What the hub tells people: the targets' records, the board, history (SQLite, or PostgreSQL
+shared by replicas: :func:`open_history` picks by the location, :func:`open_to_read` for the
+CLI), metrics."""
 
 from __future__ import annotations
 
-from fleet.report.history import EventRecord, History, SyncRecord
+from fleet.report.history import (
+    EventRecord,
+    History,
+    HistoryStore,
+    SyncRecord,
+    open_history,
+    open_to_read,
+)
 from fleet.report.metrics import Metrics
 from fleet.report.status import Board, Cell, ClusterState, RepoState, matrix, summary
 from fleet.report.subscribers import HistoryWriter, LogWriter, MetricsWriter
@@ -22,6 +31,7 @@ __all__ = [
     "Condition",
     "EventRecord",
     "History",
+    "HistoryStore",
     "HistoryWriter",
     "Key",
     "LogWriter",
@@ -34,5 +44,7 @@ __all__ = [
     "TargetStatus",
     "Targets",
     "matrix",
+    "open_history",
+    "open_to_read",
     "summary",
 ]
