@@ -7,10 +7,17 @@ hook's ``helm.sh/hook-weight`` when it has no sync-wave), lowest first. Within a
 go in batches: Namespaces, then CRDs (waited on until Established), then everything else, each
 batch sent concurrently and listed in Argo CD's kind order (Helm's install order: policies,
 accounts, config, storage, RBAC, Services, workloads, Ingresses; unknown kinds last), then by
-name. The destination Namespace of ``createNamespace`` is written first of all, in the first
-PreSync wave when there are PreSync hooks, as Argo CD does. A sync-wave that is not an integer
-is a :class:`~fleet.errors.StalledError` naming the object and the annotation, raised before
-anything is written.
+name.
+
+Namespaces go first when something earlier needs them: the destination Namespace of
+``createNamespace`` is written first of all, in a wave of its own (the ``namespace wave``) before
+the earliest one, PreSync or Sync, as Argo CD does; so is any Namespace of the render (to be
+created or updated) that a PreSync hook lives in, or an object or Sync hook of a wave earlier than
+the Namespace's own. Otherwise a ConfigMap in wave -1 of a Namespace in wave 0 fails on a fresh
+cluster, the run stops before the Namespace, and no retry ever gets further. A Namespace whose
+objects are all in its own wave or later stays in its wave (written first within it). A
+sync-wave that is not an integer is a :class:`~fleet.errors.StalledError` naming the object and
+the annotation, raised before anything is written.
 
 The sync (not this module) waits for every object and hook of a wave to be Healthy before the
 next wave starts, and runs no gate after the last one: an app of one wave behaves as before.
@@ -23,12 +30,13 @@ from dataclasses import dataclass
 
 from fleet.errors import StalledError
 from fleet.plan.hooks import Hook, Phase, describe
-from fleet.plan.model import Step
+from fleet.plan.model import Op, Step
 from fleet.types import Manifest, ObjectKey
 
 __all__ = [
     "HELM_WEIGHT",
     "KIND_ORDER",
+    "NAMESPACE_WAVE",
     "SYNC_WAVE",
     "Wave",
     "batches",
@@ -40,6 +48,7 @@ __all__ = [
 
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 HELM_WEIGHT = "helm.sh/hook-weight"
+NAMESPACE_WAVE = "namespace wave"
 
 KIND_ORDER = (
     "Namespace",
@@ -111,10 +120,13 @@ class Wave:
     number: int
     steps: tuple[Step, ...] = ()
     hooks: tuple[Hook, ...] = ()
+    title: str = ""
 
     @property
     def name(self) -> str:
-        """How messages name it: ``sync wave 1``, ``PreSync wave 0``."""
+        """How messages name it: ``sync wave 1``, ``PreSync wave 0``, ``namespace wave``."""
+        if self.title:
+            return self.title
         label = "sync" if self.phase is Phase.SYNC else self.phase.value
         return f"{label} wave {self.number}"
 
@@ -155,14 +167,45 @@ def schedule(
         return [h for h in hooks if phase in h.phases] if run_hooks else []
 
     early = of(Phase.PRE_SYNC)
-    shared = [s for s in steps if early and s.entry is not None and s.entry.shared]
+    ahead = _namespaces_ahead(steps, pre=early, sync=of(Phase.SYNC))
     waves = _waves(Phase.PRE_SYNC, (), early)
-    if shared:  # the createNamespace Namespace goes first, as in Argo CD: hooks run in it
+    hoisted = {s.key for s in ahead}
+    waves += _waves(Phase.SYNC, [s for s in steps if s.key not in hoisted], of(Phase.SYNC))
+    if ahead and waves:
         first = waves[0]
-        waves[0] = Wave(first.phase, first.number, tuple(shared), first.hooks)
-    waves += _waves(Phase.SYNC, [s for s in steps if s not in shared], of(Phase.SYNC))
+        waves.insert(0, Wave(first.phase, first.number, tuple(ahead), title=NAMESPACE_WAVE))
+    elif ahead:
+        waves = [Wave(Phase.SYNC, 0, tuple(ahead), title=NAMESPACE_WAVE)]
     waves += _waves(Phase.POST_SYNC, (), of(Phase.POST_SYNC))
     return tuple(waves)
+
+
+def _namespaces_ahead(
+    steps: Sequence[Step], *, pre: Sequence[Hook], sync: Sequence[Hook]
+) -> list[Step]:
+    """The Namespaces written in a wave of their own before all others (see the module): the
+    shared createNamespace one, and any other that a PreSync hook, or an object or Sync hook of
+    an earlier wave than its own, lives in."""
+    writes = [s for s in steps if s.op is not Op.UNCHANGED]
+    spaces = [s for s in writes if s.key.kind == "Namespace" and not s.key.group]
+    if not spaces:
+        return []
+    first: dict[str, int] = {}  # namespace -> the earliest Sync wave of an object in it
+    for key, manifest in [
+        *((s.key, s.manifest) for s in writes),
+        *((h.key, h.manifest) for h in sync),
+    ]:
+        if key.namespace:
+            number = wave_of(key, manifest)
+            first[key.namespace] = min(number, first.get(key.namespace, number))
+    hooked = {h.key.namespace for h in pre}
+    ahead = []
+    for space in spaces:
+        own = wave_of(space.key, space.manifest)
+        shared = space.entry is not None and space.entry.shared
+        if shared or space.key.name in hooked or first.get(space.key.name, own) < own:
+            ahead.append(space)
+    return sorted(ahead, key=lambda s: s.key)
 
 
 def failure_waves(hooks: Sequence[Hook]) -> tuple[Wave, ...]:

@@ -16,7 +16,7 @@ import pytest
 from fleet import apply
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.reconcile.waving import WaveOptions
-from fleet.types import RenderedSet
+from fleet.types import SHARED_MARK_ANNOTATION, RenderedSet
 from tests.conformance.kit import QUICK, WAVE, cm_path, configmap, get, job, resume, unique, until
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +96,34 @@ async def test_a_wave_not_healthy_in_time_fails_the_sync(
     )
     assert again.in_sync, again.problems()
     assert await get(cluster, cm_path(namespace, "after")) is not None
+
+
+async def test_create_namespace_with_a_negative_wave_converges_on_a_fresh_cluster(
+    cluster: apply.Cluster,
+) -> None:
+    """The createNamespace Namespace goes in a wave of its own before wave -1: the first sync
+    creates it, then the wave -1 ConfigMap in it, then wave 0 (before the fix wave -1 failed for
+    want of the Namespace, every time)."""
+    fresh = unique("fresh")
+    app = AppSync(name=unique("nswave"), namespace=fresh, waves=QUICK)
+    shared = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": fresh, "annotations": {SHARED_MARK_ANNOTATION: "createNamespace"}},
+    }
+    objects = [configmap("early", notes={WAVE: "-1"}), configmap("plain"), shared]
+    try:
+        result = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
+        assert result.stopped is None, result.problems()
+        assert result.in_sync, result.problems()
+        assert await get(cluster, f"/api/v1/namespaces/{fresh}") is not None
+        assert await get(cluster, cm_path(fresh, "early")) is not None
+        assert await get(cluster, cm_path(fresh, "plain")) is not None
+        outcomes = {c.key.name: c.outcome for c in result.changes.changes}
+        assert outcomes == {
+            fresh: apply.Outcome.CREATED,
+            "early": apply.Outcome.CREATED,
+            "plain": apply.Outcome.CREATED,
+        }
+    finally:
+        await cluster.request("DELETE", f"/api/v1/namespaces/{fresh}")

@@ -63,7 +63,7 @@ def test_phases_then_waves_then_kind_order() -> None:
         annotated("ConfigMap", "early", {WAVE: "-1"}),
         obj("Deployment", "app", api="apps/v1"),
         obj("Service", "svc"),
-        obj("Namespace", "web"),
+        obj("Namespace", "other"),  # holds none of them: stays in its wave
         annotated("Job", "migrate-", {hooks.HOOK: "PreSync"}, api="batch/v1", generate=True),
         annotated("Job", "smoke", {hooks.HOOK: "PostSync"}, api="batch/v1"),
         annotated("Job", "cleanup", {hooks.HOOK: "SyncFail"}, api="batch/v1"),
@@ -76,7 +76,7 @@ def test_phases_then_waves_then_kind_order() -> None:
         (Phase.POST_SYNC, 0),
     ]
     assert names(order[0]) == ["migrate-"]
-    assert names(order[2]) == ["web", "svc", "app"]  # Namespace, Service, Deployment
+    assert names(order[2]) == ["other", "svc", "app"]  # Namespace, Service, Deployment
     assert order[2].name == "sync wave 0"
     assert names(order[4]) == ["smoke"]
 
@@ -255,17 +255,75 @@ def test_batches_namespaces_then_crds_then_the_rest() -> None:
     ]
 
 
+def shared_namespace(name: str = "web") -> Manifest:
+    manifest = obj("Namespace", name)
+    manifest["metadata"]["annotations"] = {plan.SHARED_MARK_ANNOTATION: "createNamespace"}
+    return manifest
+
+
 def test_create_namespace_goes_before_presync_hooks() -> None:
-    shared = obj("Namespace", "web")
-    shared["metadata"]["annotations"] = {plan.SHARED_MARK_ANNOTATION: "web"}
     order = schedule_of(
-        shared,
+        shared_namespace(),
         obj("ConfigMap", "c"),
         annotated("Job", "migrate", {hooks.HOOK: "PreSync"}, api="batch/v1"),
     )
-    assert [(w.phase, names(w)) for w in order] == [
-        (Phase.PRE_SYNC, ["web", "migrate"]),
-        (Phase.SYNC, ["c"]),
+    assert [(w.phase, w.name, names(w)) for w in order] == [
+        (Phase.PRE_SYNC, "namespace wave", ["web"]),
+        (Phase.PRE_SYNC, "PreSync wave 0", ["migrate"]),
+        (Phase.SYNC, "sync wave 0", ["c"]),
     ]
-    without = schedule_of(shared, obj("ConfigMap", "c"))
-    assert [(w.phase, names(w)) for w in without] == [(Phase.SYNC, ["web", "c"])]
+    without = schedule_of(shared_namespace(), obj("ConfigMap", "c"))
+    assert [(w.phase, w.name, names(w)) for w in without] == [
+        (Phase.SYNC, "namespace wave", ["web"]),
+        (Phase.SYNC, "sync wave 0", ["c"]),
+    ]
+
+
+def test_create_namespace_goes_before_a_negative_wave() -> None:
+    order = schedule_of(
+        shared_namespace(), annotated("ConfigMap", "early", {WAVE: "-1"}), obj("ConfigMap", "c")
+    )
+    assert [(w.name, names(w)) for w in order] == [
+        ("namespace wave", ["web"]),
+        ("sync wave -1", ["early"]),
+        ("sync wave 0", ["c"]),
+    ]
+    alone = schedule_of(shared_namespace())  # nothing else to write: the Namespace alone
+    assert [(w.name, names(w)) for w in alone] == [("namespace wave", ["web"])]
+    resync = schedule_of(shared_namespace(), run_hooks=False)
+    assert [w.name for w in resync] == ["namespace wave"]
+
+
+def test_a_namespace_its_objects_precede_goes_first() -> None:
+    """A Namespace of the render in wave 0 holding a ConfigMap of wave -1 goes ahead of it; one
+    whose objects are all in its own wave or later stays where it is."""
+
+    def namespaced(
+        kind: str, name: str, namespace: str, notes: dict[str, str], api: str = "v1"
+    ) -> Manifest:
+        manifest = annotated(kind, name, notes, api=api)
+        manifest["metadata"]["namespace"] = namespace
+        return manifest
+
+    order = schedule_of(
+        obj("Namespace", "early-ns"),
+        namespaced("ConfigMap", "first", "early-ns", {WAVE: "-1"}),
+        annotated("Namespace", "late-ns", {WAVE: "2"}),
+        namespaced("ConfigMap", "after", "late-ns", {WAVE: "3"}),
+        obj("ConfigMap", "plain"),
+    )
+    assert [(w.name, names(w)) for w in order] == [
+        ("namespace wave", ["early-ns"]),
+        ("sync wave -1", ["first"]),
+        ("sync wave 0", ["plain"]),
+        ("sync wave 2", ["late-ns"]),
+        ("sync wave 3", ["after"]),
+    ]
+    hooked = schedule_of(
+        annotated("Namespace", "jobs", {WAVE: "1"}),
+        namespaced("Job", "migrate", "jobs", {hooks.HOOK: "PreSync"}, api="batch/v1"),
+    )
+    assert [(w.name, names(w)) for w in hooked] == [
+        ("namespace wave", ["jobs"]),
+        ("PreSync wave 0", ["migrate"]),
+    ]
