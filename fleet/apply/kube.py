@@ -381,7 +381,7 @@ def _error_of(status: int, reason: str, text: str) -> ApiError:
 
 @asynccontextmanager
 async def connect(
-    kubeconfig: Path | Mapping[str, Any],
+    kubeconfig: Path | Mapping[str, Any] | Configuration,
     *,
     name: str = "",
     base_dir: Path | None = None,
@@ -394,11 +394,17 @@ async def connect(
 
     `kubeconfig` is the file's path, or the kubeconfig document itself (one rewritten in memory,
     such as a tunnelled cluster's): then `name` is required, and relative file references
-    (``certificate-authority``, ``client-key``, ...) are resolved against `base_dir`.
+    (``certificate-authority``, ``client-key``, ...) are resolved against `base_dir`. It may
+    also be a ready client ``Configuration`` (the in-cluster one, whose token rotates): used as
+    it is, `name` required.
     """
     if isinstance(kubeconfig, Path):
         api = await config.new_client_from_config(config_file=str(kubeconfig))
         name = name or kubeconfig.stem
+    elif isinstance(kubeconfig, Configuration):
+        if not name:
+            raise ValueError("connect: a client configuration needs a cluster name")
+        api = ApiClient(configuration=kubeconfig)
     else:
         if not name:
             raise ValueError("connect: a kubeconfig document needs a cluster name")

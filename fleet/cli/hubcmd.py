@@ -148,6 +148,12 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     shard_options.add_arguments(run)
     run.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="offer the cluster fleet runs in (its Pod's ServiceAccount) as the destination "
+        "cluster named in-cluster, Argo CD's https://kubernetes.default.svc (default: off)",
+    )
+    run.add_argument(
         "--helm",
         type=Path,
         default=None,
@@ -276,6 +282,7 @@ def run_hub(args: argparse.Namespace) -> int:
         hub_id=args.hub_id,
         helm=args.helm or _default_helm(),
         shard=shard,
+        in_cluster=args.in_cluster,
         scheduler=SchedulerSettings(workers=args.workers),
         server=ServerSettings(
             host=host,

@@ -40,6 +40,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from fleet import apply, transport
@@ -174,8 +175,13 @@ class Connections:
             connection.scope.cancel()
             self._limits.drop(name)
 
-    async def _source(self, connection: Connection) -> Path | dict[str, Any]:
-        """The kubeconfig to connect with: the file, or its copy rewritten to dial the tunnel."""
+    async def _source(self, connection: Connection) -> Path | dict[str, Any] | Configuration:
+        """The kubeconfig to connect with: the file, or its copy rewritten to dial the tunnel;
+        for the cluster the hub runs in, its client configuration (the token re-read as it
+        rotates; a missing token file is a ConfigError)."""
+        found = transport.incluster.configuration_for(connection.file)
+        if found is not None:
+            return found
         if self._tunnels is None:
             return connection.file.path
         endpoint = await self._tunnels.endpoint(connection.file)  # ConfigError: a bad route

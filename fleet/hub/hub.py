@@ -84,7 +84,7 @@ from fleet.runtime import (
 from fleet.shard import Shards
 from fleet.shard import api as shard_api
 from fleet.sources import Sources, SourceSettings, repo_id
-from fleet.transport import Tunnels, TunnelSettings
+from fleet.transport import Tunnels, TunnelSettings, incluster
 
 __all__ = ["Hub", "unreachable"]
 
@@ -93,6 +93,7 @@ log = logging.getLogger(__name__)
 _REACH_CHECK = 0.5  # seconds between looks at the SSH tunnels' states
 _PUSH_WAIT = 8.0  # seconds a webhook waits for its listings before it answers "pending"
 _JOINS = 32  # clusters connecting at once
+_IN_CLUSTER = "in-cluster"  # the digest of the in-cluster destination's entry (no file)
 _REPO_BACKOFF_CAP = 600.0  # a failing repository is listed again at least every 10 minutes
 
 
@@ -110,6 +111,7 @@ class Hub:
         self.history = open_history(
             settings.history or settings.history_path, registry=self.metrics.registry
         )
+        self.board.problems = self._problems  # a history database away keeps the board red
         self.targets.subscribe("history", HistoryWriter(self.history))
         self.targets.subscribe("metrics", MetricsWriter(self.metrics))
         self.targets.subscribe("log", LogWriter())
@@ -191,6 +193,7 @@ class Hub:
         self._repo_next: dict[str, float] = {}  # a failing repository's next listing (backoff)
         self._cluster_generation: dict[str, int] = {}  # bumped by each change of a cluster file
         self._joins = anyio.CapacityLimiter(_JOINS)
+        self._in_cluster_clash = ""  # a clusters/in-cluster.* file while --in-cluster is on
         self.metrics.registry.register(StatsCollector(self))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -221,6 +224,8 @@ class Hub:
                 if self.shards is not None:  # the membership is known before any cluster
                     await group.start(self.shards.run)
                 await group.start(self.registry.run)
+                if self.settings.in_cluster:
+                    await self._join_in_cluster()
                 group.start_soon(self._supervise, "config-watch", self._watch_config)
                 group.start_soon(self._supervise, "source-poller", self._poll_sources)
                 group.start_soon(self._supervise, "cache-gc", self._collect_cache)
@@ -262,6 +267,10 @@ class Hub:
                 self.board.config_error = f"the config watcher failed: {error} (retrying)"
 
         await supervised(name, service, clock=self.clock, on_error=shown)
+
+    def _problems(self) -> list[str]:
+        """The hub's own problems, for the board (``/api/status`` ``problems``)."""
+        return [p for p in (self.history.problem, self._in_cluster_clash) if p]
 
     def readiness(self) -> tuple[bool, str]:
         if not self._ready:
@@ -310,8 +319,40 @@ class Hub:
 
     # -- clusters ---------------------------------------------------------------------------------
 
+    async def _join_in_cluster(self) -> None:
+        """``--in-cluster``: the cluster the hub runs in joins as the destination `in-cluster`,
+        as a registry change would; without its environment the board says what to do."""
+        name = incluster.NAME
+        try:
+            found = incluster.detect()
+            problem = "" if found else "KUBERNETES_SERVICE_HOST is not set"
+        except ConfigError as exc:
+            found, problem = None, str(exc)
+        if found is None:
+            error = (
+                f"--in-cluster: {problem}; run fleet in a Pod, or set KUBERNETES_SERVICE_HOST, "
+                f"KUBERNETES_SERVICE_PORT and {incluster.DIR_ENV} (a directory with token, ca.crt)"
+            )
+            self.board.clusters[name] = ClusterState(name, state="error", error=error)
+            log.warning("event=in_cluster_unavailable error=%s", problem)
+            return
+        file = incluster.cluster_file(found)
+        entry = registry.Entry(file.path, digest=_IN_CLUSTER, cluster=file)
+        await self._cluster_changed(registry.Change("joined", name, entry))
+
     async def _cluster_changed(self, change: registry.Change) -> None:
         """A cluster file came, changed or went; a failure here is that cluster's error."""
+        entry = change.entry
+        ours = entry is not None and entry.digest == _IN_CLUSTER
+        if self.settings.in_cluster and change.name == incluster.NAME and not ours:
+            self._in_cluster_clash = (  # a file of clusters/ (gone: the clash is over)
+                f"{entry.path}: refused, cluster name {change.name} is the cluster fleet runs "
+                "in (--in-cluster); rename the file"
+                if entry is not None
+                else ""
+            )
+            log.warning("event=cluster_name_clash cluster=%s kind=%s", change.name, change.kind)
+            return
         try:
             await self._follow_cluster(change)
         except Exception as exc:

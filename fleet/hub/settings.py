@@ -41,6 +41,7 @@ class HubSettings:
     cache_gc_interval: float = 3600.0  # render cache collected by age and size
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight applies may take to finish
     shard: ShardSettings | None = None  # one replica of several, sharded through Leases
+    in_cluster: bool = False  # the cluster the hub runs in is the destination `in-cluster`
 
     def __post_init__(self) -> None:
         if not self.hub_id or "/" in self.hub_id:

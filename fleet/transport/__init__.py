@@ -1,7 +1,9 @@
-"""Reaching clusters and git remotes over SSH: routes, shared links, per-cluster tunnels."""
+"""Reaching clusters and git remotes: over SSH (routes, shared links, per-cluster tunnels), and
+the cluster the hub runs in (:mod:`fleet.transport.incluster`, its ServiceAccount)."""
 
 from __future__ import annotations
 
+from fleet.transport import incluster
 from fleet.transport.kubeconfig import tunneled_document
 from fleet.transport.links import LinkError, LinkRefused, LinkSettings, LinkStatus
 from fleet.transport.routes import ApiTarget, Hop, SshRoute, api_target, parse_route
@@ -20,6 +22,7 @@ __all__ = [
     "TunnelState",
     "Tunnels",
     "api_target",
+    "incluster",
     "parse_route",
     "tunneled_document",
 ]

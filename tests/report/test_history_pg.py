@@ -5,20 +5,24 @@ round trips in the SQLite backend's order, two writers at once losing nothing, a
 goes away and comes back (rows held, then written; the password never shown). Then the hub: it
 writes its syncs and events there and ``fleet history --history URL`` / ``fleet events`` read
 them; with the database stopped under it the hub goes on applying, shows the problem in its
-metrics and log, and its rows reach the database once it is back; two hubs (replicas, each with
-its own cluster) write one database that one reader sees whole.
+metrics, log and board (``/api/status`` ``problems``, not green), and its rows reach the
+database once it is back; two hubs (replicas, each with its own cluster) write one database
+that one reader sees whole.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import anyio
 import psycopg
 import pytest
@@ -221,6 +225,11 @@ async def test_hub_writes_history_to_postgres_and_lives_through_an_outage(
             await until(lambda: _sample(hub, "fleet_history_up") == 0.0, limit=60)
             assert (_sample(hub, "fleet_history_pending") or 0) > 0
             assert store.problem.startswith("history database postgresql://fleet@127.0.0.1")
+            # the board names it, and is not green while it lasts
+            board = await _status(port)
+            assert any(p.startswith("history database postgresql://") for p in board["problems"])
+            assert board["summary"]["green"] is False and board["summary"]["problems"] == 1
+            assert PASSWORD not in json.dumps(board)
             code, _, err = await _cli(env, "history", "--history", bare)
             assert code == 1 and "is it running" in err
             code, _, err = await _cli({}, "events", "--history", url)  # the password in the URL
@@ -233,6 +242,8 @@ async def test_hub_writes_history_to_postgres_and_lives_through_an_outage(
         code, out, err = await _cli(env, "history", "web", "--history", bare, "--json")
         assert code == 0, err
         assert second[:10] in out and first[:10] in out
+        board = await _status(port)
+        assert board["problems"] == [] and board["summary"]["green"] is True
         hub.stop()
     assert "event=history_write_failed" in caplog.text
     assert PASSWORD not in caplog.text
@@ -244,6 +255,17 @@ def _applied(hub: Hub, cluster: str) -> str:
 
 def _sample(hub: Hub, name: str) -> float | None:
     return hub.metrics.registry.get_sample_value(name)
+
+
+async def _status(port: int) -> dict[str, Any]:
+    """The hub's ``/api/status``."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/api/status") as response,
+    ):
+        assert response.status == 200
+        data: dict[str, Any] = await response.json()
+        return data
 
 
 async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
