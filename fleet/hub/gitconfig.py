@@ -23,7 +23,10 @@ config's apps, parents excluded, plus the children of every parent, see
   was committed and pushed.
 - A bad base (unreadable, unparsable, invalid) keeps the last good one running; the problem,
   naming the commit and file, is in :attr:`Loaded.errors` until a good commit replaces it. A
-  commit already judged is not read again; a remote that fails is retried with backoff.
+  commit already judged is not read again; a remote that fails is retried with backoff, its
+  error shown until the remote answers again (beside the error of a bad newest commit, which
+  stays). A move of the repository while a read is in flight is not lost: every move bumps a
+  generation, and a read clears the "to be read" flag only if none came since it began.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from fleet.notify import SinkSpec
 from fleet.reconcile.desired import DesiredState
 from fleet.render import confine
 from fleet.report import Board
-from fleet.sources import Sources, repo_id, repo_path
+from fleet.sources import Snapshot, Sources, repo_id, repo_path
 
 __all__ = ["ConfigBoard", "ConfigFeed", "ConfigLocation", "Loaded", "parse_location"]
 
@@ -143,7 +146,8 @@ class _Base:
 
     config: Config = field(default_factory=Config)
     parents: frozenset[str] = frozenset()
-    error: str = ""
+    error: str = ""  # why the newest base (file or commit) is not in use
+    fetch_error: str = ""  # why the remote could not be read, until it answers again
     commit: str = ""  # the commit of the last good git config
     tried: str = ""  # the last commit judged, good or bad (not read again)
     sinks: tuple[SinkSpec, ...] | None = None  # read with the last good config, not yet handed
@@ -169,6 +173,7 @@ class ConfigFeed:
         self._stamp: tuple[tuple[str, float, int], ...] | None = None
         self._first = True
         self._due = True  # the git base is to be read (start, a moved repository, a retry)
+        self._generation = 0  # bumped by every move of the config's repository
         self._moved: set[str] = set()  # repositories moved since the last load
         self._failures = 0
         self._retry_at = 0.0
@@ -187,7 +192,8 @@ class ConfigFeed:
     def repo_moved(self, key: str) -> None:
         """Repository `key` moved (poller or webhook): re-read what reads it, now."""
         if self.location is not None and key == self.location.key:
-            self._due = True
+            self._due = True  # cleared by a read only if no move came since it began
+            self._generation += 1
         if key in self.parents.repos():
             self._moved.add(key)
         self._wake.set()
@@ -239,50 +245,59 @@ class ConfigFeed:
         assert location is not None
         if not self._due or time.monotonic() < self._retry_at:
             return False
+        generation = self._generation  # a move after this point is read again, next load
         try:
             snapshot = await self.sources.snapshot(location.repo_url, location.ref)
-            if snapshot.commit == self._base.tried:
-                self._due = False
-                return False
-            kind = await snapshot.kind(location.path)
-            with tempfile.TemporaryDirectory(prefix="fleet-config-") as scratch:
-                checkout = Path(scratch) / "repo"
-                checkout.mkdir()
-                if kind is not None:
-                    await snapshot.extract([location.path], checkout)
-                target = checkout / location.path
-                prefix = location.where(snapshot.commit)
-                self._base.tried = snapshot.commit
-                if kind is None:
-                    self._fail(
-                        f"config {prefix}{location.path}: no such file or directory at commit "
-                        f"{snapshot.commit[:12]} of ref {location.ref!r} (check the PATH of "
-                        "--config REPO#REF:PATH); the last good config stays in use"
-                    )
-                elif error := await _escape(checkout):
-                    self._fail(
-                        f"config {prefix}{location.path or '.'}: {error}; the config is not "
-                        "read (the last good config stays in use)"
-                    )
-                else:
-                    scratch_prefix = f"{checkout}/"
-
-                    def rename(text: str) -> str:
-                        return text.replace(scratch_prefix, prefix)
-
-                    if self._judge(target, rename=rename):
-                        self._base.commit = snapshot.commit
+            changed = snapshot.commit != self._base.tried
+            if changed:
+                await self._read_commit(location, snapshot)
         except Exception as exc:  # the remote (or a bug), not the config: retried with backoff
             self._failures += 1
             delay = min(_RETRY_CAP, 2.0 ** (self._failures - 1))
             self._retry_at = time.monotonic() + delay
             error = f"config repo {location.key} ref {location.ref!r}: {describe(exc)}"
             log.warning("event=config_fetch_failed error=%s retry_in=%.0f", error, delay)
-            changed = self._base.error != error
-            self._base.error = error
+            changed = self._base.fetch_error != error
+            self._base.fetch_error = error
             return changed
-        self._failures, self._due = 0, False
-        return True
+        recovered = bool(self._base.fetch_error)  # the remote answered: its error leaves
+        if recovered:
+            log.info("event=config_fetch_recovered repo=%s", location.key)
+        self._base.fetch_error, self._failures, self._retry_at = "", 0, 0.0
+        if self._generation == generation:
+            self._due = False
+        return changed or recovered
+
+    async def _read_commit(self, location: ConfigLocation, snapshot: Snapshot) -> None:
+        """Judge the config at `snapshot`, a commit not judged before."""
+        kind = await snapshot.kind(location.path)
+        with tempfile.TemporaryDirectory(prefix="fleet-config-") as scratch:
+            checkout = Path(scratch) / "repo"
+            checkout.mkdir()
+            if kind is not None:
+                await snapshot.extract([location.path], checkout)
+            target = checkout / location.path
+            prefix = location.where(snapshot.commit)
+            self._base.tried = snapshot.commit
+            if kind is None:
+                self._fail(
+                    f"config {prefix}{location.path}: no such file or directory at commit "
+                    f"{snapshot.commit[:12]} of ref {location.ref!r} (check the PATH of "
+                    "--config REPO#REF:PATH); the last good config stays in use"
+                )
+            elif error := await _escape(checkout):
+                self._fail(
+                    f"config {prefix}{location.path or '.'}: {error}; the config is not "
+                    "read (the last good config stays in use)"
+                )
+            else:
+                scratch_prefix = f"{checkout}/"
+
+                def rename(text: str) -> str:
+                    return text.replace(scratch_prefix, prefix)
+
+                if self._judge(target, rename=rename):
+                    self._base.commit = snapshot.commit
 
     def _judge(self, target: Path, *, rename: Any) -> bool:
         """Load `target` as the new base; a bad one keeps the last good. True if it was good."""
@@ -315,7 +330,7 @@ class ConfigFeed:
         base = self._base
         sinks, base.sinks = base.sinks, None
         checked, refused = configured.checked_sources(base.config)
-        errors = [e for e in (base.error, base.sink_error) if e] + refused
+        errors = [e for e in (base.fetch_error, base.error, base.sink_error) if e] + refused
         config, problems = self.parents.compose(checked, parents=base.parents)
         return Loaded(
             config=config,

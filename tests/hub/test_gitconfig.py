@@ -22,7 +22,7 @@ from fleet.hub.gitconfig import ConfigFeed, ConfigLocation, parse_location
 from fleet.hub.hub import Hub
 from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
-from fleet.sources import Sources, SourceSettings
+from fleet.sources import Snapshot, Sources, SourceSettings
 from tests.hub.hubkit import (
     configmap,
     drop,
@@ -335,3 +335,92 @@ async def test_a_symlink_chain_out_of_the_checkout_is_refused(
         assert f"{directory}leak.yaml" in error or f"{directory}a/b/c/d/e/f/l" in error
         assert "expected a mapping" not in error  # /etc/hostname was never parsed
         assert feed.status()["source"]["failed_commit"] == bad
+
+
+@pytest.mark.anyio
+async def test_a_push_during_a_read_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository moves (a webhook) while the feed is reading it: the read in flight saw the
+    older commit, so the next load reads again and finds the newer one."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    with GitHttpServer(root) as server:
+        url = server.url("ops.git")
+        ops.commit({"fleet.yaml": _fleet_yaml("https://git.example/a.git", ("a", "a"))})
+        feed = _feed(tmp_path, f"{url}#main")
+        key = feed.location.key if feed.location else ""
+        snapshot = feed.sources.snapshot
+        pushed: list[str] = []
+
+        async def push_mid_read(repo_url: str, ref: str) -> Snapshot:
+            found = await snapshot(repo_url, ref)
+            if not pushed:  # after the listing, before the read ends: a push and its webhook
+                text = _fleet_yaml("https://git.example/a.git", ("a", "a"), ("b", "b"))
+                pushed.append(ops.commit({"fleet.yaml": text}))
+                feed.repo_moved(key)
+            return found
+
+        monkeypatch.setattr(feed.sources, "snapshot", push_mid_read)
+        first = await feed.load()
+        assert first is not None and [a.name for a in first.config.apps] == ["a"]
+        second = await feed.load()
+        assert second is not None and [a.name for a in second.config.apps] == ["a", "b"]
+        assert feed.status()["source"]["commit"] == pushed[0]
+        assert await feed.load() is None  # nothing moved since
+
+
+@pytest.mark.anyio
+async def test_a_fetch_error_clears_when_the_remote_recovers(tmp_path: Path) -> None:
+    """The remote fails (the config error names the repository), then serves the same commit
+    again: the error leaves the board though the commit, already read, is not read again."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    with GitHttpServer(root) as server:
+        url = server.url("ops.git")
+        ops.commit({"fleet.yaml": _fleet_yaml("https://git.example/a.git", ("a", "a"))})
+        feed = _feed(tmp_path, f"{url}#main")
+        key = feed.location.key if feed.location else ""
+        assert (await feed.load()) is not None
+
+        ops.bare.rename(root / "ops.away")
+        feed.repo_moved(key)
+        failed = await feed.load()
+        assert failed is not None and [a.name for a in failed.config.apps] == ["a"]
+        (error,) = failed.errors
+        assert error.startswith(f"config repo {key} ref 'main'")
+
+        (root / "ops.away").rename(ops.bare)
+        await anyio.sleep(1.5)  # past the first retry's backoff
+        recovered = await feed.load()
+        assert recovered is not None and not recovered.errors
+        assert [a.name for a in recovered.config.apps] == ["a"]
+
+
+@pytest.mark.anyio
+async def test_a_bad_commit_stays_named_across_a_fetch_error(tmp_path: Path) -> None:
+    """A bad commit, then the remote fails and recovers: the bad commit's error is still shown
+    (it is still the newest commit), the fetch error is gone."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    with GitHttpServer(root) as server:
+        url = server.url("ops.git")
+        ops.commit({"fleet.yaml": _fleet_yaml("https://git.example/a.git", ("a", "a"))})
+        feed = _feed(tmp_path, f"{url}#main")
+        key = feed.location.key if feed.location else ""
+        assert (await feed.load()) is not None
+        bad = ops.commit({"fleet.yaml": "apps: [\n"})
+        feed.repo_moved(key)
+        loaded = await feed.load()
+        assert loaded is not None and bad[:12] in loaded.errors[0]
+
+        ops.bare.rename(root / "ops.away")
+        feed.repo_moved(key)
+        failed = await feed.load()
+        assert failed is not None and any("config repo" in e for e in failed.errors)
+        (root / "ops.away").rename(ops.bare)
+        await anyio.sleep(1.5)
+        recovered = await feed.load()
+        assert recovered is not None
+        (error,) = recovered.errors
+        assert bad[:12] in error and "invalid YAML" in error
