@@ -25,7 +25,13 @@ from fleet.apply.applying import (
 from fleet.apply.changes import NOT_SYNCED, Change, ChangeSet, Outcome, object_name
 from fleet.apply.diffing import DiffAction, ObjectDiff, diff_objects
 from fleet.apply.discovery import Resource, forget, resolve, scopes
-from fleet.apply.inventory import Inventory, Record, read_inventory, write_inventory
+from fleet.apply.inventory import (
+    Inventory,
+    InventoryConflict,
+    Record,
+    read_inventory,
+    write_inventory,
+)
 from fleet.apply.kube import ApiError, Cluster, connect
 from fleet.apply.watching import WatchEvent, watch_kind
 
@@ -38,6 +44,7 @@ __all__ = [
     "Cluster",
     "DiffAction",
     "Inventory",
+    "InventoryConflict",
     "Marks",
     "ObjectDiff",
     "Outcome",
