@@ -21,7 +21,14 @@ from fleet.apply.changes import Change, Outcome
 from fleet.apply.kube import ApiError, Cluster
 from fleet.types import Manifest, ObjectKey
 
-__all__ = ["Created", "create_object", "delete_and_wait", "list_labelled", "replace_object"]
+__all__ = [
+    "Created",
+    "create_object",
+    "delete_and_wait",
+    "list_labelled",
+    "read_object",
+    "replace_object",
+]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +167,19 @@ async def delete_and_wait(
     except TimeoutError:
         return Change(key, Outcome.FAILED, f"still present {within:.0f}s after its delete")
     return Change(key, Outcome.PRUNED)
+
+
+async def read_object(cluster: Cluster, *, api_version: str, key: ObjectKey) -> Manifest | None:
+    """The live object (None: absent, or its kind not served); raises ApiError on other errors."""
+    resource = await discovery.resolve(cluster, api_version, key.kind)
+    if resource is None:
+        return None
+    try:
+        return await cluster.request("GET", discovery.object_path(resource, key))
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 async def list_labelled(

@@ -3,7 +3,10 @@
 A hook (:mod:`fleet.plan.hooks`) is created with a POST (a ``generateName`` hook is named by the
 server), never server-side applied. ``BeforeHookCreation`` (the default) first deletes the hook's
 previous run and waits until it is gone: the object of that name, or for a ``generateName`` hook
-every object of this app instance (its tracking id) with the same ``generateName``. A hook's
+every object of this app instance (its tracking id) with the same ``generateName``. Never what
+is not ours: the object of the hook's name is read first and deleted only when its tracking id is
+this app instance's, with its uid as the delete's precondition; someone else's (a user's own Job
+``migrate``, another app's) is kept and the hook fails, naming the object and its owner. A hook's
 completion is its health (:func:`outcome`): Healthy is success (a Job Complete, a Pod
 Succeeded, any kind without a notion of readiness once it exists); Degraded is failure (a Job
 Failed, a Pod Failed); anything else when the wait ends is a failure that says the hook did not
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 from fleet import apply, plan
 from fleet.apply import creating
+from fleet.apply.kube import ApiError
 from fleet.health import Health, Status, assess
 from fleet.plan.hooks import DeletePolicy, Hook, Phase, describe
 from fleet.types import Manifest, ObjectKey
@@ -62,27 +66,19 @@ def _metadata(obj: Manifest) -> Mapping[str, object]:
 
 
 async def _clear_previous(cluster: apply.Cluster, hook: Hook, *, within: float) -> str | None:
-    """Delete the hook's previous run (BeforeHookCreation); why it could not, or None."""
-    keys: list[tuple[ObjectKey, str]] = []
-    if hook.key.name:
-        keys.append((hook.key, ""))
-    else:
-        labels = _metadata(hook.manifest).get("labels") or {}
-        app = str(labels.get(plan.APP_LABEL, "")) if isinstance(labels, dict) else ""
-        tracking = plan.tracking_of(hook.manifest)
-        found = await creating.list_labelled(
-            cluster,
-            api_version=hook.api_version,
-            kind=hook.key.kind,
-            namespace=hook.key.namespace,
-            selector=f"{plan.APP_LABEL}={app}",
-        )
-        keys += [
-            (ObjectKey.of(obj), str(_metadata(obj).get("uid") or ""))
-            for obj in found
-            if _metadata(obj).get("generateName") == hook.generate_name
-            and plan.tracking_of(obj) == tracking
-        ]
+    """Delete the hook's previous run (BeforeHookCreation); why it could not, or None.
+
+    Only this app instance's runs are deleted (their tracking id is the hook's), each with its
+    uid as the delete's precondition: an object of the hook's name that is someone else's is
+    kept, and the hook fails saying whose it is.
+    """
+    tracking = plan.tracking_of(hook.manifest)
+    try:
+        keys = await _previous_runs(cluster, hook, tracking=tracking)
+    except ApiError as exc:
+        return f"could not read its previous run: {exc}"
+    except _NotOurs as exc:
+        return str(exc)
     for key, uid in keys:
         change = await creating.delete_and_wait(
             cluster, api_version=hook.api_version, key=key, uid=uid, within=within
@@ -90,6 +86,43 @@ async def _clear_previous(cluster: apply.Cluster, hook: Hook, *, within: float) 
         if change.outcome is apply.Outcome.FAILED:
             return f"its previous run {apply.object_name(key)} {change.reason}"
     return None
+
+
+class _NotOurs(Exception):
+    """An object with the hook's name that is not this app instance's."""
+
+
+async def _previous_runs(
+    cluster: apply.Cluster, hook: Hook, *, tracking: str | None
+) -> list[tuple[ObjectKey, str]]:
+    """The previous runs to delete, with their uids; raises _NotOurs for a stranger's object."""
+    if hook.key.name:
+        live = await creating.read_object(cluster, api_version=hook.api_version, key=hook.key)
+        if live is None:
+            return []
+        found = plan.tracking_of(live)
+        if tracking is None or found != tracking:
+            raise _NotOurs(
+                f"{apply.object_name(hook.key)} exists and is not this app's (owner: "
+                f"{plan.describe_owner(found)}); it is kept: give the hook another name or a "
+                "generateName, or delete that object if it is no longer wanted"
+            )
+        return [(hook.key, str(_metadata(live).get("uid") or ""))]
+    labels = _metadata(hook.manifest).get("labels") or {}
+    app = str(labels.get(plan.APP_LABEL, "")) if isinstance(labels, dict) else ""
+    found_runs = await creating.list_labelled(
+        cluster,
+        api_version=hook.api_version,
+        kind=hook.key.kind,
+        namespace=hook.key.namespace,
+        selector=f"{plan.APP_LABEL}={app}",
+    )
+    return [
+        (ObjectKey.of(obj), str(_metadata(obj).get("uid") or ""))
+        for obj in found_runs
+        if _metadata(obj).get("generateName") == hook.generate_name
+        and plan.tracking_of(obj) == tracking
+    ]
 
 
 def _shown(hook: Hook) -> ObjectKey:

@@ -35,6 +35,7 @@ from tests.conformance.kit import (
     configmap,
     get,
     job,
+    job_path,
     jobs_named,
     resume,
     unique,
@@ -366,3 +367,29 @@ async def test_helm_hooks_from_helm_template_run_as_argo_cd_maps_them(
     assert any("Pod" in w and "web-test" in w and "helm.sh/hook test" in w for w in result.warnings)
     inventory = await apply.read_inventory(cluster, app.inventory_id)
     assert inventory is not None and {k.name for k in inventory.entries} == {"web-cfg"}
+
+
+async def test_before_hook_creation_never_deletes_a_strangers_object(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    """A Job ``migrate`` someone made by hand has the name of the app's PreSync hook: the
+    BeforeHookCreation delete keeps it (it is not this app's), the hook fails saying so and
+    whose it is, and nothing of the Sync phase is applied."""
+    stranger = job("migrate", suspend=True)
+    made = await cluster.request("POST", job_path(namespace), body=stranger)
+    app = AppSync(name=unique("stranger"), namespace=namespace, waves=QUICK)
+    objects = [job("migrate", annotations={HOOK: "PreSync"}), configmap("app")]
+    result = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
+    assert not result.in_sync
+    assert result.stopped is not None
+    assert f"batch/Job {namespace}/migrate exists and is not this app's" in result.stopped
+    assert "(owner: not managed by fleet)" in result.stopped
+    [failed] = [c for c in result.changes.changes if c.key.name == "migrate"]
+    assert failed.outcome is apply.Outcome.FAILED
+    assert failed.reason.startswith("PreSync hook batch/Job")
+    assert "exists and is not this app's" in failed.reason
+    kept = await get(cluster, job_path(namespace, "migrate"))
+    assert kept is not None
+    assert kept["metadata"]["uid"] == made["metadata"]["uid"]
+    assert not kept["metadata"].get("deletionTimestamp")
+    assert await get(cluster, cm_path(namespace, "app")) is None
