@@ -3,10 +3,14 @@
 Hooks are created, never applied: a ``generateName`` object has no name to apply to, and a hook
 is a new run each time. Objects marked ``Replace=true`` are replaced with a PUT of the whole
 object at the live resourceVersion (created with a POST when absent), and with ``Force=true``
-deleted and created again, as ``kubectl replace --force`` does. Every write names the instance's
-field manager. Each call answers one :class:`Change` (and for a creation the object the server
-returned, with its generated name); an API error is a ``failed`` change naming the object and the
-server's message, never an exception. Waits are bounded by the caller's timeout.
+deleted and created again, as ``kubectl replace --force`` does. Only the object planned is ever
+replaced or deleted: one planned as a creation is only POSTed (an object of its name that
+appeared since, "already exists", is someone else's: a ``conflict``, as a server-side apply
+creation reports one), and one planned over a live object must still have that object's uid.
+Every write names the instance's field manager. Each call answers one :class:`Change` (and for a
+creation the object the server returned, with its generated name); an API error is a ``failed``
+change naming the object and the server's message, never an exception. Waits are bounded by the
+caller's timeout.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 import anyio
 
 from fleet.apply import discovery
-from fleet.apply.changes import Change, Outcome
+from fleet.apply.changes import Change, Outcome, object_name
 from fleet.apply.kube import ApiError, Cluster
 from fleet.types import Manifest, ObjectKey
 
@@ -49,6 +53,22 @@ def _uid(obj: Manifest) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 
+async def _post(
+    cluster: Cluster,
+    resource: discovery.Resource,
+    *,
+    key: ObjectKey,
+    manifest: Manifest,
+    manager: str,
+) -> Manifest:
+    return await cluster.request(
+        "POST",
+        resource.collection(key.namespace),
+        query=[("fieldManager", manager)],
+        body=manifest,
+    )
+
+
 async def create_object(
     cluster: Cluster, *, api_version: str, key: ObjectKey, manifest: Manifest, manager: str
 ) -> Created:
@@ -57,12 +77,7 @@ async def create_object(
         resource = await discovery.resolve(cluster, api_version, key.kind)
         if resource is None:
             return Created(Change(key, Outcome.FAILED, f"{api_version} {key.kind} is not served"))
-        live = await cluster.request(
-            "POST",
-            resource.collection(key.namespace),
-            query=[("fieldManager", manager)],
-            body=manifest,
-        )
+        live = await _post(cluster, resource, key=key, manifest=manifest, manager=manager)
     except ApiError as exc:
         log.warning(
             "event=create_failed cluster=%s kind=%s status=%d", cluster.name, key.kind, exc.status
@@ -86,44 +101,112 @@ async def replace_object(
     manager: str,
     force: bool,
     within: float,
+    create: bool = False,
+    uid: str = "",
 ) -> Change:
-    """PUT `manifest` over the live object (POST when absent); `force`: delete, then create."""
+    """Write a ``Replace=true`` object (see the module).
+
+    `create` (the plan found it absent): POST only; an object that appeared since is someone
+    else's and is never overwritten nor deleted: a ``conflict`` naming it. Otherwise PUT over the
+    live object (POST when it went away), `force` deleting and creating it instead; `uid` (the
+    live object's when planned) guards both: an object of that name with another uid is a
+    ``conflict`` too.
+    """
     try:
         resource = await discovery.resolve(cluster, api_version, key.kind)
         if resource is None:
             return Change(key, Outcome.FAILED, f"{api_version} {key.kind} is not served")
-        path = discovery.object_path(resource, key)
-        try:
-            live: Manifest | None = await cluster.request("GET", path)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            live = None
-        if live is not None and force:
-            gone = await delete_and_wait(
-                cluster, api_version=api_version, key=key, uid=_uid(live), within=within
+        if create:
+            return await _create_only(
+                cluster, resource, key=key, manifest=manifest, manager=manager
             )
-            if gone.outcome is Outcome.FAILED:
-                return gone
-            live = None
-        if live is None:
-            created = await create_object(
-                cluster, api_version=api_version, key=key, manifest=manifest, manager=manager
-            )
-            return created.change
-        metadata = {
-            **(manifest.get("metadata") or {}),
-            "resourceVersion": (live.get("metadata") or {}).get("resourceVersion"),
-        }
-        answer = await cluster.request(
-            "PUT", path, query=[("fieldManager", manager)], body={**manifest, "metadata": metadata}
+        return await _replace(
+            cluster,
+            resource,
+            key=key,
+            manifest=manifest,
+            manager=manager,
+            force=force,
+            within=within,
+            uid=uid,
         )
     except ApiError as exc:
         log.warning(
             "event=replace_failed cluster=%s kind=%s status=%d", cluster.name, key.kind, exc.status
         )
         return Change(key, Outcome.FAILED, f"replace (Replace=true) refused: {exc}")
+
+
+async def _create_only(
+    cluster: Cluster,
+    resource: discovery.Resource,
+    *,
+    key: ObjectKey,
+    manifest: Manifest,
+    manager: str,
+) -> Change:
+    try:
+        made = await _post(cluster, resource, key=key, manifest=manifest, manager=manager)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        return _conflict(cluster, key, f"was created by someone else ({exc.message})")
+    return Change(key, Outcome.CREATED, uid=_uid(made))
+
+
+async def _replace(
+    cluster: Cluster,
+    resource: discovery.Resource,
+    *,
+    key: ObjectKey,
+    manifest: Manifest,
+    manager: str,
+    force: bool,
+    within: float,
+    uid: str,
+) -> Change:
+    path = discovery.object_path(resource, key)
+    try:
+        live: Manifest | None = await cluster.request("GET", path)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        live = None
+    if live is not None and uid and _uid(live) != uid:
+        return _conflict(cluster, key, "was deleted and created again by someone else")
+    if live is not None and force:
+        gone = await delete_and_wait(
+            cluster,
+            api_version=str(manifest.get("apiVersion", "")),
+            key=key,
+            uid=_uid(live),
+            within=within,
+        )
+        if gone.outcome is Outcome.FAILED:
+            return gone
+        live = None
+    if live is None:
+        made = await _post(cluster, resource, key=key, manifest=manifest, manager=manager)
+        return Change(key, Outcome.CREATED, uid=_uid(made))
+    metadata = {
+        **(manifest.get("metadata") or {}),
+        "resourceVersion": (live.get("metadata") or {}).get("resourceVersion"),
+    }
+    answer = await cluster.request(
+        "PUT", path, query=[("fieldManager", manager)], body={**manifest, "metadata": metadata}
+    )
     return Change(key, Outcome.CONFIGURED, "replaced (Replace=true)", uid=_uid(answer))
+
+
+def _conflict(cluster: Cluster, key: ObjectKey, what: str) -> Change:
+    """A ``Replace=true`` object that is no longer the one planned: never overwritten."""
+    log.warning("event=replace_conflict cluster=%s kind=%s", cluster.name, key.kind)
+    return Change(
+        key,
+        Outcome.CONFLICT,
+        f"{object_name(key)} {what} since the sync planned; it is not replaced nor "
+        "deleted: the next sync reads it again and says whose it is",
+    )
 
 
 async def delete_and_wait(

@@ -216,6 +216,8 @@ async def _write_batch(
                 manager=options.field_manager,
                 force=chosen[step.key].force,
                 within=options.crd_timeout,
+                create=step.op is plan.Op.CREATE,
+                uid=step.entry.uid if step.entry is not None else "",
             )
         )
     adopted = {s.key for s in writes if s.op is plan.Op.ADOPT}

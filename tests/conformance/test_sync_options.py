@@ -4,7 +4,9 @@
   OutOfSync (Argo CD: "pruning skipped").
 - with ``compare-options: IgnoreExtraneous`` as well, the held prune does not make it OutOfSync.
 - ``Replace=true``: written with POST/PUT (managedFields say ``Update``), not a server-side apply
-  (``Apply``); with ``Force=true`` the object is deleted and created again (a new uid).
+  (``Apply``); with ``Force=true`` the object is deleted and created again (a new uid). Never
+  someone else's: planned as a creation it is only POSTed, an object of its name found then a
+  conflict; planned over a live object, one with another uid a conflict too.
 - an option fleet does not know is a warning naming the object and the option.
 """
 
@@ -13,9 +15,10 @@ from __future__ import annotations
 import pytest
 
 from fleet import apply
+from fleet.apply import creating
 from fleet.reconcile import summary
 from fleet.reconcile.syncing import AppSync, sync
-from fleet.types import Manifest, RenderedSet
+from fleet.types import Manifest, ObjectKey, RenderedSet
 from tests.conformance.kit import COMPARE_OPTIONS, SYNC_OPTIONS, cm_path, configmap, get, unique
 
 pytestmark = pytest.mark.anyio
@@ -123,3 +126,48 @@ async def test_unknown_option_is_a_warning(cluster: apply.Cluster, namespace: st
     )
     note = summary.outcome_of(result).note  # and the target's record says it, not only the log
     assert note == f"warning: {result.warnings[0]}"
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_replace_planned_as_a_creation_never_takes_a_strangers_object(
+    cluster: apply.Cluster, namespace: str, force: bool
+) -> None:
+    """A ``Replace=true`` object planned as a creation is only POSTed: a ConfigMap of its name
+    that someone made after the plan is a conflict naming it, neither overwritten (PUT) nor
+    deleted (Force=true); a planned replace whose object changed uid since is one too."""
+    theirs = configmap("r", data={"theirs": "yes"})
+    made = await cluster.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=theirs)
+    key = ObjectKey("", "ConfigMap", namespace, "r")
+    ours = {
+        **configmap("r", data={"ours": "yes"}),
+        "metadata": {"name": "r", "namespace": namespace},
+    }
+    change = await creating.replace_object(
+        cluster,
+        api_version="v1",
+        key=key,
+        manifest=ours,
+        manager="fleet-test",
+        force=force,
+        within=30.0,
+        create=True,
+    )
+    assert change.outcome is apply.Outcome.CONFLICT
+    assert change.reason.startswith(f"ConfigMap {namespace}/r was created by someone else")
+    assert "it is not replaced nor deleted" in change.reason
+    again = await creating.replace_object(
+        cluster,
+        api_version="v1",
+        key=key,
+        manifest=ours,
+        manager="fleet-test",
+        force=force,
+        within=30.0,
+        uid="a-uid-planned-earlier",
+    )
+    assert again.outcome is apply.Outcome.CONFLICT
+    assert "was deleted and created again by someone else" in again.reason
+    live = await get(cluster, cm_path(namespace, "r"))
+    assert live is not None
+    assert live["metadata"]["uid"] == made["metadata"]["uid"]
+    assert live["data"] == {"theirs": "yes"}
