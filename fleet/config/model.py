@@ -221,7 +221,9 @@ class App:
     destination: Destination
     sync_policy: SyncPolicy = field(default_factory=SyncPolicy)
     ignore_differences: tuple[IgnoreRule, ...] = ()
-    origin: str = ""  # the file the app was read from, for error messages
+    # the file the app was read from, for messages; not part of what the app is: a config commit
+    # that leaves an app alone renames its origin, and must not make it look changed
+    origin: str = field(default="", compare=False)
     project: str = "default"
     project_rules: Project = OPEN_DEFAULT  # the project named, resolved when the config loads
     applications: bool = False  # a parent (app of apps): its path holds Applications, not objects

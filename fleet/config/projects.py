@@ -69,7 +69,7 @@ class Project:
     cluster_resource_whitelist: tuple[KindRule, ...] = ()
     namespace_resource_blacklist: tuple[KindRule, ...] = ()
     prune_kinds: tuple[KindRule, ...] | None = None
-    origin: str = ""
+    origin: str = field(default="", compare=False)  # for messages, as App.origin
 
     def allows_repo(self, repo_url: str) -> bool:
         candidates = {repo_url, repo_url.rstrip("/"), repo_url.rstrip("/").removesuffix(".git")}

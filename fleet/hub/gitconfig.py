@@ -45,6 +45,7 @@ import anyio
 from fleet import logs
 from fleet.config import Config
 from fleet.config import loading as config_loading
+from fleet.config.projects import Project
 from fleet.errors import ConfigError, StalledError, describe
 from fleet.hub import appofapps, configured
 from fleet.notify import SinkSpec
@@ -129,6 +130,22 @@ async def _escape(checkout: Path) -> str:
     except StalledError as exc:
         return str(exc)
     return ""
+
+
+def _renamed(config: Config, rename: Any) -> Config:
+    """`config` with every origin (apps', projects', each app's project's) passed to `rename`."""
+
+    def project(p: Project) -> Project:
+        return dataclasses.replace(p, origin=rename(p.origin))
+
+    return dataclasses.replace(
+        config,
+        apps=tuple(
+            dataclasses.replace(a, origin=rename(a.origin), project_rules=project(a.project_rules))
+            for a in config.apps
+        ),
+        projects=tuple(project(p) for p in config.projects),
+    )
 
 
 @dataclass(frozen=True)
@@ -306,10 +323,7 @@ class ConfigFeed:
         except ConfigError as exc:
             self._fail(f"{rename(str(exc))} (the last good config stays in use)")
             return False
-        config = dataclasses.replace(
-            config,
-            apps=tuple(dataclasses.replace(a, origin=rename(a.origin)) for a in config.apps),
-        )
+        config = _renamed(config, rename)
         self._base.config = config
         self._base.parents = appofapps.parents(config)
         self._base.error = ""

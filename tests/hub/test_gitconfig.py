@@ -424,3 +424,44 @@ async def test_a_bad_commit_stays_named_across_a_fetch_error(tmp_path: Path) -> 
         assert recovered is not None
         (error,) = recovered.errors
         assert bad[:12] in error and "invalid YAML" in error
+
+
+@pytest.mark.anyio
+async def test_a_config_commit_enqueues_only_the_apps_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each app's origin names the config's commit, and each read is a fresh scratch checkout;
+    neither is part of what an app is, so a commit changing one app re-reconciles only it."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    project = (
+        "projects:\n  - name: team\n    sourceRepos: ['*']\n"
+        "    destinations: [{clusters: ['*'], namespaces: ['*']}]\n"
+    )
+
+    def config(b_namespace: str) -> str:
+        apps = _fleet_yaml("https://git.example/a.git", ("a", "a"), ("b", b_namespace))
+        return project + apps.replace("    syncPolicy:", "    project: team\n    syncPolicy:")
+
+    with GitHttpServer(root) as server:
+        url = server.url("ops.git")
+        ops.commit({"fleet.yaml": config("b")})
+        hub = Hub(hub_settings(tmp_path, config_source=f"{url}#main"))
+        feed = hub.config_feed
+        first = await feed.load()
+        assert first is not None and not first.errors
+        hub._apply_config(first.config)
+
+        enqueued: list[tuple[str, bool]] = []
+        monkeypatch.setattr(
+            hub, "_enqueue_app", lambda name, *, full=False: enqueued.append((name, full))
+        )
+        second = ops.commit({"fleet.yaml": config("b-moved")})
+        await hub._refresh(url)  # as the poller or a webhook: lists, sees the move, tells the feed
+        loaded = await feed.load()
+        assert loaded is not None and not loaded.errors
+        a = loaded.config.app("a")
+        assert a is not None and second[:12] in a.origin  # the origin still names the commit
+        assert "fleet-config-" not in a.project_rules.origin  # never the scratch path
+        hub._apply_config(loaded.config)
+        assert enqueued == [("b", True)]
