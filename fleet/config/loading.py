@@ -31,8 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fleet import yamlsafe
 from fleet.config import projectdocs, sourcedocs, templates, validation
 from fleet.config.fields import Fields, check_name
 from fleet.config.model import (
@@ -48,8 +47,7 @@ from fleet.errors import ConfigError
 
 __all__ = ["load", "load_documents", "parse_documents", "parse_projects"]
 
-_MAX_CONFIG_BYTES = 4 * 2**20
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: several times faster
+LIMITS = yamlsafe.YamlLimits(max_file_bytes=4 * 2**20)  # per config file
 
 
 PARENT_ANNOTATION = "fleet.dev/applications"  # an Application that is a parent (app of apps)
@@ -230,19 +228,20 @@ def parse_projects(documents: Sequence[Any], *, origin: str) -> tuple[list[Proje
 
 
 def _parse(text: str, origin: str) -> list[Any]:
-    """The YAML documents of `text`, read from `origin`."""
-    if len(text.encode("utf-8", "surrogatepass")) > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{origin}: larger than {_MAX_CONFIG_BYTES} bytes")
+    """The YAML documents of `text`, read from `origin`, within the limits of
+    :mod:`fleet.yamlsafe` (size, and nodes after alias expansion: a YAML bomb is refused)."""
     try:
-        return list(yaml.load_all(text, Loader=_LOADER))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: invalid YAML: {exc}") from exc
+        return yamlsafe.load_yaml(text, source=origin, limits=LIMITS)
+    except yamlsafe.YamlRefused as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _read(path: Path) -> list[Any]:
     try:
-        if path.stat().st_size > _MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: larger than {_MAX_CONFIG_BYTES} bytes")
+        if (size := path.stat().st_size) > LIMITS.max_file_bytes:
+            raise ConfigError(
+                f"{path}: file is {size} bytes, over the limit of {LIMITS.max_file_bytes}"
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc

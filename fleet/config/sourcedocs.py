@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fleet import yamlsafe
 from fleet.config import templates
 from fleet.config.fields import Fields, entries, scalar, template
 from fleet.config.model import (
@@ -33,10 +32,6 @@ from fleet.config.model import (
 from fleet.errors import ConfigError
 
 __all__ = ["source"]
-
-
-def _short(exc: yaml.YAMLError) -> str:
-    return " ".join(str(exc).split())[:300]
 
 
 def _templates_in(values: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -60,9 +55,12 @@ def _helm_values(fields: Fields) -> Mapping[str, Any] | str:
         return {}
     if isinstance(raw, str):
         try:
-            parsed = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{fields.where}.values: invalid YAML: {_short(exc)}") from exc
+            documents = yamlsafe.load_yaml(raw, source=f"{fields.where}.values")
+        except yamlsafe.YamlRefused as exc:
+            raise ConfigError(str(exc)) from None
+        if len(documents) > 1:
+            raise ConfigError(f"{fields.where}.values: expected one YAML document, got several")
+        parsed = documents[0] if documents else None
         if parsed is not None and not isinstance(parsed, Mapping):
             raise ConfigError(
                 f"{fields.where}.values: the YAML text must hold a mapping of values, got "

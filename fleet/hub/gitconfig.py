@@ -132,6 +132,15 @@ async def _escape(checkout: Path) -> str:
     return ""
 
 
+def _read(target: Path) -> tuple[Config, tuple[SinkSpec, ...] | ConfigError]:
+    """The config at `target` and its notification sinks (or why they are refused); blocking."""
+    config = config_loading.load(target)
+    try:
+        return config, configured.notification_sinks(target)
+    except ConfigError as exc:
+        return config, exc
+
+
 def _renamed(config: Config, rename: Any) -> Config:
     """`config` with every origin (apps', projects', each app's project's) passed to `rename`."""
 
@@ -254,7 +263,7 @@ class ConfigFeed:
         if stamp == self._stamp and (stamp is not None or self._base.error):
             return False  # unchanged (a missing file is reported once, not every check)
         self._stamp = stamp
-        self._judge(self.path, rename=lambda text: text)
+        await self._judge(self.path, rename=lambda text: text)
         return True
 
     async def _read_git(self) -> bool:
@@ -313,13 +322,16 @@ class ConfigFeed:
                 def rename(text: str) -> str:
                     return text.replace(scratch_prefix, prefix)
 
-                if self._judge(target, rename=rename):
+                if await self._judge(target, rename=rename):
                     self._base.commit = snapshot.commit
 
-    def _judge(self, target: Path, *, rename: Any) -> bool:
-        """Load `target` as the new base; a bad one keeps the last good. True if it was good."""
+    async def _judge(self, target: Path, *, rename: Any) -> bool:
+        """Load `target` as the new base; a bad one keeps the last good. True if it was good.
+
+        Reading, parsing and validating (a second for a thousand apps) run in a worker thread,
+        so the hub's loop keeps serving while a config loads."""
         try:
-            config = config_loading.load(target)
+            config, sinks = await anyio.to_thread.run_sync(_read, target)
         except ConfigError as exc:
             self._fail(f"{rename(str(exc))} (the last good config stays in use)")
             return False
@@ -327,10 +339,10 @@ class ConfigFeed:
         self._base.config = config
         self._base.parents = appofapps.parents(config)
         self._base.error = ""
-        try:
-            self._base.sinks, self._base.sink_error = configured.notification_sinks(target), ""
-        except ConfigError as exc:  # the sinks of the last good config stay in use
-            self._base.sink_error = rename(str(exc))
+        if isinstance(sinks, ConfigError):  # the sinks of the last good config stay in use
+            self._base.sink_error = rename(str(sinks))
+        else:
+            self._base.sinks, self._base.sink_error = sinks, ""
         log.info("event=config_read apps=%d parents=%d", len(config.apps), len(self._base.parents))
         return True
 

@@ -8,6 +8,7 @@ the commit and the file; a fix recovers; an uncommitted edit in a clone is never
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +17,8 @@ import pytest
 
 from bench.hubproc import HubProcess
 from fleet.cache import CacheSettings, ManifestCache
+from fleet.config import Config
+from fleet.config import loading as config_loading
 from fleet.controlplane import RunningCluster
 from fleet.errors import ConfigError
 from fleet.hub.gitconfig import ConfigFeed, ConfigLocation, parse_location
@@ -465,3 +468,37 @@ async def test_a_config_commit_enqueues_only_the_apps_it_changes(
         assert "fleet-config-" not in a.project_rules.origin  # never the scratch path
         hub._apply_config(loaded.config)
         assert enqueued == [("b", True)]
+
+
+@pytest.mark.anyio
+async def test_an_alias_bomb_in_a_config_commit_is_refused_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "billion laughs" fleet.yaml committed: refused naming the commit and the file, the last
+    good config kept; the loader ran in a worker thread, never on the hub's event loop."""
+    root = tmp_path / "git"
+    ops = Remote(root, "ops")
+    threads: list[str] = []
+    load = config_loading.load
+
+    def recording_load(path: Path) -> Config:
+        threads.append(threading.current_thread().name)
+        return load(path)
+
+    monkeypatch.setattr(config_loading, "load", recording_load)
+    with GitHttpServer(root) as server:
+        url = server.url("ops.git")
+        ops.commit({"fleet.yaml": _fleet_yaml("https://git.example/a.git", ("a", "a"))})
+        feed = _feed(tmp_path, f"{url}#main")
+        assert (await feed.load()) is not None
+        lines = ['l0: &l0 ["lol"]'] + [
+            f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 10)
+        ]
+        bomb = ops.commit({"fleet.yaml": "\n".join(lines) + "\napps: []\n"})
+        feed.repo_moved(feed.location.key if feed.location else "")
+        loaded = await feed.load()
+        assert loaded is not None and [a.name for a in loaded.config.apps] == ["a"]
+        (error,) = loaded.errors
+        assert f"@{bomb[:12]}:fleet.yaml (document 1): expands to over" in error
+        assert "YAML bomb" in error and "the last good config stays in use" in error
+        assert len(threads) == 2 and threading.main_thread().name not in threads
