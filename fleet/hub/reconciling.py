@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleet import apply, plan
+from fleet.cache import SingleFlight
 from fleet.config import App, Config
 from fleet.errors import FleetError, StalledError, TransientError, describe
 from fleet.hub import apps
@@ -76,6 +77,7 @@ class Reconciler:
     config: Config = field(default_factory=Config)
     connections: dict[str, Connection] = field(default_factory=dict)
     commit_times: dict[str, float] = field(default_factory=dict)
+    _commit_flight: SingleFlight[str, float | None] = field(default_factory=SingleFlight)
     force_full: set[Key] = field(default_factory=set)  # next run reads everything (a reconnect)
     cells: Cells | None = None  # the clusters' live caches: reads, drift, the cached resync
     suspended: Callable[[Key], bool] = lambda _key: False  # an operator's suspensions
@@ -288,14 +290,23 @@ class Reconciler:
             self.targets.commit(status, events)
 
     async def _commit_time(self, app: App, commit: str) -> float | None:
+        """When `commit` was made: one ``git show`` per commit, shared by every target that
+        applies it at once (a commit reaching N clusters asks once, not N times)."""
         if commit not in self.commit_times:
-            try:
-                out = await self.desired.sources.mirror(app.source.repo_url).local_git(
-                    "show", "-s", "--format=%ct", commit
-                )
-                self.commit_times[commit] = float(out.decode().strip())
-            except (FleetError, ValueError):
+
+            async def ask() -> float | None:
+                try:
+                    out = await self.desired.sources.mirror(app.source.repo_url).local_git(
+                        "show", "-s", "--format=%ct", commit
+                    )
+                    return float(out.decode().strip())
+                except (FleetError, ValueError):
+                    return None
+
+            when = await self._commit_flight.do(commit, ask)
+            if when is None:
                 return None
+            self.commit_times[commit] = when
         return self.commit_times[commit]
 
 
