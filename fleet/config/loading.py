@@ -57,7 +57,9 @@ IN_CLUSTER_NAME = "in-cluster"
 
 def _sync_policy(fields: Fields, *, argo: bool = False) -> SyncPolicy:
     """fleet.yaml apps are automated unless ``automated: false``; an Argo CD Application only
-    with ``syncPolicy.automated`` (a mapping, maybe empty), as Argo CD means it."""
+    with ``syncPolicy.automated`` (a mapping, maybe empty), as Argo CD means it. ``prune``,
+    ``selfHeal`` and ``allowEmpty`` are read under ``automated`` (Argo CD's place) and beside it
+    (fleet's), merged key by key: one written under ``automated`` wins."""
     raw = fields.data.get("automated") if isinstance(fields.data, Mapping) else None
     if isinstance(raw, bool):
         is_automated = raw
@@ -68,14 +70,17 @@ def _sync_policy(fields: Fields, *, argo: bool = False) -> SyncPolicy:
     else:
         raise ConfigError(f"{fields.where}.automated: expected a mapping or true/false")
     automated = fields.sub("automated") if isinstance(raw, Mapping) else Fields({}, fields.where)
-    source = automated if automated.data else fields
+
+    def flag(key: str) -> bool:  # Argo CD's place (automated.KEY) wins over fleet's (KEY)
+        return (automated if key in automated.data else fields).flag(key, False)
+
     limit = fields.number("pruneLimit", 0.5)
     if not 0 < limit <= 1:
         raise ConfigError(f"{fields.where}.pruneLimit: expected a share in (0, 1], got {limit}")
     return SyncPolicy(
-        prune=source.flag("prune", False),
-        self_heal=source.flag("selfHeal", False),
-        allow_empty=source.flag("allowEmpty", False),
+        prune=flag("prune"),
+        self_heal=flag("selfHeal"),
+        allow_empty=flag("allowEmpty"),
         force_conflicts=fields.flag("forceConflicts", True),
         prune_limit=limit,
         prune_kinds=fields.strings("pruneKinds"),
