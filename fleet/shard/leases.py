@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -257,6 +257,28 @@ class LeaseStore:
         except ApiError as exc:
             if exc.status not in (404, 409):
                 raise
+
+    async def prune(self, keys: Iterable[str], *, resource_version: str) -> bool:
+        """Remove annotations `keys` from the refresh lease if it is still at
+        `resource_version`; False when it changed meanwhile (or is gone): try again later."""
+        body = {
+            "metadata": {
+                "resourceVersion": resource_version,
+                "annotations": dict.fromkeys(keys),
+            }
+        }
+        try:
+            await self.cluster.request(
+                "PATCH",
+                f"{self._base}/{REFRESH_NAME}",
+                body=body,
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
 
     async def bump(self, annotations: Mapping[str, str]) -> None:
         """Merge `annotations` into the refresh lease (created when missing)."""

@@ -19,7 +19,12 @@ replica, in this order:
 Webhooks: :meth:`Shards.announce` bumps an annotation per repository on the ``fleet-refresh``
 lease; every other replica watches that lease (and reads it again in each round's LIST, should
 the watch be down), and calls ``on_refresh`` for a repository whose mark changed: it lists the
-repository and enqueues the keys of the clusters that replica owns.
+repository and enqueues the keys of the clusters that replica owns. The marks are sent in the
+round alongside the cluster renewals, after the membership renewal and the LIST, and their
+failure is logged and counted (``bump_failures``), never the round's: a refresh lease that
+refuses a PATCH cannot stop the renewals. Marks older than a few lease durations are pruned
+(:func:`stale_marks`, a PATCH preconditioned on the lease's resourceVersion, so a fresh mark is
+never pruned by a race), keeping the lease far from the annotation size limit.
 
 A round that fails (the management cluster unreachable) is logged and retried on the next; the
 deadlines keep counting, so a replica cut off from the management cluster stops writing within
@@ -33,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -56,7 +61,7 @@ from fleet.shard.leases import (
 )
 from fleet.shard.settings import ShardSettings
 
-__all__ = ["Shards"]
+__all__ = ["Shards", "stale_marks"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,25 @@ T = TypeVar("T")
 _REFRESH_PREFIX = "fleet.dev/refresh-"
 _AT_ONCE = 16  # lease requests in flight at once
 _SETTLE = 0.2  # seconds a woken round waits for the rest of a burst of cluster entries
+_MARK_KEEP = 4  # lease durations a webhook mark stays on the refresh lease before it is pruned
+
+
+def stale_marks(annotations: Mapping[str, str], *, now: float, keep: float) -> list[str]:
+    """The webhook marks among `annotations` set more than `keep` seconds before `now` (unix
+    time; an unreadable mark is stale too). Every replica reads each mark within a round or two
+    (the watch, else the rounds' LIST), so an old one is no news: pruning keeps the refresh
+    lease far from the 256 KiB annotation limit, one mark per repository pushed lately."""
+    old = []
+    for key, value in annotations.items():
+        if not key.startswith(_REFRESH_PREFIX):
+            continue
+        try:
+            at = int(json.loads(value)["at"]) / 1e9
+        except (ValueError, KeyError, TypeError):
+            at = 0.0
+        if at < now - keep:
+            old.append(key)
+    return sorted(old)
 
 
 class Shards(Generic[T]):
@@ -91,6 +115,7 @@ class Shards(Generic[T]):
         self.owners: dict[str, str] = {}  # the assignment of the last round
         self.holders: dict[str, str] = {}  # each cluster lease's holder in the last LIST
         self.gained = 0
+        self.bump_failures = 0  # webhook marks that could not be sent (retried each round)
         self.lost = 0
         self.rounds = 0
         self.error = ""
@@ -149,6 +174,7 @@ class Shards(Generic[T]):
             "gained": self.gained,
             "lost": self.lost,
             "rounds": self.rounds,
+            "bump_failures": self.bump_failures,
             "error": self.error,
         }
 
@@ -218,7 +244,6 @@ class Shards(Generic[T]):
         store = self._store
         assert store is not None
         await self._renew_member(store)
-        await self._send_bumps(store)
         leases = await store.list()
         seen_at = time.monotonic()
         for lease in leases:
@@ -238,11 +263,13 @@ class Shards(Generic[T]):
             for name in self.entries
             if cluster_lease_name(name) in by_name
         }
-        self._refreshes(by_name.get(REFRESH_NAME))
+        refresh = by_name.get(REFRESH_NAME)
+        self._refreshes(refresh)
         self.rounds += 1
         async with anyio.create_task_group() as group:
             for name in sorted(set(self.entries) | set(self.held)):
                 group.start_soon(self._one, store, name, by_name.get(cluster_lease_name(name)))
+            group.start_soon(self._announce, store, refresh)  # never fails the round
 
     async def _one(self, store: LeaseStore, name: str, lease: Lease | None) -> None:
         wanted = self.owners.get(name) == self.me
@@ -264,6 +291,29 @@ class Shards(Generic[T]):
                     name,
                     describe(exc),
                 )
+
+    async def _announce(self, store: LeaseStore, refresh: Lease | None) -> None:
+        """Prune the stale webhook marks (first: the lease is still at the version the LIST
+        read), then send this replica's; a failure is logged and counted, never the round's
+        (the renewals must go on whatever the refresh lease does)."""
+        try:
+            if refresh is not None:
+                keep = _MARK_KEEP * self.settings.lease_seconds
+                old = stale_marks(refresh.annotations, now=time.time(), keep=keep)
+                old = [k for k in old if k not in self._bumps]
+                if old and await store.prune(old, resource_version=refresh.resource_version):
+                    log.info("event=shard_refresh_pruned replica=%s marks=%d", self.me, len(old))
+        except Exception as exc:
+            log.warning(
+                "event=shard_refresh_prune_failed replica=%s error=%s", self.me, describe(exc)
+            )
+        try:
+            await self._send_bumps(store)
+        except Exception as exc:  # kept, and sent again in the next round
+            self.bump_failures += 1
+            log.warning(
+                "event=shard_refresh_bump_failed replica=%s error=%s", self.me, describe(exc)
+            )
 
     async def _renew_member(self, store: LeaseStore) -> None:
         now = time.time()

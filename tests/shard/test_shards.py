@@ -4,6 +4,7 @@ paused replica finds its fence closed when it wakes and its request is never sen
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -17,7 +18,8 @@ from fleet import apply
 from fleet.controlplane import RunningCluster
 from fleet.shard import NotOwner, Shards, ShardSettings
 from fleet.shard.assigning import assign, moves
-from fleet.shard.leases import LeaseStore, cluster_lease_name
+from fleet.shard.leases import REFRESH_NAME, LeaseStore, cluster_lease_name, safe_name
+from fleet.shard.shards import stale_marks
 from tests.hub.hubkit import until
 
 pytestmark = pytest.mark.anyio
@@ -187,3 +189,75 @@ async def test_a_push_announced_by_one_replica_reaches_the_others_once(
         await until(lambda: len(seen_b.refreshed) == 2, limit=30)
         assert seen_a.refreshed == []  # its own marks are not news to the replica that set them
         group.cancel_scope.cancel()
+
+
+def test_stale_marks_are_the_old_and_the_unreadable_ones() -> None:
+    now = 1_000.0
+    marks = {
+        "fleet.dev/refresh-old": json.dumps({"repo": "a", "by": "r", "at": int(900e9)}),
+        "fleet.dev/refresh-new": json.dumps({"repo": "b", "by": "r", "at": int(990e9)}),
+        "fleet.dev/refresh-bad": "not json",
+        "other.example/keep": "1",  # not a mark: never touched
+    }
+    assert stale_marks(marks, now=now, keep=60) == [
+        "fleet.dev/refresh-bad",
+        "fleet.dev/refresh-old",
+    ]
+    assert stale_marks(marks, now=now, keep=200) == ["fleet.dev/refresh-bad"]
+
+
+async def test_a_refused_announcement_never_stops_the_renewals(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    """A PATCH of the refresh lease that the apiserver refuses (a mark over the 256 KiB
+    annotation limit) is counted and retried; the rounds, the fences and the clusters go on."""
+    mgmt = kit_clusters[0].kubeconfig
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    a, seen = replica(mgmt, namespace, "replica-a")
+    async with anyio.create_task_group() as group:
+        await started(group, a)
+        admit_all(a)
+        await until(lambda: set(a.held) == set(NAMES), limit=60)
+        a.announce(["r" * 300_000])  # refused: annotations at most 256 KiB
+        rounds = a.rounds
+        await anyio.sleep(a.settings.lease_seconds * 3)  # longer than the renew deadline
+        assert a.rounds > rounds + 3 and a.error == ""
+        assert seen.left == []
+        assert set(a.held) == set(NAMES) and all(a.owned(n) for n in NAMES)
+        assert a.bump_failures >= 3  # tried in every round, counted
+        assert set((await holders(mgmt, namespace)).values()) == {"replica-a"}
+        group.cancel_scope.cancel()
+
+
+async def test_old_marks_are_pruned_and_fresh_ones_kept(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    mgmt = kit_clusters[0].kubeconfig
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    a, _ = replica(mgmt, namespace, "replica-a")
+    old = {
+        f"fleet.dev/refresh-repo{i}": json.dumps({"repo": f"repo{i}", "by": "gone", "at": 1})
+        for i in range(50)
+    }
+    async with apply.connect(mgmt) as api:
+        store = LeaseStore(api, namespace=namespace, hub="test")
+        await store.ensure_namespace()
+        await store.bump(old)
+
+        async def marks() -> set[str]:
+            refresh = next(x for x in await store.list() if x.name == REFRESH_NAME)
+            return {k for k in refresh.annotations if k.startswith("fleet.dev/refresh-")}
+
+        assert await marks() == set(old)
+        async with anyio.create_task_group() as group:
+            await started(group, a)
+            a.announce(["https/git.example.com/team/config"])
+            fresh = {
+                "fleet.dev/refresh-" + safe_name("https/git.example.com/team/config", limit=40)
+            }
+            for _ in range(120):
+                if await marks() == fresh:
+                    break
+                await anyio.sleep(0.5)
+            assert await marks() == fresh  # the old ones gone, this replica's new one kept
+            group.cancel_scope.cancel()
