@@ -13,9 +13,10 @@
    refused before any write;
 6. record the inventory grown by any new object *before* creating it, so a crash never leaks one;
 7. run the waves (:mod:`fleet.reconcile.waving`) with the instance's own field manager, each
-   gated on the health of the one before; creations are never forced; unchanged objects are not
-   written at all; hooks run only when the desired commit or set changed since the last sync
-   that completed (a no-op resync runs none);
+   gated on the health of the one before (read through the same reader, by the app's label);
+   creations are never forced; unchanged objects are not written at all; hooks run only when
+   the desired commit or set changed since the last sync that completed (a no-op resync runs
+   none);
 8. once the Sync waves are done: prune, then release, in reverse order; then the PostSync hooks;
    when anything failed, the SyncFail hooks;
 9. record the final inventory (desired + blocked + failed or unreached prunes, with uids and
@@ -90,6 +91,11 @@ class AppSync:
         if not self.namespace:
             return self.name
         return f"{self.name}-{hashlib.sha256(self.namespace.encode()).hexdigest()[:8]}"
+
+    @property
+    def selector(self) -> str:
+        """The label selector of the app's objects (reads list by it)."""
+        return f"{plan.APP_LABEL}={self.name}"
 
     def tracking(self, cluster: str) -> str:
         """The tracking id of this instance on the cluster named `cluster` (unless set)."""
@@ -225,11 +231,19 @@ async def _sync_failed(
     run: waving.Run,
     options: apply.ApplyOptions,
     timing: waving.WaveOptions,
+    reader: Reader,
+    selector: str,
 ) -> None:
     """Run the SyncFail hooks, with a wait of their own (the sync's may be spent)."""
     spare = waving.Run(deadline=time.monotonic() + timing.wave_timeout)
     failing = await waving.run_waves(
-        cluster, waves.failure_waves(hooks), options=options, timing=timing, run=spare
+        cluster,
+        waves.failure_waves(hooks),
+        options=options,
+        timing=timing,
+        run=spare,
+        reader=reader,
+        selector=selector,
     )
     run.hooks += failing.hooks
     run.health.update(failing.health)
@@ -271,7 +285,7 @@ async def sync(
     live = await reader.live(
         cluster,
         {**{k: e.api_version for k, e in before.items()}, **wanted},
-        selector=f"{plan.APP_LABEL}={app.name}",
+        selector=app.selector,
     )
     the_plan = plan.make_plan(
         desired,
@@ -324,13 +338,23 @@ async def sync(
         options=options,
         timing=app.waves,
         gate_last=bool(post),
+        reader=reader,
+        selector=app.selector,
     )
     unreached: set[ObjectKey] = set()
     if run.stopped is None:
         result.changes.extend(
             await _prune(cluster, the_plan, tracking=tracking, manager=options.field_manager)
         )
-        run = await waving.run_waves(cluster, post, options=options, timing=app.waves, run=run)
+        run = await waving.run_waves(
+            cluster,
+            post,
+            options=options,
+            timing=app.waves,
+            run=run,
+            reader=reader,
+            selector=app.selector,
+        )
     else:
         unreached = {s.key for s in (*the_plan.prunes, *the_plan.releases)}
         result.changes += [
@@ -341,7 +365,15 @@ async def sync(
     if run_hooks and (
         run.stopped or any(c.outcome is apply.Outcome.FAILED for c in result.changes)
     ):
-        await _sync_failed(cluster, hooks, run=run, options=options, timing=app.waves)
+        await _sync_failed(
+            cluster,
+            hooks,
+            run=run,
+            options=options,
+            timing=app.waves,
+            reader=reader,
+            selector=app.selector,
+        )
     result.changes += run.hooks
     result.stopped = run.stopped
     result.hook_health = {c.key: run.health[c.key] for c in run.hooks if c.key in run.health}

@@ -9,6 +9,10 @@ A wave with a failed write or a failed hook stops the run; a wave not Healthy wi
 ``wave_timeout`` stops it too, its unhealthy objects marked ``failed`` with their health and the
 wave named; the objects of the waves not reached are ``skipped``.
 
+The gate reads health through the sync's reader (the cluster's shared watches when the hub has
+them warm) after one fresh read of the API with the app's label selector, so a poll costs no
+request, or one LIST per kind, never one GET per object (:class:`_HealthReads`).
+
 Every wait is bounded twice: by ``wave_timeout`` per wave and by ``sync_timeout`` for all the
 waits of one sync together, so one sync holds a worker for at most ``sync_timeout`` seconds of
 waiting (default 600 s) plus its writes.
@@ -29,7 +33,8 @@ from fleet.health import Health, Status, assess
 from fleet.plan import options as object_options
 from fleet.plan.waves import Wave, batches
 from fleet.reconcile import hooking
-from fleet.types import ObjectKey
+from fleet.reconcile.reading import Reader
+from fleet.types import Manifest, ObjectKey
 
 __all__ = ["Run", "WaveOptions", "run_waves"]
 
@@ -66,8 +71,12 @@ async def run_waves(
     timing: WaveOptions,
     run: Run | None = None,
     gate_last: bool = False,
+    reader: Reader | None = None,
+    selector: str = "",
 ) -> Run:
-    """Run `waves` in order (see the module); `run` carries on a run begun earlier."""
+    """Run `waves` in order (see the module); `run` carries on a run begun earlier. The health
+    gate reads with `reader` (the sync's) and the app's label `selector` (:class:`_HealthReads`).
+    """
     if run is None:
         run = Run(deadline=time.monotonic() + timing.sync_timeout)
     for index, wave in enumerate(waves):
@@ -100,7 +109,15 @@ async def run_waves(
         last = index == len(waves) - 1
         gate = {s.key: s.api_version for s in wave.steps} if (not last or gate_last) else {}
         if run.stopped is None and (gate or hooks):
-            await _gate(cluster, wave, gate=gate, hooks=hooks, run=run, timing=timing)
+            await _gate(
+                cluster,
+                wave,
+                gate=gate,
+                hooks=hooks,
+                run=run,
+                timing=timing,
+                reads=(reader, selector),
+            )
         elif hooks:
             run.hooks += await hooking.finish(
                 cluster, list(hooks.values()), health={}, within=run.remaining(timing)
@@ -116,12 +133,19 @@ async def _gate(
     hooks: Mapping[ObjectKey, hooking.Started],
     run: Run,
     timing: WaveOptions,
+    reads: tuple[Reader | None, str],
 ) -> None:
     """Wait for the wave's objects to be Healthy and its hooks to end; record the outcome."""
     entries = {**gate, **{k: s.hook.api_version for k, s in hooks.items()}}
     limit = run.remaining(timing)
     health = await wait_healthy(
-        cluster, entries, hooks=set(hooks), within=limit, poll=timing.poll_interval
+        cluster,
+        entries,
+        hooks=set(hooks),
+        within=limit,
+        poll=timing.poll_interval,
+        reader=reads[0],
+        selector=reads[1],
     )
     run.health.update(health)
     ended = await hooking.finish(
@@ -157,13 +181,16 @@ async def wait_healthy(
     hooks: set[ObjectKey],
     within: float,
     poll: float,
+    reader: Reader | None = None,
+    selector: str = "",
 ) -> dict[ObjectKey, Health]:
     """The health of `entries` once all are Healthy (a hook also ends Degraded), or when
-    `within` ran out: the health last seen."""
+    `within` ran out: the health last seen. Read as :class:`_HealthReads` says."""
+    reads = _HealthReads(cluster, reader=reader, selector=selector)
     health: dict[ObjectKey, Health] = {}
     with anyio.move_on_after(within):
         while True:
-            live = await apply.read_live(cluster, entries)
+            live = await reads.read(entries)
             health = {
                 k: hooking.outcome(k, live.get(k))
                 if k in hooks
@@ -177,6 +204,57 @@ async def wait_healthy(
         missing = Health(Status.UNKNOWN, "not read before the wait ended")
         health = {k: missing for k in entries}
     return health
+
+
+class _HealthReads:
+    """How the health gate reads: never one GET per object per poll.
+
+    The first poll reads the API with the app's label selector (one LIST per kind and
+    namespace; a GET only for what the LIST did not return): a fresh read, after the wave's
+    writes. Later polls read the sync's `reader`, the cluster's shared watches when the hub has
+    them warm (no request at all), and a cached copy older than the version already seen (a watch
+    lagging behind the writes) is read from the API again, so a gate never passes on the state an
+    object had before the wave wrote it. Versions compare as the integers etcd gives; one that is
+    not an integer and differs is read from the API too.
+    """
+
+    def __init__(self, cluster: apply.Cluster, *, reader: Reader | None, selector: str) -> None:
+        self.cluster = cluster
+        self.reader = reader
+        self.selector = selector
+        self.seen: dict[ObjectKey, str] = {}
+        self.fresh = False
+
+    async def read(self, entries: Mapping[ObjectKey, str]) -> dict[ObjectKey, Manifest]:
+        if self.reader is None or not self.fresh:
+            live = await apply.read_live(self.cluster, entries, selector=self.selector)
+            self.fresh = True
+        else:
+            live = await self.reader.live(self.cluster, entries, selector=self.selector)
+            behind = {k: v for k, v in entries.items() if self._behind(k, live.get(k))}
+            if behind:
+                for key in behind:
+                    live.pop(key, None)
+                live.update(await apply.read_live(self.cluster, behind, selector=self.selector))
+        self.seen.update({k: _version(obj) for k, obj in live.items()})
+        return live
+
+    def _behind(self, key: ObjectKey, cached: Manifest | None) -> bool:
+        seen = self.seen.get(key)
+        if seen is None:
+            return False
+        if cached is None:
+            return True  # seen, now absent: ask the API whether it is really gone
+        now = _version(cached)
+        if now == seen:
+            return False
+        if now.isdigit() and seen.isdigit():
+            return int(now) < int(seen)
+        return True
+
+
+def _version(obj: Manifest) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _done(health: Health, *, hook: bool) -> bool:

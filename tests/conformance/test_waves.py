@@ -10,13 +10,19 @@ Job controller runs it, kwok (the fake node's kubelet) completes its Pod, the Jo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import anyio
 import pytest
 
 from fleet import apply
+from fleet.apply.informer import LiveCache
+from fleet.controlplane import RunningCluster
+from fleet.plan import APP_LABEL
+from fleet.reconcile.reading import CachedReader
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
-from fleet.reconcile.waving import WaveOptions
-from fleet.types import SHARED_MARK_ANNOTATION, RenderedSet
+from fleet.reconcile.waving import WaveOptions, wait_healthy
+from fleet.types import SHARED_MARK_ANNOTATION, Manifest, ObjectKey, RenderedSet
 from tests.conformance.kit import QUICK, WAVE, cm_path, configmap, get, job, resume, unique, until
 
 pytestmark = pytest.mark.anyio
@@ -127,3 +133,109 @@ async def test_create_namespace_with_a_negative_wave_converges_on_a_fresh_cluste
         }
     finally:
         await cluster.request("DELETE", f"/api/v1/namespaces/{fresh}")
+
+
+def gets(cluster: apply.Cluster) -> int:
+    return cluster.calls["GET"]
+
+
+async def test_the_health_gate_lists_by_label_not_one_get_per_object(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    """A sync of 10 ConfigMaps in two waves costs one request more than the same 10 in one
+    wave: the gate after wave 0 reads its 5 objects with one LIST by the app's label (before the
+    fix: one GET per object, 5, and 5 more per second of waiting)."""
+
+    async def cost(app: str, *, waved: bool) -> int:
+        objects = [
+            configmap(f"{app}-{i}", notes={WAVE: str(i % 2)} if waved else None) for i in range(10)
+        ]
+        before = gets(cluster)
+        result = await sync(
+            cluster, AppSync(name=app, namespace=namespace, waves=QUICK), RenderedSet.of(objects)
+        )
+        assert result.in_sync, result.problems()
+        return gets(cluster) - before
+
+    await cost(unique("warmup"), waved=False)  # discovery cached, as for the two measured
+    flat = await cost(unique("flat"), waved=False)
+    waved = await cost(unique("waved"), waved=True)
+    assert waved - flat <= 1, (flat, waved)
+
+
+async def test_the_health_gate_polls_the_warm_watch_cache(
+    cluster: apply.Cluster, namespace: str, kit_clusters: list[RunningCluster]
+) -> None:
+    """With the cluster's shared watches warm, the gate reads the API once (a LIST of the
+    ConfigMaps, a GET of the lone Job) and then polls the cache: a gate held for seconds
+    costs no further request."""
+    app = unique("cached")
+    labels = {APP_LABEL: app}
+    entries: dict[ObjectKey, str] = {}
+    for i in range(10):
+        body = configmap(f"c{i}")
+        body["metadata"]["labels"] = labels
+        await cluster.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=body)
+        entries[ObjectKey("", "ConfigMap", namespace, f"c{i}")] = "v1"
+    held = job("held", suspend=True)
+    held["metadata"]["labels"] = labels
+    await cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=held)
+    entries[ObjectKey("batch", "Job", namespace, "held")] = "batch/v1"
+    async with (
+        apply.connect(kit_clusters[0].kubeconfig) as watching,
+        LiveCache(watching, label_selector=f"{APP_LABEL}={app}") as objects,
+        LiveCache(watching, label_selector="fleet.dev/inventory") as inventories,
+    ):
+        for kind in (objects.ensure("v1", "ConfigMap"), objects.ensure("batch/v1", "Job")):
+            assert await objects.wait_warm(kind)
+        reader = CachedReader(objects=objects, inventories=inventories)
+        await apply.read_live(cluster, entries)  # discovery cached: only reads are counted
+        before = gets(cluster)
+        health = await wait_healthy(
+            cluster,
+            entries,
+            hooks=set(),
+            within=3.0,
+            poll=0.2,
+            reader=reader,
+            selector=f"{APP_LABEL}={app}",
+        )
+        spent = gets(cluster) - before
+    assert health[ObjectKey("batch", "Job", namespace, "held")].status.value == "Suspended"
+    assert all(h.status.value == "Healthy" for k, h in health.items() if k.kind == "ConfigMap")
+    assert spent == 2, spent
+    assert reader.cached >= 11  # at least one poll answered whole from the cache
+
+
+class StaleReader:
+    """A watch cache lagging behind: it answers the Job as it was at resourceVersion 1,
+    Complete (the state before the wave wrote it)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def inventory(self, cluster: apply.Cluster, app: str) -> apply.Inventory | None:
+        return None
+
+    async def live(
+        self, cluster: apply.Cluster, wanted: Mapping[ObjectKey, str], *, selector: str
+    ) -> dict[ObjectKey, Manifest]:
+        self.asked += 1
+        old = job("held")
+        old["metadata"].update(namespace=next(iter(wanted)).namespace, resourceVersion="1")
+        old["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+        return {key: old for key in wanted}
+
+
+async def test_the_health_gate_never_passes_on_a_stale_cached_copy(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    held = job("held", suspend=True)
+    await cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=held)
+    key = ObjectKey("batch", "Job", namespace, "held")
+    stale = StaleReader()
+    health = await wait_healthy(
+        cluster, {key: "batch/v1"}, hooks=set(), within=2.0, poll=0.2, reader=stale
+    )
+    assert stale.asked > 0  # the cache was asked, and its old copy set aside
+    assert health[key].status.value == "Suspended", health[key]
