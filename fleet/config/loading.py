@@ -27,12 +27,13 @@ Validation is complete before anything is returned: one bad field rejects the wh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fleet import yamlsafe
-from fleet.config import projectdocs, sourcedocs, templates, validation
+from fleet.config import projectdocs, sourcedocs, syncoptions, templates, validation
 from fleet.config.fields import Fields, check_name
 from fleet.config.model import (
     App,
@@ -46,6 +47,8 @@ from fleet.config.projects import Project
 from fleet.errors import ConfigError
 
 __all__ = ["load", "load_documents", "parse_documents", "parse_projects"]
+
+log = logging.getLogger(__name__)
 
 LIMITS = yamlsafe.YamlLimits(max_file_bytes=4 * 2**20)  # per config file
 
@@ -74,18 +77,20 @@ def _sync_policy(fields: Fields, *, argo: bool = False) -> SyncPolicy:
     def flag(key: str) -> bool:  # Argo CD's place (automated.KEY) wins over fleet's (KEY)
         return (automated if key in automated.data else fields).flag(key, False)
 
+    options = syncoptions.parse(fields.strings("syncOptions"), where=fields.where)
+    for warning in options.warnings:
+        log.warning("event=config_sync_option_differs warning=%s", warning)
     limit = fields.number("pruneLimit", 0.5)
     if not 0 < limit <= 1:
         raise ConfigError(f"{fields.where}.pruneLimit: expected a share in (0, 1], got {limit}")
     return SyncPolicy(
-        prune=flag("prune"),
+        prune=flag("prune") and options.prune is not False,
         self_heal=flag("selfHeal"),
         allow_empty=flag("allowEmpty"),
         force_conflicts=fields.flag("forceConflicts", True),
         prune_limit=limit,
         prune_kinds=fields.strings("pruneKinds"),
-        create_namespace=fields.flag("createNamespace", False)
-        or "CreateNamespace=true" in fields.strings("syncOptions"),
+        create_namespace=fields.flag("createNamespace", False) or bool(options.create_namespace),
         adopt=fields.flag("adopt", False),
         delete_adopted=fields.flag("deleteAdopted", False),
         automated=is_automated,
