@@ -1,5 +1,8 @@
 """The Helm chart of deploy/helm/fleet: rendered by ``helm template``, applied to a kit cluster, its
-ServiceAccount's RBAC shown to be enough and least with a token from the TokenRequest API.
+ServiceAccount's RBAC shown to be enough and least with a token from the TokenRequest API:
+sharded, the token reads and writes its Leases and nothing else (not even the release's own
+ConfigMaps and Secrets, which the hub reads from mounted volumes); one replica alone gets no Role
+and no token at all.
 
 A kit cluster runs no kubelet, so the chart's Pods are never started: the Deployment, Service,
 ServiceAccount, Role and ConfigMaps are created for real (server-side apply, read back), and the
@@ -76,12 +79,25 @@ async def test_chart_renders_least_privilege_non_root_hub() -> None:
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds  # nothing cluster-wide
     (role,) = kinds["Role"]
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r for r in role["rules"]}
-    assert "create" in rules[(("coordination.k8s.io",), ("leases",))]["verbs"]
-    assert rules[(("",), ("configmaps", "secrets"))]["verbs"] == ["get", "list", "watch"]
+    # what the replicas need: their leases, and a look at their namespace
+    assert {"get", "list", "watch", "create", "update", "patch", "delete"} <= set(
+        rules[(("coordination.k8s.io",), ("leases",))]["verbs"]
+    )
+    assert rules[(("",), ("namespaces",))] == {
+        "apiGroups": [""], "resources": ["namespaces"], "resourceNames": [NAMESPACE],
+        "verbs": ["get"],
+    }  # fmt: skip
+    # what they must not: the config, clusters and tokens come from mounted volumes, never the API
+    assert set(rules) == {(("coordination.k8s.io",), ("leases",)), (("",), ("namespaces",))}
+    granted = {res for rule in role["rules"] for res in rule["resources"]}
+    assert not granted & {"secrets", "configmaps", "*"}
+    (account,) = kinds["ServiceAccount"]
+    assert account["automountServiceAccountToken"] is True  # sharded: the Leases need the token
     (deployment,) = kinds["Deployment"]
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == FULLNAME
+    assert pod["automountServiceAccountToken"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     (hub,) = pod["containers"]
     assert hub["securityContext"]["readOnlyRootFilesystem"] is True
@@ -110,6 +126,20 @@ async def test_chart_renders_least_privilege_non_root_hub() -> None:
     # the in-cluster destination is the one thing that grants cluster-wide rights, when asked
     _, docs, _ = await _template(*VALUES, "inCluster.enabled=true")
     assert {"ClusterRole", "ClusterRoleBinding"} <= set(_by_kind(docs))
+    # one replica alone makes no call to this cluster's API: no Role, no token in the Pod
+    alone = _by_kind((await _template(*VALUES, "replicaCount=1"))[1])
+    assert not {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & set(alone)
+    assert alone["ServiceAccount"][0]["automountServiceAccountToken"] is False
+    (deployment,) = alone["Deployment"]
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert not any(a.startswith("--shard-") for a in deployment["spec"]["template"]["spec"]
+                   ["containers"][0]["args"])  # fmt: skip
+    # one replica forced sharded: the Role again; one replica in-cluster: the token, no Role
+    forced = _by_kind((await _template(*VALUES, "replicaCount=1", "sharding.enabled=true"))[1])
+    assert "Role" in forced and forced["ServiceAccount"][0]["automountServiceAccountToken"]
+    inside = _by_kind((await _template(*VALUES, "replicaCount=1", "inCluster.enabled=true"))[1])
+    assert "Role" not in inside and "ClusterRole" in inside
+    assert inside["Deployment"][0]["spec"]["template"]["spec"]["automountServiceAccountToken"]
     # without API tokens the chart refuses, saying what to give
     code, _, err = await _template("replicaCount=1", check=False)
     assert code != 0 and "apiTokens.existingSecret" in err
@@ -222,20 +252,24 @@ async def test_chart_applies_and_its_service_account_is_enough_and_least(
     assert found is not None and found.namespace == NAMESPACE
     async with incluster.api_client(found) as client:
         api = kube.Cluster(name=incluster.NAME, api=client)
-        # enough: its own config and secrets, its leases
-        config_path = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{FULLNAME}-config"
-        assert await _status(api, "GET", config_path) == 200
-        assert (
-            await _status(api, "GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/hub-tokens") == 200
-        )
+        # enough: its leases and its namespace object
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
+        assert await _status(api, "GET", leases) == 200
+        assert await _status(api, "GET", f"/api/v1/namespaces/{NAMESPACE}") == 200
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                  "metadata": {"name": "probe", "namespace": NAMESPACE},
                  "spec": {"holderIdentity": "test"}}  # fmt: skip
-        leases = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
         assert await _status(api, "POST", leases, lease) == 201
         assert await _status(api, "DELETE", f"{leases}/probe") == 200
         assert await _can_i(api, "update", "leases.coordination.k8s.io", NAMESPACE)
-        # least: nothing cluster-wide, nothing written beyond leases, nothing elsewhere
+        # least: not even its own config and secrets (mounted volumes, not the API), nothing
+        # cluster-wide, nothing written beyond leases, nothing elsewhere
+        config_path = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{FULLNAME}-config"
+        assert await _status(api, "GET", config_path) == 403
+        secret_path = f"/api/v1/namespaces/{NAMESPACE}/secrets/hub-tokens"
+        assert await _status(api, "GET", secret_path) == 403
+        assert not await _can_i(api, "list", "secrets", NAMESPACE)
+        assert not await _can_i(api, "watch", "configmaps", NAMESPACE)
         assert await _status(api, "GET", "/api/v1/secrets") == 403
         assert await _status(api, "GET", "/api/v1/namespaces/default/secrets") == 403
         assert (
@@ -251,21 +285,21 @@ async def test_chart_applies_and_its_service_account_is_enough_and_least(
         # the token file is read again when it changes: a bad token is refused, a good one works
         (sa_dir / "token").write_text("not-a-valid-token")
         await anyio.sleep(1.1)  # the file is looked at at most once a second
-        assert await _status(api, "GET", config_path) == 401
+        assert await _status(api, "GET", leases) == 401
         (sa_dir / "token").write_text(token)
         await anyio.sleep(1.1)
-        assert await _status(api, "GET", config_path) == 200
+        assert await _status(api, "GET", leases) == 200
 
     # the destination `in-cluster`: its kubeconfig document connects as it is (the hub's
     # connector today), and its rotating configuration does too
     file = incluster.cluster_file(found, labels={"env": "mgmt"})
     assert file.ref.name == incluster.NAME and file.ref.labels == {"env": "mgmt"}
     async with kube.connect(file.document, name=file.ref.name, base_dir=sa_dir) as plain:
-        assert await _status(plain, "GET", config_path) == 200
+        assert await _status(plain, "GET", leases) == 200
     rotating = incluster.configuration_for(file)
     assert rotating is not None
     async with ApiClient(configuration=rotating) as client:
-        assert await _status(kube.Cluster(name="x", api=client), "GET", config_path) == 200
+        assert await _status(kube.Cluster(name="x", api=client), "GET", leases) == 200
 
     # the hub itself, in the Pod's shoes: the chart's management kubeconfig, the SA token
     (management,) = [d for d in docs if d["metadata"]["name"] == f"{FULLNAME}-management"]

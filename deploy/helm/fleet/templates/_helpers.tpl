@@ -29,6 +29,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.sharding.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
 
+{{/* The Pod needs its ServiceAccount token only to reach this cluster's API: for the shard's
+Leases, or as the destination in-cluster. */}}
+{{- define "fleet.needsToken" -}}
+{{- if or (include "fleet.sharded" .) .Values.inCluster.enabled -}}true{{- end -}}
+{{- end -}}
+
 {{- define "fleet.configMap" -}}
 {{- default (printf "%s-config" (include "fleet.fullname" .)) .Values.config.existingConfigMap -}}
 {{- end -}}
