@@ -103,7 +103,7 @@ async def _previous_runs(
         found = plan.tracking_of(live)
         if tracking is None or found != tracking:
             raise _NotOurs(
-                f"{apply.object_name(hook.key)} exists and is not this app's (owner: "
+                f"an object of its name exists and is not this app's (owner: "
                 f"{plan.describe_owner(found)}); it is kept: give the hook another name or a "
                 "generateName, or delete that object if it is no longer wanted"
             )

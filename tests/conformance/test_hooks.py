@@ -382,8 +382,10 @@ async def test_before_hook_creation_never_deletes_a_strangers_object(
     result = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
     assert not result.in_sync
     assert result.stopped is not None
-    assert f"batch/Job {namespace}/migrate exists and is not this app's" in result.stopped
-    assert "(owner: not managed by fleet)" in result.stopped
+    assert (
+        f"PreSync wave 0: PreSync hook batch/Job {namespace}/migrate: an object of its name "
+        "exists and is not this app's (owner: not managed by fleet); it is kept"
+    ) in result.stopped
     [failed] = [c for c in result.changes.changes if c.key.name == "migrate"]
     assert failed.outcome is apply.Outcome.FAILED
     assert failed.reason.startswith("PreSync hook batch/Job")
@@ -393,3 +395,20 @@ async def test_before_hook_creation_never_deletes_a_strangers_object(
     assert kept["metadata"]["uid"] == made["metadata"]["uid"]
     assert not kept["metadata"].get("deletionTimestamp")
     assert await get(cluster, cm_path(namespace, "app")) is None
+
+    # the user deletes their Job: the hook runs; on the next commit its own run is replaced
+    await cluster.request("DELETE", job_path(namespace, "migrate"))
+
+    async def stranger_gone() -> bool:
+        return await get(cluster, job_path(namespace, "migrate")) is None
+
+    await until(stranger_gone)
+    second = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
+    assert second.in_sync, second.problems()
+    first_run = await get(cluster, job_path(namespace, "migrate"))
+    assert first_run is not None
+    third = await sync(cluster, app, RenderedSet.of(objects), revision="r2")
+    assert third.in_sync, third.problems()
+    second_run = await get(cluster, job_path(namespace, "migrate"))
+    assert second_run is not None
+    assert second_run["metadata"]["uid"] != first_run["metadata"]["uid"]
