@@ -81,7 +81,7 @@ from fleet.runtime import (
     registry,
     supervised,
 )
-from fleet.shard import Shards
+from fleet.shard import Shards, handover
 from fleet.shard import api as shard_api
 from fleet.sources import Sources, SourceSettings, repo_id
 from fleet.transport import Tunnels, TunnelSettings, incluster
@@ -385,17 +385,23 @@ class Hub:
         self._group.start_soon(self._join, entry.cluster, self._generation(name))
 
     def _owned(self, cluster: ClusterFile) -> None:
-        """This replica acquired the lease of `cluster`: list the repositories first (the last
-        owner may have applied a commit this replica has not seen yet), then join it."""
+        """This replica acquired the lease of `cluster`: join it only once every repository is
+        listed (the last owner may have applied a commit this replica has not seen yet)."""
         assert self._group is not None
-        generation = self._generation(cluster.ref.name)
+        name, generation = cluster.ref.name, self._generation(cluster.ref.name)
+
+        def waiting(why: str) -> None:
+            self.board.clusters[name] = ClusterState(name, state="connecting", error=why)
 
         async def take() -> None:
-            with anyio.move_on_after(_PUSH_WAIT):
-                async with anyio.create_task_group() as group:
-                    for url in self._repos().values():
-                        group.start_soon(self._refresh, url)
-            await self._join(cluster, generation)
+            if await handover.listed_first(
+                self._repos,
+                self._refresh,
+                clock=self.clock,
+                wanted=lambda: self._cluster_generation.get(name) == generation,
+                waiting=waiting,
+            ):
+                await self._join(cluster, generation)
 
         self._group.start_soon(take)
 
