@@ -270,7 +270,8 @@ class Hub:
 
     def _problems(self) -> list[str]:
         """The hub's own problems, for the board (``/api/status`` ``problems``)."""
-        return [p for p in (self.history.problem, self._in_cluster_clash) if p]
+        shards = self.shards.problems() if self.shards is not None else []  # unheld clusters
+        return [p for p in (self.history.problem, self._in_cluster_clash, *shards) if p]
 
     def readiness(self) -> tuple[bool, str]:
         if not self._ready:

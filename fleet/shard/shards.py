@@ -16,6 +16,11 @@ replica, in this order:
 5. drops every cluster whose fence deadline has passed (renewals failed for two thirds of a
    lease): writes there had already stopped at the deadline (:mod:`fleet.shard.fencing`).
 
+Every round also notes the clusters that no live replica holds (:mod:`fleet.shard.coverage`);
+one unheld for longer than a lease duration plus a round is one of :meth:`Shards.problems`, which
+the hub shows on its board (not green) and ``/api/shards`` lists, on every replica, so a cluster
+nobody reconciles is never invisible.
+
 Webhooks: :meth:`Shards.announce` bumps an annotation per repository on the ``fleet-refresh``
 lease; every other replica watches that lease (and reads it again in each round's LIST, should
 the watch be down), and calls ``on_refresh`` for a repository whose mark changed: it lists the
@@ -47,6 +52,7 @@ import anyio.abc
 from fleet.apply.kube import Cluster, Timeouts, connect
 from fleet.errors import describe
 from fleet.shard import assigning
+from fleet.shard.coverage import Coverage, unheld
 from fleet.shard.fencing import Fence, FencedGate
 from fleet.shard.leases import (
     MEMBER_PREFIX,
@@ -119,6 +125,8 @@ class Shards(Generic[T]):
         self.lost = 0
         self.rounds = 0
         self.error = ""
+        self.coverage = Coverage()  # the clusters no live replica holds, since when
+        self.lease_errors: dict[str, str] = {}  # the last failed lease request, per cluster
         self._observed = Observed()
         self._member: Lease | None = None
         self._store: LeaseStore | None = None
@@ -161,6 +169,7 @@ class Shards(Generic[T]):
 
     def snapshot(self) -> dict[str, Any]:
         """What ``/api/shards`` shows."""
+        now = time.monotonic()
         return {
             "replica": self.me,
             "namespace": self.settings.namespace,
@@ -176,7 +185,35 @@ class Shards(Generic[T]):
             "rounds": self.rounds,
             "bump_failures": self.bump_failures,
             "error": self.error,
+            "unheld": {
+                name: {
+                    "for_seconds": round(now - since, 1),
+                    "why": self.coverage.why.get(name, ""),
+                    "owner": self.owners.get(name, ""),
+                }
+                for name, since in sorted(self.coverage.since.items())
+            },
+            "lease_errors": dict(sorted(self.lease_errors.items())),
+            "problems": self.problems(),
         }
+
+    def problems(self) -> list[str]:
+        """What the board shows as this replica's shard problems: its failing rounds, and every
+        cluster no live replica has held for longer than a lease duration plus a round."""
+        settings = self.settings
+        found = self.coverage.problems(
+            at=time.monotonic(),
+            limit=settings.lease_seconds + settings.renew_interval,
+            owners=self.owners,
+            errors=self.lease_errors,
+        )
+        if self.error:
+            found.insert(
+                0,
+                f"replica {self.me}: {self.error} (retried every {settings.renew_interval:g}s; "
+                "its clusters are not written once their fences expire)",
+            )
+        return found
 
     # -- the service ------------------------------------------------------------------------------
 
@@ -265,6 +302,7 @@ class Shards(Generic[T]):
         }
         refresh = by_name.get(REFRESH_NAME)
         self._refreshes(refresh)
+        self.coverage.update(unheld(self.entries, by_name, self.members, now=now), at=seen_at)
         self.rounds += 1
         async with anyio.create_task_group() as group:
             for name in sorted(set(self.entries) | set(self.held)):
@@ -282,9 +320,11 @@ class Shards(Generic[T]):
                         await self._hand_over(store, name)
                 elif wanted:
                     await self._acquire(store, name, lease)
+                self.lease_errors.pop(name, None)
             except Lost as exc:
                 self._lose(name, str(exc))
             except Exception as exc:  # the deadline decides; the next round tries again
+                self.lease_errors[name] = describe(exc)
                 log.warning(
                     "event=shard_lease_failed replica=%s cluster=%s error=%s",
                     self.me,

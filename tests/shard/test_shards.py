@@ -18,7 +18,7 @@ from fleet import apply
 from fleet.controlplane import RunningCluster
 from fleet.shard import NotOwner, Shards, ShardSettings
 from fleet.shard.assigning import assign, moves
-from fleet.shard.leases import REFRESH_NAME, LeaseStore, cluster_lease_name, safe_name
+from fleet.shard.leases import REFRESH_NAME, Lease, LeaseStore, cluster_lease_name, safe_name
 from fleet.shard.shards import stale_marks
 from tests.hub.hubkit import until
 
@@ -260,4 +260,47 @@ async def test_old_marks_are_pruned_and_fresh_ones_kept(
                     break
                 await anyio.sleep(0.5)
             assert await marks() == fresh  # the old ones gone, this replica's new one kept
+            group.cancel_scope.cancel()
+
+
+async def test_a_cluster_nobody_live_holds_is_every_replicas_problem(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    """c0's lease is kept renewed by `ghost`, which is no member (a zombie, or a replica that
+    disagrees): `a` cannot take it, and after a lease duration plus a round says so, in its
+    problems and in ``/api/shards``; once the ghost stops, `a` takes c0 and the problem ends."""
+    mgmt = kit_clusters[0].kubeconfig
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    a, _ = replica(mgmt, namespace, "replica-a")
+    stop = anyio.Event()
+    async with apply.connect(mgmt) as api:
+        store = LeaseStore(api, namespace=namespace, hub="test")
+        await store.ensure_namespace()
+        ghost = await store.create(
+            Lease(name=cluster_lease_name("c0")).held_by("ghost", now=time.time(), duration=3)
+        )
+
+        async def haunt() -> None:
+            lease = ghost
+            while not stop.is_set():
+                await anyio.sleep(0.5)
+                lease = await store.replace(lease.held_by("ghost", now=time.time(), duration=3))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(haunt)
+            await started(group, a)
+            admit_all(a)
+            await until(lambda: set(a.held) == set(NAMES) - {"c0"}, limit=60)
+            assert a.problems() == []  # not yet: a take-over takes that long
+            await until(lambda: bool(a.problems()), limit=30)
+            (line,) = a.problems()
+            assert line.startswith("cluster c0: held by no live replica for ")
+            assert "held by ghost, which is not a live member" in line
+            assert "assigned to replica-a" in line
+            shown = a.snapshot()
+            assert shown["unheld"]["c0"]["owner"] == "replica-a"
+            assert shown["problems"] == [line]
+            stop.set()  # the ghost goes: its lease expires and `a` takes c0
+            await until(lambda: "c0" in a.held and a.problems() == [], limit=60)
+            assert a.snapshot()["unheld"] == {}
             group.cancel_scope.cancel()
