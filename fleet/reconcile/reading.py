@@ -23,7 +23,7 @@ from typing import Protocol
 
 from fleet import apply
 from fleet.apply import inventory as inventories
-from fleet.apply.informer import LiveCache
+from fleet.apply.informer import Kind, LiveCache
 from fleet.types import Manifest, ObjectKey
 
 __all__ = ["ApiReader", "CachedReader", "Reader"]
@@ -60,9 +60,19 @@ class CachedReader:
         self.objects = objects
         self.inventories = inventories
         self.cached = 0  # reads answered by a cache (tests, the bench)
+        self._users: set[tuple[int, Kind]] = set()
+
+    def _ensure(self, cache: LiveCache, api_version: str, kind: str) -> Kind:
+        """The cache key of `kind`, its stream started: this reader counts as one user of it,
+        however often it reads (a health gate reads every second)."""
+        key = Kind.of(api_version, kind)
+        if (id(cache), key) not in self._users or cache.state(key) is None:
+            cache.ensure(api_version, kind)
+            self._users.add((id(cache), key))
+        return key
 
     async def inventory(self, cluster: apply.Cluster, app: str) -> apply.Inventory | None:
-        kind = self.inventories.ensure(*_INVENTORY_KIND)
+        kind = self._ensure(self.inventories, *_INVENTORY_KIND)
         if not self.inventories.is_warm(kind):
             return await apply.read_inventory(cluster, app)
         key = ObjectKey("", "ConfigMap", inventories.NAMESPACE, inventories.configmap_name(app))
@@ -78,7 +88,7 @@ class CachedReader:
     ) -> dict[ObjectKey, Manifest]:
         kinds = {}
         for key, api_version in wanted.items():
-            kinds[(key.group, key.kind)] = self.objects.ensure(api_version, key.kind)
+            kinds[(key.group, key.kind)] = self._ensure(self.objects, api_version, key.kind)
         warm = {k for k, kind in kinds.items() if self.objects.is_warm(kind)}
         cold = {k: v for k, v in wanted.items() if (k.group, k.kind) not in warm}
         lookup = self.objects.lookup(k for k in wanted if (k.group, k.kind) in warm)
