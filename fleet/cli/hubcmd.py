@@ -400,6 +400,7 @@ def not_green(data: dict[str, Any]) -> list[str]:
     down = [str(c.get("name")) for c in clusters if c.get("state") != "ready"]
     if down:
         found.append(f"clusters not ready: {', '.join(down)}")
+    found += [str(p) for p in data.get("problems") or []]  # the hub's own (a history outage)
     return found
 
 
@@ -450,6 +451,8 @@ def _print_matrix(data: dict[str, Any]) -> None:
             print(f"parent {name}: {count} {noun} ({refused} refused)")
     if data.get("config_error"):
         print(f"! config: {data['config_error']}")
+    for problem in data.get("problems") or []:
+        print(f"! {problem}")
     print(matrix(cells, clusters) if cells or clusters else "no apps or clusters yet")
 
 

@@ -86,6 +86,10 @@ def _config_error(doc: dict[str, Any]) -> None:
     doc["config_error"] = "fleet.yaml: apps[0]: unknown field 'cluster'"
 
 
+def _a_problem(document: dict[str, Any]) -> None:
+    document["problems"] = ["history database postgresql://db/fleet: unreachable"]
+
+
 def _connecting(doc: dict[str, Any]) -> None:
     doc["clusters"][0]["state"] = "connecting"
 
@@ -112,6 +116,7 @@ async def test_all_green_exits_0_and_prints_the_matrix(served: StatusServer) -> 
             "1 of 2 targets not ready (Synced/Healthy on the desired commit, not suspended)",
         ),
         (_config_error, "the config has an error"),
+        (_a_problem, "history database postgresql://db/fleet: unreachable"),
     ],
 )
 async def test_anything_not_green_exits_1_and_says_what(
