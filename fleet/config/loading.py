@@ -21,6 +21,10 @@ Kubernetes names (DNS subdomains, dots allowed), at most 53 characters as Helm r
 A parent app (app of apps) says so with ``applications: true`` or, on an Application, the
 annotation ``fleet.dev/applications: "true"``.
 
+YAML is decoded within the limits of :mod:`fleet.yamlsafe` (file size, nodes after alias
+expansion), so a "billion laughs" file is refused naming it. ``syncPolicy.syncOptions`` are read
+one by one (:mod:`fleet.config.syncoptions`): acted on, accepted, or refused naming the option.
+
 Validation is complete before anything is returned: one bad field rejects the whole load with a
 :class:`ConfigError`, and the caller (the hub) keeps the last good config running.
 """

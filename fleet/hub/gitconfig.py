@@ -18,9 +18,9 @@ config's apps, parents excluded, plus the children of every parent, see
   wakes the watcher at once. The commit's files are extracted to a scratch directory and loaded
   by the same loader as a local file, once every link of the tree is known to resolve inside it
   (a chain of links can climb out where each text alone looks harmless; such a commit is refused
-  naming the link); errors and each app's ``origin`` then name ``REPO@COMMIT:FILE``, never the
-  scratch path. Nothing of a working copy is ever read: only what
-  was committed and pushed.
+  naming the link); errors and each app's (and project's) ``origin`` then name
+  ``REPO@COMMIT:FILE``, never the scratch path. Reading and validating run in a worker thread,
+  off the event loop. Nothing of a working copy is ever read: only what was committed and pushed.
 - A bad base (unreadable, unparsable, invalid) keeps the last good one running; the problem,
   naming the commit and file, is in :attr:`Loaded.errors` until a good commit replaces it. A
   commit already judged is not read again; a remote that fails is retried with backoff, its
