@@ -83,7 +83,10 @@ _SYNC_POLICY = mapping(
         },
         "pruneKinds": texts("kinds pruned although risky (Namespace, CustomResourceDefinition)"),
         "createNamespace": flag("apply the destination namespace too"),
-        "syncOptions": texts("Argo CD sync options; fleet reads CreateNamespace=true"),
+        "syncOptions": texts(
+            "Argo CD sync options, each read: CreateNamespace and Prune=false act, those fleet "
+            "already does are accepted, others are refused naming the option"
+        ),
         "adopt": flag("take over existing objects that no fleet app owns"),
         "deleteAdopted": flag("delete adopted objects that leave git (default: release)"),
         "retry": {

@@ -7,8 +7,7 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-import yaml
-
+from fleet import yamlsafe
 from fleet.config import Config
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError
@@ -59,9 +58,9 @@ def notification_sinks(path: Path) -> tuple[SinkSpec, ...]:
     sinks: list[SinkSpec] = []
     for file in files:
         try:
-            documents = list(yaml.safe_load_all(file.read_text()))
-        except (OSError, yaml.YAMLError):
-            continue  # the config loader reports an unreadable file
+            documents = yamlsafe.load_yaml(file.read_bytes(), source=str(file))
+        except (OSError, yamlsafe.YamlRefused):
+            continue  # the config loader reports an unreadable or refused file
         for document in documents:
             if isinstance(document, dict) and "notifications" in document:
                 sinks += parse_notifications(document, where=str(file))

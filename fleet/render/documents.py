@@ -1,9 +1,9 @@
 """Decoding manifests: YAML and JSON in, validated Kubernetes objects out, within limits.
 
-Every byte a renderer yields passes here. A file over the size limit is refused before it is
-parsed. YAML is composed to a node graph first and its *expanded* size counted (aliases count as
-often as they are used, memoised per node, so the count itself is cheap); a "billion laughs" graph
-is refused before anything is built. Multi-document streams are split, empty documents dropped,
+Every byte a renderer yields passes here. YAML is decoded by :mod:`fleet.yamlsafe`, the one
+bounded loader fleet has (the config uses it too): a file over the size limit is refused before it
+is parsed, and a document whose alias expansion exceeds the node limit ("billion laughs") before
+anything is built. Multi-document streams are split, empty documents dropped,
 ``kind: List`` flattened, and each object must carry ``apiVersion``, ``kind`` and
 ``metadata.name`` or ``metadata.generateName``. Errors are :class:`~fleet.errors.StalledError`
 naming the file and document.
@@ -17,25 +17,16 @@ which needs a name) and never compares or prunes it by name.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from fleet import yamlsafe
 from fleet.errors import StalledError
 from fleet.types import Manifest
+from fleet.yamlsafe import YamlLimits
 
 __all__ = ["DocumentLimits", "generated_name", "load_yaml", "objects_of", "parse_documents"]
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass(frozen=True)
-class DocumentLimits:
-    """Bounds on what one file may cost to decode."""
-
-    max_file_bytes: int = 4 * 1024 * 1024
-    max_nodes: int = 200_000  # per document, after alias expansion
+DocumentLimits = YamlLimits  # bounds on what one file may cost to decode (fleet.yamlsafe)
 
 
 def parse_documents(data: bytes, *, source: str, limits: DocumentLimits) -> list[Manifest]:
@@ -63,49 +54,13 @@ def objects_of(docs: list[Any], *, source: str) -> list[Manifest]:
 
 
 def load_yaml(data: bytes, *, source: str, limits: DocumentLimits) -> list[Any]:
-    """The YAML documents of `data`, decoded within `limits` (no Kubernetes checks)."""
-    loader = _Loader(data)
-    docs: list[Any] = []
+    """The YAML documents of `data`, decoded within `limits` (no Kubernetes checks): the one
+    bounded loader of :mod:`fleet.yamlsafe`, its refusals as :class:`StalledError`."""
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            size = _expanded_size(node, memo={}, path=set(), limit=limits.max_nodes)
-            if size > limits.max_nodes:
-                raise StalledError(
-                    f"{source} (document {len(docs) + 1}): expands to over {limits.max_nodes} "
-                    "nodes through YAML aliases (a YAML bomb?); refused"
-                )
-            docs.append(loader.construct_document(node))
-    except yaml.YAMLError as exc:
-        raise StalledError(f"{source}: invalid YAML: {_short(exc)}") from None
-    finally:
-        loader.dispose()
-    return docs
-
-
-def _expanded_size(node: yaml.Node, *, memo: dict[int, int], path: set[int], limit: int) -> int:
-    key = id(node)
-    if key in memo:
-        return memo[key]
-    if key in path:
-        return limit + 1  # a recursive alias expands without end
-    size = 1
-    if isinstance(node, yaml.SequenceNode | yaml.MappingNode):
-        path.add(key)
-        children: list[yaml.Node] = (
-            [n for pair in node.value for n in pair]
-            if isinstance(node, yaml.MappingNode)
-            else list(node.value)
-        )
-        for child in children:
-            size += _expanded_size(child, memo=memo, path=path, limit=limit)
-            if size > limit:
-                break
-        path.discard(key)
-    memo[key] = size
-    return size
+        docs = yamlsafe.load_yaml(data, source=source, limits=limits)
+    except yamlsafe.YamlRefused as exc:
+        raise StalledError(str(exc)) from None
+    return [doc for doc in docs if doc is not None]
 
 
 def _objects(doc: Any, *, where: str) -> list[Manifest]:
@@ -139,7 +94,3 @@ def generated_name(obj: Any) -> str | None:
         return None
     prefix = metadata.get("generateName")
     return prefix if isinstance(prefix, str) and prefix else None
-
-
-def _short(exc: yaml.YAMLError) -> str:
-    return " ".join(str(exc).split())[:300]
