@@ -1,0 +1,103 @@
+"""A cluster that no live replica holds is on the board, with a real ``fleet run`` replica and
+real Leases in a kit cluster: entry e00's lease is kept renewed by ``ghost``, which is no member
+(a zombie holder), so the replica cannot take it; after a lease duration plus a round its
+``/api/status`` names e00 in ``problems`` and is not green (its other entry converged), and
+``/api/shards`` lists it as unheld. Once the ghost stops, the replica takes e00 and the board is
+green again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from fleet import apply
+from fleet.controlplane import RunningCluster
+from fleet.shard.leases import Lease, LeaseStore, cluster_lease_name
+from tests.hub.hubkit import until
+from tests.shard.replicakit import ShardRig
+from tests.sources.gitkit import GitHttpServer
+
+pytestmark = pytest.mark.anyio
+
+
+async def _status(port: int) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/api/status") as response,
+    ):
+        assert response.status == 200, await response.text()
+        data: dict[str, Any] = await response.json()
+        return data
+
+
+async def test_a_cluster_no_live_replica_holds_keeps_the_board_from_green(
+    tmp_path: Path, kit_clusters: list[RunningCluster]
+) -> None:
+    remotes = tmp_path / "remotes"
+    remotes.mkdir()
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    stop = anyio.Event()
+    with GitHttpServer(remotes) as git:
+        rig = ShardRig(tmp_path, kit_clusters, git, namespace=namespace, entries=2)
+        try:
+            rig.commit("v1")
+            async with apply.connect(rig.management.kubeconfig) as api:
+                store = LeaseStore(api, namespace=namespace, hub="fleet")
+                await store.ensure_namespace()
+                lease = await store.create(
+                    Lease(name=cluster_lease_name("e00")).held_by(
+                        "ghost", now=time.time(), duration=6
+                    )
+                )
+
+                async def haunt() -> None:
+                    current = lease
+                    while not stop.is_set():
+                        await anyio.sleep(1.0)
+                        current = await store.replace(
+                            current.held_by("ghost", now=time.time(), duration=6)
+                        )
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(haunt)
+                    hub = await anyio.to_thread.run_sync(rig.start, "r1")  # it blocks
+                    await until(lambda: _value(rig, "e01", "v1"), limit=120)
+
+                    async def named() -> bool:
+                        return any(
+                            p.startswith("cluster e00: held by no live replica")
+                            for p in (await _status(hub.port))["problems"]
+                        )
+
+                    await until(named, limit=60)
+                    board = await _status(hub.port)
+                    assert board["summary"]["green"] is False
+                    (line,) = [p for p in board["problems"] if "e00" in p]
+                    assert "held by ghost, which is not a live member" in line
+                    assert "assigned to r1" in line
+                    shards = await rig.shards("r1")
+                    assert shards["unheld"]["e00"]["owner"] == "r1"
+                    assert "e00" not in shards["held"]
+
+                    stop.set()  # the ghost goes: r1 takes e00 once its lease expires
+                    await until(lambda: rig.all_at("v1"), limit=120)
+
+                    async def green() -> bool:
+                        board = await _status(hub.port)
+                        return board["problems"] == [] and board["summary"]["green"] is True
+
+                    await until(green, limit=60)
+                    assert (await rig.shards("r1"))["unheld"] == {}
+        finally:
+            stop.set()
+            rig.stop()
+
+
+async def _value(rig: ShardRig, entry: str, want: str) -> bool:
+    return (await rig.values()).get(entry) == want
