@@ -85,12 +85,14 @@ class AppSync:
 
     @property
     def inventory_id(self) -> str:
-        """Whose inventory this is on the cluster: the app *and* its destination namespace, so
-        two instances of one app name (two hubs, or two cluster entries sharing an apiserver)
-        never read or prune from each other's inventory."""
-        if not self.namespace:
+        """Whose inventory this is on the cluster: the app instance, as its tracking id names it
+        (hub, cluster entry, destination namespace), so two instances of one app name (two hubs,
+        or two cluster entries sharing an apiserver, aliases and tunnels) never read, overwrite or
+        prune from each other's inventory."""
+        instance = "/".join((self.hub, self.cluster, self.namespace))
+        if instance == "fleet//":
             return self.name
-        return f"{self.name}-{hashlib.sha256(self.namespace.encode()).hexdigest()[:8]}"
+        return f"{self.name}-{hashlib.sha256(instance.encode()).hexdigest()[:8]}"
 
     @property
     def selector(self) -> str:

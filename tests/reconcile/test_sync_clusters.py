@@ -344,3 +344,39 @@ async def test_same_app_name_in_two_namespaces_keeps_two_inventories(
     assert synced.plan.refused is None
     mine = await apply.read_inventory(cluster, second.inventory_id)
     assert mine is not None and {k.namespace for k in mine.entries} == {"", second_ns}
+
+
+async def test_two_entries_on_one_apiserver_with_one_namespace_keep_their_own_inventories(
+    cluster: apply.Cluster,
+) -> None:
+    """The shared-app layout: one app, one destination namespace, two cluster entries reaching one
+    apiserver (aliases, tunnels), each applying objects of its own. Each instance has its own
+    inventory (named after its tracking id), so their writes never meet: no conflict, nothing of
+    the other's recorded, nothing lost."""
+    name, namespace = unique("alias"), unique("ns")
+
+    def objects(entry: str) -> list[Manifest]:
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"cm-{entry}", "namespace": namespace},
+                "data": {"entry": entry},
+            }
+        ]
+
+    await sync(cluster, AppSync(name=unique("ns-owner")), RenderedSet.of([_namespace(namespace)]))
+    first = AppSync(name=name, namespace=namespace, cluster="entry-a")
+    second = AppSync(name=name, namespace=namespace, cluster="entry-b")
+    assert first.inventory_id != second.inventory_id
+    for _ in range(2):  # twice each, interleaved: a shared inventory would conflict or thrash
+        for app, entry in ((first, "a"), (second, "b")):
+            result = await sync(cluster, app, RenderedSet.of(objects(entry)), revision="r1")
+            assert result.changes.ok and result.in_sync, result.problems()
+    for app, entry in ((first, "a"), (second, "b")):
+        mine = await apply.read_inventory(cluster, app.inventory_id)
+        assert mine is not None and {k.name for k in mine.entries} == {f"cm-{entry}"}
+
+
+def _namespace(name: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
