@@ -1,4 +1,4 @@
-# fleet's hub as a container: `fleet run` with git, kubectl (kustomize inside) and helm.
+# fleet's hub as a container: `fleet run` with git, kubectl (kustomize inside), helm and krender.
 #
 #   docker build -t fleet .
 #   docker run -v $PWD/clusters:/clusters:ro -v $PWD/config:/config:ro -p 8080:8080 fleet
@@ -12,6 +12,13 @@
 # ConfigMap at /config, kubeconfigs from a Secret at /clusters, API tokens at /etc/fleet/tokens).
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG GO_IMAGE=golang:1.26-bookworm
+
+# krender: our batch kustomize renderer (fleet/render/krender.py), built from its pinned module
+FROM ${GO_IMAGE} AS krender
+WORKDIR /src
+COPY fleet/controlplane/gomod/krender ./
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/krender .
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
@@ -45,8 +52,10 @@ RUN apt-get update \
     && install -d -o fleet -g fleet /var/cache/fleet /clusters /config
 
 COPY --from=build /install /usr/local
+COPY --from=krender /out/krender /usr/local/bin/krender
 
 ENV FLEET_CACHE_DIR=/var/cache/fleet \
+    FLEET_KRENDER=/usr/local/bin/krender \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 10001:10001

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if args.kit_command == "build":
             paths = binaries.ensure_all(cache_dir=default_cache_dir())
             paths["helm"] = binaries.ensure_tool("helm", cache_dir=default_cache_dir())
+            paths["krender"] = binaries.ensure_tool("krender", cache_dir=default_cache_dir())
             for name, path in sorted(paths.items()):
                 print(f"{name}\t{path}")
             return 0
