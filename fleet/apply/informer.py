@@ -107,6 +107,12 @@ class LiveCache:
 
     # -- kinds ----------------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether the cache serves (entered, or its run() started): only then may kinds be
+        ensured."""
+        return self._group is not None
+
     def ensure(self, api_version: str, kind: str) -> Kind:
         """Start watching `kind` (or count one more user of its stream); its cache key."""
         if self._group is None:

@@ -155,8 +155,9 @@ class Cells:
         return None if identity is None else self._cells.get(identity)
 
     def reader(self, name: str) -> CachedReader | None:
+        """The cell's reader while its caches run; None (read the API) while it starts."""
         cell = self._cell_of(name)
-        return None if cell is None else cell.reader
+        return cell.reader if cell is not None and cell.running else None
 
     def cell(self, name: str) -> Cell | None:
         return self._cell_of(name)

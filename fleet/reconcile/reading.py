@@ -72,6 +72,8 @@ class CachedReader:
         return key
 
     async def inventory(self, cluster: apply.Cluster, app: str) -> apply.Inventory | None:
+        if not self.inventories.running:  # the cell stopped or restarts (its cluster changed)
+            return await apply.read_inventory(cluster, app)
         kind = self._ensure(self.inventories, *_INVENTORY_KIND)
         if not self.inventories.is_warm(kind):
             return await apply.read_inventory(cluster, app)
@@ -86,6 +88,8 @@ class CachedReader:
     async def live(
         self, cluster: apply.Cluster, wanted: Mapping[ObjectKey, str], *, selector: str
     ) -> dict[ObjectKey, Manifest]:
+        if not self.objects.running:  # the cell stopped or restarts (its cluster changed)
+            return await apply.read_live(cluster, wanted, selector=selector)
         kinds = {}
         for key, api_version in wanted.items():
             kinds[(key.group, key.kind)] = self._ensure(self.objects, api_version, key.kind)
