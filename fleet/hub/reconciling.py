@@ -186,9 +186,9 @@ class Reconciler:
             status = self._commit(previous, attempt)
             if committed_at is not None and outcome.in_sync:
                 self.metrics.commit_to_applied_seconds.observe(max(0.0, time.time() - committed_at))
-            if self.cells is not None and not (preview and outcome.pending):
-                expected = _expected(result, app_sync)
-                self.cells.watch(key, tracking=result.tracking, expected=expected)
+            cells = self.cells if self._still_configured(key) else None
+            if cells is not None and not (preview and outcome.pending):
+                cells.watch(key, tracking=result.tracking, expected=_expected(result, app_sync))
         log.info(
             "event=reconciled cluster=%s app=%s commit=%s sync=%s health=%s seconds=%.3f",
             cluster_name,
@@ -234,13 +234,18 @@ class Reconciler:
         """The summary step: the new record from the attempt, stored and published."""
         current = self.targets.status(previous.key)  # a drift may have landed meanwhile
         status, events = summary.summarise(current, attempt)
-        if not attempt.noop:
+        if not attempt.noop and self._still_configured(previous.key):
             self.targets.commit(status, events)
         result = "noop" if attempt.noop else ("failed" if status.error else "synced")
         self.metrics.reconcile_seconds.labels(result=result).observe(
             attempt.finished - attempt.started
         )
         return status
+
+    def _still_configured(self, key: Key) -> bool:
+        """Whether the target's app is still in the config: one that left while its reconcile
+        ran was forgotten (its record and watches dropped) and must not come back with it."""
+        return self.config.app(key[1]) is not None
 
     def _not_rendered(
         self, previous: TargetStatus, desired: Desired, started: float

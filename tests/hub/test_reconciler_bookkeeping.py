@@ -1,6 +1,10 @@
-"""A commit's time is asked of git once, however many targets apply it at the same moment (the
-side-by-side bench counted one ``git show`` per target per commit). Pure coordination: the mirror
-is a stand-in that counts its calls and answers after a pause, so the callers overlap."""
+"""The reconciler's own bookkeeping, pure coordination with stand-ins for git:
+
+- a commit's time is asked of git once, however many targets apply it at the same moment (the
+  side-by-side bench counted one ``git show`` per target per commit); the mirror counts its calls
+  and answers after a pause, so the callers overlap;
+- a reconcile that ends after its app left the config records nothing: the target was forgotten
+  when the app left and must not come back (CI saw an app-of-apps child outlive its removal)."""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from typing import cast
 import anyio
 import pytest
 
-from fleet.config import App
+from fleet.config import App, Config
 from fleet.hub.reconciling import Reconciler
 from fleet.hub.settings import HubSettings
+from fleet.reconcile import summary
 from fleet.reconcile.desired import DesiredState
 from fleet.report import Targets
 from fleet.report.metrics import Metrics
@@ -66,3 +71,21 @@ async def test_one_git_show_per_commit_for_every_target(tmp_path: Path) -> None:
     assert len(mirror.calls) == 1, mirror.calls
     assert await reconciler._commit_time(app, commit) == 1700000000.0
     assert len(mirror.calls) == 1  # and remembered after
+
+
+def _reconciler(tmp_path: Path) -> Reconciler:
+    return Reconciler(
+        settings=HubSettings(state_dir=tmp_path),
+        desired=cast(DesiredState, _Desired(_Mirror())),
+        targets=Targets(),
+        metrics=Metrics(),
+    )
+
+
+def test_a_reconcile_ending_after_its_app_left_records_nothing(tmp_path: Path) -> None:
+    reconciler = _reconciler(tmp_path)
+    assert reconciler.config == Config()  # no app named "gone" (it left the config meanwhile)
+    previous = reconciler.targets.status(("prod-1", "gone"))
+    attempt = summary.Attempt(started=1.0, finished=2.0, commit="a" * 40, error="boom")
+    reconciler._commit(previous, attempt)
+    assert reconciler.targets.of_app("gone") == []
