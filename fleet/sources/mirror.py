@@ -110,7 +110,8 @@ class Mirror:
         self._trees: OrderedDict[str, Tree | None] = OrderedDict()
         self._tree_lock = anyio.Lock()
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
-        self._ensuring: dict[str, anyio.Event] = {}  # commits being checked or fetched
+        # commits being checked or fetched: the leader's done event and its failure, if any
+        self._ensuring: dict[str, tuple[anyio.Event, list[Exception]]] = {}
         self._blob_bytes = 0
 
     @property
@@ -182,15 +183,21 @@ class Mirror:
             return
         pending = self._ensuring.get(sha)
         if pending is not None:
-            await pending.wait()
+            done, failed = pending
+            await done.wait()
             if sha in self._known:
                 return
-        done = self._ensuring[sha] = anyio.Event()
+            if failed:  # the leader's fetch failed: so does ours, without another git each
+                raise failed[0]
+        done, failed = self._ensuring[sha] = (anyio.Event(), [])
         try:
             await self._fetch_commit(sha, wanted=wanted)
+        except Exception as exc:
+            failed.append(exc)
+            raise
         finally:
             done.set()
-            if self._ensuring.get(sha) is done:
+            if self._ensuring.get(sha, (None, None))[0] is done:
                 del self._ensuring[sha]
 
     async def _fetch_commit(self, sha: str, *, wanted: str) -> None:

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from fleet.cache import CacheSettings, ManifestCache
-from fleet.errors import StalledError
+from fleet.errors import FleetError, StalledError
 from fleet.hub import webhooks
 from fleet.reconcile.desired import AppSource, DesiredState
 from fleet.render import Renderer, RenderSettings
@@ -284,3 +284,33 @@ async def test_many_apps_resolving_a_new_commit_share_one_check_and_fetch(
     made = calls.take()
     assert len([c for c in made if " fetch " in f" {c} "]) == 1
     assert len(made) <= 5, made
+
+
+async def test_many_callers_of_a_commit_whose_fetch_fails_share_one_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the one fetch of a new commit fails (the remote went away after its listing), every
+    caller waiting on it gets that failure: one fetch tried, not one more per caller."""
+    calls = GitCalls(tmp_path, monkeypatch)
+    remote = Remote(tmp_path)
+    remote.commit({"a.yaml": "a: 1\n"})
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+    await sources.snapshot(remote.url, "main")
+    remote.commit({"a.yaml": "a: 2\n"})
+    assert await sources.refresh(remote.url) is True
+    shutil.move(remote.bare, tmp_path / "gone.git")  # listed, then gone before the fetch
+    calls.take()
+    failures: list[BaseException] = []
+
+    async def one() -> None:
+        try:
+            await sources.snapshot(remote.url, "main")
+        except FleetError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(one)
+    assert len(failures) == 20
+    fetches = [c for c in calls.take() if " fetch " in f" {c} "]
+    assert len(fetches) == 1, fetches
