@@ -117,10 +117,10 @@ class Snapshot:
         try:
             data = await self.mirror.local_git(*args)
         except gitcmd.GitFailed as exc:
-            raise StalledError(f"{self.where}: cannot read {wanted}: {exc}") from None
+            raise StalledError(f"{self.where}: cannot read {_paths(wanted)}: {exc}") from None
         if len(data) > self.max_archive_bytes:
             raise StalledError(
-                f"{self.where}: paths {wanted} exceed {self.max_archive_bytes} bytes"
+                f"{self.where}: paths {_paths(wanted)} exceed {self.max_archive_bytes} bytes"
             )
         await anyio.to_thread.run_sync(_unpack, data, dest, self.where)
 
@@ -131,7 +131,7 @@ class Snapshot:
         for top in wanted:
             entry = tree.entries.get(top)
             if entry is None:
-                raise StalledError(f"{self.where}: cannot read {wanted}: no path {top!r}")
+                raise StalledError(f"{self.where}: cannot read {_paths(wanted)}: no path {top!r}")
             if entry[1] == "blob":
                 files[top] = entry[0]
                 continue
@@ -144,10 +144,10 @@ class Snapshot:
         try:
             data = await self.mirror.blobs(list(files.values()))
         except gitcmd.GitFailed as exc:
-            raise StalledError(f"{self.where}: cannot read {wanted}: {exc}") from None
+            raise StalledError(f"{self.where}: cannot read {_paths(wanted)}: {exc}") from None
         if sum(len(data[oid]) for oid in files.values()) > self.max_archive_bytes:
             raise StalledError(
-                f"{self.where}: paths {wanted} exceed {self.max_archive_bytes} bytes"
+                f"{self.where}: paths {_paths(wanted)} exceed {self.max_archive_bytes} bytes"
             )
         contents = {
             path: (data[oid], tree.modes.get(path, "100644")) for path, oid in files.items()
@@ -218,3 +218,8 @@ def _check_member(member: tarfile.TarInfo, where: str) -> None:
             )
     elif not (member.isfile() or member.isdir()):
         raise StalledError(f"{where}: path {name!r} is neither a file nor a directory")
+
+
+def _paths(wanted: list[str]) -> str:
+    """The paths read, for a message: ``app, base`` (the root as ``.``), never a list repr."""
+    return ", ".join(p or "." for p in wanted)

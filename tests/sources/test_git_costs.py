@@ -243,6 +243,8 @@ async def test_extract_from_blobs_lays_out_what_git_archive_does(
     await snapshot.extract(["app", "base/b.yaml"], tmp_path / "from-blobs")
     with pytest.raises(StalledError, match="escapes the repository"):
         await snapshot.extract(["bad"], tmp_path / "bad-blobs")
+    with pytest.raises(StalledError, match=r"cannot read app, nowhere: no path 'nowhere'$"):
+        await snapshot.extract(["app", "nowhere"], tmp_path / "missing")  # words, not a list
     mirror = sources.mirror(remote.url)
     assert mirror.stats.trees_listed == 1
 
