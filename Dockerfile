@@ -12,7 +12,7 @@
 # ConfigMap at /config, kubeconfigs from a Secret at /clusters, API tokens at /etc/fleet/tokens).
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
-ARG GO_IMAGE=golang:1.26-bookworm
+ARG GO_IMAGE=golang:1.26.8-bookworm
 
 # krender: our batch kustomize renderer (fleet/render/krender.py), built from its pinned module
 FROM ${GO_IMAGE} AS krender
