@@ -1,16 +1,18 @@
 """The rig of the replica tests and bench: N ``fleet run`` replicas sharing one management cluster.
 
-12 cluster entries (``e00`` .. ``e11``) are spread over the kit's API servers, each entry writing
-into a namespace of its own (``t-<entry>``), as bench/many_clusters.py does: 12 apiservers would
-be too much for a shared 2-core machine. One app, ``web``, applies a ConfigMap ``settings`` whose
-``value`` is the commit's marker, read back by a client of the rig's own. The config repository is
-served over HTTP (``git http-backend``). Replicas are subprocesses
+12 cluster entries (``e<tag>-00`` .. ``e<tag>-11``, the tag this rig's own) are spread over the
+kit's API servers, each entry writing into a namespace of its own (``t-<entry>``), as
+bench/many_clusters.py does: 12 apiservers would be too much for a shared 2-core machine. One
+app, ``web``, applies a ConfigMap ``settings`` whose ``value`` is the commit's marker, read back by
+a client of the rig's own. The config repository is served over HTTP (``git http-backend``).
+Replicas are subprocesses
 (:class:`bench.hubproc.HubProcess`) that share a hub id and differ by ``--replica-id``; each has
 its own state and cache directories.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from tests.sources.gitkit import GitHttpServer, Remote
 __all__ = ["ShardRig", "entry_names"]
 
 
-def entry_names(count: int = 12) -> list[str]:
-    return [f"e{i:02d}" for i in range(count)]
+def entry_names(count: int = 12, *, tag: str = "") -> list[str]:
+    """``e00`` .. ; with a `tag`, ``e<tag>-00`` ..: the kit clusters are shared by the session,
+    so each rig's entries (and their ``t-<entry>`` namespaces) must be its own."""
+    return [f"e{tag}-{i:02d}" if tag else f"e{i:02d}" for i in range(count)]
 
 
 _FLEET_YAML = """apps:
@@ -65,7 +69,7 @@ class ShardRig:
         self.management = kit[0]
         self.namespace = namespace
         self.lease_seconds = lease_seconds
-        self.names = entry_names(entries)
+        self.names = entry_names(entries, tag=hashlib.sha256(namespace.encode()).hexdigest()[:6])
         self.cluster_of = {name: kit[i % len(kit)] for i, name in enumerate(self.names)}
         self.remote = Remote(git.root, "config")
         self.url = git.url("config.git")

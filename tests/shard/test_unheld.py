@@ -1,8 +1,8 @@
 """A cluster that no live replica holds is on the board, with a real ``fleet run`` replica and
-real Leases in a kit cluster: entry e00's lease is kept renewed by ``ghost``, which is no member
-(a zombie holder), so the replica cannot take it; after a lease duration plus a round its
-``/api/status`` names e00 in ``problems`` and is not green (its other entry converged), and
-``/api/shards`` lists it as unheld. Once the ghost stops, the replica takes e00 and the board is
+real Leases in a kit cluster: the first entry's lease is kept renewed by ``ghost``, which is no
+member (a zombie holder), so the replica cannot take it; after a lease duration plus a round its
+``/api/status`` names that entry in ``problems`` and is not green (its other entry converged), and
+``/api/shards`` lists it as unheld. Once the ghost stops, the replica takes it and the board is
 green again."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ async def test_a_cluster_no_live_replica_holds_keeps_the_board_from_green(
                 store = LeaseStore(api, namespace=namespace, hub="fleet")
                 await store.ensure_namespace()
                 lease = await store.create(
-                    Lease(name=cluster_lease_name("e00")).held_by(
+                    Lease(name=cluster_lease_name(rig.names[0])).held_by(
                         "ghost", now=time.time(), duration=6
                     )
                 )
@@ -67,25 +67,25 @@ async def test_a_cluster_no_live_replica_holds_keeps_the_board_from_green(
                 async with anyio.create_task_group() as group:
                     group.start_soon(haunt)
                     hub = await anyio.to_thread.run_sync(rig.start, "r1")  # it blocks
-                    await until(lambda: _value(rig, "e01", "v1"), limit=120)
+                    await until(lambda: _value(rig, rig.names[1], "v1"), limit=120)
 
                     async def named() -> bool:
                         return any(
-                            p.startswith("cluster e00: held by no live replica")
+                            p.startswith(f"cluster {rig.names[0]}: held by no live replica")
                             for p in (await _status(hub.port))["problems"]
                         )
 
                     await until(named, limit=60)
                     board = await _status(hub.port)
                     assert board["summary"]["green"] is False
-                    (line,) = [p for p in board["problems"] if "e00" in p]
+                    (line,) = [p for p in board["problems"] if rig.names[0] in p]
                     assert "held by ghost, which is not a live member" in line
                     assert "assigned to r1" in line
                     shards = await rig.shards("r1")
-                    assert shards["unheld"]["e00"]["owner"] == "r1"
-                    assert "e00" not in shards["held"]
+                    assert shards["unheld"][rig.names[0]]["owner"] == "r1"
+                    assert rig.names[0] not in shards["held"]
 
-                    stop.set()  # the ghost goes: r1 takes e00 once its lease expires
+                    stop.set()  # the ghost goes: r1 takes the first entry once its lease expires
                     await until(lambda: rig.all_at("v1"), limit=120)
 
                     async def green() -> bool:
