@@ -105,10 +105,17 @@ class ShardRig:
 
     async def shards(self, replica: str) -> dict[str, Any]:
         """``/api/shards`` of `replica`."""
+        return await self._api(replica, "/api/shards")
+
+    async def status(self, replica: str) -> dict[str, Any]:
+        """``/api/status`` of `replica`."""
+        return await self._api(replica, "/api/status")
+
+    async def _api(self, replica: str, path: str) -> dict[str, Any]:
         port = self.replicas[replica].port
         async with (
             aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/api/shards") as response,
+            http.get(f"http://127.0.0.1:{port}{path}") as response,
         ):
             assert response.status == 200, await response.text()
             data: dict[str, Any] = await response.json()

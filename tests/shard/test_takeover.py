@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import anyio
 import pytest
 
@@ -20,16 +18,6 @@ from tests.shard.replicakit import ShardRig
 from tests.sources.gitkit import GitHttpServer
 
 pytestmark = pytest.mark.anyio
-
-
-async def _status(port: int) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{port}/api/status") as response,
-    ):
-        assert response.status == 200, await response.text()
-        data: dict[str, Any] = await response.json()
-        return data
 
 
 async def test_a_new_owner_waits_for_the_listing_before_it_joins(
@@ -46,7 +34,7 @@ async def test_a_new_owner_waits_for_the_listing_before_it_joins(
             bare = rig.remote.bare
             hidden = bare.with_name("hidden.git")
             bare.rename(hidden)  # the listing answers 404 from now on
-            hub = rig.start("r1")
+            rig.start("r1")
 
             async def held() -> bool:
                 return set((await rig.shards("r1"))["held"]) == set(rig.names)
@@ -54,14 +42,14 @@ async def test_a_new_owner_waits_for_the_listing_before_it_joins(
             await until(held, limit=120)
 
             async def waiting() -> bool:
-                clusters = (await _status(hub.port))["clusters"]
+                clusters = (await rig.status("r1"))["clusters"]
                 return len(clusters) == 2 and all(
                     "waiting for the listing of" in c["error"] for c in clusters
                 )
 
             await until(waiting, limit=60)
             await anyio.sleep(12)  # longer than the 8 s the old take-over waited
-            board = await _status(hub.port)
+            board = await rig.status("r1")
             assert all(
                 c["state"] == "connecting" and "waiting for the listing of" in c["error"]
                 for c in board["clusters"]
@@ -71,7 +59,7 @@ async def test_a_new_owner_waits_for_the_listing_before_it_joins(
 
             hidden.rename(bare)  # listed again: the clusters join and converge
             await until(lambda: rig.all_at("v1"), limit=120)
-            board = await _status(hub.port)
+            board = await rig.status("r1")
             assert all(c["error"] == "" for c in board["clusters"]), board["clusters"]
         finally:
             rig.stop()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import anyio
 import pytest
 
@@ -24,16 +22,6 @@ from tests.shard.replicakit import ShardRig
 from tests.sources.gitkit import GitHttpServer
 
 pytestmark = pytest.mark.anyio
-
-
-async def _status(port: int) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{port}/api/status") as response,
-    ):
-        assert response.status == 200, await response.text()
-        data: dict[str, Any] = await response.json()
-        return data
 
 
 async def test_a_cluster_no_live_replica_holds_keeps_the_board_from_green(
@@ -66,17 +54,17 @@ async def test_a_cluster_no_live_replica_holds_keeps_the_board_from_green(
 
                 async with anyio.create_task_group() as group:
                     group.start_soon(haunt)
-                    hub = await anyio.to_thread.run_sync(rig.start, "r1")  # it blocks
+                    await anyio.to_thread.run_sync(rig.start, "r1")  # it blocks
                     await until(lambda: _value(rig, rig.names[1], "v1"), limit=120)
 
                     async def named() -> bool:
                         return any(
                             p.startswith(f"cluster {rig.names[0]}: held by no live replica")
-                            for p in (await _status(hub.port))["problems"]
+                            for p in (await rig.status("r1"))["problems"]
                         )
 
                     await until(named, limit=60)
-                    board = await _status(hub.port)
+                    board = await rig.status("r1")
                     assert board["summary"]["green"] is False
                     (line,) = [p for p in board["problems"] if rig.names[0] in p]
                     assert "held by ghost, which is not a live member" in line
@@ -89,7 +77,7 @@ async def test_a_cluster_no_live_replica_holds_keeps_the_board_from_green(
                     await until(lambda: rig.all_at("v1"), limit=120)
 
                     async def green() -> bool:
-                        board = await _status(hub.port)
+                        board = await rig.status("r1")
                         return board["problems"] == [] and board["summary"]["green"] is True
 
                     await until(green, limit=60)
