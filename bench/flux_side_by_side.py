@@ -49,6 +49,7 @@ from bench.flux import build, controllers, objects, timeline
 from bench.hubproc import SECRET, HubProcess
 from bench.rig import Rig, add_rig_arguments, ensure_namespaces, fleet_yaml
 from bench.watcher import Watcher
+from tests.sources.gitkit import git
 
 __all__ = ["Round", "block_figures", "main", "ratios", "run"]
 
@@ -106,11 +107,12 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
-async def _webhook(port: int, *, repo_url: str, sha: str) -> int:
-    """GitHub's push webhook, signed, carrying the pushed sha as GitHub's does (``after``)."""
-    body = json.dumps(
-        {"ref": "refs/heads/main", "after": sha, "repository": {"clone_url": repo_url}}
-    )
+async def _webhook(port: int, *, repo_url: str, before: str, sha: str) -> int:
+    """GitHub's push webhook, signed, carrying the branch's old and new shas as GitHub's does
+    (``before``, ``after``). The old one is the commit before: in the interleaved loop a Flux
+    round's, which the hub never heard of, so it trusts the sha as a descendant of its listing."""
+    payload = {"ref": "refs/heads/main", "before": before, "after": sha}
+    body = json.dumps({**payload, "repository": {"clone_url": repo_url}})
     signature = "sha256=" + hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
     headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature}
     async with (
@@ -142,21 +144,24 @@ class SideBySide:
     def _slots(self, namespace: str) -> list[tuple[str, str]]:
         return [(c, namespace) for c in self.targets]
 
-    async def _commit_and_push(self) -> tuple[str, str, float, float]:
+    async def _commit_and_push(self) -> tuple[str, str, str, float, float]:
         workload = self.rig.workload
         assert workload is not None
         marker = workload.edit()
+        before = git("rev-parse", "HEAD", cwd=workload.work)
         sha = workload.commit(f"bench: {marker.text}")
         started = await anyio.to_thread.run_sync(workload.push)
-        return marker.text, sha, started, time.time()
+        return marker.text, before, sha, started, time.time()
 
     async def one(self, system: str, *, block: int) -> Round:
         assert self.watcher is not None
-        marker, sha, started, pushed = await self._commit_and_push()
+        marker, before, sha, started, pushed = await self._commit_and_push()
         cpu = self.hub.cpu_seconds() if system == "fleet" else self.flux.cpu_seconds()
         sent = time.time()
         if system == "fleet":
-            status = await _webhook(self.hub.port, repo_url=self.rig.repo_url, sha=sha)
+            status = await _webhook(
+                self.hub.port, repo_url=self.rig.repo_url, before=before, sha=sha
+            )
             if status not in (200, 202):
                 raise RuntimeError(
                     f"the hub answered the webhook with {status}: see {self.hub.log}"

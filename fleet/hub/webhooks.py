@@ -12,8 +12,11 @@ Verification is split in two steps so the server can refuse before it has read t
 
 A request that fails either step triggers nothing. A verified push yields a :class:`Push` with
 every URL the payload gives for the repository (https, ssh, web), so the hub can match it against
-the normalised URLs of its sources whichever form an app uses, and the branch and new commit
-(:attr:`Push.pushed`), which spare the hub a listing of the remote. Everything here is pure: headers
+the normalised URLs of its sources whichever form an app uses, and the branch with its old and new
+commits (:attr:`Push.pushed`), which spare the hub a listing of the remote when they continue what
+its mirror knows (:mod:`fleet.sources.pushed`; a replayed push does not). Only a push that passed
+its check (``finish``) is marked authenticated; one built any other way never stands in for a
+listing. Everything here is pure: headers
 and bytes in, a Push or a :class:`WebhookError` (carrying the HTTP status) out.
 """
 
@@ -24,8 +27,10 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from fleet.sources.pushed import PushedRef
 
 __all__ = [
     "BodyCheck",
@@ -38,7 +43,6 @@ __all__ = [
 ]
 
 _SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class WebhookError(Exception):
@@ -51,22 +55,25 @@ class WebhookError(Exception):
 
 @dataclass(frozen=True)
 class Push:
-    """A verified push: the repository's URLs, the ref, and the new commit (if given)."""
+    """A push: the repository's URLs, the ref, its old and new commits (if given), and whether
+    the request proved its sender (set by :meth:`BodyCheck.finish` only)."""
 
     provider: str
     urls: tuple[str, ...]
     ref: str
     after: str
+    before: str = ""
+    authenticated: bool = False
 
     @property
-    def pushed(self) -> tuple[str, str] | None:
-        """(branch ref, new commit sha) when the push moved a branch to a commit it names: what
-        the hub may use instead of listing the remote (:meth:`fleet.sources.Sources.refresh`).
-        None for a tag (its sha may be the tag object), a deletion, or a payload without both."""
-        sha = self.after.strip().lower()
-        if not self.ref.startswith("refs/heads/") or not _COMMIT.fullmatch(sha):
-            return None
-        return None if sha == "0" * 40 else (self.ref, sha)
+    def pushed(self) -> PushedRef | None:
+        """The claim that a branch moved from `before` to `after`, which the hub may use instead
+        of listing the remote (:meth:`fleet.sources.Sources.refresh`). None for an
+        unauthenticated push, a tag (its sha may be the tag object), a branch made or deleted,
+        or a payload without both commits."""
+        return PushedRef.of(
+            ref=self.ref, before=self.before, after=self.after, authenticated=self.authenticated
+        )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -107,10 +114,12 @@ class BodyCheck:
                     "secret equals FLEET_GITHUB_SECRET",
                 )
         if self.provider == "github":
-            return _github_push(body) if self.event == "push" else None
-        if self.event in ("Push Hook", "Tag Push Hook"):
-            return _gitlab_push(body)
-        return None
+            push = _github_push(body) if self.event == "push" else None
+        elif self.event in ("Push Hook", "Tag Push Hook"):
+            push = _gitlab_push(body)
+        else:
+            push = None
+        return None if push is None else replace(push, authenticated=True)
 
 
 def github_check(headers: Mapping[str, str], *, secret: str) -> BodyCheck:
@@ -188,6 +197,7 @@ def _github_push(body: bytes) -> Push:
         ),
         ref=str(data.get("ref", "")),
         after=str(data.get("after", "")),
+        before=str(data.get("before") or ""),
     )
 
 
@@ -207,4 +217,5 @@ def _gitlab_push(body: bytes) -> Push:
         ),
         ref=str(data.get("ref", "")),
         after=str(data.get("checkout_sha") or data.get("after") or ""),
+        before=str(data.get("before") or ""),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fleet.sources.credentials import Credential, Credentials, load_credentials
 from fleet.sources.mirror import Mirror, MirrorStats
+from fleet.sources.pushed import PushedRef
 from fleet.sources.registry import Sources, SourceSettings
 from fleet.sources.snapshot import Snapshot, repo_path
 from fleet.sources.urls import RepoId, check_repo_url, repo_id
@@ -13,6 +14,7 @@ __all__ = [
     "Credentials",
     "Mirror",
     "MirrorStats",
+    "PushedRef",
     "RepoId",
     "Snapshot",
     "SourceSettings",

@@ -11,13 +11,15 @@ reuses a listing that *started* after its request, or one younger than the inter
 non-forced read. A burst of
 webhook refreshes thus costs at most the one in flight plus one more.
 
-A push webhook names the branch and its new commit: :meth:`Mirror.note_push` writes that into the
-listing instead of listing again (and into ``HEAD`` when the listing showed ``HEAD`` pointing at
-that branch: listings ask ``--symref``), under the mirror's lock, so a listing already in flight
-lands first and cannot undo it. The commit is fetched when an app resolves to it, as any new
-commit is. Tags (whose webhook sha may be the tag object, not the commit), deletions and a mirror
-never listed still list. Polls always list, so a lost or reordered webhook is corrected by the
-next poll.
+A push webhook names the branch, its old and its new commit: :meth:`Mirror.note_push` writes the
+new one into the listing instead of listing again (and into ``HEAD`` when the listing showed
+``HEAD`` pointing at that branch: listings ask ``--symref``), under the mirror's lock, so a listing
+already in flight lands first and cannot undo it. Only a claim that continues the listing is
+trusted (:mod:`fleet.sources.pushed`: its old commit is the listed one, or its new one descends
+from it), so a replayed push never moves a branch back; any other claim, a tag, a deletion and a
+mirror never listed still list. A pushed commit is fetched by its id when an app resolves to it
+(``fetch origin +SHA:BRANCH``, no listing of the remote's refs). Polls always list, so a lost
+webhook is corrected by the next poll.
 
 No git process for what is already known: commits the mirror holds are remembered (objects never
 leave a mirror), so resolving a branch to a commit already fetched, the whole cost of a no-op
@@ -41,8 +43,9 @@ from typing import Literal
 
 import anyio
 
-from fleet.errors import StalledError, TransientError
-from fleet.sources import gitcmd
+from fleet.errors import FleetError, StalledError, TransientError
+from fleet.sources import ancestry, gitcmd, pushed
+from fleet.sources.pushed import PushedRef
 from fleet.sources.urls import RepoId
 
 __all__ = ["Mirror", "MirrorStats", "Tree"]
@@ -56,6 +59,7 @@ _TREES = 3  # whole-tree listings kept, per mirror (the commits being rolled out
 _MAX_TREE_ENTRIES = 200_000  # a larger tree is not kept: its paths are asked one call at a time
 _BLOB_BYTES = 32 * 2**20  # small blobs kept by id, per mirror, at most this many bytes in all
 _MAX_KEPT_BLOB = 256 * 2**10
+_PUSHED = 64  # pushed commits remembered with their branch, to fetch them by id
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class MirrorStats:
     ls_remotes: int = 0
     fetches: int = 0
     pushes_noted: int = 0  # webhook pushes applied to the listing without an ls-remote
+    pushes_listed: int = 0  # webhook pushes not trusted: the caller lists instead
+    fetches_by_id: int = 0  # fetches of one pushed commit by its id (no refs listed)
     trees_listed: int = 0  # whole-tree listings (one per commit planned)
 
 
@@ -113,6 +119,7 @@ class Mirror:
         # commits being checked or fetched: the leader's done event and its failure, if any
         self._ensuring: dict[str, tuple[anyio.Event, list[Exception]]] = {}
         self._blob_bytes = 0
+        self._pushed: OrderedDict[str, str] = OrderedDict()  # pushed commit -> its branch
 
     @property
     def refs_seen(self) -> Mapping[str, str]:
@@ -158,24 +165,64 @@ class Mirror:
             log.info("event=ls_remote repo=%s refs=%d", self.repo, len(self._refs))
             return self._refs
 
-    async def note_push(self, ref: str, sha: str) -> bool | None:
-        """A webhook's word that `ref` now points at `sha`: whether the ref moved, or None
-        when it cannot stand in for a listing (a tag, a deletion, no listing yet)."""
-        if not ref.startswith("refs/heads/") or not _FULL_SHA.match(sha) or sha == "0" * 40:
-            return None
+    async def note_push(self, claim: PushedRef) -> bool | None:
+        """An authenticated webhook's word that a branch moved: whether it moved, or None when it
+        cannot stand in for a listing (:mod:`fleet.sources.pushed`: no listing yet, a branch the
+        listing lacks, a claim that does not continue the listing). A claim whose ``before`` is
+        not the listed sha is trusted only when ``after`` descends from it (``after`` fetched by
+        its id if the mirror lacks it): a replayed or reordered push never moves a ref back."""
         async with self._lock:  # after any listing in flight: it cannot overwrite this
-            if self._listed_at is None:
-                return None
-            moved = self._refs.get(ref) != sha
+            known = self._refs.get(claim.ref) if self._listed_at is not None else None
+            decision = pushed.verdict(claim, known)
+            if decision == "list":
+                reason = "branch_not_listed" if self._listed_at is not None else "never_listed"
+                return self._settle(claim, moved=None, reason=reason)
+            if decision != "if-descends":
+                return self._settle(claim, moved=decision == "moves")
+        assert known is not None
+        try:
+            await self._ensure_commit(claim.after, wanted=claim.after, ref=claim.ref)
+            descends = await ancestry.is_ancestor(self, known, claim.after)
+        except FleetError:
+            descends = False  # cannot tell: ask the remote
+        async with self._lock:
+            if not descends:
+                return self._settle(claim, moved=None, reason="not_descendant")
+            if self._refs.get(claim.ref) != known:
+                return self._settle(claim, moved=None, reason="listed_meanwhile")
+            return self._settle(claim, moved=True)
+
+    def _settle(self, claim: PushedRef, *, moved: bool | None, reason: str = "") -> bool | None:
+        """Apply a judged claim to the listing (under the lock) and log it."""
+        if moved is None:
+            self.stats.pushes_listed += 1
+            log.info(
+                "event=push_not_trusted repo=%s ref=%s sha=%s reason=%s",
+                self.repo,
+                claim.ref,
+                claim.after[:12],
+                reason,
+            )
+            return None
+        if moved:
             self._refs = dict(self._refs)  # readers may hold the old mapping
-            self._refs[ref] = sha
-            if self._head == ref:
-                self._refs["HEAD"] = sha
-            self.stats.pushes_noted += 1
-        log.info("event=push_noted repo=%s ref=%s sha=%s moved=%s", self.repo, ref, sha[:12], moved)
+            self._refs[claim.ref] = claim.after
+            if self._head == claim.ref:
+                self._refs["HEAD"] = claim.after
+            self._pushed[claim.after] = claim.ref
+            if len(self._pushed) > _PUSHED:
+                self._pushed.popitem(last=False)
+        self.stats.pushes_noted += 1
+        log.info(
+            "event=push_noted repo=%s ref=%s sha=%s moved=%s",
+            self.repo,
+            claim.ref,
+            claim.after[:12],
+            moved,
+        )
         return moved
 
-    async def _ensure_commit(self, sha: str, *, wanted: str) -> None:
+    async def _ensure_commit(self, sha: str, *, wanted: str, ref: str = "") -> None:
         """Fetch `sha` unless held; the callers of a new commit wait for the first one's check
         and fetch instead of each running git (a thousand apps resolve it at once)."""
         if sha in self._known:
@@ -191,7 +238,7 @@ class Mirror:
                 raise failed[0]
         done, failed = self._ensuring[sha] = (anyio.Event(), [])
         try:
-            await self._fetch_commit(sha, wanted=wanted)
+            await self._fetch_commit(sha, wanted=wanted, ref=ref or self._pushed.get(sha, ""))
         except Exception as exc:
             failed.append(exc)
             raise
@@ -200,13 +247,18 @@ class Mirror:
             if self._ensuring.get(sha, (None, None))[0] is done:
                 del self._ensuring[sha]
 
-    async def _fetch_commit(self, sha: str, *, wanted: str) -> None:
+    async def _fetch_commit(self, sha: str, *, wanted: str, ref: str = "") -> None:
+        """Fetch the commit `sha`; one a push named (`ref` its branch) is asked for by its id,
+        which spares the fetch its listing of the remote's refs (protocol v2), the branches
+        after it only if the remote refuses that."""
         if await self._has_commit(sha):
             return
         async with self._lock:
             if await self._has_commit(sha):
                 return  # another caller fetched it while we waited
             await self._init()
+            if ref and await self._fetch_by_id(sha, ref=ref):
+                return
             args = ["fetch", "--quiet", "--no-tags", "--prune", "origin", *_REFSPECS]
             await gitcmd.run_git(
                 args, cwd=self.path, env=self._env, time_limit=self._timeout, network=True
@@ -227,6 +279,32 @@ class Mirror:
             if _pick(self._refs, wanted) == sha:
                 raise TransientError(f"repo {self.repo}: commit {sha[:12]} vanished while fetching")
             raise StalledError(f"repo {self.repo}: commit '{wanted}' not found on the remote")
+
+    async def _fetch_by_id(self, sha: str, *, ref: str) -> bool:
+        """``git fetch origin +SHA:REF`` (under the lock): the one commit and its history, the
+        local branch pointed at it so it stays reachable; False when the remote refused it."""
+        try:
+            await gitcmd.run_git(
+                [
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "origin",
+                    f"+{sha}:{ref}",
+                ],
+                cwd=self.path,
+                env=self._env,
+                time_limit=self._timeout,
+                network=True,
+            )
+        except FleetError as exc:
+            log.info("event=fetch_by_id_refused repo=%s sha=%s error=%s", self.repo, sha[:12], exc)
+            return False
+        self.stats.fetches += 1
+        self.stats.fetches_by_id += 1
+        log.info("event=fetch repo=%s wanted=%s by_id=true", self.repo, sha[:12])
+        return await self._has_commit(sha)
 
     async def _init(self) -> None:
         if (self.path / "HEAD").exists():

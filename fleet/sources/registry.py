@@ -4,8 +4,8 @@
 revision (branch, tag, commit, ``HEAD``) to a :class:`Snapshot` of one commit, costing the remote at
 most one listing per repository per interval and one fetch per new commit, however many apps and
 clusters ask. ``await sources.refresh(url)`` is the webhook's entry: it lists now (coalescing with a
-listing in flight) and tells whether any ref moved; given the push's branch and sha it trusts them
-and lists nothing.
+listing in flight) and tells whether any ref moved; given an authenticated push's claim that
+continues what the mirror listed (:mod:`fleet.sources.pushed`), it trusts it and lists nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from fleet.settings import default_cache_dir
 from fleet.sources import credentials, gitcmd
 from fleet.sources.mirror import Mirror
+from fleet.sources.pushed import PushedRef
 from fleet.sources.snapshot import Snapshot
 from fleet.sources.urls import RepoId, repo_id
 
@@ -79,15 +80,16 @@ class Sources:
         commit = await mirror.resolve(revision)
         return Snapshot(mirror, commit, max_archive_bytes=self.settings.max_archive_bytes)
 
-    async def refresh(self, url: str, *, pushed: tuple[str, str] | None = None) -> bool:
+    async def refresh(self, url: str, *, pushed: PushedRef | None = None) -> bool:
         """List `url`'s refs now (a webhook); true if any ref moved since the last listing.
 
-        `pushed` is a webhook's (ref, new sha): for a branch of a mirror already listed it
-        stands in for the listing (:meth:`Mirror.note_push`), so a push costs no ``ls-remote``.
+        `pushed` is an authenticated webhook's claim (:attr:`fleet.hub.webhooks.Push.pushed`):
+        when it continues the mirror's listing it stands in for it (:meth:`Mirror.note_push`),
+        so a push costs no ``ls-remote``; otherwise the remote is listed as without it.
         """
         mirror = self.mirror(url)
         if pushed is not None:
-            moved = await mirror.note_push(*pushed)
+            moved = await mirror.note_push(pushed)
             if moved is not None:
                 log.info("event=refresh repo=%s changed=%s listed=false", mirror.repo, moved)
                 return moved

@@ -3,7 +3,7 @@
 :class:`Remote` makes a bare repository and a work tree; ``commit({path: text})`` writes files,
 commits and pushes, returning the new sha. :class:`GitHttpServer` serves a directory of bare
 repositories through ``git http-backend`` (CGI) on 127.0.0.1, optionally behind basic auth, and
-counts requests, fetches (protocol v2 ``command=fetch``) included.
+counts requests, fetches (protocol v2 ``command=fetch``) and ref listings (``command=ls-refs``).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class Remote:
 class Counts:
     requests: list[str] = field(default_factory=list)
     fetches: int = 0
+    listings: int = 0  # ref listings: protocol v2 ``command=ls-refs`` (ls-remote, a refspec fetch)
     denied: int = 0
 
 
@@ -135,6 +136,8 @@ class GitHttpServer:
                         b"command=fetch" in raw or not self.headers.get("Git-Protocol")
                     ):
                         server.counts.fetches += 1
+                    if parts.path.endswith("git-upload-pack") and b"command=ls-refs" in raw:
+                        server.counts.listings += 1
                 env = {
                     "PATH": os.environ["PATH"],
                     "GIT_PROJECT_ROOT": str(server.root),

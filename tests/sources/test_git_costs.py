@@ -1,15 +1,11 @@
-"""What git costs: 0 git processes for a no-op, and no listing for a push whose sha is known.
+"""What git costs: 0 git processes for a no-op (a push's sha in place of a listing: test_pushed).
 
 The processes are counted by a `git` shim on PATH (it logs each call and runs the real git), so
-the count is what the hub's machine would run, whichever module runs it. The listings and
-fetches are counted by a real ``git http-backend`` server and by the mirror's own stats.
+the count is what the hub's machine would run, whichever module runs it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import shutil
 from pathlib import Path
 
@@ -18,13 +14,12 @@ import pytest
 
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.errors import FleetError, StalledError
-from fleet.hub import webhooks
 from fleet.reconcile.desired import AppSource, DesiredState
 from fleet.render import Renderer, RenderSettings
 from fleet.sources import Sources, SourceSettings
 from fleet.sources.ancestry import is_ancestor
 from fleet.types import ClusterRef
-from tests.sources.gitkit import GitHttpServer, Remote
+from tests.sources.gitkit import Remote
 
 pytestmark = pytest.mark.anyio
 
@@ -96,58 +91,6 @@ async def test_a_no_op_runs_no_git_process(tmp_path: Path, monkeypatch: pytest.M
     assert not await is_ancestor(mirror, unknown, second)
     assert not await is_ancestor(mirror, unknown, second)
     assert len(calls.take()) == 2
-
-
-async def test_a_pushed_sha_stands_in_for_the_listing(tmp_path: Path) -> None:
-    """A push webhook's branch and sha move the mirror's listing without an ls-remote (served
-    over real HTTP, counted there): the branch and HEAD resolve to the pushed commit, fetched
-    once. A tag push, a branch deletion and a mirror never listed still list."""
-    remote = Remote(tmp_path / "repos")
-    remote.commit({"app/cm.yaml": CONFIGMAP.format(name="a", v=1)})
-    with GitHttpServer(tmp_path / "repos") as server:
-        url = server.url("repo.git")
-        sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
-        mirror = sources.mirror(url)
-        await sources.snapshot(url, "main")
-        assert (mirror.stats.ls_remotes, mirror.stats.fetches, server.counts.fetches) == (1, 1, 1)
-        listings = _listings(server)
-
-        new = remote.commit({"app/cm.yaml": CONFIGMAP.format(name="a", v=2)})
-        push = _github_push(url, ref="refs/heads/main", after=new)
-        assert push.pushed == ("refs/heads/main", new)
-        assert await sources.refresh(url, pushed=push.pushed) is True
-        assert (await sources.snapshot(url, "main")).commit == new
-        assert (await sources.snapshot(url, "HEAD")).commit == new
-        assert (mirror.stats.ls_remotes, mirror.stats.fetches, server.counts.fetches) == (1, 2, 2)
-        assert _listings(server) == listings + 1  # the fetch's own ref advertisement, no ls-remote
-        assert await sources.refresh(url, pushed=push.pushed) is False  # the same push again
-        assert mirror.stats.ls_remotes == 1 and mirror.stats.pushes_noted == 2
-
-        remote.tag("v2")
-        tag = _github_push(url, ref="refs/tags/v2", after=new)
-        assert tag.pushed is None
-        assert await sources.refresh(url, pushed=("refs/tags/v2", new)) is True
-        assert mirror.stats.ls_remotes == 2
-        assert await sources.refresh(url, pushed=("refs/heads/gone", "0" * 40)) is False
-        assert mirror.stats.ls_remotes == 3
-
-        fresh = Sources(SourceSettings(cache_dir=tmp_path / "cache2", interval=3600.0))
-        assert await fresh.refresh(url, pushed=("refs/heads/main", new)) is True
-        assert fresh.mirror(url).stats.ls_remotes == 1
-
-
-def _listings(server: GitHttpServer) -> int:
-    return sum("info/refs" in request for request in server.counts.requests)
-
-
-def _github_push(url: str, *, ref: str, after: str) -> webhooks.Push:
-    body = json.dumps({"ref": ref, "after": after, "repository": {"clone_url": url}}).encode()
-    secret = "s3cret"
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature}
-    push = webhooks.parse_github(headers, body, secret=secret)
-    assert push is not None
-    return push
 
 
 async def test_the_tree_listing_answers_as_git_does(
