@@ -5,7 +5,10 @@ kit's :mod:`fleet.controlplane.pki`, so TLS is verified end to end, no insecure-
 every request to the real apiserver with the cluster's own client certificate, streaming the
 answer (watches included). A share of requests (``share``, changeable while running) is answered
 ``429 Too Many Requests`` with ``Retry-After`` and the apiserver's own Status body instead, as
-API Priority and Fairness does; the draw is seeded, so a run is repeatable.
+API Priority and Fairness does; the draw is seeded, so a run is repeatable. ``refuse`` (a
+predicate of method and path, changeable too) answers 429 to every request it picks, whatever
+the share: a test holds back the writes of chosen objects. ``by_path`` counts requests by method
+and path, so a test can tell which objects were written.
 :meth:`ThrottleProxy.kubeconfig` writes a copy of the cluster's kubeconfig that dials the proxy
 (same name, labels and user; the proxy's CA). Used by ``python -m bench.throttle`` and by
 ``tests/faults/test_throttling.py``.
@@ -21,6 +24,7 @@ import random
 import ssl
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -98,6 +102,8 @@ class ThrottleProxy:
         self.throttled = 0
         self.by_status: Counter[int] = Counter()
         self.by_kind: Counter[str] = Counter()  # "PATCH configmaps", "GET configmaps watch", ...
+        self.by_path: Counter[str] = Counter()  # "PATCH /api/v1/namespaces/x/configmaps/y", ...
+        self.refuse: Callable[[str, str], bool] = lambda _method, _path: False
         self.port = 0
         self._rng = random.Random(seed)  # a repeatable draw, not cryptography
         self._document: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
@@ -170,7 +176,9 @@ class ThrottleProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         self.by_kind[_kind_of(request)] += 1
-        if self._rng.random() < self.share:
+        self.by_path[f"{request.method} {request.path}"] += 1
+        drawn = self._rng.random() < self.share  # drawn for every request: a repeatable run
+        if self.refuse(request.method, request.path) or drawn:
             self.throttled += 1
             self.by_status[429] += 1
             retry = f"{self.retry_after:g}"

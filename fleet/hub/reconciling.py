@@ -37,7 +37,7 @@ from fleet.hub import apps
 from fleet.hub.cells import Cells, Expected
 from fleet.hub.connections import Connection
 from fleet.hub.settings import HubSettings
-from fleet.reconcile import summary
+from fleet.reconcile import summary, superseding
 from fleet.reconcile.desired import Desired, DesiredState
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.report import Metrics, Targets, TargetStatus
@@ -177,6 +177,9 @@ class Reconciler:
                 reader=reader,
                 dry_run=preview,
                 descends=functools.partial(ancestry.is_ancestor, mirror),
+                superseded=superseding.newer_commit(
+                    lambda: mirror.refs_seen, revision=app.source.target_revision, running=commit
+                ),
             )
             outcome = summary.outcome_of(result)
             committed_at = await self._commit_time(app, commit) if outcome.wrote else None

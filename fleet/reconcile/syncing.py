@@ -45,7 +45,7 @@ from fleet.errors import StalledError
 from fleet.plan import hooks as plan_hooks
 from fleet.plan import options as object_options
 from fleet.plan import projects, waves
-from fleet.reconcile import waving
+from fleet.reconcile import superseding, waving
 from fleet.reconcile.reading import ApiReader, Reader
 from fleet.reconcile.results import Gathering, SyncResult, assess_health
 from fleet.types import ClusterRef, ObjectKey, RenderedSet
@@ -260,15 +260,17 @@ async def sync(
     dry_run: bool = False,
     descends: Descends | None = None,
     reader: Reader | None = None,
+    superseded: superseding.Superseded | None = None,
 ) -> SyncResult:
     """Make `cluster` match `rendered` for `app` (None: the render failed); see the module.
 
     `descends(old, new)` tells whether a commit descends from another (the app's mirror): given,
     a desired commit that does not descend from the applied one is a rewind. `reader` is where
     the inventory and live objects are read (:mod:`fleet.reconcile.reading`; default the API).
+    `superseded` (:mod:`fleet.reconcile.superseding`) stops the writes once a newer commit is
+    known: the result is then stopped (not in sync), what was not finished skipped.
     """
     tracking = app.tracking(cluster.name)
-    options = app.apply_options(cluster.name)
     reader = reader or ApiReader()  # the cluster's live caches when the hub has them warm
     previous = await reader.inventory(cluster, app.inventory_id)
     before = _entries(previous)
@@ -322,6 +324,48 @@ async def sync(
     if desired is None or dry_run:
         return await result.finish(live, written=set())
 
+    run = waving.Run(deadline=time.monotonic() + app.waves.sync_timeout)
+    outcome = await superseding.unless_superseded(
+        lambda: _write(
+            cluster,
+            app,
+            the_plan,
+            result,
+            run=run,
+            order=order,
+            hooks=hooks if run_hooks else (),
+            previous=previous,
+            before=before,
+            rewound=rewound,
+            reader=reader,
+        ),
+        superseded=None if run_hooks and hooks else superseded,
+    )
+    if outcome.superseded is not None:
+        _stopped_by(outcome.superseded, the_plan, result, run=run)
+        return await result.finish(live, written=set())  # health as read: no more requests
+    written = {c.key for c in result.changes if c.outcome is not apply.Outcome.UNCHANGED}
+    return await result.finish(live, written=written)
+
+
+async def _write(
+    cluster: apply.Cluster,
+    app: AppSync,
+    the_plan: plan.Plan,
+    result: Gathering,
+    *,
+    run: waving.Run,
+    order: Sequence[waves.Wave],
+    hooks: Sequence[plan_hooks.Hook],
+    previous: apply.Inventory | None,
+    before: Mapping[ObjectKey, plan.Entry],
+    rewound: str | None,
+    reader: Reader,
+) -> None:
+    """Steps 6 to 9 (see the module): every write of the sync, gathered into `result`; `run`
+    keeps the changes of each wave as it ends (what a superseded sync did is known)."""
+    options = app.apply_options(cluster.name)
+    tracking = result.tracking
     new = {s.key: s.entry or plan.Entry(s.api_version) for s in the_plan.applies}
     if set(new) - set(before):
         previous, count = await _write_inventory(
@@ -334,11 +378,12 @@ async def sync(
         )
         result.inventory_writes += count
     post = [w for w in order if w.phase is plan_hooks.Phase.POST_SYNC]
-    run = await waving.run_waves(
+    await waving.run_waves(
         cluster,
         [w for w in order if w.phase is not plan_hooks.Phase.POST_SYNC],
         options=options,
         timing=app.waves,
+        run=run,
         gate_last=bool(post),
         reader=reader,
         selector=app.selector,
@@ -348,7 +393,7 @@ async def sync(
         result.changes.extend(
             await _prune(cluster, the_plan, tracking=tracking, manager=options.field_manager)
         )
-        run = await waving.run_waves(
+        await waving.run_waves(
             cluster,
             post,
             options=options,
@@ -364,9 +409,7 @@ async def sync(
             for k in sorted(unreached)
         ]
     result.changes += run.changes
-    if run_hooks and (
-        run.stopped or any(c.outcome is apply.Outcome.FAILED for c in result.changes)
-    ):
+    if hooks and (run.stopped or any(c.outcome is apply.Outcome.FAILED for c in result.changes)):
         await _sync_failed(
             cluster,
             hooks,
@@ -380,7 +423,7 @@ async def sync(
     result.stopped = run.stopped
     result.hook_health = {c.key: run.health[c.key] for c in run.hooks if c.key in run.health}
     held = any(rewound and b.reason.startswith(rewound) for b in the_plan.blocked)
-    recorded = revision
+    recorded = result.revision
     if held and previous:
         recorded = previous.revision
     elif run.stopped or any(c.outcome is apply.Outcome.FAILED for c in run.hooks):
@@ -391,11 +434,35 @@ async def sync(
         _final_entries(the_plan, result.changes, unreached=unreached),
         previous=previous,
         revision=recorded,
-        digest=digest,
+        digest=result.digest,
     )
     result.inventory_writes += count
-    written = {c.key for c in result.changes if c.outcome is not apply.Outcome.UNCHANGED}
-    return await result.finish(live, written=written)
+
+
+def _stopped_by(reason: str, the_plan: plan.Plan, result: Gathering, *, run: waving.Run) -> None:
+    """A superseded sync as it is: stopped, the changes of its waves that ended, and every other
+    write or prune of the plan skipped with the reason (it may have landed, or not: the next
+    sync reads the live objects and writes only what still differs)."""
+    known = {c.key for c in result.changes}
+    result.changes += [c for c in run.changes if c.key not in known]
+    known |= {c.key for c in run.changes}
+    unfinished = [
+        s.key for s in the_plan.applies if s.op is not plan.Op.UNCHANGED and s.key not in known
+    ]
+    unfinished += [s.key for s in (*the_plan.prunes, *the_plan.releases) if s.key not in known]
+    result.changes += [
+        apply.Change(k, apply.Outcome.SKIPPED, f"not known to be applied: {reason}")
+        for k in unfinished
+    ]
+    result.stopped = reason
+    log.info(
+        "event=sync_superseded app=%s cluster=%s revision=%s unfinished=%d reason=%s",
+        result.app,
+        result.cluster.name,
+        result.revision[:12] or "-",
+        len(unfinished),
+        '"' + reason.replace('"', "'") + '"',
+    )
 
 
 def _final_entries(

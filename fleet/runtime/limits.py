@@ -22,7 +22,9 @@ in Argo CD and Flux).
   also drops the saved-up burst.
 - **Retry-After** is the 429'd request's own: :meth:`ClusterLimits.retry_delay` tells the caller
   to wait that long (capped at ``max_retry_after``) before its retry, for at most
-  ``retry_attempts`` retries. The 429 that halves the rate also holds the whole bucket, for its
+  ``retry_attempts`` retries (a backstop: the apply client bounds a request's retrying by time,
+  :attr:`fleet.apply.kube.Timeouts.throttled`, since each retry honours the server's wait).
+  The 429 that halves the rate also holds the whole bucket, for its
   Retry-After but never longer than ``max_hold``; the bucket then reopens with one token, so one
   request probes the server before the halved rate applies. Later 429s of the same interval hold
   nothing, nor do 429s once the rate is at its floor: a share of requests refused must not stop
@@ -67,7 +69,7 @@ class ClusterLimitSettings:
     increase: float = 1.0  # qps added back per answered request
     decrease_interval: float = 1.0  # 429s within this of the last halving count once
     max_hold: float = 1.0  # the longest a Retry-After holds the whole bucket
-    retry_attempts: int = 10  # retries of one 429'd request before its 429 is the answer
+    retry_attempts: int = 100  # retries of one 429'd request (backstop; the client bounds by time)
     max_retry_after: float = 10.0  # the longest one retry waits, whatever Retry-After says
     retry_backoff: float = 0.5  # a 429 without Retry-After: wait this, doubling per attempt
 

@@ -1,0 +1,240 @@
+"""Syncs under 429s, against a kit cluster through :class:`bench.throttle_proxy.ThrottleProxy`.
+
+The proxy answers 429 (``Retry-After``) to the writes of chosen objects; the test reads results
+back from the apiserver directly, not through the proxy. Two behaviours:
+
+- a sync stuck in Retry-After waits gives way to a newer commit (:mod:`fleet.reconcile.
+  superseding`): it ends as stopped, not in sync, its unfinished writes skipped with the reason,
+  the inventory still naming the old revision; then the newer commit is applied and recorded;
+- a sync retried after a write of it failed writes only what is still needed: the objects its
+  first attempt wrote are not written again (counted by the proxy, per object).
+
+Plus the pure part of superseding (which commit supersedes which; the work's own result and
+errors come through). No speed is asserted anywhere: the limits are safety nets.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bench.throttle_proxy import ThrottleProxy
+from fleet import apply
+from fleet.apply.kube import Timeouts
+from fleet.controlplane import RunningCluster
+from fleet.reconcile import superseding
+from fleet.reconcile.syncing import AppSync, SyncResult, sync
+from fleet.runtime import ClusterLimits, ClusterLimitSettings, RealClock
+from fleet.types import Manifest, ObjectKey, RenderedSet
+from tests.hub.hubkit import until
+
+pytestmark = pytest.mark.anyio
+
+OLD, RUNNING, NEWER = "0" * 40, "a" * 40, "b" * 40
+
+
+def _objects(namespace: str, value: str, names: tuple[str, ...]) -> RenderedSet:
+    found: list[Manifest] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    ]
+    found += [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"value": value},
+        }
+        for name in names
+    ]
+    return RenderedSet.of(found)
+
+
+def _key(namespace: str, name: str) -> ObjectKey:
+    return ObjectKey("", "ConfigMap", namespace, name)
+
+
+def _path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+
+
+async def _value(direct: apply.Cluster, namespace: str, name: str) -> str:
+    found = await direct.request("GET", _path(namespace, name))
+    return str(found["data"]["value"])
+
+
+async def _revision(direct: apply.Cluster, app: AppSync) -> str:
+    inventory = await apply.read_inventory(direct, app.inventory_id)
+    assert inventory is not None
+    return inventory.revision
+
+
+@contextmanager
+def _refusing(proxy: ThrottleProxy, paths: set[str]) -> Iterator[None]:
+    """The proxy answers 429 to every PATCH of `paths` while inside."""
+    proxy.refuse = lambda method, path: method == "PATCH" and path in paths
+    try:
+        yield
+    finally:
+        proxy.refuse = lambda _method, _path: False
+
+
+@pytest.mark.clusters
+async def test_a_sync_waiting_on_429s_gives_way_to_a_newer_commit_which_is_then_applied(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    namespace = f"supersede-{uuid.uuid4().hex[:8]}"
+    names = ("a", "b")
+    app = AppSync(name=f"sup-{namespace[-8:]}", namespace=namespace)
+    refs = {"refs/heads/main": RUNNING}
+    gate = ClusterLimits("via-proxy", ClusterLimitSettings(), clock=RealClock())
+    kit = kit_clusters[0]
+    async with (
+        ThrottleProxy(kit.kubeconfig, share=0.0, retry_after=0.5) as proxy,
+        apply.connect(kit.kubeconfig) as direct,
+    ):
+        via = proxy.kubeconfig(tmp_path / "via-proxy.yaml")
+        async with apply.connect(via, gate=gate) as cluster:
+            first = await sync(cluster, app, _objects(namespace, "v1", names), revision=OLD)
+            assert first.in_sync, first.problems()
+
+            results: list[SyncResult] = []
+            check = superseding.newer_commit(lambda: refs, revision="main", running=RUNNING)
+            with _refusing(proxy, {_path(namespace, n) for n in names}):
+                async with anyio.create_task_group() as tg:
+
+                    async def stuck() -> None:
+                        rendered = _objects(namespace, "v2", names)
+                        results.append(
+                            await sync(cluster, app, rendered, revision=RUNNING, superseded=check)
+                        )
+
+                    tg.start_soon(stuck)
+                    await until(  # the writes refused, and sent again after their Retry-After
+                        lambda: proxy.throttled >= 2 * len(names) and gate.stats().retries > 0,
+                        limit=60,
+                    )
+                    assert not results  # still waiting on its writes' Retry-After
+                    refs["refs/heads/main"] = NEWER  # a push lands while the sync waits
+            (stopped,) = results
+            assert stopped.stopped is not None
+            assert stopped.stopped.startswith(f"superseded by commit {NEWER[:12]}")
+            assert not stopped.in_sync and stopped.verdict == "failed"
+            skipped = {c.key: c for c in stopped.changes.of(apply.Outcome.SKIPPED)}
+            for name in names:
+                assert "superseded" in skipped[_key(namespace, name)].reason
+                assert await _value(direct, namespace, name) == "v1"  # refused: never landed
+            assert await _revision(direct, app) == OLD  # nothing claims the stopped commit
+
+            newer_check = superseding.newer_commit(lambda: refs, revision="main", running=NEWER)
+            newer = await sync(
+                cluster,
+                app,
+                _objects(namespace, "v3", names),
+                revision=NEWER,
+                superseded=newer_check,
+            )
+            assert newer.in_sync and newer.stopped is None, newer.problems()
+        for name in names:
+            assert await _value(direct, namespace, name) == "v3"
+        assert await _revision(direct, app) == NEWER
+        await direct.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+@pytest.mark.clusters
+async def test_a_sync_retried_after_a_refused_write_writes_only_what_it_had_not_written(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    namespace = f"retried-{uuid.uuid4().hex[:8]}"
+    names = ("a", "b", "c")
+    app = AppSync(name=f"ret-{namespace[-8:]}", namespace=namespace)
+    gate = ClusterLimits("via-proxy", ClusterLimitSettings(), clock=RealClock())
+    kit = kit_clusters[0]
+    async with (
+        ThrottleProxy(kit.kubeconfig, share=0.0, retry_after=0.2) as proxy,
+        apply.connect(kit.kubeconfig) as direct,
+    ):
+        via = proxy.kubeconfig(tmp_path / "via-proxy.yaml")
+        # one request keeps retrying its 429s for 2 s here (60 s by default), then fails
+        async with apply.connect(via, gate=gate, timeouts=Timeouts(throttled=2.0)) as cluster:
+            first = await sync(cluster, app, _objects(namespace, "v1", names), revision=OLD)
+            assert first.in_sync, first.problems()
+
+            v2 = _objects(namespace, "v2", names)
+            with _refusing(proxy, {_path(namespace, "c")}):
+                failed = await sync(cluster, app, v2, revision=RUNNING)
+            assert not failed.in_sync
+            outcomes = {c.key: c.outcome for c in failed.changes.changes}
+            assert outcomes[_key(namespace, "a")] is apply.Outcome.CONFIGURED
+            assert outcomes[_key(namespace, "b")] is apply.Outcome.CONFIGURED
+            assert outcomes[_key(namespace, "c")] is apply.Outcome.FAILED
+            assert "429" in next(c.reason for c in failed.changes.of(apply.Outcome.FAILED))
+            assert await _value(direct, namespace, "c") == "v1"
+            assert await _revision(direct, app) == OLD  # not all written: not recorded
+
+            before = proxy.by_path.copy()
+            retried = await sync(cluster, app, v2, revision=RUNNING)
+            assert retried.in_sync, retried.problems()
+            patches = {
+                name: proxy.by_path[f"PATCH {_path(namespace, name)}"]
+                - before[f"PATCH {_path(namespace, name)}"]
+                for name in names
+            }
+            assert patches == {"a": 0, "b": 0, "c": 1}, patches
+            outcomes = {c.key: c.outcome for c in retried.changes.changes}
+            assert outcomes[_key(namespace, "a")] is apply.Outcome.UNCHANGED
+            assert outcomes[_key(namespace, "c")] is apply.Outcome.CONFIGURED
+        for name in names:
+            assert await _value(direct, namespace, name) == "v2"
+        assert await _revision(direct, app) == RUNNING
+        await direct.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+def test_a_newer_commit_of_the_synced_ref_supersedes_and_a_pinned_commit_never_is() -> None:
+    refs = {"refs/heads/main": RUNNING, "refs/tags/v1": RUNNING, "HEAD": RUNNING}
+    main = superseding.newer_commit(lambda: refs, revision="main", running=RUNNING)
+    tag = superseding.newer_commit(lambda: refs, revision="v1", running=RUNNING)
+    head = superseding.newer_commit(lambda: refs, revision="", running=RUNNING)
+    pinned = superseding.newer_commit(lambda: refs, revision=RUNNING, running=RUNNING)
+    assert [main(), tag(), head(), pinned()] == [None, None, None, None]
+    refs.update({"refs/heads/main": NEWER, "refs/tags/v1": NEWER, "HEAD": NEWER})
+    assert main() == f"superseded by commit {NEWER[:12]} of main"
+    assert tag() == f"superseded by commit {NEWER[:12]} of v1"
+    assert head() is not None
+    assert pinned() is None  # a sha names itself: not in the listing, never superseded
+    refs.clear()
+    assert main() is None  # a ref gone from the listing: nothing newer is known
+
+
+async def test_the_work_s_result_or_error_comes_through_and_superseding_stops_it() -> None:
+    async def quick() -> int:
+        return 7
+
+    async def broken() -> int:
+        raise ValueError("bad input")
+
+    async def forever() -> int:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    never = superseding.newer_commit(lambda: {}, revision="main", running=RUNNING)
+    assert (await superseding.unless_superseded(quick, superseded=never)).result == 7
+    assert (await superseding.unless_superseded(quick, superseded=None)).result == 7
+    with pytest.raises(ValueError, match="bad input"):
+        await superseding.unless_superseded(broken, superseded=never)
+    looks: list[int] = []
+
+    def after_three_looks() -> str | None:
+        looks.append(1)
+        return "superseded by commit x" if len(looks) >= 3 else None
+
+    with anyio.fail_after(30):  # a safety net
+        stopped = await superseding.unless_superseded(
+            forever, superseded=after_three_looks, poll=0.01
+        )
+    assert stopped.result is None and stopped.superseded == "superseded by commit x"
+    assert len(looks) == 3
