@@ -32,8 +32,12 @@ Entries that reach one API server as one user by one route (aliases, tunnels, th
 shared app: :func:`fleet.hub.configured.identity`) share what is heard from it: an answer to any of
 them is liveness for all, so a healthy server is probed about once an interval however many
 entries reach it (at 1,000 entries on 4 servers, probes per entry had taken most of the event
-loop). When the server stops answering, no entry hears anything, each probes, and each is found
-silent on its own probes as before.
+loop). The entries' probe rounds fall due together (each waits until the shared last answer is
+an interval old), so a probe that falls due is one per identity (:class:`~fleet.cache.SingleFlight`
+keyed by identity): the entries whose round comes while it is in flight take its answer, or its
+silence, as their own. When the server stops answering, no entry hears anything, and each counts
+the shared probes' misses itself and is found silent (its own client fenced, its own breaker
+tripped) as before.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from fleet import apply, transport
+from fleet.cache import SingleFlight
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, FleetError
 from fleet.hub import configured
@@ -135,6 +140,7 @@ class Connections:
         self._probe = probe or ProbeSettings()
         self.by_name: dict[str, Connection] = {}
         self._heard: dict[str, float] = {}  # identity -> when any of its entries last answered
+        self._probes: SingleFlight[str, tuple[str, str]] = SingleFlight()  # one per identity
 
     def get(self, name: str) -> Connection | None:
         return self.by_name.get(name)
@@ -167,17 +173,26 @@ class Connections:
     def reach(self) -> list[Reach]:
         """Each connected tunnelled cluster's link now, and each cluster the liveness probe finds
         silent or found answering again; withholds or restores refused clients."""
-        states = self._tunnels.states() if self._tunnels is not None else {}
         found: list[Reach] = []
-        for name, connection in self.by_name.items():
+        for connection in self.by_name.values():
             if connection.client is None:
                 continue
-            now = states.get(name)
-            link = _update(connection, now) if connection.via is not None and now else None
+            now = self._link(connection)
+            link = _update(connection, now) if now is not None else None
             reach = _with_liveness(connection, link)
             if reach is not None:
                 found.append(reach)
         return found
+
+    def _link(self, connection: Connection) -> transport.TunnelState | None:
+        """The tunnel state of a tunnelled connection (asked of that one alone: at 1,000 direct
+        entries, every state every half second was a measurable share of the idle hub)."""
+        if connection.via is None or self._tunnels is None:
+            return None
+        try:
+            return self._tunnels.state(connection.name)
+        except KeyError:  # released meanwhile
+            return None
 
     def _cancel(self, name: str) -> None:
         connection = self.by_name.pop(name, None)
@@ -268,10 +283,11 @@ class Connections:
         quiet = anyio.current_time() - heard
         if connection.liveness.state == "answering" and quiet < settings.interval:
             return settings.interval - quiet  # it (or its server, to another entry) answered lately
-        try:
-            cause = await cluster.probe(settings.path)
-        except Exception as exc:  # a bug or an unmapped error of the client: no answer either
-            cause = f"liveness probe of cluster {connection.name} failed: {exc}"
+        prober, cause = await self._probes.do(
+            connection.identity or connection.name, lambda: _probe(connection, cluster, settings)
+        )
+        if cause and prober != connection.name:  # name this entry first, then whose probe it was
+            cause = f"cluster {connection.name} (its API server probed through {prober}): {cause}"
         if not cause:
             self._heard[connection.identity] = anyio.current_time()
             self._answered(connection, cluster)
@@ -317,6 +333,17 @@ class Connections:
         if was == "silent":
             live.recovered = True
             log.info("event=cluster_answering cluster=%s", connection.name)
+
+
+async def _probe(
+    connection: Connection, cluster: apply.Cluster, settings: ProbeSettings
+) -> tuple[str, str]:
+    """One probe through `cluster`: the entry that probed, and ``""`` when it answered, else why
+    not."""
+    try:
+        return connection.name, await cluster.probe(settings.path)
+    except Exception as exc:  # a bug or an unmapped error of the client: no answer either
+        return connection.name, f"liveness probe of cluster {connection.name} failed: {exc}"
 
 
 def _with_liveness(connection: Connection, link: Reach | None) -> Reach | None:

@@ -1,0 +1,115 @@
+"""Entries sharing an API server probe it once per interval even when their rounds run at once.
+
+Each entry's probe round waits until the shared last answer is an interval old, so the rounds of
+every entry of one server fall due at the same instant: before the probes were one per identity
+in flight, each of them probed then (at 1,000 entries on 4 servers, 333 probes a second, half
+the idle hub's CPU). Here the entries' real probe loops (``Connections._watch_liveness``) run
+concurrently against a stand-in server whose probe takes a little while, as a real one does;
+the probes it counts must be about one per interval for the whole identity, and when it hangs,
+every entry must still be found silent and fenced on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import anyio
+import pytest
+
+from fleet import apply
+from fleet.config.clusters import ClusterFile
+from fleet.hub import configured
+from fleet.hub.connections import Connection, Connections, ProbeSettings
+from fleet.runtime import Limits
+from fleet.runtime.clock import RealClock
+from fleet.types import ClusterRef
+
+pytestmark = pytest.mark.anyio
+
+_INTERVAL = 0.3
+_WINDOW = 1.5
+_ENTRIES = 20
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.hung = False
+        self.probes: list[str] = []
+
+
+class _Client:
+    """What a probe round uses of a cluster client; its probe takes 50 ms to answer."""
+
+    def __init__(self, name: str, server: _Server) -> None:
+        self.name = name
+        self.server = server
+        self.last_answer = -float("inf")
+        self.fenced = ""
+
+    async def probe(self, _path: str) -> str:
+        self.server.probes.append(self.name)
+        await anyio.sleep(0.05)
+        if self.server.hung:
+            return f"GET /readyz on cluster {self.name}: no answer within 0.05s"
+        self.last_answer = anyio.current_time()
+        return ""
+
+    def fence(self, cause: str) -> int:
+        self.fenced = cause
+        return 0
+
+    def unfence(self) -> None:
+        self.fenced = ""
+
+
+def _entry(name: str) -> Connection:
+    document = {
+        "current-context": name,
+        "contexts": [{"name": name, "context": {"cluster": "one", "user": "admin"}}],
+        "clusters": [{"name": "one", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "admin", "user": {"token": "t"}}],
+    }
+    file = ClusterFile(
+        ref=ClusterRef(name), server="https://127.0.0.1:6443", path=Path(f"{name}.yaml"),
+        document=document,
+    )  # fmt: skip
+    return Connection(file=file, identity=configured.identity(file))
+
+
+async def test_concurrent_rounds_of_one_identity_probe_once_per_interval() -> None:
+    server = _Server()
+    entries = [_entry(f"alias-{i:02d}") for i in range(_ENTRIES)]
+    assert len({e.identity for e in entries}) == 1, "one server, one user: one identity"
+    clients = {e.name: _Client(e.name, server) for e in entries}
+    async with anyio.create_task_group() as group:
+        connections = Connections(
+            group=group,
+            limits=Limits(clock=RealClock()),
+            on_status=lambda _name, _status: None,
+            probe=ProbeSettings(interval=_INTERVAL, failures=2),
+        )
+        for entry in entries:
+            client = cast(apply.Cluster, clients[entry.name])
+            group.start_soon(connections._watch_liveness, entry, client)
+        await anyio.sleep(_WINDOW)
+        healthy = len(server.probes)
+        assert all(e.liveness.state == "answering" for e in entries)
+
+        server.hung = True
+        for _ in range(600):  # 30 s: a safety limit, not a measure of speed
+            if all(e.liveness.state == "silent" for e in entries):
+                break
+            await anyio.sleep(0.05)
+        assert all(e.liveness.state == "silent" for e in entries)
+        assert all(c.fenced for c in clients.values()), "each entry's own client is fenced"
+        causes = {e.name: e.liveness.cause for e in entries}
+        group.cancel_scope.cancel()
+
+    # one probe per interval for the identity (plus the first round and a round of slack), where
+    # one per entry per interval would be _ENTRIES times as many
+    bound = int(_WINDOW / _INTERVAL) + 2
+    assert healthy <= bound, f"{healthy} probes in {_WINDOW}s of {_ENTRIES} entries"
+    assert healthy >= 1
+    for name, cause in causes.items():
+        assert cause.startswith(f"cluster {name}") or f"on cluster {name}:" in cause, cause
