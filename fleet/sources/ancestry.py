@@ -8,8 +8,12 @@ behind). A commit the mirror does not hold cannot be shown to be an ancestor, so
 then False: never prune on doubt.
 
 The commit graph never changes, so a definite answer is remembered per mirror and (old, new)
-pair: asking again, as every reconcile of a cluster at the same commits does, runs no git. A
-"cannot tell" is not remembered (the commit may be fetched later).
+pair: asking again, as every reconcile of a cluster at the same commits does, runs no git. The
+first asks of a pair are one question too: the targets of a new commit all ask at once, and the
+ones after the first wait for its git process instead of each running one (single flight), so a
+commit costs one ``merge-base`` per (repository, old, new) however many clusters roll it out. A
+"cannot tell" is not remembered (the commit may be fetched later), but is shared by the askers
+waiting on it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import re
 import weakref
 from collections import OrderedDict
 from typing import Protocol
+
+import anyio
 
 from fleet.sources import gitcmd
 
@@ -39,6 +45,10 @@ class LocalGit(Protocol):
 _answers: weakref.WeakKeyDictionary[LocalGit, OrderedDict[tuple[str, str], bool]] = (
     weakref.WeakKeyDictionary()
 )
+# the pairs being asked, per mirror: the asker's done event and, once set, its answer
+_asking: weakref.WeakKeyDictionary[
+    LocalGit, dict[tuple[str, str], tuple[anyio.Event, list[bool]]]
+] = weakref.WeakKeyDictionary()
 
 
 async def is_ancestor(mirror: LocalGit, old: str, new: str) -> bool:
@@ -53,6 +63,26 @@ async def is_ancestor(mirror: LocalGit, old: str, new: str) -> bool:
     if known is not None:
         memo.move_to_end((old, new))
         return known
+    asking = _asking.setdefault(mirror, {})
+    while (pending := asking.get((old, new))) is not None:
+        done, answer = pending  # another caller runs git for this pair: its answer is ours
+        await done.wait()
+        if answer:
+            return answer[0]
+        # it was cancelled before it knew: ask again (lead, or wait for the next leader)
+    done, answer = asking[(old, new)] = (anyio.Event(), [])
+    try:
+        answer.append(await _ask(mirror, old, new, memo))
+    finally:
+        done.set()
+        del asking[(old, new)]
+    return answer[0]
+
+
+async def _ask(
+    mirror: LocalGit, old: str, new: str, memo: OrderedDict[tuple[str, str], bool]
+) -> bool:
+    """One ``merge-base --is-ancestor``; a definite answer is remembered in `memo`."""
     try:
         await mirror.local_git("merge-base", "--is-ancestor", old, new)
     except gitcmd.GitFailed as exc:

@@ -16,7 +16,7 @@ from fleet.cache import CacheSettings, ManifestCache
 from fleet.errors import FleetError, StalledError
 from fleet.reconcile.desired import AppSource, DesiredState
 from fleet.render import Renderer, RenderSettings
-from fleet.sources import Sources, SourceSettings
+from fleet.sources import Mirror, Sources, SourceSettings
 from fleet.sources.ancestry import is_ancestor
 from fleet.types import ClusterRef
 from tests.sources.gitkit import Remote
@@ -259,3 +259,30 @@ async def test_many_callers_of_a_commit_whose_fetch_fails_share_one_failure(
     assert len(failures) == 20
     fetches = [c for c in calls.take() if " fetch " in f" {c} "]
     assert len(fetches) == 1, fetches
+
+
+async def test_the_targets_of_a_new_commit_share_one_ancestry_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty callers asking at once whether the new commit descends from the old one (the
+    rewind check of every target rolling it out) run one ``merge-base``, and all get its answer,
+    yes or no."""
+    calls = GitCalls(tmp_path, monkeypatch)
+    remote = Remote(tmp_path)
+    first = remote.commit({"a.yaml": "a: 1\n"})
+    second = remote.commit({"a.yaml": "a: 2\n"})
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+    await sources.snapshot(remote.url, "main")
+    mirror = sources.mirror(remote.url)
+    for old, new, expected in [(first, second, True), (second, first, False)]:
+        calls.take()
+        got: list[bool] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(_ask_into, got, mirror, old, new)
+        assert got == [expected] * 20
+        assert len([c for c in calls.take() if " merge-base " in f" {c} "]) == 1
+
+
+async def _ask_into(got: list[bool], mirror: Mirror, old: str, new: str) -> None:
+    got.append(await is_ancestor(mirror, old, new))
