@@ -37,7 +37,11 @@ an interval old), so a probe that falls due is one per identity (:class:`~fleet.
 keyed by identity): the entries whose round comes while it is in flight take its answer, or its
 silence, as their own. When the server stops answering, no entry hears anything, and each counts
 the shared probes' misses itself and is found silent (its own client fenced, its own breaker
-tripped) as before.
+tripped) as before. A probe without an answer in time is no miss when the entry's client heard
+another answer meanwhile: the probe's timeout also runs while the hub's own loop is busy (1,000
+targets syncing at once on a loaded machine), and a server that answers is not hung; found
+silent for that, every entry had been fenced in the middle of a commit and its targets shown
+unreachable.
 """
 
 from __future__ import annotations
@@ -283,9 +287,12 @@ class Connections:
         quiet = anyio.current_time() - heard
         if connection.liveness.state == "answering" and quiet < settings.interval:
             return settings.interval - quiet  # it (or its server, to another entry) answered lately
+        asked = anyio.current_time()
         prober, cause = await self._probes.do(
             connection.identity or connection.name, lambda: _probe(connection, cluster, settings)
         )
+        if cause and cluster.last_answer >= asked:
+            cause = ""  # the probe's answer was late (a busy hub), but the server answered others
         if cause and prober != connection.name:  # name this entry first, then whose probe it was
             cause = f"cluster {connection.name} (its API server probed through {prober}): {cause}"
         if not cause:

@@ -113,3 +113,40 @@ async def test_concurrent_rounds_of_one_identity_probe_once_per_interval() -> No
     assert healthy >= 1
     for name, cause in causes.items():
         assert cause.startswith(f"cluster {name}") or f"on cluster {name}:" in cause, cause
+
+
+class _BusyClient(_Client):
+    """Its probe's answer comes too late, while the server answers the entry's other requests."""
+
+    async def probe(self, _path: str) -> str:
+        self.server.probes.append(self.name)
+        await anyio.sleep(0.05)
+        self.last_answer = anyio.current_time()  # another request of the entry was answered
+        return f"GET /readyz on cluster {self.name}: no answer within 0.05s"
+
+
+async def test_a_late_probe_is_no_miss_while_the_server_answers_other_requests() -> None:
+    server = _Server()
+    entry = _entry("busy")
+    busy = _BusyClient(entry.name, server)
+    quiet = _Client("quiet", server)  # the same server, hung: the late probe, nothing else
+    other = _entry("quiet")
+    async with anyio.create_task_group() as group:
+        connections = Connections(
+            group=group,
+            limits=Limits(clock=RealClock()),
+            on_status=lambda _name, _status: None,
+            probe=ProbeSettings(interval=_INTERVAL, failures=2),
+        )
+        for _ in range(3):
+            busy.last_answer = -float("inf")
+            connections._heard.clear()
+            await connections._probe_round(entry, cast(apply.Cluster, busy))
+        server.hung = True
+        for _ in range(3):
+            connections._heard.clear()
+            await connections._probe_round(other, cast(apply.Cluster, quiet))
+        group.cancel_scope.cancel()
+    assert len(server.probes) == 6, "each round did probe"
+    assert entry.liveness.state == "answering" and not busy.fenced
+    assert other.liveness.state == "silent" and quiet.fenced, "no other answer: silent"
