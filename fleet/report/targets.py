@@ -177,6 +177,7 @@ class Targets:
 
     def __init__(self, *, recent_events: int = 1000, per_target_events: int = 50) -> None:
         self._records: dict[Key, TargetStatus] = {}
+        self._by_cluster: dict[str, dict[Key, None]] = {}  # the keys of each cluster, in order
         self._subscribers: list[tuple[str, Subscriber]] = []
         self._recent: deque[TargetEvent] = deque(maxlen=recent_events)
         self._per_target: dict[Key, deque[TargetEvent]] = {}
@@ -199,7 +200,9 @@ class Targets:
         return list(self._records)
 
     def of_cluster(self, cluster: str) -> list[Key]:
-        return [k for k in self._records if k[0] == cluster]
+        """The keys of `cluster`, from an index (every cluster found unreachable at once asks
+        this of each: a scan of every record each time was quadratic at 1,000 entries)."""
+        return list(self._by_cluster.get(cluster, ()))
 
     def of_app(self, app: str) -> list[Key]:
         return [k for k in self._records if k[1] == app]
@@ -224,6 +227,7 @@ class Targets:
             status = dataclasses.replace(status, error=logs.scrub(status.error))
         happened = tuple(dataclasses.replace(e, message=logs.scrub(e.message)) for e in events)
         self._records[status.key] = status
+        self._by_cluster.setdefault(status.cluster, {})[status.key] = None
         if happened:
             line = self._per_target.setdefault(status.key, deque(maxlen=self._per_target_size))
             line.extend(happened)
@@ -234,6 +238,11 @@ class Targets:
         """Drop `key` (its app or cluster left); subscribers get a last ``Removed`` event."""
         status = self._records.pop(key, None)
         self._per_target.pop(key, None)
+        keys = self._by_cluster.get(key[0])
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._by_cluster[key[0]]
         if status is None:
             return
         event = TargetEvent(

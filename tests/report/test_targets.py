@@ -84,3 +84,18 @@ def test_board_summary_is_green_only_when_everything_is() -> None:
     assert not board.to_json()["summary"]["green"]
     text = matrix(board.targets.all(), board.clusters.values())
     assert "Synced/Healthy @a" in text and "! c2: parked: unreachable: timeout" in text
+
+
+def test_of_cluster_follows_commits_and_forgets() -> None:
+    targets = Targets()
+    for cluster, app in [("a", "web"), ("b", "web"), ("a", "api"), ("a", "web")]:
+        targets.commit(TargetStatus(cluster=cluster, app=app, sync="Synced"))
+    assert targets.of_cluster("a") == [("a", "web"), ("a", "api")]
+    assert targets.of_cluster("b") == [("b", "web")]
+    assert targets.of_cluster("c") == []
+    targets.forget(("a", "web"), message="gone")
+    targets.forget(("b", "web"), message="gone")
+    targets.forget(("b", "web"), message="twice")
+    assert targets.of_cluster("a") == [("a", "api")]
+    assert targets.of_cluster("b") == []
+    assert targets.target_keys() == [("a", "api")]
