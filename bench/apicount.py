@@ -7,6 +7,11 @@ apiserver all the time, so a bench measures the same window twice: once with the
 once with the hub's process stopped (SIGSTOP), and subtracts. Writes are counted on the app's
 own resources (``configmaps``, ``services``, ``deployments``, ``namespaces``) where the kit's
 components write nothing, so a hub write there cannot hide in background noise.
+
+Two kinds of request a client makes by the clock, not per resync, are told apart so a bench can
+report them on their own: **probes** (``GET`` of the non-resource paths ``/readyz``, ``/livez``,
+``/healthz``: the hub's liveness probe) and **watches** (verb ``WATCH``, counted by the apiserver
+when a watch ends, i.e. once per renewal).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from pathlib import Path
 from kubernetes_asyncio import config
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["APP_RESOURCES", "WRITE_VERBS", "Delta", "Snapshot", "scrape"]
+__all__ = ["APP_RESOURCES", "PROBE_PATHS", "WRITE_VERBS", "Delta", "Snapshot", "scrape"]
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY", "CREATE"})
 APP_RESOURCES = frozenset({"configmaps", "services", "deployments", "namespaces"})
+PROBE_PATHS = frozenset({"/readyz", "/livez", "/healthz"})  # a non-resource path's series
 
 SeriesKey = tuple[str, str, str, str]  # verb, resource, subresource, code
 
@@ -56,6 +62,21 @@ class Delta:
             for (verb, resource, _, _), n in self.counts.items()
             if verb not in WRITE_VERBS and resource in APP_RESOURCES
         )
+
+    @property
+    def probes(self) -> int:
+        """``GET /readyz`` and the like (the apiserver labels a non-resource request by its path,
+        in ``subresource``, with no resource)."""
+        return sum(
+            n
+            for (verb, resource, sub, _), n in self.counts.items()
+            if verb == "GET" and not resource and sub in PROBE_PATHS
+        )
+
+    @property
+    def watches(self) -> int:
+        """Watches that ended (renewals) between the snapshots."""
+        return sum(n for (verb, _, _, _), n in self.counts.items() if verb == "WATCH")
 
     def by_verb(self) -> dict[str, int]:
         out: Counter[str] = Counter()
