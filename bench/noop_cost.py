@@ -79,11 +79,17 @@ async def measure_idle(
     for name in servers:
         running = apicount.delta(api0[name], api1[name])
         quiet = apicount.delta(bg0[name], bg1[name])
-        net = running.total - quiet.total * elapsed / bg_elapsed
-        net_app_reads = running.app_reads - quiet.app_reads * elapsed / bg_elapsed
+        scale = elapsed / bg_elapsed
+        net = running.total - quiet.total * scale
+        net_app_reads = running.app_reads - quiet.app_reads * scale
+        probes = running.probes - quiet.probes * scale
+        watches = running.watches - quiet.watches * scale
         per_cluster[name] = {
             "requests_per_resync": net / resyncs,
             "app_reads_per_resync": net_app_reads / resyncs,
+            "probes_per_minute": probes / elapsed * 60,
+            "watch_renewals": watches,
+            "requests_per_resync_besides_probes_and_watches": (net - probes - watches) / resyncs,
             "app_writes": running.app_writes,
             "running_by_verb": running.by_verb(),
             "background_by_verb": quiet.by_verb(),
@@ -91,6 +97,9 @@ async def measure_idle(
 
     def hub_delta(name: str, **labels: str) -> float:
         return metric_sum(hub1, name, **labels) - metric_sum(hub0, name, **labels)
+
+    def mean(key: str) -> float:
+        return float(sum(c[key] for c in per_cluster.values())) / len(per_cluster)
 
     return {
         "window_s": elapsed,
@@ -100,10 +109,15 @@ async def measure_idle(
         "resyncs_in_window": resyncs,
         "per_cluster": per_cluster,
         "writes_total": sum(c["app_writes"] for c in per_cluster.values()),
-        "requests_per_resync_per_cluster": sum(
-            c["requests_per_resync"] for c in per_cluster.values()
-        )
-        / len(per_cluster),
+        "requests_per_resync_per_cluster": mean("requests_per_resync"),
+        "app_reads_per_resync_per_cluster": mean("app_reads_per_resync"),
+        "probes_per_minute_per_cluster": mean("probes_per_minute"),
+        "watch_renewals_per_cluster": mean("watch_renewals"),
+        "requests_per_resync_per_cluster_besides_probes_and_watches": mean(
+            "requests_per_resync_besides_probes_and_watches"
+        ),
+        "reconciles": hub_delta("fleet_reconcile_duration_seconds_count"),
+        "reconciles_noop": hub_delta("fleet_reconcile_duration_seconds_count", result="noop"),
         "renders": hub_delta("fleet_renders_total", result="render"),
         "render_cache_hits": hub_delta("fleet_renders_total", result="hit"),
         "hub_fetches": hub_delta("fleet_git_requests_total", op="fetch"),
@@ -149,8 +163,17 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 def print_table(result: dict[str, Any]) -> None:
     rows = [
-        ["API requests per resync per cluster (apiserver)",
+        ["API requests per resync per cluster (apiserver, net of the kit's background)",
          result["requests_per_resync_per_cluster"]],
+        ["  of which the resync's own (all but liveness probes and watch renewals)",
+         result["requests_per_resync_per_cluster_besides_probes_and_watches"]],
+        ["  reads of the app's resources per resync per cluster (no subtraction)",
+         result["app_reads_per_resync_per_cluster"]],
+        ["liveness probes (GET /readyz) per minute per cluster, whatever the resync",
+         result["probes_per_minute_per_cluster"]],
+        ["watch renewals per cluster in the window", result["watch_renewals_per_cluster"]],
+        ["resyncs run (hub: reconciles in the window, all clusters / of which no-op)",
+         f"{result['reconciles']:.0f} / {result['reconciles_noop']:.0f}"],
         ["writes to the app's resources (all clusters)", result["writes_total"]],
         ["renders", result["renders"]],
         ["fetches (hub / git server)",
