@@ -120,6 +120,7 @@ class Mirror:
         self._ensuring: dict[str, tuple[anyio.Event, list[Exception]]] = {}
         self._blob_bytes = 0
         self._pushed: OrderedDict[str, str] = OrderedDict()  # pushed commit -> its branch
+        self._fetches_ended = 0  # a caller that waited for the lock through one checks again
 
     @property
     def refs_seen(self) -> Mapping[str, str]:
@@ -251,34 +252,45 @@ class Mirror:
         """Fetch the commit `sha`; one a push named (`ref` its branch) is asked for by its id,
         which spares the fetch its listing of the remote's refs (protocol v2), the branches
         after it only if the remote refuses that."""
+        fetched = self._fetches_ended
         if await self._has_commit(sha):
             return
         async with self._lock:
-            if await self._has_commit(sha):
+            if sha in self._known or (
+                fetched != self._fetches_ended and await self._has_commit(sha)
+            ):
                 return  # another caller fetched it while we waited
-            await self._init()
-            if ref and await self._fetch_by_id(sha, ref=ref):
-                return
-            args = ["fetch", "--quiet", "--no-tags", "--prune", "origin", *_REFSPECS]
-            await gitcmd.run_git(
-                args, cwd=self.path, env=self._env, time_limit=self._timeout, network=True
-            )
-            self.stats.fetches += 1
-            log.info("event=fetch repo=%s wanted=%s", self.repo, wanted)
-            if not await self._has_commit(sha) and len(sha) == 40:
-                # a commit no branch or tag reaches: ask for it by id (protocol v2 allows it)
-                await gitcmd.run_git(
-                    ["fetch", "--quiet", "--no-tags", "origin", sha],
-                    cwd=self.path,
-                    env=self._env,
-                    time_limit=self._timeout,
-                    network=True,
-                )
-                self.stats.fetches += 1
+            try:
+                await self._fetch_locked(sha, wanted=wanted, ref=ref)
+            finally:
+                self._fetches_ended += 1
         if not await self._has_commit(sha):
             if _pick(self._refs, wanted) == sha:
                 raise TransientError(f"repo {self.repo}: commit {sha[:12]} vanished while fetching")
             raise StalledError(f"repo {self.repo}: commit '{wanted}' not found on the remote")
+
+    async def _fetch_locked(self, sha: str, *, wanted: str, ref: str) -> None:
+        """The fetch itself, under the mirror's lock: by id for a pushed commit, else the
+        branches and tags, else (a commit no ref reaches) by id."""
+        await self._init()
+        if ref and await self._fetch_by_id(sha, ref=ref):
+            return
+        args = ["fetch", "--quiet", "--no-tags", "--prune", "origin", *_REFSPECS]
+        await gitcmd.run_git(
+            args, cwd=self.path, env=self._env, time_limit=self._timeout, network=True
+        )
+        self.stats.fetches += 1
+        log.info("event=fetch repo=%s wanted=%s", self.repo, wanted)
+        if not await self._has_commit(sha) and len(sha) == 40:
+            # a commit no branch or tag reaches: ask for it by id (protocol v2 allows it)
+            await gitcmd.run_git(
+                ["fetch", "--quiet", "--no-tags", "origin", sha],
+                cwd=self.path,
+                env=self._env,
+                time_limit=self._timeout,
+                network=True,
+            )
+            self.stats.fetches += 1
 
     async def _fetch_by_id(self, sha: str, *, ref: str) -> bool:
         """``git fetch origin +SHA:REF`` (under the lock): the one commit and its history, the
@@ -304,7 +316,8 @@ class Mirror:
         self.stats.fetches += 1
         self.stats.fetches_by_id += 1
         log.info("event=fetch repo=%s wanted=%s by_id=true", self.repo, sha[:12])
-        return await self._has_commit(sha)
+        self._remember(sha)  # the fetch wrote `ref` at it: the commit is here, no check needed
+        return True
 
     async def _init(self) -> None:
         if (self.path / "HEAD").exists():
