@@ -39,12 +39,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import anyio
 
 from fleet.errors import FleetError, StalledError, TransientError
 from fleet.sources import ancestry, gitcmd, pushed
+from fleet.sources.gitparse import Tree, parse_batch, parse_ls_remote, parse_tree, pick
 from fleet.sources.pushed import PushedRef
 from fleet.sources.urls import RepoId
 
@@ -56,19 +56,9 @@ _HEX = re.compile(r"^[0-9a-f]{7,40}$")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _KNOWN_COMMITS = 4096  # commits remembered as present, per mirror
 _TREES = 3  # whole-tree listings kept, per mirror (the commits being rolled out)
-_MAX_TREE_ENTRIES = 200_000  # a larger tree is not kept: its paths are asked one call at a time
 _BLOB_BYTES = 32 * 2**20  # small blobs kept by id, per mirror, at most this many bytes in all
 _MAX_KEPT_BLOB = 256 * 2**10
 _PUSHED = 64  # pushed commits remembered with their branch, to fetch them by id
-
-
-@dataclass(frozen=True)
-class Tree:
-    """A commit's tree: every path's object id and kind, and every directory's entry names."""
-
-    entries: Mapping[str, tuple[str, Literal["tree", "blob"]]]  # path -> (object id, kind)
-    names: Mapping[str, list[str]]  # directory path ("" the root) -> entry names
-    modes: Mapping[str, str]  # blobs that are no plain file: "100755" executable, "120000" link
 
 
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
@@ -133,7 +123,7 @@ class Mirror:
         if _HEX.match(revision) and await self._has_commit(revision):
             return await self._full_sha(revision)
         refs = await self.refs(force=force)
-        sha = _pick(refs, revision)
+        sha = pick(refs, revision)
         if sha is None and not _HEX.match(revision):
             raise StalledError(
                 f"repo {self.repo}: revision '{revision}' is no branch or tag (see targetRevision)"
@@ -161,7 +151,7 @@ class Mirror:
                 network=True,
             )
             self.stats.ls_remotes += 1
-            self._refs, self._head = _parse_ls_remote(out.decode())
+            self._refs, self._head = parse_ls_remote(out.decode())
             self._listed_at, self._done = started, number
             log.info("event=ls_remote repo=%s refs=%d", self.repo, len(self._refs))
             return self._refs
@@ -265,7 +255,7 @@ class Mirror:
             finally:
                 self._fetches_ended += 1
         if not await self._has_commit(sha):
-            if _pick(self._refs, wanted) == sha:
+            if pick(self._refs, wanted) == sha:
                 raise TransientError(f"repo {self.repo}: commit {sha[:12]} vanished while fetching")
             raise StalledError(f"repo {self.repo}: commit '{wanted}' not found on the remote")
 
@@ -378,7 +368,7 @@ class Mirror:
             if commit not in self._trees:
                 out = await self.local_git("ls-tree", "-r", "-t", "-z", "--full-tree", commit)
                 self.stats.trees_listed += 1
-                self._trees[commit] = _parse_tree(out)
+                self._trees[commit] = parse_tree(out)
                 if len(self._trees) > _TREES:
                     self._trees.popitem(last=False)
             return self._trees[commit]
@@ -400,7 +390,7 @@ class Mirror:
             found[missing[0]] = await self.local_git("cat-file", "blob", missing[0])
         elif missing:
             out = await self.local_git("cat-file", "--batch", stdin="\n".join(missing).encode())
-            found.update(_parse_batch(out, missing))
+            found.update(parse_batch(out, missing))
         for oid in missing:
             self._keep(oid, found[oid])
         return found
@@ -419,68 +409,3 @@ class Mirror:
         return await gitcmd.run_git(
             args, cwd=self.path, env=self._env, time_limit=self._timeout, stdin=stdin
         )
-
-
-def _parse_batch(out: bytes, oids: list[str]) -> dict[str, bytes]:
-    """``cat-file --batch`` output: each object's header line, its bytes and a newline."""
-    found: dict[str, bytes] = {}
-    at = 0
-    for oid in oids:
-        end = out.index(b"\n", at)
-        header = out[at:end].split()
-        if len(header) != 3:
-            raise gitcmd.GitFailed(f"git cat-file: object {oid} is missing", stderr="missing")
-        size = int(header[2])
-        found[oid] = out[end + 1 : end + 1 + size]
-        at = end + 1 + size + 1
-    return found
-
-
-def _parse_tree(out: bytes) -> Tree | None:
-    """``ls-tree -r -t -z`` output as a :class:`Tree` (submodules left out: no tree, no blob)."""
-    records = out.split(b"\0")
-    if len(records) > _MAX_TREE_ENTRIES:
-        return None
-    entries: dict[str, tuple[str, Literal["tree", "blob"]]] = {}
-    names: dict[str, list[str]] = {"": []}
-    modes: dict[str, str] = {}
-    for record in records:
-        head, _, raw = record.partition(b"\t")
-        fields = head.split()
-        if len(fields) != 3 or fields[1] not in (b"tree", b"blob"):
-            continue
-        path = raw.decode(errors="surrogateescape")
-        kind: Literal["tree", "blob"] = "tree" if fields[1] == b"tree" else "blob"
-        entries[path] = (fields[2].decode(), kind)
-        if kind == "blob" and fields[0] != b"100644":
-            modes[path] = fields[0].decode()
-        parent, _, name = path.rpartition("/")
-        names.setdefault(parent, []).append(name)
-        if kind == "tree":
-            names.setdefault(path, [])
-    return Tree(entries, names, modes)
-
-
-def _parse_ls_remote(text: str) -> tuple[dict[str, str], str | None]:
-    """The refs of ``ls-remote --symref`` (name -> sha, tags peeled), and HEAD's branch."""
-    refs: dict[str, str] = {}
-    head: str | None = None
-    for line in text.splitlines():
-        sha, _, name = line.partition("\t")
-        if sha.startswith("ref: "):
-            if name == "HEAD":
-                head = sha.removeprefix("ref: ").strip()
-            continue
-        if name.endswith("^{}"):
-            refs[name[:-3]] = sha  # a peeled tag wins over the tag object
-        elif name not in refs:
-            refs[name] = sha
-    return refs, head
-
-
-def _pick(refs: Mapping[str, str], revision: str) -> str | None:
-    """The sha `revision` names in `refs`: HEAD, a full ref name, a branch, then a tag."""
-    for name in (revision, f"refs/heads/{revision}", f"refs/tags/{revision}"):
-        if name in refs:
-            return refs[name]
-    return None
