@@ -24,6 +24,13 @@
    revision recorded stays the old one (so the next attempt runs the hooks again);
 10. assess health from the live objects (re-read only those just written).
 
+Steps 6 to 9 give way to a newer commit (``superseded``, :mod:`fleet.reconcile.superseding`)
+unless the sync runs hooks: they stop where they wait, the sync is stopped (never in sync), the
+changes of the waves that ended are kept and every other write or prune is skipped with the
+reason; no inventory is written (the entries of new objects were recorded at step 6, and the
+revision stays the one last applied) and health is what was read, without more requests, so
+the newer commit's sync starts at once.
+
 A render failure (``rendered=None``) stops after step 5: nothing is applied or pruned. A source
 repository the project does not allow stops at step 2 with a :class:`~fleet.errors.StalledError`.
 A worker is held at most ``waves.sync_timeout`` seconds of waiting, plus ``waves.wave_timeout``
