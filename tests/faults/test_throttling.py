@@ -7,7 +7,9 @@ The test asserts from outside: a commit converges on the throttled cluster (read
 apiserver directly, not through the proxy) within a generous safety limit, the other cluster
 converges too, the throttled cluster is shown ready (a 429 is an answer, not an outage), the
 hub's own metrics count the 429s it was given (so the test did throttle), and the hub is alive.
-A second test checks the apply client's retries of a 429 against the same proxy.
+Two more check the apply client's retries of a 429 against the same proxy: bounded by the
+gate's attempts, and by time (a request refused more often than the old bound of 10 retries
+still gets through; one refused past ``Timeouts.throttled`` ends with the 429).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 from bench.hubproc import metric_sum
 from bench.throttle_proxy import ThrottleProxy
 from fleet import apply
-from fleet.apply.kube import ApiError
+from fleet.apply.kube import ApiError, Timeouts
 from fleet.controlplane import RunningCluster
 from fleet.runtime import ClusterLimits, ClusterLimitSettings, RealClock
 from tests.faults.faultkit import FaultRig, fault_rig
@@ -115,3 +117,38 @@ async def test_a_429d_request_waits_its_retry_after_then_is_sent_again_a_bounded
             assert stats.retries > 3  # some of the ten were refused and sent again
             assert stats.requests[429] == proxy.throttled
             assert stats.requests[200] == 10
+
+
+async def test_a_429d_request_is_retried_for_a_time_not_a_count_then_the_429_is_the_answer(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """15 refusals in a row (beyond the 10 retries that used to fail a whole sync) are waited
+    out, each after its Retry-After; refused for longer than ``Timeouts.throttled``, the request
+    ends with the server's 429, long before the gate's attempts are spent."""
+    gate = ClusterLimits("via-proxy", ClusterLimitSettings(), clock=RealClock())
+    namespace = "/api/v1/namespaces/default"
+    async with ThrottleProxy(kit_clusters[0].kubeconfig, share=0.0, retry_after=0.1) as proxy:
+        kubeconfig = proxy.kubeconfig(tmp_path / "via-proxy.yaml")
+        left = [15]
+
+        def fifteen_times(method: str, path: str) -> bool:
+            if path != namespace or not left[0]:
+                return False
+            left[0] -= 1
+            return True
+
+        proxy.refuse = fifteen_times
+        async with apply.connect(kubeconfig, gate=gate) as cluster:
+            answer = await cluster.request("GET", namespace)
+        assert answer["metadata"]["name"] == "default"
+        assert proxy.throttled == 15 and gate.stats().retries == 15
+
+        proxy.refuse = lambda method, path: path == namespace
+        before = proxy.throttled
+        async with apply.connect(kubeconfig, gate=gate, timeouts=Timeouts(throttled=3.0)) as short:
+            with pytest.raises(ApiError) as caught:
+                await short.request("GET", namespace)
+        assert caught.value.status == 429
+        sent = proxy.throttled - before
+        attempts = ClusterLimitSettings().retry_attempts
+        assert 2 <= sent < attempts  # retried, then ended by its time, not by the attempts
