@@ -8,7 +8,8 @@ the children it reaped (git, kustomize), RSS is the process's resident set.
 
 :class:`HubProcess` writes nothing but the command line and the environment (the webhook secret
 goes through ``FLEET_GITHUB_SECRET``, never argv), waits for the "listening" line, and offers the
-webhook POST and a parsed ``/metrics``.
+webhook POST and a parsed ``/metrics``. :meth:`HubProcess.sampling` runs py-spy (when installed)
+on the hub for a stretch of a bench, for where its CPU goes: collapsed stacks, one line per stack.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -144,6 +146,28 @@ class HubProcess:
     def resume(self) -> None:
         assert self.proc is not None
         self.proc.resume()
+
+    @contextmanager
+    def sampling(self, out: Path, *, rate: int = 20) -> Iterator[None]:
+        """py-spy samples the hub while held, `rate` times a second, without pausing it;
+        the collapsed stacks go to `out` (``py-spy record --format raw``)."""
+        assert self.proc is not None
+        spy = Path(sys.executable).with_name("py-spy")
+        argv = [
+            str(spy), "record", "--pid", str(self.proc.pid), "--rate", str(rate),
+            "--nonblocking", "--format", "raw", "--output", str(out),
+        ]  # fmt: skip
+        with (out.with_suffix(".log")).open("wb") as log:
+            sampler = subprocess.Popen(argv, stdout=log, stderr=log)
+        try:
+            yield
+        finally:
+            sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            try:
+                sampler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                sampler.kill()
+                sampler.wait()
 
     async def webhook(self, repo_url: str) -> int:
         body = json.dumps({"ref": "refs/heads/main", "repository": {"clone_url": repo_url}})

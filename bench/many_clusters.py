@@ -7,13 +7,10 @@ a kustomize overlay of its own (:func:`bench.workload.write_tenants`) putting a 
 Namespace, a ConfigMap, a Service) into a namespace of its own, ``t-<entry>``: a kustomization
 per cluster name, hence one render per entry (the figures include E renders).
 
-Two layouts (``--layout``). ``shared-app`` is the one above: one app ``web`` for every entry. It
-exposes a limit of fleet today: entries that share an apiserver share the app's in-cluster
-inventory (``fleet-system/fleet-inventory-web``, keyed by app name alone), so each entry's sync
-overwrites the others' inventory and finds their objects in it: the entries never settle.
-``app-per-entry`` (the default) gives each entry an app of its own (``w-<entry>``,
-``destination.clusters.names: [<entry>]``), which has the same per-entry objects and renders but
-no shared inventory: the hub's own cost per entry, measured.
+Two layouts (``--layout``). ``shared-app`` is the one above: one app ``web`` for every entry (each
+entry has an inventory of its own: its id names the cluster entry). ``app-per-entry`` (the
+default) gives each entry an app of its own (``w-<entry>``, ``destination.clusters.names:
+[<entry>]``): the same per-entry objects and renders, 1,000 apps in the config instead of one.
 
 Per level: time from hub start to every entry converged (seen by the independent watcher on the
 real apiservers), hub RSS and CPU once idle (after `--settle`), then one commit that changes every
@@ -25,12 +22,16 @@ entry's ConfigMap, pushed with its webhook: commit-to-converged per entry.
 (``FLEET_KRENDER``: the hub's own cache directory is a fresh one per level); ``--kustomize cli``
 leaves it a ``kubectl kustomize`` process per render, for comparison.
 
+``--profile DIR`` samples the hub with py-spy for one more idle window (after the idle figures
+are taken) and from the push to the last entry converged: collapsed stacks per level in DIR.
+
 Writes ``bench/results/many_clusters.json`` and ``many_clusters.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -100,14 +101,24 @@ async def one_level(
         await anyio.sleep(args.idle_window)
         idle_cpu = (hub.cpu_seconds() - cpu0) / (time.monotonic() - t0) * 100
         rss = hub.rss_mib()
+        if args.profile is not None:  # after the idle figures, so the sampler is not in them
+            args.profile.mkdir(parents=True, exist_ok=True)
+            with hub.sampling(args.profile / f"idle-{level}.txt"):
+                await anyio.sleep(args.idle_window)
         marker = set_tenant_value(rig.remote.work, f"v{value + 1}")
         assert rig.workload is not None
         rig.workload.commit(f"bench: every tenant to {marker.text}")
-        pushed = await anyio.to_thread.run_sync(rig.workload.push)
-        status = await hub.webhook(rig.repo_url)
-        if status not in (200, 202):
-            raise RuntimeError(f"webhook answered {status}")
-        after = await watcher.wait(slots, marker.text, limit=args.limit)
+        sampling = (
+            contextlib.nullcontext()
+            if args.profile is None
+            else hub.sampling(args.profile / f"commit-{level}.txt")
+        )
+        with sampling:
+            pushed = await anyio.to_thread.run_sync(rig.workload.push)
+            status = await hub.webhook(rig.repo_url)
+            if status not in (200, 202):
+                raise RuntimeError(f"webhook answered {status}")
+            after = await watcher.wait(slots, marker.text, limit=args.limit)
         latencies = [t - pushed for t in after.values()]
         busy_rss = hub.rss_mib()
     result = {
@@ -181,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=10.0)
     p.add_argument("--idle-window", type=float, default=20.0)
     p.add_argument("--limit", type=float, default=1200.0)
+    p.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR",
+        help="py-spy the hub for one more idle window and during the commit (stacks into DIR)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench/results/many_clusters.json"))
     return p
 
