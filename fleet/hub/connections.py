@@ -37,11 +37,11 @@ an interval old), so a probe that falls due is one per identity (:class:`~fleet.
 keyed by identity): the entries whose round comes while it is in flight take its answer, or its
 silence, as their own. When the server stops answering, no entry hears anything, and each counts
 the shared probes' misses itself and is found silent (its own client fenced, its own breaker
-tripped) as before. A probe without an answer in time is no miss when the entry's client heard
-another answer meanwhile: the probe's timeout also runs while the hub's own loop is busy (1,000
-targets syncing at once on a loaded machine), and a server that answers is not hung; found
-silent for that, every entry had been fenced in the middle of a commit and its targets shown
-unreachable.
+tripped) as before. A probe without an answer in time is no miss when the entry's client, or
+any entry of its identity, heard another answer meanwhile: the probe's timeout also runs while
+the hub's own loop is busy (1,000 targets syncing at once on a loaded machine), and a server that
+answers is not hung; found silent for that, every entry had been fenced in the middle of a
+commit and its targets shown unreachable.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ class Connections:
             return settings.interval - quiet  # it (or its server, to another entry) answered lately
         asked = anyio.current_time()
         prober, cause = await self._probes.do(
-            connection.identity or connection.name, lambda: _probe(connection, cluster, settings)
+            connection.identity or connection.name, lambda: self._probe_once(connection, cluster)
         )
         if cause and cluster.last_answer >= asked:
             cause = ""  # the probe's answer was late (a busy hub), but the server answered others
@@ -302,6 +302,25 @@ class Connections:
         self._silent(connection, cluster, cause)
         # one slow answer is not an outage: probe again at once until `failures` in a row
         return 0.0 if connection.liveness.misses < settings.failures else settings.interval
+
+    async def _probe_once(self, connection: Connection, cluster: apply.Cluster) -> tuple[str, str]:
+        """One probe through `cluster`: the entry that probed, and ``""`` when it (or any entry
+        of its identity, meanwhile) was answered, else why not."""
+        asked = anyio.current_time()
+        try:
+            cause = await cluster.probe(self._probe.path)
+        except Exception as exc:  # a bug or an unmapped error of the client: no answer either
+            cause = f"liveness probe of cluster {connection.name} failed: {exc}"
+        if cause and self._answered_since(connection.identity, asked):
+            cause = ""  # late, but the server answered another entry meanwhile: not hung
+        return connection.name, cause
+
+    def _answered_since(self, identity: str, since: float) -> bool:
+        for other in self.by_name.values():
+            client = other.client
+            if other.identity == identity and client is not None and client.last_answer >= since:
+                return True
+        return False
 
     def _silent(self, connection: Connection, cluster: apply.Cluster, cause: str) -> None:
         live = connection.liveness
@@ -340,17 +359,6 @@ class Connections:
         if was == "silent":
             live.recovered = True
             log.info("event=cluster_answering cluster=%s", connection.name)
-
-
-async def _probe(
-    connection: Connection, cluster: apply.Cluster, settings: ProbeSettings
-) -> tuple[str, str]:
-    """One probe through `cluster`: the entry that probed, and ``""`` when it answered, else why
-    not."""
-    try:
-        return connection.name, await cluster.probe(settings.path)
-    except Exception as exc:  # a bug or an unmapped error of the client: no answer either
-        return connection.name, f"liveness probe of cluster {connection.name} failed: {exc}"
 
 
 def _with_liveness(connection: Connection, link: Reach | None) -> Reach | None:

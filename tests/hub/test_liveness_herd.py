@@ -150,3 +150,41 @@ async def test_a_late_probe_is_no_miss_while_the_server_answers_other_requests()
     assert len(server.probes) == 6, "each round did probe"
     assert entry.liveness.state == "answering" and not busy.fenced
     assert other.liveness.state == "silent" and quiet.fenced, "no other answer: silent"
+
+
+class _LateClient(_Client):
+    """Its probe's answer comes too late, while another entry of its server is answered."""
+
+    def __init__(self, name: str, server: _Server, *, meanwhile: _Client) -> None:
+        super().__init__(name, server)
+        self.meanwhile = meanwhile
+
+    async def probe(self, _path: str) -> str:
+        self.server.probes.append(self.name)
+        await anyio.sleep(0.05)
+        self.meanwhile.last_answer = anyio.current_time()
+        return f"GET /readyz on cluster {self.name}: no answer within 0.05s"
+
+
+async def test_a_late_probe_is_no_miss_while_the_server_answers_another_entry() -> None:
+    server = _Server()
+    late, answered = _entry("late"), _entry("answered")
+    other = _Client(answered.name, server)
+    client = _LateClient(late.name, server, meanwhile=other)
+    late.client = cast(apply.Cluster, client)
+    answered.client = cast(apply.Cluster, other)
+    async with anyio.create_task_group() as group:
+        connections = Connections(
+            group=group,
+            limits=Limits(clock=RealClock()),
+            on_status=lambda _name, _status: None,
+            probe=ProbeSettings(interval=_INTERVAL, failures=2),
+        )
+        connections.by_name = {late.name: late, answered.name: answered}
+        for _ in range(3):
+            connections._heard.clear()
+            client.last_answer = other.last_answer = -float("inf")
+            await connections._probe_round(late, cast(apply.Cluster, client))
+        group.cancel_scope.cancel()
+    assert server.probes == ["late"] * 3
+    assert late.liveness.state == "answering" and not client.fenced
