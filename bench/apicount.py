@@ -78,6 +78,15 @@ class Delta:
         """Watches that ended (renewals) between the snapshots."""
         return sum(n for (verb, _, _, _), n in self.counts.items() if verb == "WATCH")
 
+    def resource_requests(self, *, besides: frozenset[str] = frozenset()) -> int:
+        """Requests on any resource (any verb), the resources `besides` aside; non-resource
+        paths (probes, discovery, ``/metrics``) are not counted."""
+        return sum(
+            n
+            for (_, resource, _, _), n in self.counts.items()
+            if resource and resource not in besides
+        )
+
     def by_verb(self) -> dict[str, int]:
         out: Counter[str] = Counter()
         for (verb, resource, sub, _), n in self.counts.items():

@@ -133,3 +133,5 @@ def test_apicount_tells_probes_and_watch_renewals_from_reads_and_writes() -> Non
     assert delta.watches == 2
     assert delta.app_reads == 5  # the LIST and the WATCH of configmaps
     assert delta.app_writes == 1
+    assert delta.resource_requests() == 6  # WATCH, LIST, APPLY; no probe, no discovery
+    assert delta.resource_requests(besides=frozenset({"configmaps"})) == 1
