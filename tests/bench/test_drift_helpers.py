@@ -78,7 +78,7 @@ def _edit(mode: str, kind: str, *, detect: float | None, heal: float | None = No
     answered = 100.0
     return Edit(
         index=0, mode=mode, kind=kind, cluster="c", answered=answered, sent=answered - 0.01,
-        detected=None if detect is None else answered + detect,
+        detected=None if detect is None else answered + detect, edit_seen=answered + 0.005,
         healed=None if heal is None else answered + heal,
         sync_after_detect="OutOfSync" if mode == "manual" and detect is not None else "",
         held=True if mode == "manual" else None, sync_before="Synced", detections=1,
@@ -97,6 +97,9 @@ def test_report_groups_edits_by_mode_and_kind_and_counts_misses() -> None:
     value = out["heal"]["value"]
     assert value["edits"] == 2
     assert value["detected"]["p50"] == pytest.approx(0.02)
+    assert value["detected_from_sent"]["p50"] == pytest.approx(0.03)
+    assert value["detected_after_watcher"]["p50"] == pytest.approx(0.015)
+    assert value["edit_round_trip"]["max"] == pytest.approx(0.01)
     assert value["healed"]["max"] == pytest.approx(0.30)
     assert out["heal"]["delete"]["not_detected"] == 1
     assert out["heal"]["delete"]["not_healed"] == 1
