@@ -9,9 +9,11 @@ value served by each cluster (read by an independent watcher straight from each 
 through the proxy), and how many 429s the proxy answered meanwhile. The app is a Namespace and
 `--objects` ConfigMaps, the marker ConfigMap last.
 
-    python -m bench.throttle --clusters 3 --shares 0.3 0.8 --commits 5
+    python -m bench.throttle --clusters 3 --shares 0.3 0.8 --commits 5 [--repeats 2]
 
-Writes ``bench/results/throttle.json`` and prints a Markdown table per share and the medians.
+Writes ``bench/results/throttle.json`` and prints a Markdown table per share and the medians;
+``--repeats`` runs the whole measure again on fresh clusters and a fresh hub (the rows carry
+their run), and the medians are taken over every commit of every run.
 """
 
 from __future__ import annotations
@@ -137,26 +139,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--commits", type=int, default=5)
     parser.add_argument("--objects", type=int, default=5)
     parser.add_argument("--limit", type=float, default=60.0, help="give up on a commit after")
+    parser.add_argument("--repeats", type=int, default=1, help="whole runs, medians over all")
     parser.add_argument("--out", type=Path, default=Path("bench/results/throttle.json"))
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-throttle-") as tmp:
-        results = anyio.run(
-            lambda: measure(
-                Path(tmp),
-                clusters=args.clusters,
-                shares=args.shares,
-                commits=args.commits,
-                objects=args.objects,
-                limit=args.limit,
+    runs: list[dict[str, Any]] = []
+    for repeat in range(1, args.repeats + 1):
+        with tempfile.TemporaryDirectory(prefix="bench-throttle-") as tmp:
+            run = anyio.run(
+                lambda: measure(
+                    Path(tmp),
+                    clusters=args.clusters,
+                    shares=args.shares,
+                    commits=args.commits,
+                    objects=args.objects,
+                    limit=args.limit,
+                )
             )
-        )
+        for row in run["rows"]:
+            row["run"] = repeat
+        runs.append(run)
+    results = {
+        **runs[0],
+        "rows": [row for run in runs for row in run["rows"]],
+        "repeats": args.repeats,
+        "proxy_requests": sum(r["proxy_requests"] for r in runs),
+        "proxy_429s": sum(r["proxy_429s"] for r in runs),
+        "hub_counted_429s": sum(r["hub_counted_429s"] for r in runs),
+        "hub_alive": all(r["hub_alive"] for r in runs),
+    }
     rows = results["rows"]
     print()
     print(
         figures.table(
-            ["429 share", "commit", "throttled cluster s", "other clusters (max) s", "429s"],
+            ["run", "429 share", "commit", "throttled cluster s", "other clusters (max) s", "429s"],
             [
                 [
+                    r["run"],
                     f"{r['share']:.0%}",
                     r["commit"],
                     r["throttled_s"],
