@@ -3,7 +3,8 @@
 The shard's state lives in three kinds of Lease, all labelled ``fleet.dev/hub=<hub id>`` so one
 LIST per round reads all of it:
 
-- ``fleet-member-<replica>``: a replica's membership, renewed every round;
+- ``fleet-member-<replica>``: a replica's membership, renewed every round; its annotation
+  ``fleet.dev/api-url`` says where that replica's API answers (for calls forwarded to it);
 - ``fleet-cluster-<cluster>``: who may write to a cluster (the fence), held by one replica;
 - ``fleet-refresh``: no holder; its annotations ``fleet.dev/refresh-<repo>`` are bumped by the
   replica that received a webhook, so every replica learns that a repository moved.
@@ -33,6 +34,7 @@ from fleet.apply.kube import ApiError, Cluster
 from fleet.errors import TransientError
 
 __all__ = [
+    "API_URL_ANNOTATION",
     "CLUSTER_PREFIX",
     "MEMBER_PREFIX",
     "REFRESH_NAME",
@@ -50,6 +52,7 @@ MEMBER_PREFIX = "fleet-member-"
 CLUSTER_PREFIX = "fleet-cluster-"
 REFRESH_NAME = "fleet-refresh"
 HUB_LABEL = "fleet.dev/hub"
+API_URL_ANNOTATION = "fleet.dev/api-url"  # on a member lease: where that replica's API answers
 CLUSTER_ANNOTATION = "fleet.dev/cluster"  # the cluster's own name (the lease's may be mangled)
 _GROUP = "/apis/coordination.k8s.io/v1"
 _UNSAFE = re.compile(r"[^a-z0-9-]+")

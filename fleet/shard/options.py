@@ -22,6 +22,19 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="the management cluster holding the replicas' Leases (default: no sharding)",
     )
     group.add_argument(
+        "--shard-in-cluster",
+        action="store_true",
+        help="the management cluster is the one the hub runs in (its ServiceAccount; the token "
+        "is re-read as it rotates)",
+    )
+    group.add_argument(
+        "--shard-api-url",
+        default="",
+        metavar="URL",
+        help="where the other replicas reach this one's API (default: from --listen, the "
+        "address POD_IP names when it listens on all addresses)",
+    )
+    group.add_argument(
         "--shard-namespace",
         default="fleet-system",
         help="the namespace of the Leases in the management cluster (default fleet-system)",
@@ -42,12 +55,16 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
 def settings(args: argparse.Namespace) -> ShardSettings | None:
     """The shard settings `args` ask for; None when the hub runs alone. ValueError names the
     option at fault."""
-    if args.shard_kubeconfig is None:
-        return None  # the in-cluster config (KUBERNETES_SERVICE_HOST) is not wired in yet
-    if not args.shard_kubeconfig.is_file():
+    in_cluster = bool(args.shard_in_cluster)
+    if args.shard_kubeconfig is None and not in_cluster:
+        return None
+    if args.shard_kubeconfig is not None and in_cluster:
+        raise ValueError("--shard-kubeconfig and --shard-in-cluster: give one of them")
+    if args.shard_kubeconfig is not None and not args.shard_kubeconfig.is_file():
         raise ValueError(f"--shard-kubeconfig {args.shard_kubeconfig}: no such file")
     return ShardSettings(
         kubeconfig=args.shard_kubeconfig,
+        api_url=args.shard_api_url.rstrip("/"),
         namespace=args.shard_namespace,
         lease_seconds=args.shard_lease_seconds,
         replica_id=args.replica_id or default_replica_id(),

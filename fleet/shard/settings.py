@@ -18,14 +18,23 @@ def default_replica_id() -> str:
 
 @dataclass(frozen=True)
 class ShardSettings:
-    """``fleet run --shard-kubeconfig PATH --shard-namespace NS [--shard-lease-seconds S]``."""
+    """``fleet run --shard-kubeconfig PATH|--shard-in-cluster --shard-namespace NS
+    [--shard-lease-seconds S] [--shard-api-url URL]``."""
 
-    kubeconfig: Path  # the management cluster, where the leases live
+    kubeconfig: Path | None  # the management cluster, where the leases live; None: in-cluster
     namespace: str = "fleet-system"
     lease_seconds: float = 15.0
     replica_id: str = field(default_factory=default_replica_id)
+    api_url: str = ""  # where the other replicas reach this one's API; "": from --listen
 
     def __post_init__(self) -> None:
+        self._check()
+        if self.api_url and not self.api_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"--shard-api-url {self.api_url}: expected http://HOST:PORT or https://HOST:PORT"
+            )
+
+    def _check(self) -> None:
         if not self.lease_seconds >= 3:
             raise ValueError(
                 f"--shard-lease-seconds {self.lease_seconds:g}: must be at least 3 (the lease is "

@@ -40,6 +40,7 @@ over at once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -49,12 +50,13 @@ from typing import Any, Generic, TypeVar
 import anyio
 import anyio.abc
 
-from fleet.apply.kube import Cluster, Timeouts, connect
+from fleet.apply.kube import Cluster, Timeouts
 from fleet.errors import describe
-from fleet.shard import assigning
+from fleet.shard import assigning, management
 from fleet.shard.coverage import Coverage, unheld
 from fleet.shard.fencing import Fence, FencedGate
 from fleet.shard.leases import (
+    API_URL_ANNOTATION,
     MEMBER_PREFIX,
     REFRESH_NAME,
     Lease,
@@ -120,6 +122,8 @@ class Shards(Generic[T]):
         self.members: list[str] = []
         self.owners: dict[str, str] = {}  # the assignment of the last round
         self.holders: dict[str, str] = {}  # each cluster lease's holder in the last LIST
+        self.urls: dict[str, str] = {}  # each live member's API URL, from its member lease
+        self.api_url = settings.api_url  # this replica's, once known (:meth:`advertise`)
         self.gained = 0
         self.bump_failures = 0  # webhook marks that could not be sent (retried each round)
         self.lost = 0
@@ -167,6 +171,18 @@ class Shards(Generic[T]):
         if self._bumps:
             self._wake.set()
 
+    def advertise(self, url: str) -> None:
+        """This replica's API is at `url` (known once the server has bound its port, unless
+        ``--shard-api-url`` said it): written on its membership lease at the next round, so the
+        other replicas can forward API calls to it. An explicit ``--shard-api-url`` wins."""
+        if not self.settings.api_url and url != self.api_url:
+            self.api_url = url
+            self._wake.set()
+
+    def peers(self) -> dict[str, str]:
+        """The other live members and their API URLs ("" when one has not said it yet)."""
+        return {m: self.urls.get(m, "") for m in self.members if m != self.me}
+
     def snapshot(self) -> dict[str, Any]:
         """What ``/api/shards`` shows."""
         now = time.monotonic()
@@ -175,6 +191,7 @@ class Shards(Generic[T]):
             "namespace": self.settings.namespace,
             "lease_seconds": self.settings.lease_seconds,
             "members": list(self.members),
+            "urls": dict(sorted(self.urls.items())),
             "owners": dict(sorted(self.owners.items())),
             "holders": dict(sorted(self.holders.items())),
             "held": sorted(n for n in self.held if self.fence.valid(n)),
@@ -223,7 +240,7 @@ class Shards(Generic[T]):
         """Take part until cancelled; ready after the first round (the membership is known)."""
         interval = self.settings.renew_interval
         timeouts = Timeouts(total=max(2.0, interval), read=max(2.0, interval))
-        async with connect(self.settings.kubeconfig, name="management", timeouts=timeouts) as api:
+        async with management.connect(self.settings, timeouts=timeouts) as api:
             self._store = LeaseStore(api, namespace=self.settings.namespace, hub=self.hub)
             try:
                 async with anyio.create_task_group() as group:
@@ -288,12 +305,15 @@ class Shards(Generic[T]):
         self._observed.keep_only({lease.name for lease in leases})
         by_name = {lease.name: lease for lease in leases}
         now = time.time()
-        members = {
-            lease.holder
-            for lease in leases
-            if lease.name.startswith(MEMBER_PREFIX) and lease.live(now)
+        live = [x for x in leases if x.name.startswith(MEMBER_PREFIX) and x.live(now)]
+        self.members = sorted({lease.holder for lease in live} | {self.me})
+        self.urls = {
+            lease.holder: lease.annotations[API_URL_ANNOTATION]
+            for lease in live
+            if lease.annotations.get(API_URL_ANNOTATION)
         }
-        self.members = sorted(members | {self.me})
+        if self.api_url:
+            self.urls[self.me] = self.api_url
         self.owners = assigning.assign(self.entries, self.members)
         self.holders = {
             name: by_name[cluster_lease_name(name)].holder
@@ -359,10 +379,11 @@ class Shards(Generic[T]):
         now = time.time()
         name = member_lease_name(self.me)
         duration = self.settings.duration
+        url = {API_URL_ANNOTATION: self.api_url} if self.api_url else {}
         if self._member is None:
             try:
                 self._member = await store.create(
-                    Lease(name=name).held_by(self.me, now=now, duration=duration)
+                    Lease(name=name, annotations=url).held_by(self.me, now=now, duration=duration)
                 )
                 log.info("event=shard_member_joined replica=%s lease=%s", self.me, name)
                 return
@@ -372,9 +393,10 @@ class Shards(Generic[T]):
                     raise
                 self._member = current
         try:
-            self._member = await store.replace(
-                self._member.held_by(self.me, now=now, duration=duration)
-            )
+            lease = self._member
+            if url and lease.annotations.get(API_URL_ANNOTATION) != self.api_url:
+                lease = dataclasses.replace(lease, annotations={**lease.annotations, **url})
+            self._member = await store.replace(lease.held_by(self.me, now=now, duration=duration))
         except Lost:
             self._member = None  # deleted or changed: created again on the next round
             raise
