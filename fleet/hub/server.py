@@ -27,6 +27,12 @@ authenticates (:func:`check_exposure`). Optional TLS from ``tls_cert``/``tls_key
 
 The server knows the hub only through :class:`HubView`, so it can be tested against any object
 with that shape; it is a service of the hub's task group and reports its bound port when ready.
+
+A hub that is one replica of several (its ``shards`` attribute a :class:`~fleet.shard.Shards`)
+answers for the whole fleet: :class:`fleet.shard.front.Front` sits after the guard, merging the
+reads from every live replica and sending control calls to the replicas that hold the clusters;
+once bound, the server tells the shard its URL (:func:`advertised_url`), which the other
+replicas read from its membership lease.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import socket
 import ssl
 import time
 import traceback
@@ -52,12 +59,15 @@ from fleet.errors import ConfigError, FleetError
 from fleet.hub import auth, tokens, webhooks
 from fleet.hub.intake import HttpLimits, Intake, quoted
 from fleet.hub.pushes import PushOutcome
+from fleet.shard import Shards
+from fleet.shard import front as shard_front
 
 __all__ = [
     "BoardView",
     "HubView",
     "MetricsView",
     "ServerSettings",
+    "advertised_url",
     "check",
     "check_exposure",
     "make_app",
@@ -220,9 +230,11 @@ def make_app(
         gitlab_token=settings.gitlab_token,
         limits=settings.limits,
     )
-    app = web.Application(
-        client_max_size=settings.limits.body, middlewares=[_errors, guard.middleware()]
-    )
+    middlewares = [_errors, guard.middleware()]
+    shards = _shards(hub)
+    if shards is not None:  # any replica answers for the fleet (after the guard: callers known)
+        middlewares.append(shard_front.Front(shards, tls_cert=settings.tls_cert).middleware())
+    app = web.Application(client_max_size=settings.limits.body, middlewares=middlewares)
 
     @auth.public
     async def github(request: web.Request) -> web.StreamResponse:
@@ -275,6 +287,23 @@ def make_app(
     app.router.add_routes(guard.routes())
     app.router.add_routes(routes)
     return app
+
+
+def _shards(hub: HubView) -> Shards[Any] | None:
+    """The hub's shard membership when it is a replica of several (``Hub.shards``)."""
+    found = getattr(hub, "shards", None)
+    return found if isinstance(found, Shards) else None
+
+
+def advertised_url(settings: ServerSettings, port: int, *, tls: bool) -> str:
+    """Where the other replicas reach this server: the ``--listen`` host, or, when it listens on
+    every address, the Pod's IP (``POD_IP``, set by the chart) or this host name's address."""
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - a comparison, not a bind
+        host = os.environ.get("POD_IP", "").strip() or socket.gethostbyname(socket.gethostname())
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 class _Refused(asyncio.Protocol):
@@ -387,6 +416,9 @@ async def serve(
             "on" if context else "off",
             "tokens" if settings.api_tokens else "off",
         )
+        shards = _shards(hub)
+        if shards is not None:
+            shards.advertise(advertised_url(settings, port, tls=context is not None))
         task_status.started(port)
         await anyio.sleep_forever()
     finally:

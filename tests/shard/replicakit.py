@@ -40,7 +40,7 @@ _FLEET_YAML = """apps:
   - name: web
     source: {{repoURL: "{url}", targetRevision: main, path: app}}
     destination: {{namespace: "t-{{{{ cluster.name }}}}"}}
-    syncPolicy: {{prune: true, selfHeal: true, createNamespace: true}}
+    syncPolicy: {{prune: true, selfHeal: true, createNamespace: true, automated: {automated}}}
 """
 
 
@@ -63,7 +63,11 @@ class ShardRig:
         namespace: str,
         lease_seconds: float = 6.0,
         entries: int = 12,
+        automated: bool = True,
+        token: str = "",
     ) -> None:
+        """`automated` False: the app is applied by ``sync`` calls only; `token` (an admin
+        token): the replicas' API needs it (``--api-tokens``), and the rig sends it."""
         self.root = root
         self.kit = kit
         self.management = kit[0]
@@ -74,6 +78,8 @@ class ShardRig:
         self.remote = Remote(git.root, "config")
         self.url = git.url("config.git")
         self.replicas: dict[str, HubProcess] = {}
+        self.automated = automated
+        self.token = token
 
     def commit(self, value: str) -> str:
         return self.remote.commit({"app/settings.yaml": _configmap(value)}, message=value)
@@ -82,7 +88,12 @@ class ShardRig:
         """Start replica `replica` (under `root`, default its own name: a fresh directory)."""
         where = self.root / (root or replica)
         (where / "clusters").mkdir(parents=True, exist_ok=True)
-        (where / "fleet.yaml").write_text(_FLEET_YAML.format(url=self.url))
+        automated = "true" if self.automated else "false"
+        (where / "fleet.yaml").write_text(_FLEET_YAML.format(url=self.url, automated=automated))
+        tokens: list[str] = []
+        if self.token:
+            (self.root / "tokens.txt").write_text(f"{self.token}, admin, rig\n")
+            tokens = ["--api-tokens", str(self.root / "tokens.txt")]
         for name, cluster in self.cluster_of.items():
             shutil.copyfile(cluster.kubeconfig, where / "clusters" / f"{name}.yaml")
         hub = HubProcess(
@@ -97,6 +108,7 @@ class ShardRig:
                 "--shard-namespace", self.namespace,
                 "--shard-lease-seconds", str(self.lease_seconds),
                 "--replica-id", replica,
+                *tokens,
             ],
         )  # fmt: skip
         hub.start()
@@ -112,14 +124,24 @@ class ShardRig:
         return await self._api(replica, "/api/status")
 
     async def _api(self, replica: str, path: str) -> dict[str, Any]:
+        status, data = await self.call(replica, "GET", path)
+        assert status == 200, data
+        return data
+
+    async def call(
+        self, replica: str, method: str, path: str, *, token: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """`method` `path` on `replica`'s API, with the rig's token (or `token`; "" for none):
+        the HTTP status and the JSON answer."""
         port = self.replicas[replica].port
+        bearer = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         async with (
             aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}{path}") as response,
+            http.request(method, f"http://127.0.0.1:{port}{path}", headers=headers) as response,
         ):
-            assert response.status == 200, await response.text()
-            data: dict[str, Any] = await response.json()
-            return data
+            data: dict[str, Any] = await response.json(content_type=None)
+            return response.status, data
 
     async def holders(self) -> dict[str, str]:
         """Each entry's cluster lease holder, read by the rig's own client ("" when free)."""
