@@ -62,3 +62,18 @@ async def test_fleet_run_refuses_a_wrong_option(tmp_path: Path, argv: list[str],
     )  # fmt: skip
     assert code == 2, err
     assert says in err
+
+
+def test_in_cluster_management_and_the_api_url(tmp_path: Path) -> None:
+    made = options.settings(
+        parsed("--shard-in-cluster", "--shard-api-url", "http://10.0.0.7:8080/")
+    )
+    assert made is not None
+    assert made.kubeconfig is None  # the cluster the hub runs in
+    assert made.api_url == "http://10.0.0.7:8080"
+    kubeconfig = tmp_path / "mgmt.yaml"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    with pytest.raises(ValueError, match="give one of them"):
+        options.settings(parsed("--shard-in-cluster", "--shard-kubeconfig", str(kubeconfig)))
+    with pytest.raises(ValueError, match="--shard-api-url ftp://x"):
+        options.settings(parsed("--shard-in-cluster", "--shard-api-url", "ftp://x"))
