@@ -99,6 +99,13 @@ def _call(url: str, path: str, *, method: str = "GET") -> dict[str, Any]:
     return data
 
 
+def _where(key: dict[str, Any], data: dict[str, Any], *, app: bool = False) -> str:
+    """A target of an answer, with the replica that acted on it when the hub is sharded."""
+    text = f"{key['app']}@{key['cluster']}" if app else str(key["cluster"])
+    replica = key.get("replica") or data.get("replica")
+    return f"{text} (replica {replica})" if replica else text
+
+
 def _query(**items: str | None) -> str:
     kept = {k: v for k, v in items.items() if v}
     return "?" + urllib.parse.urlencode(kept) if kept else ""
@@ -132,7 +139,8 @@ def sync_through_hub(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
     keys = data.get("syncing", [])
-    print(f"syncing {args.app} on {len(keys)} cluster(s): " + ", ".join(k["cluster"] for k in keys))
+    where = ", ".join(_where(k, data) for k in keys)
+    print(f"syncing {args.app} on {len(keys)} cluster(s): {where}")
     return 0
 
 
@@ -148,7 +156,7 @@ def _suspend(args: argparse.Namespace) -> int:
         path = f"/api/apps/{app}/{args.command}{_query(cluster=args.cluster)}"
     data = _call(args.url, path, method="POST")
     done = data.get("suspended" if args.command == "suspend" else "resumed", [])
-    print(f"{args.command}d: " + (", ".join(f"{k['app']}@{k['cluster']}" for k in done) or "-"))
+    print(f"{args.command}d: " + (", ".join(_where(k, data, app=True) for k in done) or "-"))
     return 0
 
 
@@ -160,7 +168,7 @@ def _get(args: argparse.Namespace) -> int:
     for target in data.get("targets", []):
         mark = "ok" if target.get("ready") else "!!"
         print(
-            f"{mark} {target['cluster']}: {target['sync']}/{target['health']}"
+            f"{mark} {_where(target, {})}: {target['sync']}/{target['health']}"
             f"  applied {target.get('applied_commit', '')[:7] or '-'}"
             f"  desired {target.get('desired_commit', '')[:7] or '-'}"
         )
