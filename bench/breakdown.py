@@ -20,9 +20,12 @@ render end, and the sighting. Each phase is the gap between two milestones, a mi
 
     push      git push itself (the bench's clock)
     webhook   push end -> listing start (POST, signature check, matching the repository)
-    listing   the ``git ls-remote`` the webhook waits for
+    listing   the ``git ls-remote`` the webhook waits for; when the push's sha stood in for it
+              (``event=push_noted``, no ls-remote), the check of that sha (a ``merge-base``)
     queue     listing end -> a worker starts on the cluster
-    fetch     -> the fetch ends (the first cluster pays it; the others wait on it)
+    fetch     -> the fetch ends (the first cluster pays it; the others wait on it); a pushed
+              commit the webhook fetched by id before its check is this phase, between webhook
+              (push end -> that fetch's start) and listing
     render    -> the render ends (checkout and kustomize, or the cache)
     apply     -> the watcher sees the value: plan (inventory and live reads), the PATCHes, and
               the watch event's way to the watcher; the log cannot split these (see the report)
@@ -131,6 +134,13 @@ def breakdown(commit: CommitTimes, events: Sequence[LogEvent], *, until: float) 
         if e.event == "reconciled" and str(e.fields.get("commit", "")) == short:
             reconciled.setdefault(str(e.fields.get("cluster")), e)
     listing_start = listing.t - listing.number("elapsed_s") if listing else None
+    listing_end = listing.t if listing else None
+    noted = None if listing else _first(window, "push_noted")
+    early = fetch is not None and noted is not None and fetch.t <= noted.t
+    if noted is not None:  # the pushed sha stood in for the listing: its check ends the phase
+        listing_end = noted.t
+        if early and fetch is not None:  # fetched by id within the webhook, before the check
+            listing_start = fetch.t - fetch.number("elapsed_s")
     clusters: dict[str, dict[str, float]] = {}
     for cluster, seen in sorted(commit.seen.items()):
         done = reconciled.get(cluster)
@@ -138,13 +148,14 @@ def breakdown(commit: CommitTimes, events: Sequence[LogEvent], *, until: float) 
         marks = [
             ("push", commit.push_end),
             ("webhook", listing_start),
-            ("listing", listing.t if listing else None),
+            *([("fetch", fetch.t)] if early and fetch else []),
+            ("listing", listing_end),
             ("queue", worker),
-            ("fetch", fetch.t if fetch else None),
+            *([] if early or fetch is None else [("fetch", fetch.t)]),
             ("render", render.t if render else None),
             ("apply", seen),
         ]
-        phases: dict[str, float] = {}
+        phases: dict[str, float] = {"fetch": 0.0}
         last = commit.push_start
         for name, mark in marks:
             if mark is None or mark < last:
