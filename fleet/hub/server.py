@@ -233,7 +233,8 @@ def make_app(
     middlewares = [_errors, guard.middleware()]
     shards = _shards(hub)
     if shards is not None:  # any replica answers for the fleet (after the guard: callers known)
-        middlewares.append(shard_front.Front(shards, tls_cert=settings.tls_cert).middleware())
+        front = shard_front.Front(shards, tls_cert=settings.tls_cert, session_cookie=auth.COOKIE)
+        middlewares.append(front.middleware())
     app = web.Application(client_max_size=settings.limits.body, middlewares=middlewares)
 
     @auth.public

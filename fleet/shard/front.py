@@ -23,7 +23,8 @@ Members are found in the shard's leases, each with the API URL written on its me
 (``fleet.dev/api-url``). A request sent on carries the caller's own ``Authorization`` header
 (every replica reads the same token file) and ``X-Fleet-Forwarded-By: <replica>``; a request
 carrying that header is answered locally only, so nothing is sent on twice. The hub never
-sends a credential of its own. Under TLS a peer must present a certificate that chains to the
+sends a credential of its own. A caller signed in by a browser session (which only the replica
+that made it knows) is not sent on: the others are named as not asked, their clusters unknown. Under TLS a peer must present a certificate that chains to the
 hub's own ``--tls-cert`` (the replicas share it), so the caller's token goes to no one else.
 """
 
@@ -86,9 +87,12 @@ def _body(response: web.StreamResponse) -> dict[str, Any] | None:
 class Front:
     """The middleware of one replica (:meth:`middleware`), sending on through its `shards`."""
 
-    def __init__(self, shards: Shards[Any], *, tls_cert: Path | None = None) -> None:
+    def __init__(
+        self, shards: Shards[Any], *, tls_cert: Path | None = None, session_cookie: str = ""
+    ) -> None:
         self.shards = shards
         self._ssl = peer_ssl(tls_cert)
+        self._session_cookie = session_cookie  # a browser's sign-in, held by one replica only
         self.sent = 0  # requests sent on to peers (for tests and debugging)
 
     def middleware(self) -> Any:
@@ -232,6 +236,12 @@ class Front:
         headers = {FORWARDED: self.shards.me, "Accept": "application/json"}
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
+        elif self._session_cookie and self._session_cookie in request.cookies:
+            error = (
+                "not asked: the caller signed in with a browser session, which only this "
+                "replica knows; call with a bearer token for the whole fleet"
+            )
+            return Answer(peer, error=error, url=url), 0
         timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT)
         self.sent += 1
         try:

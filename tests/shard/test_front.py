@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from fleet.controlplane import RunningCluster
@@ -142,6 +143,23 @@ async def test_any_replica_answers_for_the_fleet(rig: ShardRig) -> None:
     status, answer = await rig.call("r3", "POST", f"/api/clusters/{name}/resume")
     assert status == 200, answer
     assert [(k["cluster"], k["replica"]) for k in answer["resumed"]] == [(name, "r2")]
+
+    # a browser signed in to r1: its session is r1's alone, so the others are not asked
+    # (never sent a cookie they cannot check) and their clusters are unknown, not green
+    port = rig.replicas["r1"].port
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        form = {"token": TOKEN, "next": "/"}
+        async with http.post(
+            f"http://127.0.0.1:{port}/login", data=form, allow_redirects=False
+        ) as response:
+            assert response.status == 303, await response.text()
+        async with http.get(f"http://127.0.0.1:{port}/api/status") as response:
+            assert response.status == 200, await response.text()
+            seen = await response.json()
+    assert seen["summary"]["green"] is False
+    assert not seen["replicas"]["r2"]["answered"]
+    assert "browser session" in seen["replicas"]["r2"]["error"]
+    assert {t["replica"] for t in seen["apps"]} == {"r1"}
 
     # a dead replica: its clusters are unknown in r1's view, never green
     victim = "r3"
