@@ -2,7 +2,8 @@
 
 The shared-informer idea of client-go, in anyio. A :class:`LiveCache` belongs to one cluster and
 owns one task group. For each kind some target needs (:meth:`LiveCache.ensure`, reference
-counted; :meth:`LiveCache.release` stops the stream when the last user goes), exactly one stream
+counted, by name when the user gives one, so a target that subscribes again after each sync counts
+once; :meth:`LiveCache.release` stops the stream when the last user goes), exactly one stream
 runs: LIST the objects matching the caller's label selector across all namespaces, then WATCH from
 the list's resourceVersion (:mod:`fleet.apply.watching`). Each change updates the kind's
 :class:`~fleet.apply.livestore.KindStore` and is offered to the subscribers that own the object
@@ -113,8 +114,12 @@ class LiveCache:
         ensured."""
         return self._group is not None
 
-    def ensure(self, api_version: str, kind: str) -> Kind:
-        """Start watching `kind` (or count one more user of its stream); its cache key."""
+    def ensure(self, api_version: str, kind: str, *, user: str | None = None) -> Kind:
+        """Start watching `kind` (or count one more user of its stream); its cache key.
+
+        A named `user` counts once however often it ensures the kind (a target subscribing
+        again after each sync, a reader per sync); without a name each call counts one, and
+        each wants its own :meth:`release`."""
         if self._group is None:
             raise RuntimeError(
                 f"live cache of cluster {self.cluster.name} is not running: enter it "
@@ -122,9 +127,16 @@ class LiveCache:
             )
         key = Kind.of(api_version, kind)
         stream = self._streams.get(key)
-        if stream is not None:
+        if stream is None:
+            stream = self._start(api_version, key)
+        if user is None:
             stream.refs += 1
-            return key
+        else:
+            stream.users.add(user)
+        return key
+
+    def _start(self, api_version: str, key: Kind) -> Reflector:
+        assert self._group is not None
         stream = Reflector(
             self.cluster,
             api_version=api_version,
@@ -136,22 +148,33 @@ class LiveCache:
         )
         self._streams[key] = stream
         self._group.start_soon(stream.run, name=f"informer {self.cluster.name} {key}")
-        return key
+        return stream
 
-    def release(self, kind: Kind) -> None:
-        """One user of `kind` is done; the last one stops its stream and drops its objects
-        (without events: the objects did not change, nobody watches them any more)."""
+    def release(self, kind: Kind, *, user: str | None = None) -> None:
+        """One user of `kind` is done (the named `user`, or one anonymous one); the last one
+        stops its stream and drops its objects (without events: the objects did not change,
+        nobody watches them any more). Releasing a kind or a user not held does nothing."""
         stream = self._streams.get(kind)
         if stream is None:
             return
-        stream.refs -= 1
-        if stream.refs <= 0:
+        if user is None:
+            stream.refs = max(0, stream.refs - 1)
+        elif user in stream.users:
+            stream.users.discard(user)
+        else:
+            return
+        if stream.refs <= 0 and not stream.users:
             stream.scope.cancel()
             del self._streams[kind]
             stream.warmed.set()  # a wait_warm() on it returns (False)
 
     def kinds(self) -> list[Kind]:
         return sorted(self._streams)
+
+    def users(self, kind: Kind) -> int:
+        """How many users hold `kind` (named ones once each); 0 when it is not watched."""
+        stream = self._streams.get(kind)
+        return 0 if stream is None else stream.refs + len(stream.users)
 
     def is_warm(self, kind: Kind) -> bool:
         stream = self._streams.get(kind)

@@ -128,7 +128,8 @@ class Reflector:
         self.store = KindStore(group=kind.group, kind=kind.kind, api_version=api_version)
         self.state = KindState(kind=kind, api_version=api_version)
         self.scope = anyio.CancelScope()
-        self.refs = 1
+        self.refs = 0  # anonymous users (each ensure() without a name counts one)
+        self.users: set[str] = set()  # named users (ensure() by one name counts once)
         self.warmed = anyio.Event()
         self._delay = settings.backoff_initial
         self._expired_in_row = 0

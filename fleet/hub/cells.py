@@ -192,21 +192,28 @@ class Cells:
 
     def watch(self, key: Key, *, tracking: str, expected: Mapping[ObjectKey, Expected]) -> None:
         """From now on, `key` owns `expected` on its cluster (replacing what it watched)."""
+        cell = self._cell_of(key[0])
+        before = self._watched.get(key)
+        if before is not None and cell is not None and cell.running:
+            left = _kinds(before) - _kinds(expected)
+            for kind in left:  # kinds it no longer has: one user fewer
+                cell.objects.release(kind, user=_owner(key))
         self._watched[key] = dict(expected)
         self._tracking[key] = tracking
         self._owners[_owner(key)] = key
-        cell = self._cell_of(key[0])
         if cell is not None and cell.running:
             self._subscribe(cell, key)
 
     def unwatch(self, key: Key) -> None:
-        self._watched.pop(key, None)
+        expected = self._watched.pop(key, None)
         self._tracking.pop(key, None)
         self._owners.pop(_owner(key), None)
         self._subscriptions.pop(key, None)
         cell = self._cell_of(key[0])
         if cell is not None and cell.running:
             cell.objects.unsubscribe(_owner(key))
+            for kind in _kinds(expected or {}):
+                cell.objects.release(kind, user=_owner(key))
 
     def unwatch_where(self, predicate: Callable[[Key], bool]) -> None:
         for key in [k for k in self._watched if predicate(k)]:
@@ -218,16 +225,15 @@ class Cells:
         cell = self._cell_of(key[0])
         if expected is None or cell is None:
             return None
-        kinds = {Kind.of(e.api_version, k.kind) for k, e in expected.items()}
-        if not all(cell.objects.is_warm(kind) for kind in kinds):
+        if not all(cell.objects.is_warm(kind) for kind in _kinds(expected)):
             return None
         return not _drifted(cell.objects, expected, expected)
 
     def _subscribe(self, cell: Cell, key: Key) -> None:
         expected = self._watched[key]
-        for object_key, item in expected.items():
-            cell.objects.ensure(item.api_version, object_key.kind)
         owner = _owner(key)
+        for item_key, item in expected.items():  # counted once per target (a named user)
+            cell.objects.ensure(item.api_version, item_key.kind, user=owner)
 
         def woken(who: str) -> None:
             cell.woken.add(who)
@@ -259,6 +265,10 @@ class Cells:
                         "event=drift_seen cluster=%s app=%s objects=%d", key[0], key[1], drifted
                     )
                     self._on_drift(key, drifted)
+
+
+def _kinds(expected: Mapping[ObjectKey, Expected]) -> set[Kind]:
+    return {Kind.of(e.api_version, k.kind) for k, e in expected.items()}
 
 
 def _drifted(

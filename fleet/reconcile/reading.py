@@ -26,7 +26,9 @@ from fleet.apply import inventory as inventories
 from fleet.apply.informer import Kind, LiveCache
 from fleet.types import Manifest, ObjectKey
 
-__all__ = ["ApiReader", "CachedReader", "Reader"]
+__all__ = ["READER", "ApiReader", "CachedReader", "Reader"]
+
+READER = "reader"  # the one user of a live cache's kinds that every CachedReader counts as
 
 _INVENTORY_KIND = ("v1", "ConfigMap")
 
@@ -60,16 +62,12 @@ class CachedReader:
         self.objects = objects
         self.inventories = inventories
         self.cached = 0  # reads answered by a cache (tests, the bench)
-        self._users: set[tuple[int, Kind]] = set()
 
     def _ensure(self, cache: LiveCache, api_version: str, kind: str) -> Kind:
-        """The cache key of `kind`, its stream started: this reader counts as one user of it,
-        however often it reads (a health gate reads every second)."""
-        key = Kind.of(api_version, kind)
-        if (id(cache), key) not in self._users or cache.state(key) is None:
-            cache.ensure(api_version, kind)
-            self._users.add((id(cache), key))
-        return key
+        """The cache key of `kind`, its stream started: the readers of a cache count as one
+        user of it (:data:`READER`), however many syncs read and however often (a health gate
+        reads every second); a kind once read stays watched while the cache runs."""
+        return cache.ensure(api_version, kind, user=READER)
 
     async def inventory(self, cluster: apply.Cluster, app: str) -> apply.Inventory | None:
         if not self.inventories.running:  # the cell stopped or restarts (its cluster changed)

@@ -758,6 +758,19 @@ async def test_release_stops_the_stream_when_its_last_user_goes(cluster: apply.C
     with pytest.raises(RuntimeError, match="not running"):
         cache.ensure("v1", "Secret")
 
+    async with LiveCache(cluster, label_selector=f"{LABEL}={unique('run')}") as cache:
+        kind = cache.ensure("v1", "ConfigMap", user="web@a")
+        for _ in range(3):  # a target subscribing again after each sync counts once
+            assert cache.ensure("v1", "ConfigMap", user="web@a") == kind
+        cache.ensure("v1", "ConfigMap", user="reader")
+        assert cache.users(kind) == 2
+        cache.release(kind, user="nobody")  # not a user: nothing changes
+        cache.release(kind, user="web@a")
+        cache.release(kind, user="web@a")
+        assert cache.users(kind) == 1 and cache.kinds() == [kind]
+        cache.release(kind, user="reader")
+        assert cache.users(kind) == 0 and cache.kinds() == []
+
     async with anyio.create_task_group() as tg:  # the other way to run it: started in a group
         served = LiveCache(cluster, label_selector=f"{LABEL}={unique('run')}")
         await tg.start(served.run)

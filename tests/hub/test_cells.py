@@ -20,6 +20,7 @@ import pytest
 import yaml
 from kubernetes_asyncio import client, config
 
+from fleet.apply.informer import Kind
 from fleet.controlplane import RunningCluster
 from fleet.hub.hub import Hub
 from tests.hub.hubkit import hub_settings, push_webhook, until, value_on
@@ -90,6 +91,13 @@ async def test_drift_reaches_its_own_target_and_idle_resyncs_are_free(
         await anyio.sleep(1.0)  # late events of its own writes would arrive by now
         for name in ("alias-a", "alias-b"):
             assert "Drift" not in _types(hub, name), hub.targets.events(app="web", cluster=name)
+
+        # each target counts once as a user of its kind, and the readers once, however many
+        # syncs subscribed and read (the counts had grown by one per sync)
+        assert hub._cells is not None
+        shared = hub._cells.cell("alias-a")
+        assert shared is not None
+        assert shared.objects.users(Kind("", "ConfigMap")) == 3
 
         # a hand edit of A's object: A drifts and heals, B hears nothing
         events_b = len(hub.targets.events(app="web", cluster="alias-b"))
