@@ -12,6 +12,11 @@ Routes (reads need the ``read`` role, every POST ``admin``; see :mod:`fleet.hub.
   ``POST /api/clusters/{cluster}/suspend|resume``: a suspended target is not reconciled at all
   (its record says Suspended, never green) until resumed.
 
+A replica of several answers these for the whole fleet (:mod:`fleet.shard.front`): a sync or
+refresh of one cluster goes to the replica holding it, every other call (every suspension too)
+to every replica, answers merged; a call sent on (``X-Fleet-Forwarded-By``) may name a cluster
+this replica does not hold.
+
 Suspensions are an operator's intent, so they outlive the process: :class:`Suspensions` keeps
 them in ``suspended.json`` in the hub's state directory, written atomically on each change. Every
 answer is JSON; an unknown app or cluster is a 404 naming it.

@@ -3,9 +3,11 @@
 Every round (a third of the lease duration, or at once when a cluster entry arrives) the
 replica, in this order:
 
-1. renews its membership lease ``fleet-member-<replica>`` (created on the first round);
+1. renews its membership lease ``fleet-member-<replica>`` (created on the first round), which
+   carries its API URL once the server has bound (:meth:`Shards.advertise`), for the calls the
+   other replicas send on to it (:mod:`fleet.shard.front`);
 2. reads every lease of its hub id with one LIST; the live members are the member leases renewed
-   within their duration (itself included);
+   within their duration (itself included), with their API URLs;
 3. assigns every cluster entry it knows of by rendezvous hashing over the live members
    (:mod:`fleet.shard.assigning`), so a join or a leave moves only the clusters it must;
 4. for each cluster: renews the cluster lease it holds and still owns; hands over one it no
