@@ -1,0 +1,76 @@
+"""A running hub uses a signed push's sha instead of listing the remote, and never rewinds.
+
+A real hub (no clusters: what is measured is what it asks of git) reads an app from a real git
+remote over ``git http-backend``, which counts ref listings (``ls-refs``). The first push is
+listed (the mirror knows nothing yet); a push continuing that listing is not; replaying the old
+push after a newer one lists the remote again, and the branch stays at the newest commit.
+
+Until the hub passes the push's claim to its sources (``on_push`` -> ``Sources.refresh(url,
+pushed=push.pushed)``, issue 16) the test is a strict xfail: it fails, and the day it passes the
+marker must go (a strict xfail that passes is a failure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import aiohttp
+import anyio
+import pytest
+
+from fleet.hub.hub import Hub
+from tests.hub.hubkit import SECRET, fleet_yaml, hub_settings
+from tests.sources.gitkit import GitHttpServer, Remote
+
+pytestmark = pytest.mark.anyio
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{value: '{v}'}}\n"
+
+
+async def _push(port: int, url: str, *, before: str, after: str) -> dict[str, object]:
+    payload = {"ref": "refs/heads/main", "before": before, "after": after}
+    body = json.dumps({**payload, "repository": {"clone_url": url}}).encode()
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}/webhooks/github", data=body, headers=headers) as r,
+    ):
+        assert r.status == 200, await r.text()
+        answer: dict[str, object] = await r.json()
+        return answer
+
+
+@pytest.mark.xfail(strict=True, reason="on_push does not pass push.pushed yet (issue 16)")
+async def test_a_running_hub_trusts_a_continuing_push_and_lists_a_replay(tmp_path: Path) -> None:
+    root = tmp_path / "git"
+    remote = Remote(root, "app")
+    first = remote.commit({"app/cm.yaml": CM.format(v=1)})
+    with GitHttpServer(root) as server:
+        url = server.url("app.git")
+        settings = hub_settings(tmp_path)
+        settings.config_path.write_text(fleet_yaml(url, "pushed"))
+        settings.clusters_dir.mkdir(parents=True, exist_ok=True)
+        hub = Hub(settings)
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(hub.run)
+            second = remote.commit({"app/cm.yaml": CM.format(v=2)})
+            await _push(port, url, before=first, after=second)  # listed: nothing known yet
+            mirror = hub.sources.mirror(url)
+            assert mirror.refs_seen["refs/heads/main"] == second
+            listings = server.counts.listings
+
+            third = remote.commit({"app/cm.yaml": CM.format(v=3)})
+            answer = await _push(port, url, before=second, after=third)
+            assert answer["moved"] == 1
+            assert server.counts.listings == listings  # the pushed sha stood in for it
+            assert mirror.refs_seen["refs/heads/main"] == third
+
+            answer = await _push(port, url, before=first, after=second)  # a replay
+            assert answer["moved"] == 0
+            assert server.counts.listings == listings + 1  # listed, as any untrusted push
+            assert mirror.refs_seen["refs/heads/main"] == third
+            tg.cancel_scope.cancel()
