@@ -24,8 +24,9 @@ Members are found in the shard's leases, each with the API URL written on its me
 (every replica reads the same token file) and ``X-Fleet-Forwarded-By: <replica>``; a request
 carrying that header is answered locally only, so nothing is sent on twice. The hub never
 sends a credential of its own. A caller signed in by a browser session (which only the replica
-that made it knows) is not sent on: the others are named as not asked, their clusters unknown. Under TLS a peer must present a certificate that chains to the
-hub's own ``--tls-cert`` (the replicas share it), so the caller's token goes to no one else.
+that made it knows) is not sent on: the others are named as not asked, their clusters unknown.
+Under TLS a peer must present a certificate that chains to the hub's own ``--tls-cert`` (the
+replicas share it), so the caller's token goes to no one else.
 """
 
 from __future__ import annotations
