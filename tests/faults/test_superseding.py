@@ -10,7 +10,9 @@ back from the apiserver directly, not through the proxy. Two behaviours:
   first attempt wrote are not written again (counted by the proxy, per object).
 
 Plus the pure part of superseding (which commit supersedes which; the work's own result and
-errors come through). No speed is asserted anywhere: the limits are safety nets.
+errors come through), and the same at the hub's level (``fleet run`` through
+:class:`tests.faults.faultkit.FaultRig`): the stopped sync named in the log, the cell not green
+meanwhile, the newer commit Synced. No speed is asserted anywhere: the limits are safety nets.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -31,7 +34,16 @@ from fleet.reconcile import superseding
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.runtime import ClusterLimits, ClusterLimitSettings, RealClock
 from fleet.types import Manifest, ObjectKey, RenderedSet
-from tests.hub.hubkit import until
+from tests.faults.faultkit import FaultRig, fault_rig
+from tests.hub.hubkit import (
+    all_equal,
+    configmap,
+    fleet_yaml,
+    namespace_doc,
+    until,
+    value_on,
+    values,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -238,3 +250,69 @@ async def test_the_work_s_result_or_error_comes_through_and_superseding_stops_it
         )
     assert stopped.result is None and stopped.superseded == "superseded by commit x"
     assert len(looks) == 3
+
+
+HUB_NS = "fault-superseded"
+
+
+@pytest.mark.clusters
+async def test_the_hub_stops_a_sync_stuck_on_429s_when_a_newer_commit_lands_and_applies_that(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """The hub as ``fleet run``: the throttled cluster refuses every write of the app's
+    ConfigMap; a commit's sync waits on its Retry-After; a newer commit is pushed: the hub log
+    names the first sync superseded by the newer commit, the cell is not Synced meanwhile, and
+    once the refusals stop the newer commit is applied and Synced; the other cluster follows
+    every commit, and the hub stays up."""
+    throttled, other = kit_clusters[0], kit_clusters[1]
+    settings = _path(HUB_NS, "settings")
+    with fault_rig(tmp_path) as rig:
+        remote = rig.remote("config")
+        remote.commit(
+            {"app/ns.yaml": namespace_doc(HUB_NS), "app/cm.yaml": configmap(HUB_NS, "v1")}
+        )
+        rig.write_config(fleet_yaml(rig.url("config"), HUB_NS))
+        async with ThrottleProxy(throttled.kubeconfig, share=0.0, retry_after=1.0) as proxy:
+            proxy.kubeconfig(rig.clusters / throttled.kubeconfig.name)
+            rig.drop(other)
+            hub = rig.hub()
+            await until(lambda: all_equal(values([throttled, other], HUB_NS), "v1"), limit=90)
+
+            with _refusing(proxy, {settings}):
+                sent = proxy.by_path[f"PATCH {settings}"]
+                stuck = remote.commit({"app/cm.yaml": configmap(HUB_NS, "v2")})
+                assert await hub.webhook(rig.url("config")) == 200
+                await until(lambda: proxy.by_path[f"PATCH {settings}"] >= sent + 2, limit=60)
+                newer = remote.commit({"app/cm.yaml": configmap(HUB_NS, "v3")})
+                assert await hub.webhook(rig.url("config")) == 200
+                said = f"superseded by commit {newer[:12]}"
+                await until(lambda: _superseded_line(rig.log_text(), stuck, said), limit=60)
+                await until(lambda: all_equal(values([other], HUB_NS), "v3"), limit=60)
+                cell = await _cell(rig, throttled.name)
+                assert not (cell["sync"] == "Synced" and cell["revision"] == newer), cell
+                assert await value_on(throttled, HUB_NS) == "v1"  # every write refused so far
+
+            await until(lambda: all_equal(values([throttled, other], HUB_NS), "v3"), limit=90)
+            await until(lambda: _synced_at(rig, throttled.name, newer), limit=60)
+            assert hub.alive()
+            hub.stop()  # before the proxy goes: its end would be a (true) silent cluster
+        log = rig.log_text()
+    assert "Traceback" not in log
+
+
+def _superseded_line(log: str, stuck: str, said: str) -> bool:
+    return any(
+        "event=target_syncfailed" in line and f"commit={stuck[:12]}" in line and said in line
+        for line in log.splitlines()
+    )
+
+
+async def _cell(rig: FaultRig, cluster: str) -> dict[str, Any]:
+    status = await rig.status()
+    found: dict[str, Any] = next(c for c in status["apps"] if c["cluster"] == cluster)
+    return found
+
+
+async def _synced_at(rig: FaultRig, cluster: str, sha: str) -> bool:
+    cell = await _cell(rig, cluster)
+    return bool(cell["sync"] == "Synced" and cell["revision"] == sha)
