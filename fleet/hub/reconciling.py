@@ -201,6 +201,8 @@ class Reconciler:
             status.health,
             attempt.finished - started,
         )
+        if result.superseded is not None:
+            return 0.0  # a newer commit is known: its sync starts at once
         # failed objects back off; a conflict, a refusal or a held prune waits for its input
         if not preview and result.changes.of(apply.Outcome.FAILED):
             raise _Recorded(f"app {app_name} on cluster {cluster_name}: {status.error}")

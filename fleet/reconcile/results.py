@@ -3,8 +3,9 @@
 A :class:`SyncResult` keeps the sync status (the change set: one change per object written,
 left alone or refused, and one per hook run) apart from health (the worst of the app's tracked
 objects; hooks are shown with their own health but never count for the app's). `stopped` says why
-the sync's waves stopped (a write or a hook that failed, a wave not Healthy in time): such a sync
-is never in sync. Objects whose held prune is ``IgnoreExtraneous`` (`ignored`) are shown as kept
+the sync's waves stopped (a write or a hook that failed, a wave not Healthy in time, a newer
+commit: then `superseded` says which, and the target is worked again at once): such a sync is
+never in sync. Objects whose held prune is ``IgnoreExtraneous`` (`ignored`) are shown as kept
 and do not make the app OutOfSync. `warnings` name the annotations fleet did not act on.
 """
 
@@ -40,6 +41,7 @@ class SyncResult:
     stopped: str | None = None
     warnings: tuple[str, ...] = ()
     ignored: frozenset[ObjectKey] = frozenset()
+    superseded: str | None = None
 
     @property
     def in_sync(self) -> bool:
@@ -122,6 +124,7 @@ class Gathering:
     stopped: str | None = None
     warnings: tuple[str, ...] = ()
     ignored: frozenset[ObjectKey] = frozenset()
+    superseded: str | None = None
     hook_health: dict[ObjectKey, Health] = field(default_factory=dict)
 
     async def finish(
@@ -160,6 +163,7 @@ class Gathering:
             stopped=self.stopped,
             warnings=self.warnings,
             ignored=self.ignored,
+            superseded=self.superseded,
         )
 
 

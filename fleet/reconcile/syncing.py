@@ -461,7 +461,7 @@ def _stopped_by(reason: str, the_plan: plan.Plan, result: Gathering, *, run: wav
         apply.Change(k, apply.Outcome.SKIPPED, f"not known to be applied: {reason}")
         for k in unfinished
     ]
-    result.stopped = reason
+    result.stopped = result.superseded = reason
     log.info(
         "event=sync_superseded app=%s cluster=%s revision=%s unfinished=%d reason=%s",
         result.app,

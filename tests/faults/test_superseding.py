@@ -135,6 +135,7 @@ async def test_a_sync_waiting_on_429s_gives_way_to_a_newer_commit_which_is_then_
             (stopped,) = results
             assert stopped.stopped is not None
             assert stopped.stopped.startswith(f"superseded by commit {NEWER[:12]}")
+            assert stopped.superseded == stopped.stopped  # the hub works the target again now
             assert not stopped.in_sync and stopped.verdict == "failed"
             skipped = {c.key: c for c in stopped.changes.of(apply.Outcome.SKIPPED)}
             for name in names:
@@ -151,6 +152,7 @@ async def test_a_sync_waiting_on_429s_gives_way_to_a_newer_commit_which_is_then_
                 superseded=newer_check,
             )
             assert newer.in_sync and newer.stopped is None, newer.problems()
+            assert newer.superseded is None
         for name in names:
             assert await _value(direct, namespace, name) == "v3"
         assert await _revision(direct, app) == NEWER
