@@ -10,6 +10,8 @@ and measures, from outside, as an operator would:
   ConfigMap reads the new value (polled by the bench's own client; the poll interval, about a
   fifth of a second, is part of the figure). With 3 replicas the other two learn of the push
   through the ``fleet-refresh`` Lease, within a renew interval (a third of the lease);
+- **fleet-wide status**: ``GET /api/status`` of one replica, which with 3 replicas asks the
+  other two and merges their answers (:mod:`fleet.shard.front`): 10 calls, median and max;
 - **moves**: a fourth replica joins (started), then leaves (SIGTERM: its leases released), then
   a replica dies (SIGKILL): how many entries changed hands each time (the replicas' own
   ``gained``/``lost`` counts in ``/api/shards``) against the fewest possible (rendezvous hashing
@@ -84,7 +86,20 @@ async def _phase(rig: ShardRig, replicas: list[str], *, commits: int) -> dict[st
         rig.start(replica)
     await _until(lambda: rig.all_at("start"), limit=600)
     await _until(lambda: _settled(rig, replicas), limit=180)
-    return {"latency_s": await _latencies(rig, replicas, commits=commits, tag=f"n{len(replicas)}")}
+    latency = await _latencies(rig, replicas, commits=commits, tag=f"n{len(replicas)}")
+    return {"latency_s": latency, "status_s": await _status_times(rig, replicas[0])}
+
+
+async def _status_times(rig: ShardRig, replica: str, *, calls: int = 10) -> list[float]:
+    """Seconds per ``GET /api/status`` of `replica` (merged from every replica when sharded)."""
+    found = []
+    for _ in range(calls):
+        started = time.monotonic()
+        status = await rig.status(replica)
+        found.append(time.monotonic() - started)
+        if len({a["cluster"] for a in status["apps"]}) != len(rig.names):
+            raise RuntimeError(f"/api/status of {replica} does not show every entry")
+    return found
 
 
 async def _moves(rig: ShardRig, commits: int) -> dict[str, Any]:
@@ -155,9 +170,13 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 def print_table(results: dict[str, Any]) -> None:
     rows = []
     for key in ("replicas_1", "replicas_3"):
-        lat = results[key]["latency_s"]
-        rows.append([key, len(lat), f"{statistics.median(lat):.2f}", f"{max(lat):.2f}"])
-    print(figures.table(["replicas", "commits", "median s", "max s"], rows))
+        lat, st = results[key]["latency_s"], results[key]["status_s"]
+        rows.append([
+            key, len(lat), f"{statistics.median(lat):.2f}", f"{max(lat):.2f}",
+            f"{statistics.median(st) * 1000:.0f}", f"{max(st) * 1000:.0f}",
+        ])  # fmt: skip
+    heads = ["replicas", "commits", "median s", "max s", "status median ms", "status max ms"]
+    print(figures.table(heads, rows))
     rows = [
         [event, m["moved"], m["fewest"], f"{m['settled_s']:.1f}"]
         for event, m in results["moves"].items()
