@@ -9,7 +9,8 @@ Services of the task group, each started with a ready handshake:
   config running and shows its error;
 - the **source poller**: one ``ls-remote`` per repository per interval for the whole fleet; a
   moved ref enqueues exactly the keys of the apps reading that repository. Webhooks do the same at
-  once (:meth:`Hub.on_push`), so a pushed commit starts applying in milliseconds;
+  once (:meth:`Hub.on_push`), so a pushed commit starts applying in milliseconds
+  (:mod:`fleet.hub.refreshing`);
 - the **cells** (:mod:`fleet.hub.cells`), one per connected cluster: one shared watch per kind
   feeding a live cache that syncs read from; a change by someone else to a target's objects marks
   the target drifted and, with selfHeal, enqueues it;
@@ -37,11 +38,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import random
 from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
+from aiohttp import web
 
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
@@ -54,6 +55,7 @@ from fleet.hub.control import Suspensions
 from fleet.hub.operating import Operations
 from fleet.hub.pushes import PushOutcome, RepoRefresh
 from fleet.hub.reconciling import Key, Reconciler, unreachable
+from fleet.hub.refreshing import Refreshing
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
 from fleet.notify import Notifier, NotifyCollector
@@ -76,14 +78,13 @@ from fleet.runtime import (
     RealClock,
     Scheduler,
     WorkQueue,
-    call_with_retry,
     default_limiter,
     registry,
     supervised,
 )
 from fleet.shard import Shards, handover
 from fleet.shard import api as shard_api
-from fleet.sources import Sources, SourceSettings, repo_id
+from fleet.sources import Sources, SourceSettings
 from fleet.transport import Tunnels, TunnelSettings, incluster
 
 __all__ = ["Hub", "unreachable"]
@@ -91,10 +92,8 @@ __all__ = ["Hub", "unreachable"]
 log = logging.getLogger(__name__)
 
 _REACH_CHECK = 0.5  # seconds between looks at the SSH tunnels' states
-_PUSH_WAIT = 8.0  # seconds a webhook waits for its listings before it answers "pending"
 _JOINS = 32  # clusters connecting at once
 _IN_CLUSTER = "in-cluster"  # the digest of the in-cluster destination's entry (no file)
-_REPO_BACKOFF_CAP = 600.0  # a failing repository is listed again at least every 10 minutes
 
 
 class Hub:
@@ -154,6 +153,15 @@ class Hub:
             targets=self.targets,
             metrics=self.metrics,
         )
+        self.refreshing = Refreshing(
+            settings=settings,
+            clock=self.clock,
+            sources=self.sources,
+            board=self.board,
+            config_feed=self.config_feed,
+            reconciler=self.reconciler,
+            enqueue_app=self._enqueue_app,
+        )
         self.suspensions = Suspensions.load(settings.state_dir / "suspended.json")
         self.reconciler.suspended = self.suspensions
         self.scheduler: Scheduler[Key] = Scheduler(
@@ -169,7 +177,7 @@ class Hub:
             board=self.board,
             queue=self.queue,
             suspensions=self.suspensions,
-            refresh=self._refresh,
+            refresh=self.refreshing.refresh,
         )
         self.registry = registry.ClusterRegistry(
             settings.clusters_dir, self._cluster_changed, rescan_interval=settings.registry_rescan
@@ -181,7 +189,7 @@ class Hub:
                 hub=settings.hub_id,
                 on_join=self._owned,
                 on_leave=self._leave,
-                on_refresh=self._refresh_key,
+                on_refresh=self.refreshing.refresh_key,
             )
         self.port = 0
         self._ready = False
@@ -190,7 +198,6 @@ class Hub:
         self._connections: Connections | None = None
         self.tunnel_settings = TunnelSettings()  # SSH links of clusters behind a bastion
         self._stopping = anyio.Event()
-        self._repo_next: dict[str, float] = {}  # a failing repository's next listing (backoff)
         self._cluster_generation: dict[str, int] = {}  # bumped by each change of a cluster file
         self._joins = anyio.CapacityLimiter(_JOINS)
         self._in_cluster_clash = ""  # a clusters/in-cluster.* file while --in-cluster is on
@@ -207,7 +214,7 @@ class Hub:
                 Tunnels(self.tunnel_settings) as tunnels,
                 anyio.create_task_group() as group,
             ):
-                self._group = group
+                self._group = self.refreshing.group = group
                 self._connections = Connections(
                     group=group,
                     limits=self.limits,
@@ -227,15 +234,12 @@ class Hub:
                 if self.settings.in_cluster:
                     await self._join_in_cluster()
                 group.start_soon(self._supervise, "config-watch", self._watch_config)
-                group.start_soon(self._supervise, "source-poller", self._poll_sources)
+                group.start_soon(self._supervise, "source-poller", self.refreshing.poll)
                 group.start_soon(self._supervise, "cache-gc", self._collect_cache)
                 group.start_soon(self._supervise, "tunnel-watch", self._watch_tunnels)
                 self.port = await group.start(
                     functools.partial(
-                        server.serve,
-                        self,
-                        self.settings.server,
-                        routes=[*control.routes(self.operations), *shard_api.routes(self.shards)],
+                        server.serve, self, self.settings.server, routes=self._routes()
                     )
                 )
                 self._ready = True
@@ -267,6 +271,10 @@ class Hub:
                 self.board.config_error = f"the config watcher failed: {error} (retrying)"
 
         await supervised(name, service, clock=self.clock, on_error=shown)
+
+    def _routes(self) -> list[web.RouteDef]:
+        """The API routes beyond the server's own: the control API and the shards' view."""
+        return [*control.routes(self.operations), *shard_api.routes(self.shards)]
 
     def _problems(self) -> list[str]:
         """The hub's own problems, for the board (``/api/status`` ``problems``)."""
@@ -396,8 +404,8 @@ class Hub:
 
         async def take() -> None:
             if await handover.listed_first(
-                self._repos,
-                self._refresh,
+                self.refreshing.repos,
+                self.refreshing.refresh,
                 clock=self.clock,
                 wanted=lambda: self._cluster_generation.get(name) == generation,
                 waiting=waiting,
@@ -508,62 +516,6 @@ class Hub:
                     self.reconciler.force_full.add((cluster, name))
                 self.queue.add((cluster, name))
 
-    def _apps_of_repo(self, key: str) -> list[str]:
-        return [
-            a.name for a in self.reconciler.config.apps if repo_id(a.source.repo_url).key == key
-        ]
-
-    async def _refresh(self, url: str) -> RepoRefresh:
-        """List `url` now; a failure of any kind is that repository's error, never the hub's."""
-        key = repo_id(url).key
-        try:  # a blip of the remote is retried (tenacity); a longer outage backs off
-            moved = await call_with_retry(
-                lambda: self.sources.refresh(url), clock=self.clock, what=f"ls-remote {key}"
-            )
-        except Exception as exc:
-            error = describe(exc)
-            state = self.board.repo_failed(key, error)
-            delay = min(_REPO_BACKOFF_CAP, self.settings.poll_interval * 2 ** (state.failures - 1))
-            self._repo_next[key] = self.clock.now() + delay
-            log.warning("event=poll_failed repo=%s error=%s retry_in=%.0f", key, error, delay)
-            return RepoRefresh(repo=key, result="failed", error=error)
-        self.board.repo_ok(key)
-        self._repo_next.pop(key, None)
-        enqueued = 0
-        if moved:
-            self.config_feed.repo_moved(key)
-            for name in self._apps_of_repo(key):
-                app = self.reconciler.config.app(name)
-                enqueued += len(self.reconciler.targets_of(app)) if app is not None else 0
-                self._enqueue_app(name)
-        return RepoRefresh(repo=key, result="moved" if moved else "unchanged", enqueued=enqueued)
-
-    def _repos(self, keys: set[str] | None = None) -> dict[str, str]:
-        """The repositories the apps read, key -> URL (those among `keys` when given)."""
-        found: dict[str, str] = {}
-        for app in self.reconciler.config.apps:
-            try:
-                key = repo_id(app.source.repo_url).key
-            except ConfigError:
-                continue  # refused at load; never reached here
-            if keys is None or key in keys:
-                found.setdefault(key, app.source.repo_url)
-        for key, url in self.config_feed.repos().items():  # the config's and its parents'
-            if keys is None or key in keys:
-                found.setdefault(key, url)
-        return found
-
-    async def _poll_sources(self) -> None:
-        interval = self.settings.poll_interval
-        while True:
-            jitter = random.uniform(-1, 1) * self.settings.poll_jitter * interval  # noqa: S311
-            await anyio.sleep(interval + jitter)
-            now = self.clock.now()
-            due = {k: u for k, u in self._repos().items() if self._repo_next.get(k, 0.0) <= now}
-            async with anyio.create_task_group() as group:  # one slow remote never blocks others
-                for url in due.values():
-                    group.start_soon(self._refresh, url)
-
     async def _collect_cache(self) -> None:
         """The render cache is bounded by age and size; everything in it can be rebuilt."""
         while True:
@@ -572,37 +524,15 @@ class Hub:
             log.info("event=cache_gc removed=%d", removed)
 
     async def on_push(self, push: webhooks.Push) -> PushOutcome:
-        """A verified webhook: refresh the repositories it names, answer what happened.
-
-        Each matched repository is listed at once (coalesced with a listing in flight) in the
-        hub's task group; the answer waits up to ``_PUSH_WAIT`` seconds. A listing still running
-        then is ``pending``: it goes on and enqueues its apps when it lands.
-        """
-        assert self._group is not None
-        matched = self._repos({configured.repo_id_or_none(url) for url in push.urls} - {""})
+        """A verified webhook (the server's intake): list the repositories it names at once
+        (the other replicas too), answer what happened (:meth:`Refreshing.refresh_now`)."""
+        matched = self.refreshing.matched(push)
         if self.shards is not None:  # the owners of the other clusters refresh it too
             self.shards.announce(matched)
-        results: dict[str, RepoRefresh] = {}
-        landed = {key: anyio.Event() for key in matched}
+        return await self.refreshing.refresh_now(matched)
 
-        async def one(key: str, url: str) -> None:  # in the hub's group: a client that goes away
-            results[key] = await self._refresh(url)  # cancels only its wait, never the refresh
-            landed[key].set()
-
-        for key, url in matched.items():
-            self._group.start_soon(one, key, url)
-        with anyio.move_on_after(_PUSH_WAIT):
-            for event in landed.values():
-                await event.wait()
-        return PushOutcome(
-            tuple(results.get(k, RepoRefresh(repo=k, result="pending")) for k in sorted(matched))
-        )
-
-    def _refresh_key(self, key: str) -> None:
-        """Another replica received a push for repository `key`: list it here too."""
-        url = self._repos({key}).get(key)
-        if url is not None and self._group is not None:
-            self._group.start_soon(self._refresh, url)
+    async def _refresh(self, url: str) -> RepoRefresh:  # as tests reach it
+        return await self.refreshing.refresh(url)
 
     def _repo_of(self, app: str) -> str:
         found = self.reconciler.config.app(app)
