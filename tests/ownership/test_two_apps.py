@@ -1,29 +1,96 @@
 """Two apps, one object: one stable conflict, a bounded number of writes, no prune of the
 other's object; two apps with ``createNamespace`` on one namespace share it without a write loop.
 
-Against a real kit cluster. Each app runs as the hub runs it: a sync, then a drift watch with
-self-heal (so a write by one app that the other took for drift would start a loop, as it did),
-for 20 s, while a watch counts every change the server makes to the objects involved.
+Against a real kit cluster. Each app runs as the hub's reconciler runs it on a cell
+(:mod:`fleet.hub.cells`): a sync that reads through the cell and holds
+:meth:`~fleet.hub.cells.Cells.syncing` while it writes, then a watch of what it applied; a drift
+the cell reports is healed by a sync (selfHeal), and every 2 s each target is resynced unless its
+last sync was in sync and the cell's cache shows it unchanged (the reconciler's free no-op). A
+write by one app that the other took for drift would start a loop, as it once did; a watch counts
+every change the server makes to the objects involved for 20 s.
 """
 
 from __future__ import annotations
-
-import functools
 
 import anyio
 import pytest
 
 from fleet import apply, plan
-from fleet.reconcile.drifting import watch_drift
+from fleet.hub.cells import Cells, Expected
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.types import ObjectKey, RenderedSet
+from tests.hub.hubkit import until
 from tests.ownership.kit import configmap, get, unique, watched_changes
 
 pytestmark = pytest.mark.anyio
 
 Outcome = apply.Outcome
 WINDOW = 20.0
+RESYNC = 2.0
 PRUNE = plan.PrunePolicy(consent=True, prune_namespaces=True)
+ENTRY = "two-apps"  # the cluster entry the cell runs on
+_NOT_APPLIED = {Outcome.FAILED, Outcome.CONFLICT, Outcome.REFUSED, Outcome.SKIPPED}
+
+
+def _expected(result: SyncResult, app: AppSync) -> dict[ObjectKey, Expected]:
+    """What the sync left each object as (the reconciler hands its cell the same)."""
+    failed = {c.key for c in result.changes.changes if c.outcome in _NOT_APPLIED}
+    return {
+        step.key: Expected(
+            api_version=step.api_version,
+            manifest=step.manifest,
+            ignore=plan.pointers_for(app.ignore, step.key),
+        )
+        for step in result.plan.applies
+        if step.key not in failed
+    }
+
+
+class _OnCell:
+    """Apps synced and watched through one cell, as the hub does it (see the module)."""
+
+    def __init__(self, cluster: apply.Cluster, apps: list[tuple[AppSync, RenderedSet]]) -> None:
+        self.cluster = cluster
+        self.apps = {(ENTRY, app.name): (app, rendered) for app, rendered in apps}
+        self.drifts: list[tuple[tuple[str, str], int]] = []  # what the cell reported
+        self.heals: list[SyncResult] = []  # the syncs drift started
+        self.last: dict[tuple[str, str], SyncResult] = {}
+        self.locks = {key: anyio.Lock() for key in self.apps}  # one sync of a key at a time
+        self.cells: Cells | None = None
+        self.group: anyio.abc.TaskGroup | None = None
+
+    async def sync(self, key: tuple[str, str]) -> SyncResult:
+        assert self.cells is not None
+        app, rendered = self.apps[key]
+        async with self.locks[key]:
+            return await self._sync(key, app, rendered)
+
+    async def _sync(self, key: tuple[str, str], app: AppSync, rendered: RenderedSet) -> SyncResult:
+        assert self.cells is not None
+        with self.cells.syncing(key):  # its own writes landing are not drift
+            result = await sync(
+                self.cluster, app, rendered, revision="r1", reader=self.cells.reader(ENTRY)
+            )
+            self.cells.watch(key, tracking=result.tracking, expected=_expected(result, app))
+        self.last[key] = result
+        return result
+
+    def drifted(self, key: tuple[str, str], objects: int) -> None:
+        self.drifts.append((key, objects))
+        assert self.group is not None
+
+        async def heal() -> None:
+            self.heals.append(await self.sync(key))
+
+        self.group.start_soon(heal)
+
+    async def resync(self) -> None:
+        assert self.cells is not None
+        while True:
+            await anyio.sleep(RESYNC)
+            for key in self.apps:
+                if not (self.last[key].in_sync and self.cells.in_sync(key) is True):
+                    await self.sync(key)
 
 
 async def _run_with_self_heal(
@@ -33,36 +100,34 @@ async def _run_with_self_heal(
     *,
     watch: str,
     field_selector: str = "",
-) -> tuple[list[SyncResult], int]:
-    """Each app's drift watch with self-heal for `seconds`: the heals made, and the changes the
-    server made meanwhile to the objects of collection `watch` (counted by a watch)."""
-    healed: list[SyncResult] = []
-    changes: list[int] = []
-
-    async def count() -> None:
-        seen = await watched_changes(cluster, watch, seconds=seconds, field_selector=field_selector)
-        changes.append(sum(seen.values()))
-
-    async def on_drift(_keys: list[ObjectKey], result: SyncResult | None) -> None:
-        if result is not None:
-            healed.append(result)
-
+    edit: str = "",
+) -> tuple[list[tuple[str, str]], int, _OnCell]:
+    """The apps on a cell with self-heal and resyncs for `seconds`: the targets the cell found
+    drifted meanwhile and the changes the server made to the objects of collection `watch`
+    (counted by a watch). Then, when `edit` names an object, a hand edit of its ``data.owner``
+    (the drift path is not blind: it must be healed)."""
+    run = _OnCell(cluster, apps)
     async with anyio.create_task_group() as tg:
-        for app, rendered in apps:
-            await tg.start(
-                functools.partial(
-                    watch_drift,
-                    cluster,
-                    app,
-                    rendered,
-                    self_heal=True,
-                    on_drift=on_drift,
-                    resync=2.0,
-                )
+        run.group, run.cells = tg, Cells(group=tg, on_drift=run.drifted)
+        run.cells.open(ENTRY, cluster)
+        cells = run.cells
+        await until(lambda: cells.reader(ENTRY) is not None, limit=60)  # its caches run
+        for key in run.apps:
+            await run.sync(key)
+        tg.start_soon(run.resync)
+        seen = await watched_changes(cluster, watch, seconds=seconds, field_selector=field_selector)
+        drifted = [key for key, _ in run.drifts]
+        if edit:
+            await cluster.request(
+                "PATCH",
+                edit,
+                query=[("fieldManager", "kubectl-edit")],
+                body={"data": {"owner": "by hand"}},
+                content_type="application/merge-patch+json",
             )
-        await count()
+            await until(lambda: bool(run.heals), limit=60)
         tg.cancel_scope.cancel()
-    return healed, changes[0]
+    return drifted, sum(seen.values()), run
 
 
 async def test_two_apps_one_object_one_stable_conflict(
@@ -100,20 +165,25 @@ async def test_two_apps_one_object_one_stable_conflict(
     (conflict,) = again.changes.of(Outcome.CONFLICT)
     assert f"fleet app {owner_app.name}" in conflict.reason and not again.in_sync
 
-    healed, writes = await _run_with_self_heal(
+    path = f"/api/v1/namespaces/{namespace}/configmaps/shared"
+    drifted, writes, run = await _run_with_self_heal(
         cluster,
         [(first, rendered_a), (second, rendered_b)],
         WINDOW,
         watch=f"/api/v1/namespaces/{namespace}/configmaps",
+        edit=path,
     )
-    live = await get(cluster, f"/api/v1/namespaces/{namespace}/configmaps/shared")
-    assert live is not None
     per_minute = writes * 60 / WINDOW
     print(
         f"two apps, one object: {writes} writes in {WINDOW:.0f}s ({per_minute:.1f}/min), "
-        f"{len(healed)} heals"
+        f"{len(drifted)} drifts"
     )
-    assert writes == 0 and healed == [], "no fight: the second app never writes the object"
+    assert writes == 0 and drifted == [], "no fight: the second app never writes the object"
+    # the hand edit after the window is the owner's drift alone, healed by the owner
+    assert {key for key, _ in run.drifts} == {(ENTRY, owner_app.name)}
+    assert all(heal.tracking == winner.tracking for heal in run.heals)
+    live = await get(cluster, path)
+    assert live is not None and live["data"]["owner"] != "by hand"
     assert plan.tracking_of(live) == winner.tracking
 
     settled = await sync(cluster, other_app, other_rendered, revision="r1")
@@ -166,7 +236,7 @@ async def test_two_apps_share_a_created_namespace_without_a_write_loop(
     live = await get(cluster, path)
     assert live is not None and set(plan.owners_of(live).values()) == {a.tracking, b.tracking}
 
-    healed, writes = await _run_with_self_heal(
+    drifted, writes, _ = await _run_with_self_heal(
         cluster,
         [(first, rendered_a), (second, rendered_b)],
         WINDOW,
@@ -180,7 +250,7 @@ async def test_two_apps_share_a_created_namespace_without_a_write_loop(
         f"two apps, one createNamespace Namespace: {writes} writes in {WINDOW:.0f}s "
         f"({writes * 60 / WINDOW:.1f}/min)"
     )
-    assert writes == 0 and healed == []
+    assert writes == 0 and drifted == []
 
     # alpha no longer asks for the Namespace: it releases its owner mark, beta keeps the Namespace
     left = await sync(cluster, first, RenderedSet.of([configmap("a", name)]), revision="r2")
