@@ -6,7 +6,7 @@ Services of the task group, each started with a ready handshake:
 - the **cluster registry**: ``clusters/`` watched; a join connects and enqueues its apps, a change
   reconnects, a removal stops that cluster's work (nothing is deleted in the cluster);
 - the **config watcher**: ``fleet.yaml`` re-read when it changes; a bad file keeps the last good
-  config running and shows its error;
+  config running and shows its error (:mod:`fleet.hub.configuring`);
 - the **source poller**: one ``ls-remote`` per repository per interval for the whole fleet; a
   moved ref enqueues exactly the keys of the apps reading that repository. Webhooks do the same at
   once (:meth:`Hub.on_push`), so a pushed commit starts applying in milliseconds
@@ -50,6 +50,7 @@ from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, describe
 from fleet.hub import configured, control, gitconfig, server, webhooks
 from fleet.hub.cells import Cells
+from fleet.hub.configuring import Configuring
 from fleet.hub.connections import Connections, show_reach
 from fleet.hub.control import Suspensions
 from fleet.hub.operating import Operations
@@ -162,6 +163,15 @@ class Hub:
             reconciler=self.reconciler,
             enqueue_app=self._enqueue_app,
         )
+        self.configuring = Configuring(
+            feed=self.config_feed,
+            board=self.board,
+            notifier=self.notifier,
+            reconciler=self.reconciler,
+            targets=self.targets,
+            check_interval=settings.config_check_interval,
+            on_changed=lambda name: self._enqueue_app(name, full=True),
+        )
         self.suspensions = Suspensions.load(settings.state_dir / "suspended.json")
         self.reconciler.suspended = self.suspensions
         self.scheduler: Scheduler[Key] = Scheduler(
@@ -224,16 +234,16 @@ class Hub:
                 )
                 self.reconciler.connections = self._connections.by_name
                 self._cells = Cells(group=group, on_drift=self._drifted)
-                self.reconciler.cells = self._cells
+                self.reconciler.cells = self.configuring.cells = self._cells
                 await group.start(self.notifier.run)
-                await self._load_config()
+                await self.configuring.load()
                 await group.start(self.scheduler.run)
                 if self.shards is not None:  # the membership is known before any cluster
                     await group.start(self.shards.run)
                 await group.start(self.registry.run)
                 if self.settings.in_cluster:
                     await self._join_in_cluster()
-                group.start_soon(self._supervise, "config-watch", self._watch_config)
+                group.start_soon(self._supervise, "config-watch", self.configuring.watch)
                 group.start_soon(self._supervise, "source-poller", self.refreshing.poll)
                 group.start_soon(self._supervise, "cache-gc", self._collect_cache)
                 group.start_soon(self._supervise, "tunnel-watch", self._watch_tunnels)
@@ -268,7 +278,7 @@ class Hub:
     async def _supervise(self, name: str, service: Callable[[], Awaitable[None]]) -> None:
         def shown(error: str) -> None:
             if name == "config-watch":
-                self.board.config_error = f"the config watcher failed: {error} (retrying)"
+                self.configuring.watch_failed(error)
 
         await supervised(name, service, clock=self.clock, on_error=shown)
 
@@ -288,43 +298,8 @@ class Hub:
             return False, f"no valid config: {self.board.config_error}"
         return True, "ready"
 
-    # -- config -----------------------------------------------------------------------------------
-
-    async def _load_config(self) -> None:
-        """Read the config (local or git, see :mod:`fleet.hub.gitconfig`); apply what changed."""
-        loaded = await self.config_feed.load()
-        self.board.config_status = self.config_feed.status()
-        if loaded is None:
-            return
-        problems = list(loaded.errors)
-        if loaded.sinks is not None:
-            self.notifier.configure(loaded.sinks)
-        problems += self.notifier.problems()
-        self.board.config_error = "; ".join(problems)
-        for error in problems:
-            log.warning("event=config_problem error=%s", error)
-        self._apply_config(loaded.config)
-
-    def _apply_config(self, config: Config) -> None:
-        old = {a.name: a for a in self.reconciler.config.apps}
-        self.reconciler.config = config
-        new = {a.name: a for a in config.apps}
-        gone = set(old) - set(new)
-        for name in gone:
-            for key in self.targets.of_app(name):
-                message = f"app {name} left the config; its objects stay in the clusters"
-                self.targets.forget(key, message=message)
-        if self._cells is not None:
-            self._cells.unwatch_where(lambda key: key[1] in gone)
-        for name, app in new.items():
-            if old.get(name) != app:  # a changed policy or project needs a full look
-                self._enqueue_app(name, full=True)
-        log.info("event=config_loaded apps=%d", len(new))
-
-    async def _watch_config(self) -> None:
-        while True:  # a push to the config's repository (or a parent's) wakes it at once
-            await self.config_feed.wait(self.settings.config_check_interval)
-            await self._load_config()
+    def _apply_config(self, config: Config) -> None:  # as tests reach it
+        self.configuring.apply(config)
 
     # -- clusters ---------------------------------------------------------------------------------
 
