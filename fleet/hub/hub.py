@@ -14,8 +14,8 @@ in its own module:
 - :mod:`fleet.hub.cells`, one per connected cluster: one shared watch per kind feeding a live
   cache; a change by someone else to a target's objects marks it drifted (:meth:`Hub._drifted`);
 - :mod:`fleet.hub.server`: webhooks, health, metrics, JSON status, the page, the control API;
-- :class:`~fleet.report.Targets`: one record per (cluster, app), written only by the reconciler's
-  summary step; the board, history, metrics, log and notifier subscribe to it.
+- :mod:`fleet.hub.reporting`: one record per (cluster, app), written only by the reconciler's
+  summary step; the board, history, metrics, log and notifier read it.
 
 Start order: notifier, config, scheduler, shards (membership known before any cluster), the
 cluster registry, the in-cluster destination, the watchers, then the server; the port is reported
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -39,7 +38,7 @@ from aiohttp import web
 
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.config import Config
-from fleet.hub import control, gitconfig, server, webhooks
+from fleet.hub import control, gitconfig, reporting, server, webhooks
 from fleet.hub.cells import Cells
 from fleet.hub.configuring import Configuring
 from fleet.hub.connections import Connections
@@ -51,10 +50,8 @@ from fleet.hub.reconciling import Key, Reconciler, unreachable
 from fleet.hub.refreshing import Refreshing
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
-from fleet.notify import Notifier, NotifyCollector
 from fleet.reconcile.desired import DesiredState
 from fleet.render import Renderer, RenderSettings
-from fleet.report import HistoryWriter, LogWriter, Metrics, MetricsWriter, Targets, open_history
 from fleet.runtime import (
     Limits,
     RealClock,
@@ -81,16 +78,10 @@ class Hub:
         settings.clusters_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.clock = RealClock()
-        self.targets = Targets()
-        self.board = gitconfig.ConfigBoard(targets=self.targets)
-        self.metrics = Metrics()
-        self.history = open_history(
-            settings.history or settings.history_path, registry=self.metrics.registry
-        )
+        report = reporting.open_reporting(settings, clock=self.clock, repo_of=self._repo_of)
+        self.targets, self.board, self.metrics = report.targets, report.board, report.metrics
+        self.history, self.notifier = report.history, report.notifier
         self.board.problems = self._problems  # a history database away keeps the board red
-        self.targets.subscribe("history", HistoryWriter(self.history))
-        self.targets.subscribe("metrics", MetricsWriter(self.metrics))
-        self.targets.subscribe("log", LogWriter())
         # listings come from the poller and webhooks: a reconcile reuses the last one and never
         # lists by itself, so a repository costs one ls-remote per poll interval, fleet-wide
         self.sources = Sources(
@@ -148,9 +139,6 @@ class Hub:
             clock=self.clock,
             breakers=self.breakers,
         )
-        self.notifier = Notifier((), env=os.environ, repo_of=self._repo_of, clock=self.clock)
-        self.targets.subscribe("notify", self.notifier)
-        self.metrics.registry.register(NotifyCollector(self.notifier))
         self.configuring = Configuring(
             feed=self.config_feed,
             board=self.board,
