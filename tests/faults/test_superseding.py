@@ -18,7 +18,7 @@ meanwhile, the newer commit Synced. No speed is asserted anywhere: the limits ar
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -284,22 +284,53 @@ async def test_the_hub_stops_a_sync_stuck_on_429s_when_a_newer_commit_lands_and_
                 sent = proxy.by_path[f"PATCH {settings}"]
                 stuck = remote.commit({"app/cm.yaml": configmap(HUB_NS, "v2")})
                 assert await hub.webhook(rig.url("config")) == 200
-                await until(lambda: proxy.by_path[f"PATCH {settings}"] >= sent + 2, limit=60)
+                await _step(
+                    rig,
+                    "the sync of v2 sends its refused write again",
+                    lambda: proxy.by_path[f"PATCH {settings}"] >= sent + 2,
+                )
                 newer = remote.commit({"app/cm.yaml": configmap(HUB_NS, "v3")})
                 assert await hub.webhook(rig.url("config")) == 200
                 said = f"superseded by commit {newer[:12]}"
-                await until(lambda: _superseded_line(rig.log_text(), stuck, said), limit=60)
-                await until(lambda: all_equal(values([other], HUB_NS), "v3"), limit=60)
+                await _step(
+                    rig,
+                    "the log names the sync of v2 superseded by v3",
+                    lambda: _superseded_line(rig.log_text(), stuck, said),
+                )
+                await _step(
+                    rig,
+                    "the other cluster has v3",
+                    lambda: all_equal(values([other], HUB_NS), "v3"),
+                )
                 cell = await _cell(rig, throttled.name)
                 assert not (cell["sync"] == "Synced" and cell["revision"] == newer), cell
                 assert await value_on(throttled, HUB_NS) == "v1"  # every write refused so far
 
-            await until(lambda: all_equal(values([throttled, other], HUB_NS), "v3"), limit=90)
-            await until(lambda: _synced_at(rig, throttled.name, newer), limit=60)
+            await _step(
+                rig,
+                "both clusters have v3 once the writes pass",
+                lambda: all_equal(values([throttled, other], HUB_NS), "v3"),
+            )
+            await _step(
+                rig,
+                "the throttled cell is Synced at v3",
+                lambda: _synced_at(rig, throttled.name, newer),
+            )
             assert hub.alive()
             hub.stop()  # before the proxy goes: its end would be a (true) silent cluster
         log = rig.log_text()
     assert "Traceback" not in log
+
+
+async def _step(
+    rig: FaultRig, what: str, check: Callable[[], Awaitable[bool] | bool], *, limit: float = 120
+) -> None:
+    """:func:`until` naming the step that did not happen, with the end of the hub's log."""
+    try:
+        await until(check, limit=limit)
+    except TimeoutError:
+        tail = "\n".join(rig.log_text().splitlines()[-40:])
+        raise AssertionError(f"not within {limit}s: {what}; the hub's log ends:\n{tail}") from None
 
 
 def _superseded_line(log: str, stuck: str, said: str) -> bool:
