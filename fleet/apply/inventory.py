@@ -25,12 +25,13 @@ each write returns the inventory with the version it now has, so a sync's second
 by its first.
 
 A hub reads inventories from a watch cache (:class:`fleet.reconcile.reading.CachedReader`), which
-may lag the server. This module remembers, per cluster and app, the versions it has seen
-superseded (the one each write or conflict replaced; ``""`` for "absent" once it created one)
-and whether a conflict asks for a read through the API: :func:`cached_is_stale` tells the reader
-not to trust a cached copy that is one of those, so the attempt after a conflict (and the sync
-right after one of our own writes) reads the API instead of failing again on the same old copy.
-The memory is forgotten once the cache shows a version it does not hold.
+may lag the server. The cluster's client remembers, per app, the versions it has seen superseded
+(the one each write or conflict replaced; ``""`` for "absent" once it created one) and whether a
+conflict asks for a read through the API (:class:`fleet.apply.kube.InventoryVersions`, state of
+the client that reads and writes them, never a process global): :func:`cached_is_stale` tells
+the reader not to trust a cached copy that is one of those, so the attempt after a conflict (and
+the sync right after one of our own writes) reads the API instead of failing again on the same
+old copy. The memory is forgotten once the cache shows a version it does not hold.
 """
 
 from __future__ import annotations
@@ -202,42 +203,14 @@ class InventoryConflict(TransientError):
         self.app = app
 
 
-@dataclass
-class _Seen:
-    """What this process knows of one inventory that a cache may not show yet."""
-
-    superseded: set[str] = field(default_factory=set)  # versions replaced; "" for absent
-    read_through: bool = False  # a conflict: the next read goes to the API, whatever the cache
+def _superseded(cluster: Cluster, app: str, version: str, *, conflict: bool = False) -> None:
+    cluster.inventory_versions.superseded(app, version, conflict=conflict)
 
 
-_SEEN: dict[tuple[str, str], _Seen] = {}  # (cluster, app)
-_SUPERSEDED_KEPT = 16  # a cache lagging more writes than this is only a conflict, then a retry
-
-
-def _superseded(cluster: str, app: str, version: str, *, conflict: bool = False) -> None:
-    seen = _SEEN.setdefault((cluster, app), _Seen())
-    if len(seen.superseded) >= _SUPERSEDED_KEPT:
-        seen.superseded.clear()
-    seen.superseded.add(version)
-    seen.read_through = seen.read_through or conflict
-
-
-def cached_is_stale(cluster: str, app: str, cached: Mapping[str, object] | None) -> bool:
+def cached_is_stale(cluster: Cluster, app: str, cached: Mapping[str, object] | None) -> bool:
     """Whether a cache's copy of `app`'s inventory on `cluster` (None: the cache holds none) is
-    known to be out of date: one of the versions this process saw replaced, or the first read
-    after a conflict. Read the API instead; a copy not known stale clears what was known."""
-    seen = _SEEN.get((cluster, app))
-    if seen is None:
-        return False
-    if seen.read_through:
-        seen.read_through = False
-        return True
-    metadata = (cached or {}).get("metadata") or {}
-    version = str(metadata.get("resourceVersion", "")) if isinstance(metadata, dict) else ""
-    if version in seen.superseded:
-        return True
-    del _SEEN[(cluster, app)]  # the cache has moved past every version we knew replaced
-    return False
+    known to be out of date (:class:`fleet.apply.kube.InventoryVersions`): read the API instead."""
+    return cluster.inventory_versions.stale(app, cached)
 
 
 async def _ensure_namespace(cluster: Cluster, query: list[tuple[str, str]]) -> None:
@@ -302,7 +275,7 @@ async def write_inventory(
     except ApiError as exc:
         if exc.status != 409:
             raise
-        _superseded(cluster.name, app, read_at, conflict=True)
+        _superseded(cluster, app, read_at, conflict=True)
         raise InventoryConflict(cluster.name, app) from None
-    _superseded(cluster.name, app, read_at)
+    _superseded(cluster, app, read_at)
     return replace(inventory, resource_version=_version_of(written))

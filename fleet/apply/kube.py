@@ -126,6 +126,46 @@ def _describe(exc: BaseException, timeout: aiohttp.ClientTimeout) -> str:
 
 
 @dataclass
+class _Seen:
+    superseded: set[str] = field(default_factory=set)  # versions replaced; "" for absent
+    read_through: bool = False  # a conflict: the next read goes to the API, whatever the cache
+
+
+class InventoryVersions:
+    """What this client knows of its inventories that a watch cache may not show yet: per app,
+    the versions its writes (or conflicts) replaced, and whether a conflict asks for a read
+    through the API. Forgotten once the cache shows a version it does not hold."""
+
+    KEPT = 16  # a cache lagging more writes than this is only a conflict, then a retry
+
+    def __init__(self) -> None:
+        self._apps: dict[str, _Seen] = {}
+
+    def superseded(self, app: str, version: str, *, conflict: bool = False) -> None:
+        seen = self._apps.setdefault(app, _Seen())
+        if len(seen.superseded) >= self.KEPT:
+            seen.superseded.clear()
+        seen.superseded.add(version)
+        seen.read_through = seen.read_through or conflict
+
+    def stale(self, app: str, cached: Mapping[str, object] | None) -> bool:
+        """Whether a cached copy (None: none cached) is one of the versions replaced, or the
+        first read after a conflict; a copy not known stale clears what was known."""
+        seen = self._apps.get(app)
+        if seen is None:
+            return False
+        if seen.read_through:
+            seen.read_through = False
+            return True
+        metadata = (cached or {}).get("metadata") or {}
+        version = str(metadata.get("resourceVersion", "")) if isinstance(metadata, dict) else ""
+        if version in seen.superseded:
+            return True
+        del self._apps[app]
+        return False
+
+
+@dataclass
 class _Answer:
     status: int
     reason: str
@@ -153,6 +193,10 @@ class Cluster:
     fenced: str = field(default="", init=False)
     """Why requests are refused (the liveness probe found the cluster silent), or ``""``."""
     _in_flight: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
+    inventory_versions: InventoryVersions = field(
+        default_factory=InventoryVersions, init=False, repr=False
+    )
+    """What this client's inventory writes replaced (:mod:`fleet.apply.inventory`)."""
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.concurrency)

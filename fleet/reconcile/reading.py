@@ -77,7 +77,7 @@ class CachedReader:
             return await apply.read_inventory(cluster, app)
         key = ObjectKey("", "ConfigMap", inventories.NAMESPACE, inventories.configmap_name(app))
         found = self.inventories.get(key)
-        if inventories.cached_is_stale(cluster.name, app, found):
+        if inventories.cached_is_stale(cluster, app, found):
             return await apply.read_inventory(cluster, app)  # after a conflict, or our own write
         self.cached += 1
         # every inventory carries the cache's label from its first write: absent here is absent
