@@ -183,7 +183,11 @@ class Hub:
                     tunnels=tunnels,
                     breakers=self.breakers,
                 )
-                cells = Cells(group=group, on_drift=self._drifted)
+                cells = Cells(
+                    group=group,
+                    on_drift=self._drifted,
+                    on_in_sync=self.reconciler.mark_in_sync,  # a drift put back by hand
+                )
                 self.reconciler.connections = connections.by_name
                 self.reconciler.cells = self.configuring.cells = cells
                 self.refreshing.group = group
@@ -270,7 +274,7 @@ class Hub:
         matched = self.refreshing.matched(push)
         if self.shards is not None:  # the owners of the other clusters refresh it too
             self.shards.announce(matched)
-        return await self.refreshing.refresh_now(matched)
+        return await self.refreshing.refresh_now(matched, pushed=push.pushed)
 
     def _enqueue_app(self, name: str, *, full: bool = False) -> None:
         """Every target of app `name` into the queue (`full`: read everything, not the cache)."""

@@ -28,7 +28,7 @@ from fleet.hub.pushes import PushOutcome, RepoRefresh
 from fleet.hub.reconciling import Reconciler
 from fleet.hub.settings import HubSettings
 from fleet.runtime import Clock, call_with_retry
-from fleet.sources import Sources, repo_id
+from fleet.sources import PushedRef, Sources, repo_id
 
 __all__ = ["Refreshing"]
 
@@ -62,12 +62,17 @@ class Refreshing:
         self._next: dict[str, float] = {}  # a failing repository's next listing (backoff)
         self.group: anyio.abc.TaskGroup | None = None  # the hub's, while it runs
 
-    async def refresh(self, url: str) -> RepoRefresh:
-        """List `url` now; a failure of any kind is that repository's error, never the hub's."""
+    async def refresh(self, url: str, *, pushed: PushedRef | None = None) -> RepoRefresh:
+        """List `url` now; a failure of any kind is that repository's error, never the hub's.
+
+        `pushed`: an authenticated push's claim that a branch moved, which stands in for the
+        listing only where it continues what the mirror listed (:mod:`fleet.sources.pushed`)."""
         key = repo_id(url).key
         try:  # a blip of the remote is retried (tenacity); a longer outage backs off
             moved = await call_with_retry(
-                lambda: self._sources.refresh(url), clock=self._clock, what=f"ls-remote {key}"
+                lambda: self._sources.refresh(url, pushed=pushed),
+                clock=self._clock,
+                what=f"ls-remote {key}",
             )
         except Exception as exc:
             error = describe(exc)
@@ -123,7 +128,9 @@ class Refreshing:
         """The repositories `push` names that the fleet reads, key -> URL."""
         return self.repos({configured.repo_id_or_none(url) for url in push.urls} - {""})
 
-    async def refresh_now(self, matched: Mapping[str, str]) -> PushOutcome:
+    async def refresh_now(
+        self, matched: Mapping[str, str], *, pushed: PushedRef | None = None
+    ) -> PushOutcome:
         """A push: list each of `matched` at once, answer what happened.
 
         Each repository is listed (coalesced with a listing in flight) in the hub's task group;
@@ -136,7 +143,7 @@ class Refreshing:
         landed = {key: anyio.Event() for key in matched}
 
         async def one(key: str, url: str) -> None:  # in the hub's group: a client that goes away
-            results[key] = await self.refresh(url)  # cancels only its wait, never the refresh
+            results[key] = await self.refresh(url, pushed=pushed)  # cancels only its wait
             landed[key].set()
 
         for key, url in matched.items():

@@ -5,9 +5,9 @@ remote over ``git http-backend``, which counts ref listings (``ls-refs``). The f
 listed (the mirror knows nothing yet); a push continuing that listing is not; replaying the old
 push after a newer one lists the remote again, and the branch stays at the newest commit.
 
-Until the hub passes the push's claim to its sources (``on_push`` -> ``Sources.refresh(url,
-pushed=push.pushed)``, issue 16) the test is a strict xfail: it fails, and the day it passes the
-marker must go (a strict xfail that passes is a failure).
+The hub passes the push's claim to its sources (``on_push`` -> ``Refreshing.refresh_now(...,
+pushed=push.pushed)`` -> ``Sources.refresh(url, pushed=...)``); without that the first assertion
+on the listing count fails.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ async def _push(port: int, url: str, *, before: str, after: str) -> dict[str, ob
         return answer
 
 
-@pytest.mark.xfail(strict=True, reason="on_push does not pass push.pushed yet (issue 16)")
 async def test_a_running_hub_trusts_a_continuing_push_and_lists_a_replay(tmp_path: Path) -> None:
     root = tmp_path / "git"
     remote = Remote(root, "app")
