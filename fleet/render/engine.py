@@ -53,7 +53,7 @@ from fleet.render import (
     tools,
 )
 from fleet.render.detect import Kind
-from fleet.render.documents import DocumentLimits, parse_documents
+from fleet.render.documents import DocumentLimits, objects_of, parse_documents
 from fleet.render.spec import DirectoryOptions, HelmOptions, KustomizeOptions, RenderSpec
 from fleet.types import Manifest
 
@@ -190,25 +190,23 @@ class Renderer:
             return await anyio.to_thread.run_sync(
                 lambda: plain.load_directory(checkout, plan.path, limits=limits)
             )
+        big = DocumentLimits(self.settings.max_output_bytes, limits.max_nodes)
         with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
             home = Path(scratch)
             env = tools.tool_env(home)
             if plan.kind == "kustomize":
                 await anyio.to_thread.run_sync(lambda: self._edit(checkout, plan))
-                out = await self._kustomize.build(checkout, plan.path, env=env)
-                source = f"kustomize build of {plan.path}"
-            else:
-                command = self._helm_command(checkout, plan, home)
-                source = f"helm template of {plan.path}"
-                out = await tools.run_tool(
-                    command,
-                    cwd=checkout,
-                    env=env,
-                    max_output=self.settings.max_output_bytes,
-                    name=plan.kind,
-                )
-        big = DocumentLimits(self.settings.max_output_bytes, limits.max_nodes)
-        return parse_documents(out, source=source, limits=big)
+                docs = await self._kustomize.documents(checkout, plan.path, env=env, limits=big)
+                return objects_of(docs, source=f"kustomize build of {plan.path}")
+            command = self._helm_command(checkout, plan, home)
+            out = await tools.run_tool(
+                command,
+                cwd=checkout,
+                env=env,
+                max_output=self.settings.max_output_bytes,
+                name=plan.kind,
+            )
+        return parse_documents(out, source=f"helm template of {plan.path}", limits=big)
 
     def _confine(self, checkout: Path, plan: RenderPlan) -> None:
         """Refuse a checkout a renderer could read out of (see :mod:`fleet.render.confine`)."""

@@ -9,6 +9,13 @@ kustomize API and stays running: requests go to its stdin, one JSON object a lin
 goroutines. It builds exactly as ``kustomize build DIR --load-restrictor=LoadRestrictionsRootOnly``
 does (no plugins, no exec or container functions, no Helm), and it exits when its stdin closes.
 
+A request may carry ``"format": "json"``: the answer is then ``{"id": N, "objects": [...]}``, the
+same resources in the same order as JSON objects. They are exactly the YAML answer's objects
+(kustomize makes its YAML from this very JSON), and decoding them costs a small part of what the
+YAML costs (8-12 ms against 0.14 ms for a 50-object app). :meth:`BatchKustomize.documents` asks
+for JSON and still accepts a YAML answer, which is what a krender built before the field sends:
+:func:`documents_of` decodes either.
+
 :class:`BatchKustomize` is the client. The process starts on first use, in a scratch directory of
 its own with :func:`fleet.render.tools.tool_env` (nothing of the hub's environment), its stderr
 in a file there (kustomize's warnings; the last lines explain a crash). No background task reads
@@ -44,9 +51,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from fleet.errors import StalledError, TransientError
 from fleet.render import tools
+from fleet.render.documents import DocumentLimits, load_yaml
 from fleet.settings import default_cache_dir
 
-__all__ = ["BatchKustomize", "locate"]
+__all__ = ["BatchKustomize", "documents_of", "locate"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,7 @@ def locate() -> Path | None:
 class _Slot:
     done: anyio.Event = field(default_factory=anyio.Event)
     answer: dict[str, Any] | None = None
+    size: int = 0  # bytes of the answer's line
     failure: Exception | None = None
 
 
@@ -121,6 +130,7 @@ class BatchKustomize:
         self.max_output = max_output
         self.starts = 0  # processes started (tests and metrics)
         self.renders = 0  # renders answered
+        self.yaml_decoded = 0  # JSON asked, YAML answered and decoded (a krender before JSON)
         self._ids = itertools.count(1)
         self._start_lock = anyio.Lock()
         self._worker: _Worker | None = None
@@ -140,11 +150,44 @@ class BatchKustomize:
     async def build(self, directory: Path, *, root: Path | None = None) -> bytes:
         """The YAML that ``kustomize build directory`` prints; errors as the CLI's would be, with
         `root` (the checkout) left out of the paths they name."""
+        answer, _ = await self._render(directory, root=root, answer_format="yaml")
+        text = str(answer.get("yaml", ""))
+        if len(text) > self.max_output:
+            raise StalledError(f"kustomize printed more than {self.max_output} bytes")
+        return text.encode()
+
+    async def documents(
+        self, directory: Path, *, root: Path | None = None, limits: DocumentLimits
+    ) -> list[Any]:
+        """The documents ``kustomize build directory`` prints, decoded: asked as JSON, decoded
+        from YAML within `limits` when krender answers YAML (a build older than the JSON answer);
+        errors as :meth:`build`'s."""
+        answer, size = await self._render(directory, root=root, answer_format="json")
+        if "objects" in answer:
+            too_big = size > self.max_output + 4096  # the line: the objects and a few bytes
+        else:
+            too_big = len(str(answer.get("yaml", ""))) > self.max_output
+        if too_big:
+            raise StalledError(f"kustomize printed more than {self.max_output} bytes")
+        if "objects" not in answer:
+            if not self.yaml_decoded:
+                log.info("event=krender_answers_yaml binary=%s", self.binary)
+            self.yaml_decoded += 1
+        shown = str(directory).removeprefix(f"{root}/") if root else str(directory)
+        return documents_of(answer, source=f"kustomize build of {shown}", limits=limits)
+
+    async def _render(
+        self, directory: Path, *, root: Path | None, answer_format: str
+    ) -> tuple[dict[str, Any], int]:
+        """krender's answer to one render of `directory` and its size; its error raised."""
         worker = await self._running()
         number = next(self._ids)
         slot = _Slot()
         worker.pending[number] = slot
-        line = json.dumps({"id": number, "dir": str(directory)}).encode() + b"\n"
+        request: dict[str, Any] = {"id": number, "dir": str(directory)}
+        if answer_format != "yaml":
+            request["format"] = answer_format
+        line = json.dumps(request).encode() + b"\n"
         sent = False
         try:
             async with worker.write_lock:
@@ -171,11 +214,8 @@ class BatchKustomize:
         if "error" in slot.answer:
             cause = str(slot.answer["error"]).replace(f"{root or directory}/", "").strip()
             raise StalledError(f"kustomize failed: {cause[:2000]}")
-        text = str(slot.answer.get("yaml", ""))
-        if len(text) > self.max_output:
-            raise StalledError(f"kustomize printed more than {self.max_output} bytes")
         self.renders += 1
-        return text.encode()
+        return slot.answer, slot.size
 
     async def aclose(self) -> None:
         """Stop the process (it would also stop by itself once this hub exits)."""
@@ -236,6 +276,7 @@ class BatchKustomize:
             return
         if slot is not None:
             slot.answer = answer
+            slot.size = len(line)
             slot.done.set()
 
     async def _discard(self, worker: _Worker, error: Exception) -> None:
@@ -249,3 +290,14 @@ class BatchKustomize:
     def _exited(self, worker: _Worker) -> TransientError:
         cause = worker.stderr_tail() or f"exit status {worker.process.returncode}"
         return TransientError(f"krender exited: {cause}")
+
+
+def documents_of(answer: dict[str, Any], *, source: str, limits: DocumentLimits) -> list[Any]:
+    """The documents of one krender answer (from `source`, a name for messages): its JSON
+    ``objects`` as they are, else its ``yaml`` decoded within `limits`."""
+    if "objects" in answer:
+        objects = answer["objects"]
+        if not isinstance(objects, list):
+            raise TransientError(f"{source}: krender answered objects that are not a list")
+        return [doc for doc in objects if doc is not None]
+    return load_yaml(str(answer.get("yaml", "")).encode(), source=source, limits=limits)

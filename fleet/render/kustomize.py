@@ -12,7 +12,10 @@ Helm chart (use a Helm source for that).
 process, the kustomize API linked in, no process per render) when one is built and no CLI was
 named, else with the CLI that :func:`build_command` names: a standalone ``kustomize``, else
 ``kubectl kustomize``. Both build the same way and give the same objects (a test renders a set of
-kustomizations both ways). A batch renderer that cannot start is dropped for the CLI, once.
+kustomizations both ways). :meth:`Builder.documents` is what the engine calls: krender's answer
+comes as JSON objects, so the YAML decode (most of a render's cost after kustomize itself) is
+skipped; the CLI's YAML is decoded as before. A batch renderer that cannot start is dropped for
+the CLI, once.
 The CLI's command names the load restrictor ``LoadRestrictionsRootOnly`` (kustomize's default,
 stated so that no default or config can loosen it: a file a kustomization loads lies in or below
 its own directory, symlinks resolved) and never enables plugins, exec or container functions, or
@@ -181,6 +184,24 @@ class Builder:
                 if self.batch.starts:
                     raise  # the kustomization's own error
                 self._drop_batch(exc)
+        return await self._cli(checkout, path, env=env)
+
+    async def documents(
+        self, checkout: Path, path: str, *, env: Mapping[str, str], limits: DocumentLimits
+    ) -> list[Any]:
+        """The documents of ``kustomize build`` of `path` in `checkout`, decoded: krender's JSON
+        answer as it is (no YAML decode), or the CLI's YAML decoded within `limits`."""
+        if self.batch is not None:
+            try:
+                return await self.batch.documents(checkout / path, root=checkout, limits=limits)
+            except StalledError as exc:
+                if self.batch.starts:
+                    raise  # the kustomization's own error
+                self._drop_batch(exc)
+        out = await self._cli(checkout, path, env=env)
+        return load_yaml(out, source=f"kustomize build of {path}", limits=limits)
+
+    async def _cli(self, checkout: Path, path: str, *, env: Mapping[str, str]) -> bytes:
         return await tools.run_tool(
             build_command(checkout / path, binary=self.binary),
             cwd=checkout,

@@ -19,6 +19,8 @@ import pytest
 from fleet.controlplane.binaries import ensure_tool
 from fleet.errors import StalledError, TransientError
 from fleet.render import DocumentLimits, Renderer, RenderSettings, parse_documents
+from fleet.render.documents import objects_of
+from fleet.render.krender import documents_of
 from fleet.render.kustomize import Builder
 from fleet.render.tools import tool_env
 from fleet.settings import default_cache_dir
@@ -134,6 +136,58 @@ TREE = {
 }
 BUILDS = ["base", "tenants/a", "tenants/b", "plain"]
 
+# values whose type a decoder may get wrong: strings that look like numbers, booleans, nulls or
+# dates, next to real ints, floats and booleans (kept by a CRD's free-form spec)
+TRICKY = {
+    "tricky/kustomization.yaml": """\
+        resources: [cm.yaml, thing.yaml]
+        commonAnnotations: {count: "3", enabled: "true"}
+        configMapGenerator:
+        - name: gen
+          literals: [port=8080, flag=yes, empty=, ratio=1.50]
+        """,
+    "tricky/cm.yaml": """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: strings}
+        data:
+          int: "1"
+          float: "1.0"
+          exp: "1e3"
+          octal: "0755"
+          hex: "0x1F"
+          "yes": "yes"
+          "on": "on"
+          "true": "true"
+          "null": "null"
+          tilde: "~"
+          date: "2024-01-01"
+          base60: "1:20"
+          empty: ""
+          multiline: |
+            line one
+            line "two": 3
+          unicode: "héllo ✓ <&>"
+        """,
+    "tricky/thing.yaml": """\
+        apiVersion: example.com/v1
+        kind: Thing
+        metadata: {name: numbers}
+        spec:
+          int: 1
+          zero: 0
+          negative: -7
+          big: 9007199254740993
+          float: 1.5
+          whole: 2.0
+          flag: true
+          off: false
+          nothing: null
+          list: [1, "1", true, "true", 1.25]
+          nested: {a: {b: [{}, [], ""]}}
+        """,
+}
+
 
 def _objects(out: bytes, source: str) -> list[Manifest]:
     return parse_documents(out, source=source, limits=DocumentLimits())
@@ -170,6 +224,72 @@ async def test_krender_builds_the_same_objects_as_the_cli(
         assert "a-web" in names and any(n.startswith("a-settings-") for n in names)
         version = await batch.version()
         assert version.startswith("krender sigs.k8s.io/kustomize/api v"), version
+    finally:
+        await batch.aclose()
+
+
+async def test_krender_answers_json_with_the_objects_of_its_yaml_answer(
+    tmp_path: Path, krender_binary: Path, kubectl: Path
+) -> None:
+    """Asked for JSON (what the engine asks), krender answers JSON objects, not YAML, and they
+    are the objects of its YAML answer and of the CLI, in the same order: ints stay ints, strings
+    that look like numbers, booleans, nulls or dates stay strings, whatever the key order."""
+    checkout = tmp_path / "repo"
+    _write(checkout, {**TREE, **TRICKY})
+    env = tool_env(tmp_path / "home")
+    cli = Builder(binary=kubectl)
+    batch = Builder(batch=krender_binary, jobs=4)
+    assert batch.batch is not None
+    limits = DocumentLimits()
+    try:
+        for path in [*BUILDS, "tricky"]:
+            expected = _objects(await cli.build(checkout, path, env=env), path)
+            as_yaml = _objects(await batch.build(checkout, path, env=env), path)
+            docs = await batch.documents(checkout, path, env=env, limits=limits)
+            as_json = objects_of(docs, source=path)
+            assert as_json == as_yaml == expected, path
+            assert [o["kind"] for o in as_json] == [o["kind"] for o in expected], path
+        assert batch.batch.yaml_decoded == 0  # every documents() answer came as JSON
+        by_name = {o["metadata"]["name"]: o for o in as_json}
+        data = by_name["strings"]["data"]
+        assert all(isinstance(v, str) for v in data.values()), data
+        assert data["int"] == "1" and data["yes"] == "yes" and data["date"] == "2024-01-01"
+        assert data["multiline"] == 'line one\nline "two": 3\n'
+        spec = by_name["numbers"]["spec"]
+        assert spec["int"] == 1 and type(spec["int"]) is int
+        assert spec["big"] == 9007199254740993 and type(spec["big"]) is int
+        assert spec["float"] == 1.5 and spec["flag"] is True and spec["nothing"] is None
+        assert spec["list"] == [1, "1", True, "true", 1.25]
+        assert [type(v) for v in spec["list"]] == [int, str, bool, str, float]
+        assert by_name["strings"]["metadata"]["annotations"]["count"] == "3"
+        generated = next(o for n, o in by_name.items() if n.startswith("gen-"))
+        assert generated["data"] == {"port": "8080", "flag": "yes", "empty": "", "ratio": "1.50"}
+    finally:
+        await batch.aclose()
+
+
+async def test_a_yaml_answer_decodes_to_the_objects_of_the_json_answer(
+    tmp_path: Path, krender_binary: Path
+) -> None:
+    """A krender built before the JSON answer ignores the format and answers YAML: the client
+    decodes that answer (krender's real YAML, the branch the old build runs) to the objects of the
+    JSON answer; an answer with neither is no objects."""
+    checkout = tmp_path / "repo"
+    _write(checkout, {**TREE, **TRICKY})
+    batch = Builder(batch=krender_binary).batch
+    assert batch is not None
+    limits = DocumentLimits()
+    try:
+        for path in ["tenants/a", "tricky"]:
+            yaml = await batch.build(checkout / path, root=checkout)
+            as_json = await batch.documents(checkout / path, root=checkout, limits=limits)
+            as_yaml = documents_of({"id": 1, "yaml": yaml.decode()}, source=path, limits=limits)
+            assert as_yaml == as_json and as_json, path
+        assert documents_of({"id": 1}, source="empty", limits=limits) == []
+        with pytest.raises(StalledError, match="tricky"):  # the YAML limits still hold
+            documents_of(
+                {"id": 1, "yaml": yaml.decode()}, source="tricky", limits=DocumentLimits(10, 10)
+            )
     finally:
         await batch.aclose()
 

@@ -2,8 +2,13 @@
 //
 // It reads requests from stdin, one JSON object a line: {"id": 1, "dir": "/abs/path"}, and
 // answers each on stdout, one JSON object a line, in the order renders finish:
-// {"id": 1, "yaml": "..."} or {"id": 1, "error": "..."}. Renders run in goroutines, at most
-// -j at a time. It exits when stdin closes, so it never outlives the hub that started it.
+// {"id": 1, "yaml": "..."} or {"id": 1, "error": "..."}. A request with "format": "json" is
+// answered {"id": 1, "objects": [...]}: the same resources in the same order, as JSON objects,
+// so the client decodes JSON instead of YAML. They are exactly the YAML answer's objects, since
+// kustomize makes its YAML from this very JSON (Resource.AsYAML is MarshalJSON then
+// JSONToYAML). An unknown format is answered as an error; a krender older than the field
+// ignores it and answers YAML, which the client still accepts. Renders run in goroutines, at
+// most -j at a time. It exits when stdin closes, so it never outlives the hub that started it.
 //
 // A render is what `kustomize build DIR --load-restrictor=LoadRestrictionsRootOnly` does:
 // krusty's default options (files load only from the kustomization's own directory tree, no
@@ -26,20 +31,23 @@ import (
 	"sync"
 
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/kustomize/kyaml/openapi"
 )
 
 type request struct {
-	ID  int64  `json:"id"`
-	Dir string `json:"dir"`
+	ID     int64  `json:"id"`
+	Dir    string `json:"dir"`
+	Format string `json:"format,omitempty"` // "yaml" (the default) or "json"
 }
 
 type response struct {
-	ID    int64  `json:"id"`
-	YAML  string `json:"yaml,omitempty"`
-	Error string `json:"error,omitempty"`
+	ID      int64           `json:"id"`
+	YAML    string          `json:"yaml,omitempty"`
+	Objects json.RawMessage `json:"objects,omitempty"`
+	Error   string          `json:"error,omitempty"`
 }
 
 var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
@@ -102,6 +110,9 @@ func render(req request) (resp response) {
 			resp = response{ID: req.ID, Error: fmt.Sprintf("kustomize panicked: %v", p)}
 		}
 	}()
+	if req.Format != "" && req.Format != "yaml" && req.Format != "json" {
+		return response{ID: req.ID, Error: fmt.Sprintf("format %q is not yaml or json", req.Format)}
+	}
 	if !filepath.IsAbs(req.Dir) {
 		return response{ID: req.ID, Error: fmt.Sprintf("dir %q is not an absolute path", req.Dir)}
 	}
@@ -123,11 +134,36 @@ func render(req request) (resp response) {
 	if err != nil {
 		return response{ID: req.ID, Error: err.Error()}
 	}
+	if req.Format == "json" {
+		objects, err := asJSON(resources)
+		if err != nil {
+			return response{ID: req.ID, Error: err.Error()}
+		}
+		return response{ID: req.ID, Objects: objects}
+	}
 	yaml, err := resources.AsYaml()
 	if err != nil {
 		return response{ID: req.ID, Error: err.Error()}
 	}
 	return response{ID: req.ID, YAML: string(yaml)}
+}
+
+// asJSON is the resources as one JSON list, in the order AsYaml prints them.
+func asJSON(resources resmap.ResMap) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, res := range resources.Resources() {
+		data, err := res.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("cannot encode %s as JSON: %w", res.CurId(), err)
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(data)
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), nil
 }
 
 // ownSchema tells whether the kustomization in dir may set its own OpenAPI schema.
