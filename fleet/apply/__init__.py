@@ -33,7 +33,6 @@ from fleet.apply.inventory import (
     write_inventory,
 )
 from fleet.apply.kube import ApiError, Cluster, connect
-from fleet.apply.watching import WatchEvent, watch_kind
 
 __all__ = [
     "NOT_SYNCED",
@@ -54,7 +53,6 @@ __all__ = [
     "Record",
     "Resource",
     "Target",
-    "WatchEvent",
     "apply_objects",
     "connect",
     "delete_objects",
@@ -68,6 +66,5 @@ __all__ = [
     "release_objects",
     "resolve",
     "scopes",
-    "watch_kind",
     "write_inventory",
 ]

@@ -11,8 +11,6 @@ large schema) is bounded by nothing but the server, not by the client's read-buf
 (aiohttp's own line reader refuses lines over twice its buffer).
 
 :class:`fleet.apply.informer.LiveCache` builds the shared watch of a (cluster, kind) on these.
-:func:`watch_kind` is the older one-consumer loop (one watch per caller, async callback), kept
-for :mod:`fleet.reconcile.drifting` until it reads the live cache instead.
 """
 
 from __future__ import annotations
@@ -20,25 +18,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import aiohttp
 import anyio
-from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from fleet.apply import discovery
 from fleet.apply.kube import ApiError, Cluster
-from fleet.types import Manifest, ObjectKey, split_api_version
+from fleet.types import Manifest
 
 __all__ = [
     "Expired",
     "Listing",
     "Silent",
-    "WatchEvent",
     "list_objects",
-    "watch_kind",
     "watch_once",
 ]
 
@@ -170,93 +164,3 @@ async def watch_once(
             0, "", f"WATCH {path} on cluster {cluster.name}: connection lost ({type(exc).__name__})"
         ) from exc
     return version
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    type: str  # ADDED, MODIFIED, DELETED, or LISTED for objects found by the initial list
-    key: ObjectKey
-    obj: Manifest
-
-
-def _key(api_version: str, kind: str, obj: Manifest) -> ObjectKey:
-    metadata = obj.get("metadata") or {}
-    return ObjectKey(
-        group=split_api_version(api_version)[0],
-        kind=kind,
-        namespace=str(metadata.get("namespace", "")),
-        name=str(metadata["name"]),
-    )
-
-
-async def watch_kind(
-    cluster: Cluster,
-    api_version: str,
-    kind: str,
-    *,
-    label_selector: str,
-    on_event: Callable[[WatchEvent], Awaitable[None]],
-    watch_seconds: int = 300,
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Report changes to `kind` objects matching `label_selector` until cancelled.
-
-    The one-consumer loop (prefer :class:`fleet.apply.informer.LiveCache`, one stream shared by
-    every consumer). Ready through `task_status` once the first list is done. Events queue for
-    `on_event`, awaited in order by a task of their own, so a slow callback never stalls the
-    watch. A failure (any, not only the server's) is logged and retried after a backoff.
-    """
-    send, receive = anyio.create_memory_object_stream[WatchEvent](max_buffer_size=math.inf)
-
-    def queue(type_: str, obj: Manifest) -> None:
-        send.send_nowait(WatchEvent(type_, _key(api_version, kind, obj), obj))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_hand_over, receive, on_event)
-        started = False
-        backoff = 0.5
-        while True:
-            try:
-                resource = await discovery.resolve(cluster, api_version, kind)
-                if resource is None:
-                    discovery.forget(cluster, split_api_version(api_version)[0])
-                    raise ApiError(404, "NotFound", f"{api_version} {kind} is not served")
-                listing = await list_objects(cluster, resource, label_selector=label_selector)
-                for item in listing.items:
-                    queue("LISTED", item)
-                if not started:
-                    started = True
-                    task_status.started()
-                version = listing.version
-                while True:
-                    version = await watch_once(
-                        cluster,
-                        resource,
-                        version=version,
-                        label_selector=label_selector,
-                        seconds=watch_seconds,
-                        on_open=lambda: None,
-                        on_event=queue,
-                    )
-                    backoff = 0.5
-            except Expired:
-                continue  # list again
-            except Exception as exc:
-                text = str(exc) if isinstance(exc, ApiError) else type(exc).__name__
-                log.warning(
-                    "event=watch_error cluster=%s kind=%s error=%s",
-                    cluster.name,
-                    kind,
-                    json.dumps(text, ensure_ascii=False),
-                )
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-
-
-async def _hand_over(
-    receive: MemoryObjectReceiveStream[WatchEvent],
-    on_event: Callable[[WatchEvent], Awaitable[None]],
-) -> None:
-    async with receive:
-        async for event in receive:
-            await on_event(event)

@@ -453,20 +453,20 @@ async def test_a_config_commit_enqueues_only_the_apps_it_changes(
         feed = hub.config_feed
         first = await feed.load()
         assert first is not None and not first.errors
-        hub._apply_config(first.config)
+        hub.configuring.apply(first.config)
 
         enqueued: list[tuple[str, bool]] = []
         monkeypatch.setattr(
             hub, "_enqueue_app", lambda name, *, full=False: enqueued.append((name, full))
         )
         second = ops.commit({"fleet.yaml": config("b-moved")})
-        await hub._refresh(url)  # as the poller or a webhook: lists, sees the move, tells the feed
+        await hub.refreshing.refresh(url)  # as the poller or a webhook: lists, sees the move, tells the feed
         loaded = await feed.load()
         assert loaded is not None and not loaded.errors
         a = loaded.config.app("a")
         assert a is not None and second[:12] in a.origin  # the origin still names the commit
         assert "fleet-config-" not in a.project_rules.origin  # never the scratch path
-        hub._apply_config(loaded.config)
+        hub.configuring.apply(loaded.config)
         assert enqueued == [("b", True)]
 
 

@@ -222,7 +222,7 @@ async def test_in_cluster_destination_converges_and_follows_token_rotation(
             data = await _board(port)
             assert data["summary"]["green"] is False
             assert _in_cluster(data)["state"] == "ready"
-            connection = hub._connections.get("in-cluster") if hub._connections else None
+            connection = hub.membership.connections.get("in-cluster") if hub.membership.connections else None
             assert connection is not None and connection.file.extension.get("inCluster")
             clash.unlink()
 
@@ -231,7 +231,7 @@ async def test_in_cluster_destination_converges_and_follows_token_rotation(
                 return problems == []
 
             await until(clash_gone, limit=60)
-            assert hub._connections is not None and hub._connections.get("in-cluster")
+            assert hub.membership.connections is not None and hub.membership.connections.get("in-cluster")
             hub.stop()
 
 
@@ -252,7 +252,7 @@ async def test_in_cluster_without_its_environment_names_the_problem(
         # set but without the ServiceAccount files: the missing file is named
         monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         monkeypatch.setenv("FLEET_SERVICEACCOUNT_DIR", str(tmp_path / "nothing"))
-        await hub._join_in_cluster()
+        await hub.membership.join_in_cluster()
         entry = _in_cluster(await _board(port))
         assert entry["state"] == "error" and f"{tmp_path}/nothing/token" in entry["error"]
         hub.stop()
