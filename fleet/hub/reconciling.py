@@ -4,8 +4,8 @@ The steps, in order:
 1. find the cluster's connection and the app (gone: the target's record is dropped);
 2. the desired set from the shared pipeline (one fetch and one render serve many targets);
 3. **the free no-op**: when the record says the desired digest and commit are applied, Synced,
-   no drift since, not Progressing, and the last full check is younger than the resync interval,
-   nothing is read or written;
+   no drift since, not Progressing, not just resumed, and the last full check is younger than
+   the resync interval, nothing is read or written;
 4. otherwise sync (reads, then only the writes needed; prune by the app's rules);
 5. **the summary, which always runs**, whatever happened above (an exception included): the
    attempt is described as an :class:`~fleet.reconcile.summary.Attempt`, the pure
@@ -219,6 +219,7 @@ class Reconciler:
             and previous.applied_commit == commit
             and previous.applied_digest == digest
             and previous.drift_since is None
+            and not previous.suspended  # just resumed: a full look records it resumed
             and previous.health != "Progressing"
             and previous.checked_at is not None
         )

@@ -87,3 +87,41 @@ async def test_verbs_against_a_running_hub(
         )
         assert code == 3 and "cannot reach the hub" in err
         hub.stop()
+
+
+async def test_resume_with_nothing_new_is_green_again(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """Suspend, then resume with no commit in between: the free no-op must not keep the record
+    suspended (it did: Ready stayed Suspended until something changed in git)."""
+    from tests.sources.gitkit import Remote
+
+    ns = "control-idle"
+    cluster = kit_clusters[0]
+    remote = Remote(tmp_path / "git")
+    remote.commit({"app/cm.yaml": configmap(ns, "v1")})
+    settings = hub_settings(tmp_path)
+    config = fleet_yaml(remote.url, ns).replace("prune: true", "prune: true, createNamespace: true")
+    settings.config_path.write_text(config)
+    drop(cluster, settings.clusters_dir)
+    hub = Hub(settings)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(hub.run)
+        url = f"http://127.0.0.1:{port}"
+        code, _, err = await fleet_cli("wait", "web", "--health", "--timeout", "60", "--url", url)
+        assert code == 0, err
+
+        code, _, err = await fleet_cli("suspend", "web", "--cluster", cluster.name, "--url", url)
+        assert code == 0, err
+        await until(lambda: hub.board.cell("web", cluster.name).suspended)
+        code, _, err = await fleet_cli("resume", "web", "--cluster", cluster.name, "--url", url)
+        assert code == 0, err
+        await until(lambda: hub.board.cell("web", cluster.name).ready, limit=60)
+        status = hub.board.cell("web", cluster.name)
+        assert not status.suspended and (status.sync, status.health) == ("Synced", "Healthy")
+        assert status.condition("Ready").reason == "Succeeded"  # type: ignore[union-attr]
+        types = [e.type for e in hub.targets.events(app="web", cluster=cluster.name)]
+        assert types.index("Resumed") > types.index("Suspended")
+        code, _, err = await fleet_cli("status", "--url", url)
+        assert code == 0, err
+        hub.stop()
