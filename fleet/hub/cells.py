@@ -20,13 +20,19 @@ target watches what it applied (:meth:`Cells.watch`): its objects' expected cont
 pointers its app ignores, subscribed by its tracking id and its keys. An event on one of them is
 compared in the cell's own task with what the target applied (:func:`fleet.plan.in_sync`): only
 a real difference, someone else's change or a deletion, is drift, handed to ``on_drift(key, n)``;
-fleet's own writes compare equal and cost nothing. While a target syncs (:meth:`Cells.syncing`,
-held from before its first write until it watches what it applied) its events are not judged:
-they are its own writes arriving, compared against what it applied before, and would read as
-drift, a false "changed outside fleet" on every commit. A change by someone else in that window
-is caught by the next resync, which compares the cache with what was applied. No dry-run, no
-read per event, and a target never hears of another target's objects. :meth:`Cells.in_sync`
-answers the periodic resync from the cache (no request) while every kind of the target is warm.
+fleet's own writes compare equal and cost nothing. A target that drifted and then gets an event
+whose objects compare equal again, with the cache showing every one of its objects as applied
+(:meth:`Cells.in_sync`), was put back by hand: ``on_in_sync(key)`` is called once, so its drift
+is cleared at once rather than at the next resync (only targets the cell saw drift are compared
+whole, so a status update of a healthy object costs no more than before).
+
+While a target syncs (:meth:`Cells.syncing`, held from before its first write until it watches
+what it applied) its events are not judged: they are its own writes arriving, compared against
+what it applied before, and would read as drift, a false "changed outside fleet" on every
+commit. A change by someone else in that window is caught by the next resync, which compares the
+cache with what was applied. No dry-run, no read per event, and a target never hears of another
+target's objects. :meth:`Cells.in_sync` answers the periodic resync from the cache (no request)
+while every kind of the target is warm.
 """
 
 from __future__ import annotations
@@ -92,9 +98,12 @@ class Cells:
         *,
         group: anyio.abc.TaskGroup,
         on_drift: Callable[[Key, int], None],
+        on_in_sync: Callable[[Key], None] = lambda _key: None,
     ) -> None:
         self._group = group
         self._on_drift = on_drift
+        self._on_in_sync = on_in_sync
+        self._drifted: set[Key] = set()  # targets this cell saw drift, not yet seen put back
         self._cells: dict[str, Cell] = {}  # by identity (see `open`)
         self._identity: dict[str, str] = {}  # entry name -> identity
         self._clients: dict[str, apply.Cluster] = {}  # entry name -> its client
@@ -209,6 +218,7 @@ class Cells:
         self._tracking.pop(key, None)
         self._owners.pop(_owner(key), None)
         self._subscriptions.pop(key, None)
+        self._drifted.discard(key)
         cell = self._cell_of(key[0])
         if cell is not None and cell.running:
             cell.objects.unsubscribe(_owner(key))
@@ -264,7 +274,12 @@ class Cells:
                     log.info(
                         "event=drift_seen cluster=%s app=%s objects=%d", key[0], key[1], drifted
                     )
+                    self._drifted.add(key)
                     self._on_drift(key, drifted)
+                elif changed and key in self._drifted and self.in_sync(key) is True:
+                    self._drifted.discard(key)
+                    log.info("event=drift_undone cluster=%s app=%s", key[0], key[1])
+                    self._on_in_sync(key)
 
 
 def _kinds(expected: Mapping[ObjectKey, Expected]) -> set[Kind]:

@@ -293,6 +293,16 @@ class Reconciler:
         status, events = summary.drifted(previous, now=time.time(), objects=objects)
         self.targets.commit(status, events)
 
+    def mark_in_sync(self, key: Key) -> None:
+        """The cell shows every object of `key` as applied again (a drift put back by hand):
+        the drift is cleared, Synced again when nothing else keeps it OutOfSync."""
+        previous = self.targets.get(key)
+        if previous is None or previous.drift_since is None:
+            return
+        status, events = summary.undrifted(previous, now=time.time())
+        self.targets.commit(status, events)
+        log.info("event=drift_cleared cluster=%s app=%s sync=%s", key[0], key[1], status.sync)
+
     def cluster_unreachable(self, cluster: str, cause: str) -> None:
         """Every target of `cluster` is Unknown until the cluster answers again."""
         now = time.time()

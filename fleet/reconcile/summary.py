@@ -4,6 +4,7 @@ Every reconcile ends here, whatever happened: the hub describes the attempt as a
 :class:`Attempt` and :func:`summarise` turns the previous :class:`~fleet.report.TargetStatus` and
 the attempt into the new record and the events the change produced. Drift seen by a watch and a
 cluster that stopped answering go through the same door (:func:`drifted`, :func:`unreachable`),
+and a drift someone put back by hand (:func:`undrifted`) through the same door too,
 so the record has one writer and one set of rules. No I/O, no clock: times come in.
 
 The truth rules, each tested:
@@ -14,7 +15,10 @@ The truth rules, each tested:
 - a sync with any failed, conflicting or refused object, or a refused or failed prune, is
   OutOfSync with the reason, and its commit is not "applied";
 - drift seen during a sync is not cleared by that sync's end: only a sync that started after the
-  drift (a later generation) clears it.
+  drift (a later generation) clears it, unless the drift was already put back by hand;
+- a drift put back by hand (the cell shows every object as applied) is Synced again at once,
+  when nothing else keeps it OutOfSync: the applied commit and digest are the desired ones and
+  there is no error.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from fleet import apply
 from fleet.reconcile.syncing import SyncResult
 from fleet.report.targets import Condition, ObjectStatus, TargetEvent, TargetStatus
 
-__all__ = ["Attempt", "SyncOutcome", "drifted", "outcome_of", "summarise", "unreachable"]
+__all__ = [
+    "Attempt",
+    "SyncOutcome",
+    "drifted",
+    "outcome_of",
+    "summarise",
+    "undrifted",
+    "unreachable",
+]
 
 _MAX_SHOWN = 3  # problems spelt out in the error line; the rest are counted
 
@@ -232,7 +244,10 @@ def _synced(
     new: TargetStatus, previous: TargetStatus, attempt: Attempt, result: SyncOutcome
 ) -> TargetStatus:
     now = attempt.finished
-    drift_cleared = previous.drift_generation == attempt.drift_generation
+    # a drift seen while the sync ran stays, unless someone put it back meanwhile
+    drift_cleared = (
+        previous.drift_generation == attempt.drift_generation or previous.drift_since is None
+    )
     common = {
         "health": result.health,
         "objects": result.objects,
@@ -363,6 +378,7 @@ def drifted(
         previous,
         sync="OutOfSync" if previous.applied_commit else previous.sync,
         drift_since=previous.drift_since if previous.drift_since is not None else now,
+        last_drift_at=now,
         drift_generation=previous.drift_generation + 1,
     )
     events: tuple[TargetEvent, ...] = ()
@@ -371,6 +387,32 @@ def drifted(
         events = (_event(new, now, "Drift", "warning", message),)
     attempt = Attempt(started=now, finished=now)
     new = dataclasses.replace(new, conditions=_conditions(previous, new, attempt, now))
+    return new, events
+
+
+def undrifted(
+    previous: TargetStatus, *, now: float
+) -> tuple[TargetStatus, tuple[TargetEvent, ...]]:
+    """Someone put the target's drifted objects back as fleet applied them (its cell shows every
+    object as applied): the drift is cleared, and the target is Synced again unless something
+    else keeps it OutOfSync (a newer desired commit or digest, an error). No sync ran."""
+    if previous.drift_since is None:
+        return previous, ()
+    in_sync = (
+        bool(previous.applied_commit)
+        and previous.applied_commit == previous.desired_commit
+        and previous.applied_digest == previous.desired_digest
+        and not previous.error
+    )
+    new = dataclasses.replace(
+        previous, sync="Synced" if in_sync else previous.sync, drift_since=None
+    )
+    attempt = Attempt(started=now, finished=now)
+    new = dataclasses.replace(new, conditions=_conditions(previous, new, attempt, now))
+    events: tuple[TargetEvent, ...] = ()
+    if new.ready:
+        message = "the changes made outside fleet were put back: Synced and Healthy again"
+        events = (_event(new, now, "Recovered", "normal", message),)
     return new, events
 
 

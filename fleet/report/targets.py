@@ -96,7 +96,8 @@ class TargetStatus:
     last_sync_at: float | None = None  # the last sync that ran (read and compared), any result
     last_applied_at: float | None = None  # the last sync that wrote and succeeded
     checked_at: float | None = None  # the last full check that succeeded (the free no-op's clock)
-    drift_since: float | None = None
+    drift_since: float | None = None  # the first drift not yet put back (by a sync or by hand)
+    last_drift_at: float | None = None  # the latest drift seen, kept after it is cleared
     drift_generation: int = 0  # bumped by every drift seen; a sync clears only what it saw
     note: str = ""  # e.g. "rewound from abc1234 to def5678"
 
