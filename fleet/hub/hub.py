@@ -37,7 +37,6 @@ import anyio.abc
 from aiohttp import web
 
 from fleet.cache import CacheSettings, ManifestCache
-from fleet.config import Config
 from fleet.hub import control, gitconfig, reporting, server, webhooks
 from fleet.hub.cells import Cells
 from fleet.hub.configuring import Configuring
@@ -45,7 +44,7 @@ from fleet.hub.connections import Connections
 from fleet.hub.control import Suspensions
 from fleet.hub.membership import Membership
 from fleet.hub.operating import Operations
-from fleet.hub.pushes import PushOutcome, RepoRefresh
+from fleet.hub.pushes import PushOutcome
 from fleet.hub.reconciling import Key, Reconciler, unreachable
 from fleet.hub.refreshing import Refreshing
 from fleet.hub.settings import HubSettings
@@ -307,22 +306,3 @@ class Hub:
             await anyio.sleep(self.settings.cache_gc_interval)
             removed = await self.desired.cache.gc()
             log.info("event=cache_gc removed=%d", removed)
-
-    # -- the parts as tests reach them (kept while tests name them) -----------------------------
-
-    @property
-    def _connections(self) -> Connections | None:
-        return self.membership.connections
-
-    @property
-    def _cells(self) -> Cells | None:
-        return self.membership.cells
-
-    def _apply_config(self, config: Config) -> None:
-        self.configuring.apply(config)
-
-    async def _refresh(self, url: str) -> RepoRefresh:
-        return await self.refreshing.refresh(url)
-
-    async def _join_in_cluster(self) -> None:
-        await self.membership.join_in_cluster()

@@ -94,8 +94,8 @@ async def test_drift_reaches_its_own_target_and_idle_resyncs_are_free(
 
         # each target counts once as a user of its kind, and the readers once, however many
         # syncs subscribed and read (the counts had grown by one per sync)
-        assert hub._cells is not None
-        shared = hub._cells.cell("alias-a")
+        assert hub.membership.cells is not None
+        shared = hub.membership.cells.cell("alias-a")
         assert shared is not None
         assert shared.objects.users(Kind("", "ConfigMap")) == 3
 
@@ -117,7 +117,8 @@ async def test_drift_reaches_its_own_target_and_idle_resyncs_are_free(
         assert "Healed" in _types(hub, "alias-a")
         assert len(hub.targets.events(app="web", cluster="alias-b")) == events_b
         assert hub.board.cell("web", "alias-b").drift_since is None
-        assert hub._cells is not None and hub._cells.cell("alias-a") is hub._cells.cell("alias-b")
+        cells = hub.membership.cells
+        assert cells is not None and cells.cell("alias-a") is cells.cell("alias-b")
 
         # the entry whose client the shared cell runs on leaves: the cell moves, drift still heals
         (settings.clusters_dir / "alias-a.yaml").unlink()
