@@ -6,7 +6,11 @@ then builds every overlay twice over: with the kustomize CLI (``kubectl kustomiz
 render) and with krender (one process for all, ``--jobs`` renders at once), ``--jobs`` requests in
 flight either way. Prints, per way: wall time per render and CPU per render (the children's CPU:
 the CLI processes, reaped; krender's from /proc before it stops), and writes them to
-``bench/results/render_batch.json``. Both ways are checked to give the same objects.
+``bench/results/render_batch.json``. Both ways are checked to give the same objects. Then the
+decode: the hub's CPU to decode krender's YAML answers (``parse_documents``, what the engine did
+before krender answered JSON) against asking krender for JSON (``Builder.documents``, what the
+engine does now: krender's CPU, the hub's CPU and the wall time, per render), also checked to give
+the same objects.
 
 ``--pipeline`` measures the whole render pipeline instead (``DesiredState.desired``, as the hub
 runs it at a new commit: resolve, plan, cache key, extract, render, store) for every tenant of a
@@ -36,6 +40,7 @@ from fleet.cache import CacheSettings, ManifestCache
 from fleet.controlplane.binaries import ensure_tool
 from fleet.reconcile.desired import AppSource, DesiredState
 from fleet.render import DocumentLimits, Renderer, RenderSettings, parse_documents
+from fleet.render.documents import objects_of
 from fleet.render.kustomize import Builder
 from fleet.render.tools import tool_env
 from fleet.settings import default_cache_dir
@@ -101,6 +106,23 @@ async def _build_all(
     return out
 
 
+async def _documents_all(
+    builder: Builder, checkout: Path, paths: list[str], jobs: int
+) -> dict[str, list[Any]]:
+    """Every path's documents through :meth:`Builder.documents` (krender's JSON answer)."""
+    out: dict[str, list[Any]] = {}
+    limiter = anyio.CapacityLimiter(jobs)
+
+    async def one(path: str) -> None:
+        async with limiter:
+            out[path] = await builder.documents(checkout, path, env={}, limits=DocumentLimits())
+
+    async with anyio.create_task_group() as group:
+        for path in paths:
+            group.start_soon(one, path)
+    return out
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     cli_binary = shutil.which("kubectl") or shutil.which("kustomize")
     if cli_binary is None:
@@ -123,14 +145,24 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         by_batch = await _build_all(batch, checkout, paths, args.jobs)
         batch_wall = time.perf_counter() - started
         batch_cpu = _process_cpu(worker.process.pid) - cpu
+
+        cpu, hub, started = _process_cpu(worker.process.pid), _self_cpu(), time.perf_counter()
+        by_json = await _documents_all(batch, checkout, paths, args.jobs)
+        json_wall = time.perf_counter() - started
+        json_hub = _self_cpu() - hub
+        json_cpu = _process_cpu(worker.process.pid) - cpu
+        assert batch.batch.yaml_decoded == 0, "krender answered YAML: an old build?"
         version = await batch.version()
         await batch.aclose()
     limits = DocumentLimits()
+    hub, started = _self_cpu(), time.perf_counter()
+    from_yaml = {p: parse_documents(by_batch[p], source=p, limits=limits) for p in paths}
+    yaml_wall, yaml_hub = time.perf_counter() - started, _self_cpu() - hub
     for path in paths:
-        same = parse_documents(by_cli[path], source=path, limits=limits) == parse_documents(
-            by_batch[path], source=path, limits=limits
-        )
+        same = parse_documents(by_cli[path], source=path, limits=limits) == from_yaml[path]
         assert same, f"{path}: krender and the CLI disagree"
+        same = objects_of(by_json[path], source=path) == from_yaml[path]
+        assert same, f"{path}: krender's JSON and YAML answers disagree"
     n = len(paths)
     return {
         "tenants": n,
@@ -145,6 +177,15 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "version": version,
             "wall_ms_per_render": round(batch_wall / n * 1e3, 2),
             "cpu_ms_per_render": round(batch_cpu / n * 1e3, 2),
+        },
+        "yaml_decode": {
+            "hub_cpu_ms_per_render": round(yaml_hub / n * 1e3, 2),
+            "wall_ms_per_render": round(yaml_wall / n * 1e3, 2),
+        },
+        "krender_json": {
+            "wall_ms_per_render": round(json_wall / n * 1e3, 2),
+            "cpu_ms_per_render": round(json_cpu / n * 1e3, 2),
+            "hub_cpu_ms_per_render": round(json_hub / n * 1e3, 2),
         },
         "cpu_ratio": round(cli_cpu / batch_cpu, 1) if batch_cpu else None,
         "wall_ratio": round(cli_wall / batch_wall, 1) if batch_wall else None,
