@@ -24,6 +24,9 @@ __all__ = ["ClusterFile", "is_cluster_file", "parse", "read"]
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SUFFIXES = (".yaml", ".yml", ".kubeconfig")
+# libyaml's safe loader when PyYAML was built with it (its wheels are): a kubeconfig parses in
+# ~0.15 ms instead of ~2.6 ms, which is most of the first scan of a 1,000-entry clusters/ dir
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAX_BYTES = 1 * 2**20
 
 
@@ -96,7 +99,7 @@ def read(path: Path) -> ClusterFile:
     try:
         if path.stat().st_size > _MAX_BYTES:
             raise ConfigError(f"{path}: larger than {_MAX_BYTES} bytes")
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 (safe)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
