@@ -13,7 +13,7 @@ of every replica's board, naming the cluster, why, and whom the assignment names
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleet.shard.leases import Lease, cluster_lease_name
@@ -24,14 +24,20 @@ _SHOWN = 5  # clusters named one by one on the board; the rest in one line
 
 
 def unheld(
-    names: Iterable[str], leases: Mapping[str, Lease], members: Iterable[str], *, now: float
+    names: Iterable[str],
+    leases: Mapping[str, Lease],
+    members: Iterable[str],
+    *,
+    now: float,
+    lease_of: Callable[[str], str] = cluster_lease_name,
 ) -> dict[str, str]:
     """The clusters among `names` that no live replica holds, each with why (`leases` by lease
-    name, `members` the live members, `now` unix time)."""
+    name, `members` the live members, `now` unix time, `lease_of` the name of the lease that
+    fences a cluster: its own, or its bucket's)."""
     live = set(members)
     found: dict[str, str] = {}
     for name in names:
-        lease = leases.get(cluster_lease_name(name))
+        lease = leases.get(lease_of(name))
         if lease is None:
             found[name] = "no replica has taken its lease"
         elif not lease.holder:

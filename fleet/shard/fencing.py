@@ -6,6 +6,10 @@ the lease duration, as client-go's leader election keeps ``renewDeadline`` under
 ``leaseDuration``). Another replica takes the lease only after seeing it unchanged for a whole
 duration, so while the deadline holds no one else may write there.
 
+With ``--shard-buckets`` the deadline is the bucket's: `key_of` maps a cluster to the key of the
+lease that fences it (itself by default), so one renewal extends every cluster of the bucket.
+The counters stay per cluster.
+
 The check sits in the one place every request to the cluster passes just before it is sent: the
 client's request gate (:class:`FencedGate` wraps the hub's rate-limit gate). A replica that was
 paused (SIGSTOP, a long GC, a frozen VM) and wakes up finds its deadline passed and refuses the
@@ -21,12 +25,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from fleet.apply.kube import RequestGate
 from fleet.errors import TransientError
+from fleet.shard.leases import cluster_lease_name
 
 __all__ = ["Fence", "FencedGate", "NotOwner"]
 
@@ -37,23 +42,29 @@ class NotOwner(TransientError):
 
 @dataclass
 class Fence:
-    """Each held cluster's deadline (``time.monotonic``), and what the gates let through."""
+    """Each held lease's deadline (``time.monotonic``), and what the gates let through."""
 
-    deadlines: dict[str, float] = field(default_factory=dict)
+    deadlines: dict[str, float] = field(default_factory=dict)  # by lease key
     sent: Counter[str] = field(default_factory=Counter)  # requests let through, per cluster
     refused: Counter[str] = field(default_factory=Counter)  # requests refused, per cluster
+    key_of: Callable[[str], str] = str  # a cluster's lease key (itself: one lease per cluster)
+    lease_of: Callable[[str], str] = cluster_lease_name  # a cluster's lease name (for errors)
 
-    def hold(self, cluster: str, until: float) -> None:
-        self.deadlines[cluster] = until
+    def hold(self, key: str, until: float) -> None:
+        self.deadlines[key] = until
 
-    def drop(self, cluster: str) -> None:
-        self.deadlines.pop(cluster, None)
+    def drop(self, key: str) -> None:
+        self.deadlines.pop(key, None)
+
+    def live(self, key: str) -> bool:
+        """Whether the lease of `key` is still fresh."""
+        return time.monotonic() < self.deadlines.get(key, float("-inf"))
 
     def valid(self, cluster: str) -> bool:
-        return time.monotonic() < self.deadlines.get(cluster, float("-inf"))
+        return self.live(self.key_of(cluster))
 
     def remaining(self, cluster: str) -> float:
-        return self.deadlines.get(cluster, float("-inf")) - time.monotonic()
+        return self.deadlines.get(self.key_of(cluster), float("-inf")) - time.monotonic()
 
     def check(self, cluster: str) -> None:
         """Raise :class:`NotOwner` unless this replica may write to `cluster` now."""
@@ -62,7 +73,7 @@ class Fence:
             return
         self.refused[cluster] += 1
         raise NotOwner(
-            f"cluster {cluster}: this replica does not hold lease fleet-cluster-{cluster} "
+            f"cluster {cluster}: this replica does not hold lease {self.lease_of(cluster)} "
             "(lost, expired or handed over); the request was not sent, the owner reconciles it"
         )
 

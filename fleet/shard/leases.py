@@ -9,6 +9,10 @@ LIST per round reads all of it:
 - ``fleet-refresh``: no holder; its annotations ``fleet.dev/refresh-<repo>`` are bumped by the
   replica that received a webhook, so every replica learns that a repository moved.
 
+With ``--shard-buckets B`` (:mod:`fleet.shard.buckets`) ``fleet-bucket-<i>`` replaces the
+cluster leases (one fences every cluster of its bucket), and ``fleet-shard-config`` (no holder)
+holds the B every replica must share.
+
 Every change is a PUT of the whole object carrying the ``resourceVersion`` that was read: the
 apiserver answers 409 when someone else changed it meanwhile, so of two replicas racing for one
 lease exactly one wins (:class:`Lost`). Creating an existing lease is a 409 too.

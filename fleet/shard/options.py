@@ -46,6 +46,21 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="lease duration: a dead replica's clusters move within about this (default 15)",
     )
     group.add_argument(
+        "--shard-buckets",
+        type=int,
+        default=0,
+        metavar="B",
+        help="fence clusters by B bucket leases (sha256 of the name mod B) instead of one lease "
+        "per cluster, for fleets of thousands; every replica must give the same B (default 0: "
+        "one lease per cluster)",
+    )
+    group.add_argument(
+        "--shard-insecure-peers",
+        action="store_true",
+        help="without --tls-cert, still send a caller's bearer token on to the other replicas "
+        "over plain HTTP (only on a network you trust; default: they are not asked)",
+    )
+    group.add_argument(
         "--replica-id",
         default="",
         help="this replica's name in the Leases (default: hostname-pid)",
@@ -68,4 +83,5 @@ def settings(args: argparse.Namespace) -> ShardSettings | None:
         namespace=args.shard_namespace,
         lease_seconds=args.shard_lease_seconds,
         replica_id=args.replica_id or default_replica_id(),
+        buckets=args.shard_buckets,
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 __all__ = ["ShardSettings", "default_replica_id"]
 
+_MAX_BUCKETS = 65536
+
 
 def default_replica_id() -> str:
     """hostname-pid: unique per process, so a restarted replica is a new member."""
@@ -19,13 +21,14 @@ def default_replica_id() -> str:
 @dataclass(frozen=True)
 class ShardSettings:
     """``fleet run --shard-kubeconfig PATH|--shard-in-cluster --shard-namespace NS
-    [--shard-lease-seconds S] [--shard-api-url URL]``."""
+    [--shard-lease-seconds S] [--shard-api-url URL] [--shard-buckets B]``."""
 
     kubeconfig: Path | None  # the management cluster, where the leases live; None: in-cluster
     namespace: str = "fleet-system"
     lease_seconds: float = 15.0
     replica_id: str = field(default_factory=default_replica_id)
     api_url: str = ""  # where the other replicas reach this one's API; "": from --listen
+    buckets: int = 0  # 0: one lease per cluster; B: one per bucket (fleet.shard.buckets)
 
     def __post_init__(self) -> None:
         self._check()
@@ -42,6 +45,11 @@ class ShardSettings:
             )
         if not self.replica_id.strip():
             raise ValueError("--replica-id: must not be empty")
+        if not 0 <= self.buckets <= _MAX_BUCKETS:
+            raise ValueError(
+                f"--shard-buckets {self.buckets}: expected 0 (one lease per cluster) up to "
+                f"{_MAX_BUCKETS} (one lease per bucket of clusters)"
+            )
         if not self.namespace:
             raise ValueError("--shard-namespace: must not be empty")
 

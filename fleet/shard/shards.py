@@ -18,6 +18,14 @@ replica, in this order:
 5. drops every cluster whose fence deadline has passed (renewals failed for two thirds of a
    lease): writes there had already stopped at the deadline (:mod:`fleet.shard.fencing`).
 
+With ``--shard-buckets B`` (:mod:`fleet.shard.buckets`) steps 3 and 4 run over buckets instead of
+clusters: the buckets that hold at least one entry are assigned, each bucket's lease
+``fleet-bucket-<i>`` is renewed, handed over and acquired exactly as a cluster lease, and a
+bucket acquired joins every cluster of it (``on_join`` each), a bucket handed over or lost leaves
+them; a cluster's fence is its bucket's deadline. The code below speaks of lease *keys*: a
+cluster's name (B = 0) or ``bucket-<i>``. Before its first membership renewal the replica checks
+its B against the one stored on ``fleet-shard-config`` and refuses to start when they differ.
+
 Every round also notes the clusters that no live replica holds (:mod:`fleet.shard.coverage`);
 one unheld for longer than a lease duration plus a round is one of :meth:`Shards.problems`, which
 the hub shows on its board (not green) and ``/api/shards`` lists, on every replica, so a cluster
@@ -54,7 +62,7 @@ import anyio.abc
 
 from fleet.apply.kube import Cluster, Timeouts
 from fleet.errors import describe
-from fleet.shard import assigning, management
+from fleet.shard import assigning, buckets, management
 from fleet.shard.coverage import Coverage, unheld
 from fleet.shard.fencing import Fence, FencedGate
 from fleet.shard.leases import (
@@ -118,11 +126,15 @@ class Shards(Generic[T]):
         self._on_join = on_join
         self._on_leave = on_leave
         self._on_refresh = on_refresh
-        self.fence = Fence()
+        self.buckets = settings.buckets  # 0: one lease per cluster
+        self._keys: dict[str, str] = {}  # each entry's lease key, once computed
+        self._clusters: dict[str, set[str]] = {}  # the entries of each bucket key (B > 0)
+        self.fence = Fence(key_of=self._key, lease_of=lambda n: self._lease_name(self._key(n)))
         self.entries: dict[str, T] = {}  # every cluster entry this replica knows of
-        self.held: dict[str, Lease] = {}  # the cluster leases it holds, as last written
+        self.held: dict[str, Lease] = {}  # the leases it holds by key, as last written
         self.members: list[str] = []
-        self.owners: dict[str, str] = {}  # the assignment of the last round
+        self.owners: dict[str, str] = {}  # the assignment of the last round, per cluster
+        self.key_owners: dict[str, str] = {}  # the same per lease key (buckets with B > 0)
         self.holders: dict[str, str] = {}  # each cluster lease's holder in the last LIST
         self.urls: dict[str, str] = {}  # each live member's API URL, from its member lease
         self.api_url = settings.api_url  # this replica's, once known (:meth:`advertise`)
@@ -132,7 +144,8 @@ class Shards(Generic[T]):
         self.rounds = 0
         self.error = ""
         self.coverage = Coverage()  # the clusters no live replica holds, since when
-        self.lease_errors: dict[str, str] = {}  # the last failed lease request, per cluster
+        self.lease_errors: dict[str, str] = {}  # the last failed lease request, per key
+        self._agreed = False  # this replica's B matches the stored one
         self._observed = Observed()
         self._member: Lease | None = None
         self._store: LeaseStore | None = None
@@ -141,6 +154,25 @@ class Shards(Generic[T]):
         self._wake = anyio.Event()
         self._limit = anyio.CapacityLimiter(_AT_ONCE)
 
+    # -- lease keys: a cluster's own, or its bucket's ---------------------------------------------
+
+    def _key(self, name: str) -> str:
+        if not self.buckets:
+            return name
+        key = self._keys.get(name)
+        if key is None:
+            key = self._keys[name] = buckets.bucket_key(buckets.bucket_of(name, self.buckets))
+        return key
+
+    def _lease_name(self, key: str) -> str:
+        return "fleet-" + key if self.buckets else cluster_lease_name(key)
+
+    def _clusters_of(self, key: str) -> list[str]:
+        """The clusters the lease of `key` fences (B = 0: the cluster itself, entry or not)."""
+        if not self.buckets:
+            return [key]
+        return sorted(self._clusters.get(key, ()))
+
     # -- what the hub calls -----------------------------------------------------------------------
 
     def admit(self, name: str, entry: T) -> bool:
@@ -148,17 +180,27 @@ class Shards(Generic[T]):
         the lease). If not, the replica joins it (``on_join``) once it acquires the lease."""
         fresh = name not in self.entries
         self.entries[name] = entry
+        key = self._key(name)
+        if self.buckets:
+            self._clusters.setdefault(key, set()).add(name)
         if fresh:
             self._wake.set()
-        return name in self.held  # a late renewal is the fence's business, not the join's
+        return key in self.held  # a late renewal is the fence's business, not the join's
 
     def forget(self, name: str) -> None:
-        """Cluster entry `name` left: its lease is released on the next round."""
+        """Cluster entry `name` left: its lease is released on the next round (a bucket's, once
+        its last cluster left)."""
         self.entries.pop(name, None)
+        if self.buckets:
+            key = self._key(name)
+            self._clusters.get(key, set()).discard(name)
+            if not self._clusters.get(key):
+                self._clusters.pop(key, None)
+            self._keys.pop(name, None)
         self._wake.set()
 
     def owned(self, name: str) -> bool:
-        return name in self.held and self.fence.valid(name)
+        return self._key(name) in self.held and self.fence.valid(name)
 
     def fenced(self, name: str, cluster: Cluster) -> None:
         """Fence `cluster` (the client for entry `name`): its requests go only while held."""
@@ -188,6 +230,10 @@ class Shards(Generic[T]):
     def snapshot(self) -> dict[str, Any]:
         """What ``/api/shards`` shows."""
         now = time.monotonic()
+        if self.buckets:
+            held = sorted(n for n in self.entries if self.owned(n))
+        else:
+            held = sorted(n for n in self.held if self.fence.valid(n))
         return {
             "replica": self.me,
             "namespace": self.settings.namespace,
@@ -196,7 +242,7 @@ class Shards(Generic[T]):
             "urls": dict(sorted(self.urls.items())),
             "owners": dict(sorted(self.owners.items())),
             "holders": dict(sorted(self.holders.items())),
-            "held": sorted(n for n in self.held if self.fence.valid(n)),
+            "held": held,
             "requests_sent": dict(sorted(self.fence.sent.items())),
             "requests_refused": dict(sorted(self.fence.refused.items())),
             "gained": self.gained,
@@ -214,6 +260,18 @@ class Shards(Generic[T]):
             },
             "lease_errors": dict(sorted(self.lease_errors.items())),
             "problems": self.problems(),
+            "buckets": self._bucket_snapshot(),
+        }
+
+    def _bucket_snapshot(self) -> dict[str, Any]:
+        """``/api/shards`` ``buckets``: B, and per bucket key its owner, holder and clusters."""
+        if not self.buckets:
+            return {"count": 0}
+        return {
+            "count": self.buckets,
+            "held": sorted(k for k in self.held if self.fence.live(k)),
+            "owners": dict(sorted(self.key_owners.items())),
+            "clusters": {k: sorted(v) for k, v in sorted(self._clusters.items())},
         }
 
     def problems(self) -> list[str]:
@@ -224,7 +282,11 @@ class Shards(Generic[T]):
             at=time.monotonic(),
             limit=settings.lease_seconds + settings.renew_interval,
             owners=self.owners,
-            errors=self.lease_errors,
+            errors={
+                n: self.lease_errors[self._key(n)]
+                for n in self.coverage.since
+                if self._key(n) in self.lease_errors
+            },
         )
         if self.error:
             found.insert(
@@ -291,6 +353,8 @@ class Shards(Generic[T]):
                 await self._store.ensure_namespace()
             await self._round()
             self.error = ""
+        except buckets.BucketsMismatch:  # never joins: the hub refuses to start
+            raise
         except Exception as exc:
             self.error = f"shard round failed: {describe(exc)}"
             log.warning("event=shard_round_failed replica=%s error=%s", self.me, describe(exc))
@@ -299,6 +363,9 @@ class Shards(Generic[T]):
     async def _round(self) -> None:
         store = self._store
         assert store is not None
+        if not self._agreed:  # before it is a member: a refused replica moves nothing
+            await buckets.agree(store, self.buckets, replica=self.me)
+            self._agreed = True
         await self._renew_member(store)
         leases = await store.list()
         seen_at = time.monotonic()
@@ -316,23 +383,33 @@ class Shards(Generic[T]):
         }
         if self.api_url:
             self.urls[self.me] = self.api_url
-        self.owners = assigning.assign(self.entries, self.members)
+        keys = {name: self._key(name) for name in self.entries}
+        self.key_owners = assigning.assign(set(keys.values()), self.members)
+        self.owners = {name: self.key_owners[key] for name, key in keys.items()}
         self.holders = {
-            name: by_name[cluster_lease_name(name)].holder
-            for name in self.entries
-            if cluster_lease_name(name) in by_name
+            name: by_name[self._lease_name(key)].holder
+            for name, key in keys.items()
+            if self._lease_name(key) in by_name
         }
         refresh = by_name.get(REFRESH_NAME)
         self._refreshes(refresh)
-        self.coverage.update(unheld(self.entries, by_name, self.members, now=now), at=seen_at)
+        found = unheld(
+            self.entries,
+            by_name,
+            self.members,
+            now=now,
+            lease_of=lambda n: self._lease_name(keys.get(n) or self._key(n)),
+        )
+        self.coverage.update(found, at=seen_at)
         self.rounds += 1
         async with anyio.create_task_group() as group:
-            for name in sorted(set(self.entries) | set(self.held)):
-                group.start_soon(self._one, store, name, by_name.get(cluster_lease_name(name)))
+            for key in sorted(set(keys.values()) | set(self.held)):
+                group.start_soon(self._one, store, key, by_name.get(self._lease_name(key)))
             group.start_soon(self._announce, store, refresh)  # never fails the round
 
     async def _one(self, store: LeaseStore, name: str, lease: Lease | None) -> None:
-        wanted = self.owners.get(name) == self.me
+        """Renew, hand over or acquire the lease of key `name` (a cluster, or a bucket)."""
+        wanted = self.key_owners.get(name) == self.me
         async with self._limit:
             try:
                 if name in self.held:
@@ -407,7 +484,8 @@ class Shards(Generic[T]):
         duration = self.settings.duration
         sent = time.monotonic()
         if lease is None:
-            fresh = Lease(name=cluster_lease_name(name), annotations={"fleet.dev/cluster": name})
+            about = {"fleet.dev/bucket": name} if self.buckets else {"fleet.dev/cluster": name}
+            fresh = Lease(name=self._lease_name(name), annotations=about)
             taken = await store.create(fresh.held_by(self.me, now=time.time(), duration=duration))
         elif self._observed.expired(lease, sent):
             taken = await store.replace(lease.held_by(self.me, now=time.time(), duration=duration))
@@ -422,14 +500,15 @@ class Shards(Generic[T]):
             name,
             (lease.holder if lease is not None else "") or "-",
         )
-        entry = self.entries.get(name)
-        if entry is not None:
-            self._on_join(entry)
+        for cluster in self._clusters_of(name):
+            entry = self.entries.get(cluster)
+            if entry is not None:
+                self._on_join(entry)
 
     async def _renew(self, store: LeaseStore, name: str, lease: Lease | None) -> None:
         if lease is None or lease.holder != self.me:
             holder = lease.holder if lease is not None else "nobody (deleted)"
-            raise Lost(f"lease {cluster_lease_name(name)} is now held by {holder or 'nobody'}")
+            raise Lost(f"lease {self._lease_name(name)} is now held by {holder or 'nobody'}")
         sent = time.monotonic()
         renewed = await store.replace(
             lease.held_by(self.me, now=time.time(), duration=self.settings.duration)
@@ -442,14 +521,15 @@ class Shards(Generic[T]):
         """Stop writing, leave, then free the lease for its new owner."""
         lease = self.held.pop(name)
         self.fence.drop(name)
-        to = self.owners.get(name, "")
-        cause = (
-            f"cluster {name} is now reconciled by replica {to}"
-            if to
-            else f"cluster {name} left the fleet"
-        )
-        self.lost += 1
-        self._on_leave(name, cause)
+        to = self.key_owners.get(name, "")
+        for cluster in self._clusters_of(name):
+            cause = (
+                f"cluster {cluster} is now reconciled by replica {to}"
+                if to
+                else f"cluster {cluster} left the fleet"
+            )
+            self.lost += 1
+            self._on_leave(cluster, cause)
         log.info(
             "event=shard_cluster_handed_over replica=%s cluster=%s to=%s", self.me, name, to or "-"
         )
@@ -459,12 +539,13 @@ class Shards(Generic[T]):
         if self.held.pop(name, None) is None:
             return
         self.fence.drop(name)
-        self.lost += 1
         log.warning("event=shard_cluster_lost replica=%s cluster=%s cause=%s", self.me, name, cause)
-        self._on_leave(name, f"cluster {name}: this replica lost its lease ({cause})")
+        for cluster in self._clusters_of(name):
+            self.lost += 1
+            self._on_leave(cluster, f"cluster {cluster}: this replica lost its lease ({cause})")
 
     def _expire(self) -> None:
-        for name in [n for n in self.held if not self.fence.valid(n)]:
+        for name in [n for n in self.held if not self.fence.live(n)]:
             self._lose(name, f"not renewed within {self.settings.renew_deadline:g}s")
 
     # -- webhooks reaching the owners --------------------------------------------------------------

@@ -24,6 +24,7 @@ from kubernetes_asyncio import client, config
 from bench.hubproc import HubProcess
 from fleet import apply
 from fleet.controlplane import RunningCluster
+from fleet.shard.buckets import BUCKET_PREFIX, bucket_of
 from fleet.shard.leases import LeaseStore, cluster_lease_name
 from tests.sources.gitkit import GitHttpServer, Remote
 
@@ -65,6 +66,7 @@ class ShardRig:
         entries: int = 12,
         automated: bool = True,
         token: str = "",
+        buckets: int = 0,
     ) -> None:
         """`automated` False: the app is applied by ``sync`` calls only; `token` (an admin
         token): the replicas' API needs it (``--api-tokens``), and the rig sends it."""
@@ -80,12 +82,14 @@ class ShardRig:
         self.replicas: dict[str, HubProcess] = {}
         self.automated = automated
         self.token = token
+        self.buckets = buckets  # --shard-buckets of the replicas started (0: one lease each)
 
     def commit(self, value: str) -> str:
         return self.remote.commit({"app/settings.yaml": _configmap(value)}, message=value)
 
-    def start(self, replica: str, *, root: str = "") -> HubProcess:
-        """Start replica `replica` (under `root`, default its own name: a fresh directory)."""
+    def start(self, replica: str, *, root: str = "", buckets: int | None = None) -> HubProcess:
+        """Start replica `replica` (under `root`, default its own name: a fresh directory), with
+        the rig's ``--shard-buckets`` unless `buckets` says another."""
         where = self.root / (root or replica)
         (where / "clusters").mkdir(parents=True, exist_ok=True)
         automated = "true" if self.automated else "false"
@@ -108,6 +112,7 @@ class ShardRig:
                 "--shard-namespace", self.namespace,
                 "--shard-lease-seconds", str(self.lease_seconds),
                 "--replica-id", replica,
+                "--shard-buckets", str(self.buckets if buckets is None else buckets),
                 *tokens,
             ],
         )  # fmt: skip
@@ -144,11 +149,18 @@ class ShardRig:
             return response.status, data
 
     async def holders(self) -> dict[str, str]:
-        """Each entry's cluster lease holder, read by the rig's own client ("" when free)."""
+        """Each entry's cluster lease holder (its bucket's with buckets), read by the rig's own
+        client ("" when free)."""
         async with apply.connect(self.management.kubeconfig) as api:
             leases = await LeaseStore(api, namespace=self.namespace, hub="fleet").list()
         by_name = {lease.name: lease.holder for lease in leases}
-        return {n: by_name.get(cluster_lease_name(n), "") for n in self.names}
+        return {n: by_name.get(self.lease_of(n), "") for n in self.names}
+
+    def lease_of(self, name: str) -> str:
+        """The name of the lease that fences entry `name`."""
+        if self.buckets:
+            return BUCKET_PREFIX + str(bucket_of(name, self.buckets))
+        return cluster_lease_name(name)
 
     async def values(self) -> dict[str, str | None]:
         """Each entry's ConfigMap value, read from its API server."""
