@@ -25,12 +25,23 @@ Members are found in the shard's leases, each with the API URL written on its me
 carrying that header is answered locally only, so nothing is sent on twice. The hub never
 sends a credential of its own. A caller signed in by a browser session (which only the replica
 that made it knows) is not sent on: the others are named as not asked, their clusters unknown.
-Under TLS a peer must present a certificate that chains to the hub's own ``--tls-cert`` (the
-replicas share it), so the caller's token goes to no one else.
+
+A member lease is written by whoever may write Leases in the shard's namespace, so its URL is
+checked before anything is sent (:func:`peer_base`): http or https, a host, no user info, no
+path, query or fragment, and not this replica's own URL (a loop); the request is built from its
+scheme, host and port with our path and query (never by pasting strings), and a redirect is not
+followed. Under TLS (``--tls-cert``) a peer must be https and present the very certificate this
+hub serves (the replicas mount the same one; SHA-256 of the DER leaf, :func:`peer_ssl`): a Pod IP
+is not a name a certificate holds, and a chain to a shared CA would trust every certificate that
+CA signed. Without TLS a bearer token is sent to no peer unless ``--shard-insecure-peers`` says
+the network is trusted: the others are named as not asked, their clusters unknown. An answer is
+read up to ``MAX_ANSWER`` bytes; one too big, not UTF-8 or not JSON is a peer that answered
+badly (its clusters unknown), never an error of the merged answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import ssl
@@ -41,17 +52,29 @@ from typing import Any
 import aiohttp
 import anyio
 from aiohttp import web
+from yarl import URL
 
 from fleet.shard.merging import Answer, merge_control, merge_events, merge_status, replicas
 from fleet.shard.shards import Shards
 
-__all__ = ["CLUSTER_CHECKED", "FORWARDED", "PEER_TIMEOUT", "Front", "peer_ssl"]
+__all__ = [
+    "CLUSTER_CHECKED",
+    "FORWARDED",
+    "MAX_ANSWER",
+    "NEEDS_TLS",
+    "PEER_TIMEOUT",
+    "Front",
+    "peer_base",
+    "peer_ssl",
+]
 
 log = logging.getLogger(__name__)
 
 FORWARDED = "X-Fleet-Forwarded-By"
 CLUSTER_CHECKED = "fleet.cluster_checked"  # request key: this front found the cluster in the fleet
 PEER_TIMEOUT = 5.0  # seconds a peer may take to answer before it counts as silent
+MAX_ANSWER = 8 * 1024 * 1024  # bytes of a peer's answer read at most
+NEEDS_TLS = "forwarding a token needs TLS (--tls-cert) or --shard-insecure-peers"
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _READS = {"/api/status", "/api/events", "/api/apps/{app}"}
 _TO_OWNER = {"/api/apps/{app}/sync": "syncing", "/api/apps/{app}/refresh": "refreshed"}
@@ -63,16 +86,56 @@ _TO_ALL = {
 }
 
 
-def peer_ssl(tls_cert: Path | None) -> ssl.SSLContext | bool:
-    """How peers are verified: under TLS, by chaining to the hub's own certificate (shared by
-    every replica; a peer's address is a Pod IP the certificate does not name, so the name is
-    not checked, the certificate is); plain HTTP otherwise."""
+def peer_ssl(tls_cert: Path | None) -> aiohttp.Fingerprint | bool:
+    """How peers are verified: under TLS, by the SHA-256 of the first (leaf) certificate of the
+    hub's own `tls_cert`, which every replica serves (a peer's address is a Pod IP the
+    certificate does not name, and a chain would trust anything its CA signed); no TLS: True,
+    and tokens go to no peer unless the operator allows plaintext peers (:class:`Front`).
+    ValueError names the file when it holds no certificate."""
     if tls_cert is None:
         return True
-    context = ssl.create_default_context(cafile=str(tls_cert))
-    context.check_hostname = False
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context
+    text = tls_cert.read_text(encoding="ascii", errors="replace")
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise ValueError(f"--tls-cert {tls_cert}: no PEM certificate in it")
+    der = ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
+    return aiohttp.Fingerprint(hashlib.sha256(der).digest())
+
+
+def peer_base(url: str, *, own: str, tls: bool) -> URL:
+    """The scheme, host and port of a peer's advertised `url`, checked; ValueError says what is
+    wrong with it. `own`: this replica's advertised URL (a peer at it would be a loop); `tls`:
+    this hub serves TLS, so the peer must too."""
+    try:
+        found = URL(url, encoded=True)  # as written: no dot segments resolved away
+    except ValueError as exc:
+        raise ValueError(f"its API URL {url!r} does not parse ({exc})") from None
+    if found.scheme not in ("http", "https") or not found.host:
+        raise ValueError(f"its API URL {url!r} is not http(s)://HOST:PORT")
+    if found.raw_user is not None or found.raw_password is not None:
+        raise ValueError(f"its API URL {url!r} holds user info")
+    if found.raw_path not in ("", "/") or found.raw_query_string or found.raw_fragment:
+        raise ValueError(f"its API URL {url!r} has a path, query or fragment")
+    if "#" in url or "?" in url:  # an empty fragment or query parses as none
+        raise ValueError(f"its API URL {url!r} has a path, query or fragment")
+    if tls and found.scheme != "https":
+        raise ValueError(f"its API URL {url!r} is not https, and this hub serves TLS")
+    base = URL.build(scheme=found.scheme, host=found.host, port=found.port)
+    if base == _origin(own):
+        raise ValueError(f"its API URL {url!r} is this replica's own")
+    return base
+
+
+def _origin(url: str) -> URL | None:
+    try:
+        found = URL(url)
+    except ValueError:
+        return None
+    if not found.host or found.scheme not in ("http", "https"):
+        return None
+    return URL.build(scheme=found.scheme, host=found.host, port=found.port)
 
 
 def _body(response: web.StreamResponse) -> dict[str, Any] | None:
@@ -89,10 +152,19 @@ class Front:
     """The middleware of one replica (:meth:`middleware`), sending on through its `shards`."""
 
     def __init__(
-        self, shards: Shards[Any], *, tls_cert: Path | None = None, session_cookie: str = ""
+        self,
+        shards: Shards[Any],
+        *,
+        tls_cert: Path | None = None,
+        session_cookie: str = "",
+        insecure_peers: bool = False,
     ) -> None:
+        """`insecure_peers` (``--shard-insecure-peers``): without TLS, a caller's token may still
+        be sent on to plaintext peers (a network the operator trusts)."""
         self.shards = shards
+        self._tls = tls_cert is not None
         self._ssl = peer_ssl(tls_cert)
+        self._insecure_peers = insecure_peers
         self._session_cookie = session_cookie  # a browser's sign-in, held by one replica only
         self.sent = 0  # requests sent on to peers (for tests and debugging)
 
@@ -234,26 +306,35 @@ class Front:
         HTTP status (0 when none came)."""
         if not url:
             return Answer(peer, error="it has not published its API URL yet"), 0
-        headers = {FORWARDED: self.shards.me, "Accept": "application/json"}
-        if "Authorization" in request.headers:
-            headers["Authorization"] = request.headers["Authorization"]
-        elif self._session_cookie and self._session_cookie in request.cookies:
-            error = (
-                "not asked: the caller signed in with a browser session, which only this "
-                "replica knows; call with a bearer token for the whole fleet"
-            )
-            return Answer(peer, error=error, url=url), 0
+        try:
+            base = peer_base(url, own=self.shards.api_url, tls=self._tls)
+        except ValueError as exc:
+            return self._not_asked(request, peer, url, str(exc)), 0
+        headers = self._headers(request, peer, url)
+        if isinstance(headers, Answer):
+            return headers, 0
+        target = URL.build(
+            scheme=base.scheme,
+            host=base.raw_host or "",
+            port=base.port,
+            path=request.path,
+            query=request.query,
+        )
         timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT)
         self.sent += 1
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as http,
                 http.request(
-                    request.method, url + request.path_qs, headers=headers, ssl=self._ssl
+                    request.method,
+                    target,
+                    headers=headers,
+                    ssl=self._ssl,
+                    allow_redirects=False,
                 ) as response,
             ):
                 status = response.status
-                text = await response.text()
+                data = await _read_capped(response)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = (
                 f"no answer within {PEER_TIMEOUT:g}s"
@@ -268,13 +349,21 @@ class Front:
                 json.dumps(error),
             )
             return Answer(peer, error=error, url=url), 0
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
+        body: Any = None
+        if data is None:
+            said = f"answered badly: more than {MAX_ANSWER} bytes"
+        else:
+            try:
+                body = json.loads(data.decode("utf-8", errors="replace"))
+                said = ""
+            except (ValueError, RecursionError):
+                said = "answered badly: not JSON"
         if status == 200 and isinstance(body, dict):
             return Answer(peer, body, url=url), status
-        said = body.get("error") if isinstance(body, dict) else ""
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            said = body["error"][:500]
+        elif not said and status == 200:
+            said = "answered badly: not a JSON object"
         error = f"HTTP {status}" + (f": {said}" if said else "")
         log.warning(
             "event=shard_peer_refused replica=%s peer=%s path=%s status=%d",
@@ -284,6 +373,43 @@ class Front:
             status,
         )
         return Answer(peer, error=error, url=url), status
+
+    def _headers(self, request: web.Request, peer: str, url: str) -> dict[str, str] | Answer:
+        """The headers of `request` sent on to `peer`, or why it is not asked."""
+        headers = {FORWARDED: self.shards.me, "Accept": "application/json"}
+        if "Authorization" in request.headers:
+            if not self._tls and not self._insecure_peers:
+                return self._not_asked(request, peer, url, NEEDS_TLS)
+            headers["Authorization"] = request.headers["Authorization"]
+        elif self._session_cookie and self._session_cookie in request.cookies:
+            error = (
+                "not asked: the caller signed in with a browser session, which only this "
+                "replica knows; call with a bearer token for the whole fleet"
+            )
+            return Answer(peer, error=error, url=url)
+        return headers
+
+    def _not_asked(self, request: web.Request, peer: str, url: str, why: str) -> Answer:
+        log.warning(
+            "event=shard_peer_not_asked replica=%s peer=%s path=%s reason=%s",
+            self.shards.me,
+            peer,
+            request.path,
+            json.dumps(why),
+        )
+        return Answer(peer, error=f"not asked: {why}", url=url)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body of `response`, or None when it is longer than ``MAX_ANSWER`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _limit(request: web.Request) -> int:
