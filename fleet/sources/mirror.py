@@ -11,15 +11,22 @@ reuses a listing that *started* after its request, or one younger than the inter
 non-forced read. A burst of
 webhook refreshes thus costs at most the one in flight plus one more.
 
-A push webhook names the branch, its old and its new commit: :meth:`Mirror.note_push` writes the
-new one into the listing instead of listing again (and into ``HEAD`` when the listing showed
-``HEAD`` pointing at that branch: listings ask ``--symref``), under the mirror's lock, so a listing
-already in flight lands first and cannot undo it. Only a claim that continues the listing is
-trusted (:mod:`fleet.sources.pushed`: its old commit is the listed one, or its new one descends
-from it), so a replayed push never moves a branch back; any other claim, a tag, a deletion and a
-mirror never listed still list. A pushed commit is fetched by its id when an app resolves to it
-(``fetch origin +SHA:BRANCH``, no listing of the remote's refs). Polls always list, so a lost
-webhook is corrected by the next poll.
+A push webhook names the branch, its old and its new commit. That claim is a hint that starts the
+fetch early, never the truth: a signature proves who sent a body, not that the remote's branch is
+there now (a delivery can be replayed after a rollback; one secret signs pushes naming any
+repository, with any commit a fork network serves by id). :meth:`Mirror.note_push` takes a claim
+the rule of :mod:`fleet.sources.pushed` lets through (its old commit is the listed one, or it may
+descend from it) and, under the mirror's lock, runs at once the fetch of its new commit by id into
+a ref of the mirror's own (``refs/fleet/pushed/<sha>``, never the branch) and a listing of the
+remote's branches only (``ls-remote --heads origin refs/heads/<branch>``: protocol v2 ``ls-refs``
+with the ref-prefix ``refs/heads/``, no tags nor pull refs; git matches the branch's name on our
+side, as its ``ls-remote`` sends no prefix for a pattern).
+Only if that listing says the remote's branch is the pushed commit do the listing (and ``HEAD``,
+when the last ``--symref`` listing showed it pointing at that branch) and the mirror's branch move
+to it; otherwise the pushed ref is deleted and the caller lists the remote in full, as for any
+refresh. What the push saves is the overlap: the commit is on its way while the branch is checked.
+A tag, a deletion, a branch the listing lacks and a mirror never listed list in full too. Polls
+always list, so a lost webhook is corrected by the next poll.
 
 No git process for what is already known: commits the mirror holds are remembered (objects never
 leave a mirror), so resolving a branch to a commit already fetched, the whole cost of a no-op
@@ -43,7 +50,7 @@ from pathlib import Path
 import anyio
 
 from fleet.errors import FleetError, StalledError, TransientError
-from fleet.sources import ancestry, gitcmd, pushed
+from fleet.sources import gitcmd, pushed
 from fleet.sources.gitparse import Tree, parse_batch, parse_ls_remote, parse_tree, pick
 from fleet.sources.pushed import PushedRef
 from fleet.sources.urls import RepoId
@@ -64,6 +71,11 @@ _PUSHED = 64  # pushed commits remembered with their branch, to fetch them by id
 _REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
+def _pushed_ref(sha: str) -> str:
+    """The mirror's own ref for a pushed commit fetched by its id, before any listing vouched."""
+    return f"refs/fleet/pushed/{sha}"
+
+
 @dataclass
 class MirrorStats:
     """What this mirror cost the remote; read by tests and metrics."""
@@ -73,6 +85,7 @@ class MirrorStats:
     pushes_noted: int = 0  # webhook pushes applied to the listing without an ls-remote
     pushes_listed: int = 0  # webhook pushes not trusted: the caller lists instead
     fetches_by_id: int = 0  # fetches of one pushed commit by its id (no refs listed)
+    ref_listings: int = 0  # listings of one pushed branch, to check a push's claim
     trees_listed: int = 0  # whole-tree listings (one per commit planned)
 
 
@@ -157,31 +170,75 @@ class Mirror:
             return self._refs
 
     async def note_push(self, claim: PushedRef) -> bool | None:
-        """An authenticated webhook's word that a branch moved: whether it moved, or None when it
-        cannot stand in for a listing (:mod:`fleet.sources.pushed`: no listing yet, a branch the
-        listing lacks, a claim that does not continue the listing). A claim whose ``before`` is
-        not the listed sha is trusted only when ``after`` descends from it (``after`` fetched by
-        its id if the mirror lacks it): a replayed or reordered push never moves a ref back."""
+        """An authenticated webhook's hint that a branch moved: whether it moved, or None when the
+        caller must list the remote (:mod:`fleet.sources.pushed`: no listing yet, a branch the
+        listing lacks, or the remote's branch is not at ``after``).
+
+        A claim the rule lets through is never believed: under the mirror's lock, ``after`` is
+        fetched by its id into ``refs/fleet/pushed/<sha>`` while the remote's branches are
+        listed (``ls-remote --heads origin <branch>``), both at once. The branch moves, in the
+        listing and in the mirror, only when that listing says the remote's branch is ``after``;
+        otherwise the pushed ref is deleted and the claim refused, so a replayed delivery, or a
+        signed push naming a commit the branch does not point at, deploys nothing and moves no
+        local ref."""
         async with self._lock:  # after any listing in flight: it cannot overwrite this
             known = self._refs.get(claim.ref) if self._listed_at is not None else None
             decision = pushed.verdict(claim, known)
             if decision == "list":
                 reason = "branch_not_listed" if self._listed_at is not None else "never_listed"
                 return self._settle(claim, moved=None, reason=reason)
-            if decision != "if-descends":
-                return self._settle(claim, moved=decision == "moves")
-        assert known is not None
-        try:
-            await self._ensure_commit(claim.after, wanted=claim.after, ref=claim.ref)
-            descends = await ancestry.is_ancestor(self, known, claim.after)
-        except FleetError:
-            descends = False  # cannot tell: ask the remote
-        async with self._lock:
-            if not descends:
-                return self._settle(claim, moved=None, reason="not_descendant")
-            if self._refs.get(claim.ref) != known:
-                return self._settle(claim, moved=None, reason="listed_meanwhile")
+            if decision == "same":
+                return self._settle(claim, moved=False)
+            await self._init()
+            listed, fetched = await self._fetch_and_list(claim)
+            if listed != claim.after:
+                if fetched:
+                    await self.local_git("update-ref", "-d", _pushed_ref(claim.after))
+                reason = "listing_failed" if listed is None else "remote_elsewhere"
+                return self._settle(claim, moved=None, reason=reason)
+            if fetched:
+                await self._promote(claim.after, ref=claim.ref)
             return self._settle(claim, moved=True)
+
+    async def _fetch_and_list(self, claim: PushedRef) -> tuple[str | None, bool]:
+        """Fetch ``after`` by id and list the remote's branches at once (under the lock): the
+        sha the remote's branch is at (None when the listing failed, "" when the remote lacks
+        the branch) and whether the fetch brought the commit."""
+        listed: list[str | None] = [None]
+        fetched = [False]
+
+        async def fetch() -> None:
+            fetched[0] = await self._fetch_by_id(claim.after)
+
+        async def list_one() -> None:
+            try:
+                out = await gitcmd.run_git(
+                    ["ls-remote", "--heads", "origin", claim.ref],
+                    cwd=self.path,
+                    env=self._env,
+                    time_limit=self._timeout,
+                    network=True,
+                )
+            except FleetError as exc:
+                log.info(
+                    "event=ref_listing_failed repo=%s ref=%s error=%s", self.repo, claim.ref, exc
+                )
+                return
+            self.stats.ref_listings += 1
+            refs, _ = parse_ls_remote(out.decode())
+            listed[0] = refs.get(claim.ref, "")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fetch)
+            tg.start_soon(list_one)
+        return listed[0], fetched[0]
+
+    async def _promote(self, sha: str, *, ref: str) -> None:
+        """Point the mirror's `ref` at the fetched `sha` (the remote's listing said so) and drop
+        its ``refs/fleet/pushed/`` ref, in one ``update-ref`` transaction."""
+        script = f"update {ref} {sha}\ndelete {_pushed_ref(sha)}\n"
+        await self.local_git("update-ref", "--stdin", stdin=script.encode())
+        self._remember(sha)
 
     def _settle(self, claim: PushedRef, *, moved: bool | None, reason: str = "") -> bool | None:
         """Apply a judged claim to the listing (under the lock) and log it."""
@@ -263,7 +320,11 @@ class Mirror:
         """The fetch itself, under the mirror's lock: by id for a pushed commit, else the
         branches and tags, else (a commit no ref reaches) by id."""
         await self._init()
-        if ref and await self._fetch_by_id(sha, ref=ref):
+        if ref and await self._fetch_by_id(sha):
+            if self._refs.get(ref) == sha:  # still what the remote's listing said
+                await self._promote(sha, ref=ref)
+            else:
+                self._remember(sha)  # kept reachable by its refs/fleet/pushed/ ref
             return
         args = ["fetch", "--quiet", "--no-tags", "--prune", "origin", *_REFSPECS]
         await gitcmd.run_git(
@@ -282,9 +343,10 @@ class Mirror:
             )
             self.stats.fetches += 1
 
-    async def _fetch_by_id(self, sha: str, *, ref: str) -> bool:
-        """``git fetch origin +SHA:REF`` (under the lock): the one commit and its history, the
-        local branch pointed at it so it stays reachable; False when the remote refused it."""
+    async def _fetch_by_id(self, sha: str) -> bool:
+        """``git fetch origin +SHA:refs/fleet/pushed/SHA``: the one commit and its history, kept
+        reachable by a ref of fleet's own (never a branch: a listing alone moves those); False
+        when the remote refused it."""
         try:
             await gitcmd.run_git(
                 [
@@ -293,7 +355,7 @@ class Mirror:
                     "--no-tags",
                     "--no-write-fetch-head",
                     "origin",
-                    f"+{sha}:{ref}",
+                    f"+{sha}:{_pushed_ref(sha)}",
                 ],
                 cwd=self.path,
                 env=self._env,
@@ -306,7 +368,6 @@ class Mirror:
         self.stats.fetches += 1
         self.stats.fetches_by_id += 1
         log.info("event=fetch repo=%s wanted=%s by_id=true", self.repo, sha[:12])
-        self._remember(sha)  # the fetch wrote `ref` at it: the commit is here, no check needed
         return True
 
     async def _init(self) -> None:

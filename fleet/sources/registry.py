@@ -4,8 +4,9 @@
 revision (branch, tag, commit, ``HEAD``) to a :class:`Snapshot` of one commit, costing the remote at
 most one listing per repository per interval and one fetch per new commit, however many apps and
 clusters ask. ``await sources.refresh(url)`` is the webhook's entry: it lists now (coalescing with a
-listing in flight) and tells whether any ref moved; given an authenticated push's claim that
-continues what the mirror listed (:mod:`fleet.sources.pushed`), it trusts it and lists nothing.
+listing in flight) and tells whether any ref moved; given an authenticated push's claim that may
+continue what the mirror listed (:mod:`fleet.sources.pushed`), it fetches the pushed commit while
+it lists the remote's branches, and moves it only if the remote's branch is there.
 """
 
 from __future__ import annotations
@@ -84,14 +85,15 @@ class Sources:
         """List `url`'s refs now (a webhook); true if any ref moved since the last listing.
 
         `pushed` is an authenticated webhook's claim (:attr:`fleet.hub.webhooks.Push.pushed`):
-        when it continues the mirror's listing it stands in for it (:meth:`Mirror.note_push`),
-        so a push costs no ``ls-remote``; otherwise the remote is listed as without it.
+        a hint, never the truth (:meth:`Mirror.note_push`): its commit is fetched while the one
+        branch is listed, and it moves only when that listing agrees; a claim refused or never
+        acted on lists the remote in full, as without it.
         """
         mirror = self.mirror(url)
         if pushed is not None:
             moved = await mirror.note_push(pushed)
             if moved is not None:
-                log.info("event=refresh repo=%s changed=%s listed=false", mirror.repo, moved)
+                log.info("event=refresh repo=%s changed=%s listed=branch", mirror.repo, moved)
                 return moved
         before = dict(mirror.refs_seen)
         after = await mirror.refs(force=True)

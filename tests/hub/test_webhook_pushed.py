@@ -2,8 +2,10 @@
 
 A real hub (no clusters: what is measured is what it asks of git) reads an app from a real git
 remote over ``git http-backend``, which counts ref listings (``ls-refs``). The first push is
-listed (the mirror knows nothing yet); a push continuing that listing is not; replaying the old
-push after a newer one lists the remote again, and the branch stays at the newest commit.
+listed (the mirror knows nothing yet); a push continuing that listing costs only a listing of the
+remote's branches beside the fetch of its commit; replaying the old push after a newer one, or
+after the branch was force-pushed back, is refused by that listing, the remote is listed in full,
+and the branch stays where the remote has it.
 
 The hub passes the push's claim to its sources (``on_push`` -> ``Refreshing.refresh_now(...,
 pushed=push.pushed)`` -> ``Sources.refresh(url, pushed=...)``); without that the first assertion
@@ -23,7 +25,7 @@ import pytest
 
 from fleet.hub.hub import Hub
 from tests.hub.hubkit import SECRET, fleet_yaml, hub_settings
-from tests.sources.gitkit import GitHttpServer, Remote
+from tests.sources.gitkit import GitHttpServer, Remote, git
 
 pytestmark = pytest.mark.anyio
 
@@ -65,11 +67,22 @@ async def test_a_running_hub_trusts_a_continuing_push_and_lists_a_replay(tmp_pat
             third = remote.commit({"app/cm.yaml": CM.format(v=3)})
             answer = await _push(port, url, before=second, after=third)
             assert answer["moved"] == 1
-            assert server.counts.listings == listings  # the pushed sha stood in for it
+            assert server.counts.listings == listings + 1  # the branches only, with the fetch
+            assert server.counts.prefixes[-1] == ("refs/heads/",)
             assert mirror.refs_seen["refs/heads/main"] == third
 
             answer = await _push(port, url, before=first, after=second)  # a replay
             assert answer["moved"] == 0
-            assert server.counts.listings == listings + 1  # listed, as any untrusted push
+            assert server.counts.listings == listings + 3  # refused by the branches: full
             assert mirror.refs_seen["refs/heads/main"] == third
+
+            git(
+                "push", "--quiet", "--force", "origin", f"{second}:refs/heads/main", cwd=remote.work
+            )
+            answer = await _push(port, url, before=third, after=second)  # the rollback
+            assert mirror.refs_seen["refs/heads/main"] == second
+            answer = await _push(port, url, before=second, after=third)  # replayed after it
+            assert answer["moved"] == 0
+            assert mirror.refs_seen["refs/heads/main"] == second
+            assert git("rev-parse", "refs/heads/main", cwd=mirror.path) == second
             tg.cancel_scope.cancel()

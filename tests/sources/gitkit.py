@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -83,6 +84,7 @@ class Counts:
     requests: list[str] = field(default_factory=list)
     fetches: int = 0
     listings: int = 0  # ref listings: protocol v2 ``command=ls-refs`` (ls-remote, a refspec fetch)
+    prefixes: list[tuple[str, ...]] = field(default_factory=list)  # each listing's ref-prefixes
     denied: int = 0
 
 
@@ -138,6 +140,8 @@ class GitHttpServer:
                         server.counts.fetches += 1
                     if parts.path.endswith("git-upload-pack") and b"command=ls-refs" in raw:
                         server.counts.listings += 1
+                        found = re.findall(rb"ref-prefix ([^\n\0]+)\n", raw)
+                        server.counts.prefixes.append(tuple(p.decode() for p in found))
                 env = {
                     "PATH": os.environ["PATH"],
                     "GIT_PROJECT_ROOT": str(server.root),
