@@ -111,20 +111,20 @@ def peer_base(url: str, *, own: str, tls: bool) -> URL:
     try:
         found = URL(url, encoded=True)  # as written: no dot segments resolved away
     except ValueError as exc:
-        raise ValueError(f"its API URL {url!r} does not parse ({exc})") from None
+        raise ValueError(f"its API URL {url} does not parse ({exc})") from None
     if found.scheme not in ("http", "https") or not found.host:
-        raise ValueError(f"its API URL {url!r} is not http(s)://HOST:PORT")
+        raise ValueError(f"its API URL {url} is not http(s)://HOST:PORT")
     if found.raw_user is not None or found.raw_password is not None:
-        raise ValueError(f"its API URL {url!r} holds user info")
+        raise ValueError("its API URL holds user info (a name or password before the host)")
     if found.raw_path not in ("", "/") or found.raw_query_string or found.raw_fragment:
-        raise ValueError(f"its API URL {url!r} has a path, query or fragment")
+        raise ValueError(f"its API URL {url} has a path, query or fragment")
     if "#" in url or "?" in url:  # an empty fragment or query parses as none
-        raise ValueError(f"its API URL {url!r} has a path, query or fragment")
+        raise ValueError(f"its API URL {url} has a path, query or fragment")
     if tls and found.scheme != "https":
-        raise ValueError(f"its API URL {url!r} is not https, and this hub serves TLS")
+        raise ValueError(f"its API URL {url} is not https, and this hub serves TLS")
     base = URL.build(scheme=found.scheme, host=found.host, port=found.port)
     if base == _origin(own):
-        raise ValueError(f"its API URL {url!r} is this replica's own")
+        raise ValueError(f"its API URL {url} is this replica's own")
     return base
 
 
