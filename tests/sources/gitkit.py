@@ -95,6 +95,7 @@ class GitHttpServer:
         self.root = root
         self.auth = auth
         self.counts = Counts()
+        self.refuse_fetches = False  # answer protocol v2 fetches 500 (listings still served)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -138,10 +139,18 @@ class GitHttpServer:
                         b"command=fetch" in raw or not self.headers.get("Git-Protocol")
                     ):
                         server.counts.fetches += 1
+                        refused = server.refuse_fetches and b"command=fetch" in raw
+                    else:
+                        refused = False
                     if parts.path.endswith("git-upload-pack") and b"command=ls-refs" in raw:
                         server.counts.listings += 1
                         found = re.findall(rb"ref-prefix ([^\n\0]+)\n", raw)
                         server.counts.prefixes.append(tuple(p.decode() for p in found))
+                if refused:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 env = {
                     "PATH": os.environ["PATH"],
                     "GIT_PROJECT_ROOT": str(server.root),

@@ -123,6 +123,31 @@ async def test_a_genuine_push_is_fetched_while_its_one_branch_is_listed(tmp_path
         assert server.counts.listings == listings + 1 and mirror.stats.pushes_noted == 2
 
 
+async def test_a_confirmed_push_whose_fetch_failed_is_fetched_when_resolved(
+    tmp_path: Path,
+) -> None:
+    """The remote refuses the fetch by id but lists main at the pushed sha: the listing moves,
+    and the commit is fetched by id when an app resolves main, the mirror's main promoted to it
+    and no pushed ref left."""
+    remote = Remote(tmp_path / "repos")
+    first = remote.commit({"app/cm.yaml": CM.format(v=1)})
+    with GitHttpServer(tmp_path / "repos") as server:
+        url = server.url("repo.git")
+        sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+        mirror = sources.mirror(url)
+        await sources.snapshot(url, "main")
+        new = remote.commit({"app/cm.yaml": CM.format(v=2)})
+        server.refuse_fetches = True
+        assert await sources.refresh(url, pushed=_push(url, before=first, after=new).pushed)
+        assert mirror.refs_seen["refs/heads/main"] == new and mirror.stats.fetches_by_id == 0
+        assert git("rev-parse", "refs/heads/main", cwd=mirror.path) == first
+        server.refuse_fetches = False
+        assert (await sources.snapshot(url, "main")).commit == new
+        assert mirror.stats.fetches_by_id == 1 and mirror.stats.ls_remotes == 1
+        assert git("rev-parse", "refs/heads/main", cwd=mirror.path) == new
+        assert _pushed_refs(mirror.path) == ""
+
+
 async def test_a_replay_after_a_rollback_does_not_deploy_the_rolled_back_commit(
     tmp_path: Path,
 ) -> None:
