@@ -22,9 +22,11 @@ compared in the cell's own task with what the target applied (:func:`fleet.plan.
 a real difference, someone else's change or a deletion, is drift, handed to ``on_drift(key, n)``;
 fleet's own writes compare equal and cost nothing. A target that drifted and then gets an event
 whose objects compare equal again, with the cache showing every one of its objects as applied
-(:meth:`Cells.in_sync`), was put back by hand: ``on_in_sync(key)`` is called once, so its drift
-is cleared at once rather than at the next resync (only targets the cell saw drift are compared
-whole, so a status update of a healthy object costs no more than before).
+(:meth:`Cells.in_sync`), was put back by hand: ``on_in_sync(key, health)`` is called once, with
+the health judged from the same cached objects (a Deployment deleted and re-created by hand may be
+starting: never green on the health it had before), so its drift is cleared at once rather than at
+the next resync (only targets the cell saw drift are compared whole, so a status update of a
+healthy object costs no more than before).
 
 While a target syncs (:meth:`Cells.syncing`, held from before its first write until it watches
 what it applied) its events are not judged: they are its own writes arriving, compared against
@@ -48,6 +50,7 @@ import anyio.abc
 from fleet import apply, plan
 from fleet.apply.informer import Kind, LiveCache
 from fleet.apply.subscribing import Subscription
+from fleet.health import assess, worst
 from fleet.reconcile.reading import CachedReader
 from fleet.types import Manifest, ObjectKey
 
@@ -98,7 +101,7 @@ class Cells:
         *,
         group: anyio.abc.TaskGroup,
         on_drift: Callable[[Key, int], None],
-        on_in_sync: Callable[[Key], None] = lambda _key: None,
+        on_in_sync: Callable[[Key, str], None] = lambda _key, _health: None,
     ) -> None:
         self._group = group
         self._on_drift = on_drift
@@ -278,8 +281,17 @@ class Cells:
                     self._on_drift(key, drifted)
                 elif changed and key in self._drifted and self.in_sync(key) is True:
                     self._drifted.discard(key)
-                    log.info("event=drift_undone cluster=%s app=%s", key[0], key[1])
-                    self._on_in_sync(key)
+                    health = _health(cell.objects, expected)
+                    log.info(
+                        "event=drift_undone cluster=%s app=%s health=%s", key[0], key[1], health
+                    )
+                    self._on_in_sync(key, health)
+
+
+def _health(objects: LiveCache, expected: Mapping[ObjectKey, Expected]) -> str:
+    """Worst-of health of `expected` as the cache holds them (gone: Missing), as the record
+    spells it (``Healthy``, ``Progressing``, ...)."""
+    return worst(assess(k.group, k.kind, objects.get(k)) for k in expected).status.value
 
 
 def _kinds(expected: Mapping[ObjectKey, Expected]) -> set[Kind]:

@@ -293,13 +293,14 @@ class Reconciler:
         status, events = summary.drifted(previous, now=time.time(), objects=objects)
         self.targets.commit(status, events)
 
-    def mark_in_sync(self, key: Key) -> None:
-        """The cell shows every object of `key` as applied again (a drift put back by hand):
-        the drift is cleared, Synced again when nothing else keeps it OutOfSync."""
+    def mark_in_sync(self, key: Key, health: str) -> None:
+        """The cell shows every object of `key` as applied again (a drift put back by hand), with
+        `health` judged from those objects: the drift is cleared, Synced again when nothing else
+        keeps it OutOfSync, green only if that health is Healthy."""
         previous = self.targets.get(key)
         if previous is None or previous.drift_since is None:
             return
-        status, events = summary.undrifted(previous, now=time.time())
+        status, events = summary.undrifted(previous, now=time.time(), health=health)
         self.targets.commit(status, events)
         log.info("event=drift_cleared cluster=%s app=%s sync=%s", key[0], key[1], status.sync)
 

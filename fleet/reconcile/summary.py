@@ -391,11 +391,13 @@ def drifted(
 
 
 def undrifted(
-    previous: TargetStatus, *, now: float
+    previous: TargetStatus, *, now: float, health: str
 ) -> tuple[TargetStatus, tuple[TargetEvent, ...]]:
     """Someone put the target's drifted objects back as fleet applied them (its cell shows every
     object as applied): the drift is cleared, and the target is Synced again unless something
-    else keeps it OutOfSync (a newer desired commit or digest, an error). No sync ran."""
+    else keeps it OutOfSync (a newer desired commit or digest, an error). No sync ran; `health`
+    is judged from the same live objects (a re-created Deployment may still be starting), so the
+    health the target had before the drift is never taken on trust."""
     if previous.drift_since is None:
         return previous, ()
     in_sync = (
@@ -405,7 +407,7 @@ def undrifted(
         and not previous.error
     )
     new = dataclasses.replace(
-        previous, sync="Synced" if in_sync else previous.sync, drift_since=None
+        previous, sync="Synced" if in_sync else previous.sync, health=health, drift_since=None
     )
     attempt = Attempt(started=now, finished=now)
     new = dataclasses.replace(new, conditions=_conditions(previous, new, attempt, now))
@@ -413,6 +415,9 @@ def undrifted(
     if new.ready:
         message = "the changes made outside fleet were put back: Synced and Healthy again"
         events = (_event(new, now, "Recovered", "normal", message),)
+    elif health != previous.health:
+        message = f"the changes made outside fleet were put back; health {health}"
+        events = (_event(new, now, "HealthChanged", "normal", message),)
     return new, events
 
 
