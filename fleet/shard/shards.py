@@ -374,7 +374,13 @@ class Shards(Generic[T]):
         self._observed.keep_only({lease.name for lease in leases})
         by_name = {lease.name: lease for lease in leases}
         now = time.time()
-        live = [x for x in leases if x.name.startswith(MEMBER_PREFIX) and x.live(now)]
+        live = [  # a member lease speaks only for the replica it is named after
+            x
+            for x in leases
+            if x.name.startswith(MEMBER_PREFIX)
+            and x.name == member_lease_name(x.holder)
+            and x.live(now)
+        ]
         self.members = sorted({lease.holder for lease in live} | {self.me})
         self.urls = {
             lease.holder: lease.annotations[API_URL_ANNOTATION]

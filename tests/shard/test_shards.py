@@ -304,3 +304,30 @@ async def test_a_cluster_nobody_live_holds_is_every_replicas_problem(
             await until(lambda: "c0" in a.held and a.problems() == [], limit=60)
             assert a.snapshot()["unheld"] == {}
             group.cancel_scope.cancel()
+
+
+async def test_a_member_lease_speaks_only_for_the_replica_it_is_named_after(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    """Someone who can write Leases makes `fleet-member-forged` claim to be replica-b with an API
+    URL of theirs: it is no member, and its URL is never where calls are forwarded."""
+    mgmt = kit_clusters[0].kubeconfig
+    namespace = f"shard-{uuid.uuid4().hex[:8]}"
+    a, _ = replica(mgmt, namespace, "replica-a")
+    async with anyio.create_task_group() as group:
+        await started(group, a)
+        async with apply.connect(mgmt) as api:
+            store = LeaseStore(api, namespace=namespace, hub="test")
+            forged = Lease(
+                name="fleet-member-forged",
+                holder="replica-b",
+                duration=3600,
+                renewed=time.time() + 3000,
+                annotations={"fleet.dev/api-url": "http://203.0.113.7:80"},
+            )
+            await store.create(forged)
+            assert any(x.name == "fleet-member-forged" for x in await store.list())
+        await anyio.sleep(3.0)  # a round is lease/3 = 1 s: several rounds have read the forgery
+        assert a.members == ["replica-a"], a.members
+        assert "replica-b" not in a.urls and "http://203.0.113.7:80" not in a.urls.values()
+        group.cancel_scope.cancel()
