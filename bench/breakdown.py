@@ -20,8 +20,11 @@ render end, and the sighting. Each phase is the gap between two milestones, a mi
 
     push      git push itself (the bench's clock)
     webhook   push end -> listing start (POST, signature check, matching the repository)
-    listing   the ``git ls-remote`` the webhook waits for; when the push's sha stood in for it
-              (``event=push_noted``, no ls-remote), the check of that sha (a ``merge-base``)
+    listing   the ``git ls-remote`` the webhook waits for: a full listing, or for a signed push
+              continuing the last one the ``ls-remote --heads`` that confirms its sha while the
+              commit is fetched by id (the two overlap: whichever ends first is its phase, the
+              other's rest the next); logs of the earlier hub, where the sha stood in for the
+              listing (``event=push_noted``, no ls-remote), count the check of that sha
     queue     listing end -> a worker starts on the cluster
     fetch     -> the fetch ends (the first cluster pays it; the others wait on it); a pushed
               commit the webhook fetched by id before its check is this phase, between webhook
