@@ -202,6 +202,8 @@ class Reconciler:
             attempt.finished - started,
         )
         if result.superseded is not None:
+            if requested is not None:  # an operator's sync carries over to the newer commit
+                self.sync_requests.setdefault(key, requested)
             return 0.0  # a newer commit is known: its sync starts at once
         # failed objects back off; a conflict, a refusal or a held prune waits for its input
         if not preview and result.changes.of(apply.Outcome.FAILED):

@@ -13,8 +13,10 @@ turns it into the exact HTTP :class:`Request` of that sink's protocol:
 
 :func:`commit_state` reads a target's record as a commit status (context ``fleet/<app>/<cluster>``):
 ``success`` when green, ``failure`` on a failed sync or render or a Degraded rollout, ``error``
-when the cluster does not answer, ``pending`` while it syncs or progresses. :func:`resolve` reads
-a sink's secrets from the environment once, and names the variable when one is missing.
+when the cluster does not answer, ``pending`` while it syncs or progresses, or when its sync
+gave way to a newer commit (superseded: never a failure; the newer commit's state follows).
+:func:`resolve` reads a sink's secrets from the environment once, and names the variable when
+one is missing.
 """
 
 from __future__ import annotations
@@ -142,7 +144,11 @@ def commit_state(status: TargetStatus) -> tuple[str, str, str] | None:
         return state, commit, f"{status.error_reason or 'SyncFailed'}: {status.error}"
     if status.sync == "Synced" and status.health == "Degraded":
         return "failure", commit, f"health is Degraded on {status.cluster}"
-    return "pending", commit, f"sync {status.sync}, health {status.health} on {status.cluster}"
+    ready = status.condition("Ready")
+    waiting = f"sync {status.sync}, health {status.health}"
+    if ready is not None and ready.reason == "Superseded":  # gave way to a newer commit
+        waiting = ready.message
+    return "pending", commit, f"{waiting} on {status.cluster}"
 
 
 def sign(secret: bytes, body: bytes) -> str:

@@ -58,6 +58,7 @@ EVENT_TYPES = (
     "Suspended",
     "Resumed",
     "Removed",
+    "Superseded",
 )
 """Every event type a target can produce (:class:`fleet.report.TargetEvent` and error reasons)."""
 

@@ -58,9 +58,12 @@ class SyncResult:
         """One word for the board, history and metrics: ``synced`` exactly when `in_sync`, else
         the worst of ``failed`` (a write the server refused, a hook that failed, a wave not
         healthy in time), ``conflict`` (an object that is not this app's), ``refused``
-        (outside the project), ``held`` (a prune a guard holds)."""
+        (outside the project), ``held`` (a prune a guard holds); ``superseded`` when the sync
+        gave way to a newer commit (no failure: stopped on purpose)."""
         if self.in_sync:
             return "synced"
+        if self.superseded:
+            return "superseded"
         outcomes = {c.outcome for c in self.changes.changes}
         for outcome, word in (
             (apply.Outcome.FAILED, "failed"),

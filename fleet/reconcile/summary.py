@@ -18,7 +18,11 @@ The truth rules, each tested:
   drift (a later generation) clears it, unless the drift was already put back by hand;
 - a drift put back by hand (the cell shows every object as applied) is Synced again at once,
   when nothing else keeps it OutOfSync: the applied commit and digest are the desired ones and
-  there is no error.
+  there is no error;
+- a sync that gave way to a newer commit (superseded) is no failure: OutOfSync (never Synced,
+  its commit not applied), not Ready with reason ``Superseded``, no error set (the record's
+  error is cleared, as a preview clears it: the attempt reached the cluster), a ``Superseded``
+  event of normal severity; the newer commit's sync follows at once.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class SyncOutcome:
     objects: tuple[ObjectStatus, ...] = ()
     note: str = ""
     pending: int = 0  # writes and prunes the plan wants (what a dry run would do)
+    superseded: str = ""  # the sync gave way to a newer commit: why ("superseded by commit ...")
 
     @property
     def wrote(self) -> bool:
@@ -109,6 +114,8 @@ def outcome_of(result: SyncResult) -> SyncOutcome:
             )
         )
     problems = _problems(result)
+    if result.superseded:
+        problems = []  # stopped on purpose: nothing to look at (the skipped objects say why)
     return SyncOutcome(
         in_sync=result.in_sync and not problems,
         health=result.health.status.value,
@@ -119,6 +126,7 @@ def outcome_of(result: SyncResult) -> SyncOutcome:
         pending=sum(s.op.value != "unchanged" for s in result.plan.applies)
         + len(result.plan.prunes),
         note=_warnings(result.warnings),
+        superseded=result.superseded or "",
     )
 
 
@@ -150,6 +158,8 @@ def _problems(result: SyncResult) -> list[str]:
 
 
 def _reason(result: SyncResult) -> str:
+    if result.superseded:
+        return "Superseded"
     outcomes = {c.outcome.value for c in result.changes.changes}
     if "conflict" in outcomes:
         return "Conflict"
@@ -256,6 +266,15 @@ def _synced(
         "note": result.note,
         "drift_since": None if drift_cleared else previous.drift_since,
     }
+    if result.superseded:
+        return dataclasses.replace(
+            new,
+            sync="OutOfSync",
+            error="",
+            error_reason="",
+            error_since=None,
+            **{**common, "drift_since": previous.drift_since},  # type: ignore[arg-type]
+        )
     if result.in_sync:
         return dataclasses.replace(
             new,
@@ -285,6 +304,8 @@ def _conditions(
         ready = ("Succeeded", f"applied {new.applied_commit[:12]}, Healthy")
     elif new.error:
         ready = (new.error_reason, new.error)
+    elif attempt.result is not None and attempt.result.superseded:
+        ready = ("Superseded", attempt.result.superseded)
     elif new.sync != "Synced":
         ready = (new.sync, f"sync is {new.sync}")
     else:
@@ -345,6 +366,9 @@ def _events(previous: TargetStatus, new: TargetStatus, attempt: Attempt) -> tupl
             message = f"applied {new.applied_commit[:12]} again over changes made outside fleet"
             message += f" ({counts})"
             out.append(_event(new, now, "Healed", "normal", message, details=details))
+    if result is not None and result.superseded:
+        message = f"the sync of {new.desired_commit[:12]} stopped: {result.superseded}"
+        out.append(_event(new, now, "Superseded", "normal", message, details=details))
     same_outage = new.error_reason == previous.error_reason == "Unreachable"  # one per outage
     if (
         new.error

@@ -20,7 +20,13 @@ what it is: stopped, not Synced, its unfinished objects skipped with the reason 
 :func:`fleet.reconcile.syncing.sync`). A sync that runs hooks is never superseded: a hook half
 run is not a state to leave behind. If commits come faster than a sync can finish, each sync
 gives way to the next; the objects still follow the newest commit and the target is Synced as
-soon as the commits pause.
+soon as the commits pause. A superseded sync is no failure: the record says ``Superseded`` (normal
+severity, no error, OutOfSync, not Ready; :mod:`fleet.reconcile.summary`), and an operator's
+explicit sync carries over to the newer commit (:mod:`fleet.hub.reconciling`).
+
+Known limit: the check looks at the ref, not at the app's path. Any newer commit of the ref
+supersedes every app reading it, even one whose path did not change; in a monorepo under steady
+commits a throttled cluster's syncs keep giving way until the commits pause.
 """
 
 from __future__ import annotations

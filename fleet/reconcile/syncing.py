@@ -29,7 +29,9 @@ unless the sync runs hooks: they stop where they wait, the sync is stopped (neve
 changes of the waves that ended are kept and every other write or prune is skipped with the
 reason; no inventory is written (the entries of new objects were recorded at step 6, and the
 revision stays the one last applied) and health is what was read, without more requests, so
-the newer commit's sync starts at once.
+the newer commit's sync starts at once. An inventory write is never cut in half: it is shielded
+from the cancellation (at most ``INVENTORY_WRITE_LIMIT`` s), so the version it replaced is
+recorded by the client.
 
 A render failure (``rendered=None``) stops after step 5: nothing is applied or pruned. A source
 repository the project does not allow stops at step 2 with a :class:`~fleet.errors.StalledError`.
@@ -46,6 +48,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import anyio
+
 from fleet import apply, plan
 from fleet.config.projects import Project
 from fleet.errors import StalledError
@@ -60,6 +64,9 @@ from fleet.types import ClusterRef, ObjectKey, RenderedSet
 __all__ = ["AppSync", "Descends", "SyncResult", "assess_health", "sync"]
 
 log = logging.getLogger(__name__)
+
+INVENTORY_WRITE_LIMIT = 30.0
+"""Seconds an inventory write may hold off a cancellation (a newer commit, the hub's stop)."""
 
 Descends = Callable[[str, str], Awaitable[bool]]
 """``descends(old, new)``: whether commit `new` descends from (or is) commit `old`."""
@@ -160,9 +167,13 @@ async def _write_inventory(
         },
     )
     manager = app.apply_options(cluster.name).field_manager
-    written = await apply.write_inventory(
-        cluster, inventory, previous=previous, field_manager=manager
-    )
+    # shielded: a write that went out is seen through, so the client records the version it
+    # replaced (Cluster.inventory_versions); cancelled mid-way, the next sync reading a lagging
+    # cache would send the old version and meet a spurious InventoryConflict
+    with anyio.CancelScope(shield=True), anyio.fail_after(INVENTORY_WRITE_LIMIT):
+        written = await apply.write_inventory(
+            cluster, inventory, previous=previous, field_manager=manager
+        )
     return (written, 1) if written is not None else (previous or inventory, 0)
 
 

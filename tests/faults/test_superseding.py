@@ -28,9 +28,10 @@ import pytest
 
 from bench.throttle_proxy import ThrottleProxy
 from fleet import apply
+from fleet.apply import inventory
 from fleet.apply.kube import Timeouts
 from fleet.controlplane import RunningCluster
-from fleet.reconcile import superseding
+from fleet.reconcile import summary, superseding
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
 from fleet.runtime import ClusterLimits, ClusterLimitSettings, RealClock
 from fleet.types import Manifest, ObjectKey, RenderedSet
@@ -38,6 +39,7 @@ from tests.faults.faultkit import FaultRig, fault_rig
 from tests.hub.hubkit import (
     all_equal,
     configmap,
+    fleet_cli,
     fleet_yaml,
     namespace_doc,
     until,
@@ -136,7 +138,10 @@ async def test_a_sync_waiting_on_429s_gives_way_to_a_newer_commit_which_is_then_
             assert stopped.stopped is not None
             assert stopped.stopped.startswith(f"superseded by commit {NEWER[:12]}")
             assert stopped.superseded == stopped.stopped  # the hub works the target again now
-            assert not stopped.in_sync and stopped.verdict == "failed"
+            assert not stopped.in_sync and stopped.verdict == "superseded"
+            outcome = summary.outcome_of(stopped)  # in the record's words: no failure
+            assert outcome.reason == "Superseded" and not outcome.problems
+            assert outcome.superseded == stopped.superseded and not outcome.in_sync
             skipped = {c.key: c for c in stopped.changes.of(apply.Outcome.SKIPPED)}
             for name in names:
                 assert "superseded" in skipped[_key(namespace, name)].reason
@@ -205,6 +210,54 @@ async def test_a_sync_retried_after_a_refused_write_writes_only_what_it_had_not_
         for name in names:
             assert await _value(direct, namespace, name) == "v2"
         assert await _revision(direct, app) == RUNNING
+        await direct.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+@pytest.mark.clusters
+async def test_an_inventory_write_cut_by_a_newer_commit_is_seen_through_and_recorded(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    """The newer commit lands while the inventory write of a new object is on the wire (the
+    server has it, its answer not read yet): the write is seen through, so the client knows
+    the version it replaced, and a cache still showing that version is known stale (else the
+    next sync would send it and meet a spurious InventoryConflict)."""
+    namespace = f"shield-{uuid.uuid4().hex[:8]}"
+    app = AppSync(name=f"shd-{namespace[-8:]}", namespace=namespace)
+    kit = kit_clusters[0]
+    async with apply.connect(kit.kubeconfig) as direct:
+        first = await sync(direct, app, _objects(namespace, "v1", ("a",)), revision=OLD)
+        assert first.in_sync, first.problems()
+        before = await apply.read_inventory(direct, app.inventory_id)
+        assert before is not None and before.resource_version
+        stale_copy = {"metadata": {"resourceVersion": before.resource_version}}
+        inventory_path = f"/api/v1/namespaces/{inventory.NAMESPACE}/configmaps/"
+        inventory_path += inventory.configmap_name(app.inventory_id)
+        pushed: list[str] = []
+        async with apply.connect(kit.kubeconfig) as cluster:
+            sent = cluster.request
+
+            async def slow_answer(method: str, path: str, **kwargs: Any) -> Any:
+                answer = await sent(method, path, **kwargs)
+                if method == "PATCH" and path == inventory_path and not pushed:
+                    pushed.append(NEWER)  # the push lands now; the answer is read 2 s late
+                    await anyio.sleep(2.0)
+                return answer
+
+            cluster.request = slow_answer  # type: ignore[method-assign]
+            check = superseding.newer_commit(
+                lambda: {"refs/heads/main": pushed[0] if pushed else RUNNING},
+                revision="main",
+                running=RUNNING,
+            )
+            rendered = _objects(namespace, "v2", ("a", "b"))  # b is new: step 6 writes first
+            with anyio.fail_after(60):  # a safety net
+                stopped = await sync(cluster, app, rendered, revision=RUNNING, superseded=check)
+            assert pushed, "the inventory write never went out"
+            assert stopped.superseded is not None, stopped.problems()
+            assert cluster.inventory_versions.stale(app.inventory_id, stale_copy)
+        landed = await apply.read_inventory(direct, app.inventory_id)
+        assert landed is not None and _key(namespace, "b") in landed.entries
+        assert landed.revision == OLD  # the entry of the new object only, not the commit
         await direct.request("DELETE", f"/api/v1/namespaces/{namespace}")
 
 
@@ -335,7 +388,7 @@ async def _step(
 
 def _superseded_line(log: str, stuck: str, said: str) -> bool:
     return any(
-        "event=target_syncfailed" in line and f"commit={stuck[:12]}" in line and said in line
+        "event=target_superseded" in line and f"commit={stuck[:12]}" in line and said in line
         for line in log.splitlines()
     )
 
@@ -349,3 +402,82 @@ async def _cell(rig: FaultRig, cluster: str) -> dict[str, Any]:
 async def _synced_at(rig: FaultRig, cluster: str, sha: str) -> bool:
     cell = await _cell(rig, cluster)
     return bool(cell["sync"] == "Synced" and cell["revision"] == sha)
+
+
+@pytest.mark.clusters
+async def test_an_operator_s_sync_of_a_manual_app_carries_over_to_the_newer_commit(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """A manual-sync app (``automated: false``): the operator's ``fleet sync`` of v2 waits on
+    429s; v3 is pushed and supersedes it; once the writes pass, v3 is applied and Synced with
+    no second ``fleet sync`` (the consent was not spent by the sync that gave way)."""
+    throttled = kit_clusters[0]
+    namespace = "fault-manual-superseded"
+    settings = _path(namespace, "settings")
+    with fault_rig(tmp_path) as rig:
+        remote = rig.remote("config")
+        first = remote.commit(
+            {"app/ns.yaml": namespace_doc(namespace), "app/cm.yaml": configmap(namespace, "v1")}
+        )
+        config = fleet_yaml(rig.url("config"), namespace)
+        manual = config.replace("syncPolicy: {", "syncPolicy: {automated: false, ")
+        assert manual != config
+        rig.write_config(manual)
+        async with ThrottleProxy(throttled.kubeconfig, share=0.0, retry_after=1.0) as proxy:
+            proxy.kubeconfig(rig.clusters / throttled.kubeconfig.name)
+            hub = rig.hub()
+            url = f"http://127.0.0.1:{hub.port}"
+
+            async def operator_sync() -> None:
+                code, out, err = await fleet_cli("sync", "web", "--url", url)
+                assert code == 0 and throttled.name in out, (out, err)
+
+            await _step(rig, "the hub previews v1", lambda: _reconciled(rig, first))
+            await operator_sync()
+            await _step(rig, "v1 is applied", lambda: _has(throttled, namespace, "v1"))
+
+            stuck = remote.commit({"app/cm.yaml": configmap(namespace, "v2")})
+            assert await hub.webhook(rig.url("config")) == 200
+            await _step(rig, "the hub previews v2", lambda: _reconciled(rig, stuck))
+            assert await value_on(throttled, namespace) == "v1"  # manual: only compared
+            with _refusing(proxy, {settings}):
+                sent = proxy.by_path[f"PATCH {settings}"]
+                await operator_sync()
+                await _step(
+                    rig,
+                    "the operator's sync of v2 sends its refused write again",
+                    lambda: proxy.by_path[f"PATCH {settings}"] >= sent + 2,
+                )
+                newer = remote.commit({"app/cm.yaml": configmap(namespace, "v3")})
+                assert await hub.webhook(rig.url("config")) == 200
+                said = f"superseded by commit {newer[:12]}"
+                await _step(
+                    rig,
+                    "the log names the operator's sync of v2 superseded by v3",
+                    lambda: _superseded_line(rig.log_text(), stuck, said),
+                )
+            await _step(
+                rig,
+                "v3 is applied with no second `fleet sync`",
+                lambda: _has(throttled, namespace, "v3"),
+            )
+            await _step(
+                rig,
+                "the cell is Synced at v3",
+                lambda: _synced_at(rig, throttled.name, newer),
+            )
+            assert hub.alive()
+            hub.stop()
+        log = rig.log_text()
+    assert "Traceback" not in log
+
+
+def _reconciled(rig: FaultRig, commit: str) -> bool:
+    return any(
+        "event=reconciled" in line and f"commit={commit[:12]}" in line
+        for line in rig.log_text().splitlines()
+    )
+
+
+async def _has(cluster: RunningCluster, namespace: str, value: str) -> bool:
+    return await value_on(cluster, namespace) == value
