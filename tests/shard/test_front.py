@@ -5,24 +5,27 @@ was asked for: a sync for every cluster sent to one replica is carried out by ev
 sync for one cluster sent to a replica that does not hold it is carried out by its holder alone
 (the others' entries stay on the old commit, and only the holder's fence let requests through
 to it); ``/api/status`` and ``/api/events`` of one replica show every entry's target with the
-replica that holds it; the caller's token is what the peers check; a SIGSTOPped replica (no
-answer) and a SIGKILLed one (no connection) leave their clusters ``unknown`` in the merged view,
-and the board is not green.
+replica that holds it; the caller's token is what the peers check (sent on over plain HTTP:
+the replicas run with ``--shard-insecure-peers``); a SIGSTOPped replica (no answer) and a
+SIGKILLed one (no connection) leave their clusters ``unknown`` in the merged view, and the board
+is not green.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from bench.hubproc import HubProcess
 from fleet.controlplane import RunningCluster
 from fleet.shard.assigning import assign
 from tests.hub.hubkit import until
+from tests.shard import replicakit
 from tests.shard.replicakit import ShardRig
 from tests.sources.gitkit import GitHttpServer
 
@@ -33,8 +36,19 @@ REPLICAS = ["r1", "r2", "r3"]
 TOKEN = "front-test-admin-token"
 
 
+class TrustedNetwork(HubProcess):
+    """A replica that sends the caller's token on over plain HTTP (``--shard-insecure-peers``:
+    these replicas serve no TLS; without it the peers are not asked, see test_front_security)."""
+
+    def __init__(self, *args: Any, extra_args: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, extra_args=[*extra_args, "--shard-insecure-peers"], **kwargs)
+
+
 @pytest.fixture
-def rig(tmp_path: Path, kit_clusters: list[RunningCluster]) -> Iterator[ShardRig]:
+def rig(
+    tmp_path: Path, kit_clusters: list[RunningCluster], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ShardRig]:
+    monkeypatch.setattr(replicakit, "HubProcess", TrustedNetwork)
     remotes = tmp_path / "remotes"
     remotes.mkdir()
     with GitHttpServer(remotes) as git:
