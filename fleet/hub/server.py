@@ -233,7 +233,12 @@ def make_app(
     middlewares = [_errors, guard.middleware()]
     shards = _shards(hub)
     if shards is not None:  # any replica answers for the fleet (after the guard: callers known)
-        front = shard_front.Front(shards, tls_cert=settings.tls_cert, session_cookie=auth.COOKIE)
+        front = shard_front.Front(
+            shards,
+            tls_cert=settings.tls_cert,
+            session_cookie=auth.COOKIE,
+            insecure_peers=shards.settings.insecure_peers,
+        )
         middlewares.append(front.middleware())
     app = web.Application(client_max_size=settings.limits.body, middlewares=middlewares)
 

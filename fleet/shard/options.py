@@ -84,4 +84,5 @@ def settings(args: argparse.Namespace) -> ShardSettings | None:
         lease_seconds=args.shard_lease_seconds,
         replica_id=args.replica_id or default_replica_id(),
         buckets=args.shard_buckets,
+        insecure_peers=bool(args.shard_insecure_peers),
     )

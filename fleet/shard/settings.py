@@ -29,6 +29,7 @@ class ShardSettings:
     replica_id: str = field(default_factory=default_replica_id)
     api_url: str = ""  # where the other replicas reach this one's API; "": from --listen
     buckets: int = 0  # 0: one lease per cluster; B: one per bucket (fleet.shard.buckets)
+    insecure_peers: bool = False  # tokens sent on to plaintext peers (--shard-insecure-peers)
 
     def __post_init__(self) -> None:
         self._check()

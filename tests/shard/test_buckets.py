@@ -210,3 +210,8 @@ async def _hub_args(*sets: str) -> list[str]:
 async def test_the_chart_passes_shard_buckets_only_when_set() -> None:
     assert "--shard-buckets=256" in await _hub_args("sharding.buckets=256")
     assert not any(a.startswith("--shard-buckets") for a in await _hub_args())
+
+
+async def test_the_chart_lets_replicas_pass_tokens_on_only_when_told() -> None:
+    assert "--shard-insecure-peers" in await _hub_args("sharding.insecurePeers=true")
+    assert "--shard-insecure-peers" not in await _hub_args()
