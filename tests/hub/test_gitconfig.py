@@ -460,7 +460,8 @@ async def test_a_config_commit_enqueues_only_the_apps_it_changes(
             hub, "_enqueue_app", lambda name, *, full=False: enqueued.append((name, full))
         )
         second = ops.commit({"fleet.yaml": config("b-moved")})
-        await hub.refreshing.refresh(url)  # as the poller or a webhook: lists, sees the move, tells the feed
+        # as the poller or a webhook: lists, sees the move, tells the feed
+        await hub.refreshing.refresh(url)
         loaded = await feed.load()
         assert loaded is not None and not loaded.errors
         a = loaded.config.app("a")

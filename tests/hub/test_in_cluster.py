@@ -222,7 +222,8 @@ async def test_in_cluster_destination_converges_and_follows_token_rotation(
             data = await _board(port)
             assert data["summary"]["green"] is False
             assert _in_cluster(data)["state"] == "ready"
-            connection = hub.membership.connections.get("in-cluster") if hub.membership.connections else None
+            connections = hub.membership.connections
+            connection = connections.get("in-cluster") if connections else None
             assert connection is not None and connection.file.extension.get("inCluster")
             clash.unlink()
 
@@ -231,7 +232,8 @@ async def test_in_cluster_destination_converges_and_follows_token_rotation(
                 return problems == []
 
             await until(clash_gone, limit=60)
-            assert hub.membership.connections is not None and hub.membership.connections.get("in-cluster")
+            connections = hub.membership.connections
+            assert connections is not None and connections.get("in-cluster")
             hub.stop()
 
 
