@@ -381,9 +381,13 @@ async def chromium(url: str, profile: Path) -> AsyncIterator[DevTools]:
     try:
         assert browser.stderr is not None
         marker, said = b"DevTools listening on ws://", b""
-        with anyio.fail_after(30):
+        # a start-up bound, not a speed check: on a loaded 2-core machine Chromium has taken
+        # over 30 s to print its DevTools line
+        with anyio.move_on_after(120):
             while marker not in said or b"\n" not in said.split(marker, 1)[1]:
                 said += await browser.stderr.receive()
+        if marker not in said or b"\n" not in said.split(marker, 1)[1]:
+            raise AssertionError(f"Chromium said no DevTools line in 120 s: {said[-2000:]!r}")
         port = said.split(marker, 1)[1].split(b"/", 1)[0].rsplit(b":", 1)[1].decode()
 
         async def drain() -> None:  # a full pipe would stall the browser
