@@ -11,19 +11,16 @@ every entry must still be found silent and fenced on its own.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import cast
 
 import anyio
 import pytest
 
 from fleet import apply
-from fleet.config.clusters import ClusterFile
-from fleet.hub import configured
-from fleet.hub.connections import Connection, Connections, ProbeSettings
+from fleet.hub.connections import Connections, ProbeSettings
 from fleet.runtime import Limits
 from fleet.runtime.clock import RealClock
-from fleet.types import ClusterRef
+from tests.hub.test_liveness_sharing import _entry
 
 pytestmark = pytest.mark.anyio
 
@@ -61,20 +58,6 @@ class _Client:
 
     def unfence(self) -> None:
         self.fenced = ""
-
-
-def _entry(name: str) -> Connection:
-    document = {
-        "current-context": name,
-        "contexts": [{"name": name, "context": {"cluster": "one", "user": "admin"}}],
-        "clusters": [{"name": "one", "cluster": {"server": "https://127.0.0.1:6443"}}],
-        "users": [{"name": "admin", "user": {"token": "t"}}],
-    }
-    file = ClusterFile(
-        ref=ClusterRef(name), server="https://127.0.0.1:6443", path=Path(f"{name}.yaml"),
-        document=document,
-    )  # fmt: skip
-    return Connection(file=file, identity=configured.identity(file))
 
 
 async def test_concurrent_rounds_of_one_identity_probe_once_per_interval() -> None:
