@@ -48,6 +48,7 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
+from fleet.apply.sessions import Sessions
 from fleet.errors import TransientError
 from fleet.types import Manifest
 
@@ -440,6 +441,7 @@ async def connect(
     gate: RequestGate | None = None,
     on_status: Callable[[int], None] | None = None,
     timeouts: Timeouts | None = None,
+    sessions: Sessions | None = None,
 ) -> AsyncIterator[Cluster]:
     """A :class:`Cluster` for a kubeconfig, closed on exit.
 
@@ -448,24 +450,28 @@ async def connect(
     (``certificate-authority``, ``client-key``, ...) are resolved against `base_dir`. It may
     also be a ready client ``Configuration`` (the in-cluster one, whose token rotates): used as
     it is, `name` required.
+
+    The client's HTTP session comes from `sessions` (:mod:`fleet.apply.sessions`), shared with
+    the other clients of the same TLS identity; without a pool it has a session of its own.
     """
     if isinstance(kubeconfig, Path):
-        api = await config.new_client_from_config(config_file=str(kubeconfig))
+        settings = type.__call__(Configuration)  # as kubernetes-asyncio does: no default copy
+        await config.load_kube_config(config_file=str(kubeconfig), client_configuration=settings)
         name = name or kubeconfig.stem
     elif isinstance(kubeconfig, Configuration):
         if not name:
             raise ValueError("connect: a client configuration needs a cluster name")
-        api = ApiClient(configuration=kubeconfig)
+        settings = kubeconfig
     else:
         if not name:
             raise ValueError("connect: a kubeconfig document needs a cluster name")
-        settings = type.__call__(Configuration)  # as kubernetes-asyncio does: no default copy
+        settings = type.__call__(Configuration)
         loader = KubeConfigLoader(
             config_dict=dict(kubeconfig),
             config_base_path=str(base_dir) if base_dir is not None else None,
         )
         await loader.load_and_set(settings)
-        api = ApiClient(configuration=settings)
+    api = (sessions if sessions is not None else Sessions()).client(settings)
     async with api:
         yield Cluster(
             name=name,
