@@ -3,7 +3,8 @@
 :meth:`DesiredState.desired` is the whole pipeline below ``plan/``. For (app, cluster) it
 substitutes the cluster's inputs into the app's source, resolves the revision through the shared
 mirror, plans the render from the commit (renderer, paths read), keys it by the object ids of
-those paths, and returns the cached set or renders once: concurrent identical renders coalesce
+those paths, and returns the cached set or renders once (from the files in memory when the
+renderer takes them, else from a checkout of the paths): concurrent identical renders coalesce
 (single flight), and clusters with equal inputs share the entry. The plan and key of a
 (repo, commit, spec) are kept in memory, so a hit costs one file read.
 
@@ -37,7 +38,7 @@ from fleet.render import (
     generated_name,
 )
 from fleet.sources import Snapshot, Sources, repo_path
-from fleet.types import ClusterRef, ObjectKey, RenderedSet, canonical_json
+from fleet.types import ClusterRef, Manifest, ObjectKey, RenderedSet, canonical_json
 
 __all__ = ["AppSource", "Desired", "DesiredState"]
 
@@ -203,18 +204,13 @@ class DesiredState:
         cached = await self.cache.get(key)  # a flight that finished just before we joined
         if cached is not None:
             return cached
-        # made and removed in a worker thread: a checkout's files are many small writes, and a
-        # thousand entries rendering at a new commit would otherwise stall the event loop
-        scratch = Path(
-            await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="fleet-render-"))
-        )
-        try:
-            checkout = scratch / "repo"
-            await snapshot.extract(plan.reads, checkout)
-            objects = await self.renderer.render(checkout, plan)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
+        objects = None
+        if await self.renderer.renders_files(plan):
+            files = await snapshot.plain_files(plan.reads)
+            if files is not None:
+                objects = await self.renderer.render_files(files, plan)
+        if objects is None:
+            objects = await self._render_checkout(snapshot, plan)
         seen: set[ObjectKey] = set()
         for obj in objects:
             if generated_name(obj) is not None:
@@ -226,3 +222,18 @@ class DesiredState:
         rendered = RenderedSet.of(objects)
         await self.cache.put(key, rendered)
         return rendered
+
+    async def _render_checkout(self, snapshot: Snapshot, plan: RenderPlan) -> list[Manifest]:
+        """`plan` rendered from a checkout of its paths, written to a scratch directory."""
+        # made and removed in a worker thread: a checkout's files are many small writes, and a
+        # thousand entries rendering at a new commit would otherwise stall the event loop
+        scratch = Path(
+            await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="fleet-render-"))
+        )
+        try:
+            checkout = scratch / "repo"
+            await snapshot.extract(plan.reads, checkout)
+            return await self.renderer.render(checkout, plan)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))

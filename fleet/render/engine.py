@@ -6,7 +6,11 @@ detection does (:mod:`fleet.render.detect`: a kustomization, a chart, else plain
 returns a :class:`RenderPlan` naming the renderer, every repository path the render reads, and
 the renderer's own inputs.
 :meth:`Renderer.render` then renders a checkout of exactly those paths, at most ``concurrency``
-at a time, each within ``timeout``. Tool versions are asked once and kept.
+at a time, each within ``timeout``. Tool versions are asked once and kept. A kustomize build whose
+files are plain (no links) and text renders from those files in memory instead
+(:meth:`Renderer.render_files`, krender's in-memory filesystem): no checkout is written, so there
+is nothing to confine but the names, which the snapshot checked, and the edits of the kustomize
+options are made on the text.
 
 The spec's options are Argo CD's source fields; options for a tool other than the one the files
 name are an error naming the field, as is a ``plugin`` source, rather than a render that silently
@@ -32,7 +36,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +132,7 @@ class Renderer:
             max_output=self.settings.max_output_bytes,
         )
         self.renders = 0  # how many renders ran (tests and metrics)
+        self.from_files = 0  # of which from files in memory (render_files)
 
     async def plan(self, reader: kustomize.TreeReader, spec: RenderSpec) -> RenderPlan:
         """Decide the renderer for `spec` at the commit `reader` reads; list what it reads."""
@@ -140,13 +145,59 @@ class Renderer:
             self._versions[kind] = await self._ask_version(kind)
         return self._versions[kind]
 
+    async def renders_files(self, plan: RenderPlan) -> bool:
+        """Whether `plan` may render from its files in memory (:meth:`render_files`): a plain
+        kustomize build (not a Rancher bundle) through a krender that takes files."""
+        return (
+            plan.kind == "kustomize"
+            and plan.spec.rancher is None
+            and await self._kustomize.takes_files()
+        )
+
+    async def render_files(
+        self, files: Mapping[str, bytes], plan: RenderPlan
+    ) -> list[Manifest] | None:
+        """The objects `plan` yields from `files` (repository path -> bytes: at least the files
+        of ``plan.reads``, none a link), built in memory; only when :meth:`renders_files`. None
+        when a file is not UTF-8 text, which a request cannot carry as it is: render it from a
+        checkout then."""
+        try:
+            texts = {path: data.decode() for path, data in files.items()}
+        except UnicodeDecodeError:
+            return None
+        objects = await self._timed(plan, lambda: self._kustomize_files(texts, plan))
+        self.from_files += 1
+        return objects
+
+    async def _kustomize_files(self, texts: dict[str, str], plan: RenderPlan) -> list[Manifest]:
+        options = plan.spec.kustomize
+        if options is not None and not options.is_empty():
+            prefix = f"{plan.path}/" if plan.path else ""
+            file = next(
+                (prefix + n for n in kustomize.KUSTOMIZATION_NAMES if prefix + n in texts), None
+            )
+            if file is None:
+                raise StalledError(f"path {plan.path!r}: no kustomization to edit")
+            texts[file] = kustomize_edit.edited(
+                texts[file].encode(), file, options, limits=self.settings.limits
+            )
+        big = DocumentLimits(self.settings.max_output_bytes, self.settings.limits.max_nodes)
+        docs = await self._kustomize.documents_of_files(texts, plan.path, limits=big)
+        return objects_of(docs, source=f"kustomize build of {plan.path}")
+
     async def render(self, checkout: Path, plan: RenderPlan) -> list[Manifest]:
         """The objects `plan` yields from `checkout` (which holds at least ``plan.reads``)."""
+        return await self._timed(plan, lambda: self._render(checkout, plan))
+
+    async def _timed(
+        self, plan: RenderPlan, render: Callable[[], Awaitable[list[Manifest]]]
+    ) -> list[Manifest]:
+        """`render` within the concurrency limit and the timeout, counted and logged."""
         async with self._limiter:
             started = time.monotonic()
             try:
                 with anyio.fail_after(self.settings.timeout):
-                    objects = await self._render(checkout, plan)
+                    objects = await render()
             except TimeoutError:
                 raise TransientError(
                     f"path {plan.path!r}: {plan.kind} render timed out after "

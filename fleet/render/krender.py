@@ -9,6 +9,13 @@ kustomize API and stays running: requests go to its stdin, one JSON object a lin
 goroutines. It builds exactly as ``kustomize build DIR --load-restrictor=LoadRestrictionsRootOnly``
 does (no plugins, no exec or container functions, no Helm), and it exits when its stdin closes.
 
+A request may carry the files instead of a directory on disk (``{"id": N, "dir": "app",
+"files": {"app/kustomization.yaml": "...", ...}}``, repository-relative): krender lays them out
+in an in-memory filesystem and reads nothing else, not even the disk. :meth:`BatchKustomize.
+documents_of_files` sends that; it is what the hub's renders of plain-file trees use, sparing a
+checkout written to disk and removed per render (the cost of a 1,000-entry commit was mostly
+that).
+
 A request may carry ``"format": "json"``: the answer is then ``{"id": N, "objects": [...]}``, the
 same resources in the same order as JSON objects. They are exactly the YAML answer's objects
 (kustomize makes its YAML from this very JSON), and decoding them costs a small part of what the
@@ -41,6 +48,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -130,10 +138,12 @@ class BatchKustomize:
         self.max_output = max_output
         self.starts = 0  # processes started (tests and metrics)
         self.renders = 0  # renders answered
+        self.from_files = 0  # of which built from files sent in the request (in its memory)
         self.yaml_decoded = 0  # JSON asked, YAML answered and decoded (a krender before JSON)
         self._ids = itertools.count(1)
         self._start_lock = anyio.Lock()
         self._worker: _Worker | None = None
+        self._takes_files: bool | None = None
 
     async def version(self) -> str:
         """``krender sigs.k8s.io/kustomize/api vX.Y.Z``: the kustomize the renders use."""
@@ -147,10 +157,30 @@ class BatchKustomize:
             )
         return "krender " + out.decode().strip()
 
+    async def takes_files(self) -> bool:
+        """Whether this build renders files sent in the request (``krender -features`` lists
+        ``files``); asked once. A build older than the flag fails on it: then no."""
+        if self._takes_files is None:
+            with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
+                try:
+                    out = await tools.run_tool(
+                        [str(self.binary), "-features"],
+                        cwd=Path(scratch),
+                        env=tools.tool_env(Path(scratch)),
+                        max_output=1 << 16,
+                        name="krender",
+                    )
+                except (StalledError, TransientError):
+                    out = b""
+            self._takes_files = "files" in out.decode(errors="replace").split()
+            if not self._takes_files:
+                log.info("event=krender_without_files binary=%s", self.binary)
+        return self._takes_files
+
     async def build(self, directory: Path, *, root: Path | None = None) -> bytes:
         """The YAML that ``kustomize build directory`` prints; errors as the CLI's would be, with
         `root` (the checkout) left out of the paths they name."""
-        answer, _ = await self._render(directory, root=root, answer_format="yaml")
+        answer, _ = await self._render({"dir": str(directory)}, root=str(root or directory))
         text = str(answer.get("yaml", ""))
         if len(text) > self.max_output:
             raise StalledError(f"kustomize printed more than {self.max_output} bytes")
@@ -162,7 +192,26 @@ class BatchKustomize:
         """The documents ``kustomize build directory`` prints, decoded: asked as JSON, decoded
         from YAML within `limits` when krender answers YAML (a build older than the JSON answer);
         errors as :meth:`build`'s."""
-        answer, size = await self._render(directory, root=root, answer_format="json")
+        answer, size = await self._render(
+            {"dir": str(directory), "format": "json"}, root=str(root or directory)
+        )
+        shown = str(directory).removeprefix(f"{root}/") if root else str(directory)
+        return self._documents(answer, size, shown=shown, limits=limits)
+
+    async def documents_of_files(
+        self, files: Mapping[str, str], path: str, *, limits: DocumentLimits
+    ) -> list[Any]:
+        """The documents of the kustomization at repository path `path`, built from `files`
+        (repository path -> text) alone, in krender's memory; errors as :meth:`documents`'s."""
+        answer, size = await self._render(
+            {"dir": path or ".", "format": "json", "files": dict(files)}, root=""
+        )
+        self.from_files += 1
+        return self._documents(answer, size, shown=path or ".", limits=limits)
+
+    def _documents(
+        self, answer: dict[str, Any], size: int, *, shown: str, limits: DocumentLimits
+    ) -> list[Any]:
         if "objects" in answer:
             too_big = size > self.max_output + 4096  # the line: the objects and a few bytes
         else:
@@ -173,21 +222,16 @@ class BatchKustomize:
             if not self.yaml_decoded:
                 log.info("event=krender_answers_yaml binary=%s", self.binary)
             self.yaml_decoded += 1
-        shown = str(directory).removeprefix(f"{root}/") if root else str(directory)
         return documents_of(answer, source=f"kustomize build of {shown}", limits=limits)
 
-    async def _render(
-        self, directory: Path, *, root: Path | None, answer_format: str
-    ) -> tuple[dict[str, Any], int]:
-        """krender's answer to one render of `directory` and its size; its error raised."""
+    async def _render(self, request: dict[str, Any], *, root: str) -> tuple[dict[str, Any], int]:
+        """krender's answer to one `request` (its ``id`` added) and its size; its error raised,
+        with `root` (the checkout, ``""`` for files in memory) left out of the paths it names."""
         worker = await self._running()
         number = next(self._ids)
         slot = _Slot()
         worker.pending[number] = slot
-        request: dict[str, Any] = {"id": number, "dir": str(directory)}
-        if answer_format != "yaml":
-            request["format"] = answer_format
-        line = json.dumps(request).encode() + b"\n"
+        line = json.dumps({"id": number, **request}).encode() + b"\n"
         sent = False
         try:
             async with worker.write_lock:
@@ -212,7 +256,8 @@ class BatchKustomize:
         if slot.answer is None:
             raise self._exited(worker)
         if "error" in slot.answer:
-            cause = str(slot.answer["error"]).replace(f"{root or directory}/", "").strip()
+            cause = str(slot.answer["error"])
+            cause = (cause.replace(f"{root}/", "") if root else cause).strip()
             raise StalledError(f"kustomize failed: {cause[:2000]}")
         self.renders += 1
         return slot.answer, slot.size

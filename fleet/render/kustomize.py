@@ -201,6 +201,19 @@ class Builder:
         out = await self._cli(checkout, path, env=env)
         return load_yaml(out, source=f"kustomize build of {path}", limits=limits)
 
+    async def takes_files(self) -> bool:
+        """Whether builds may come from files in memory (:meth:`documents_of_files`): the batch
+        renderer is in use and its build takes them."""
+        return self.batch is not None and await self.batch.takes_files()
+
+    async def documents_of_files(
+        self, files: Mapping[str, str], path: str, *, limits: DocumentLimits
+    ) -> list[Any]:
+        """The documents of ``kustomize build`` of `path` from `files` (repository path -> text)
+        alone; only when :meth:`takes_files`."""
+        assert self.batch is not None
+        return await self.batch.documents_of_files(files, path, limits=limits)
+
     async def _cli(self, checkout: Path, path: str, *, env: Mapping[str, str]) -> bytes:
         return await tools.run_tool(
             build_command(checkout / path, binary=self.binary),

@@ -2,7 +2,8 @@
 
 Argo CD applies ``spec.source.kustomize`` by running ``kustomize edit`` in the app's directory and
 then ``kustomize build``. :func:`edit` makes the same edits as a pure change of the parsed
-kustomization, and :func:`write` puts the result in place of the file in the render's checkout
+kustomization (:func:`edited` as text, for a render from files in memory), and :func:`write` puts
+the result in place of the file in the render's checkout
 (a private copy made for this render, never the mirror; a kustomization that is a link is
 replaced by a regular file, so the file it points at stays as committed). What each field writes:
 
@@ -35,7 +36,7 @@ from fleet.errors import StalledError
 from fleet.render.documents import DocumentLimits, load_yaml
 from fleet.render.spec import KustomizeOptions
 
-__all__ = ["edit", "parse_image", "references", "write"]
+__all__ = ["edit", "edited", "parse_image", "references", "write"]
 
 _TAG = re.compile(r"^(.*):([a-zA-Z0-9._-]*|\*)$")
 _FIELD = "spec.source.kustomize"
@@ -149,15 +150,19 @@ def _add_metadata(out: dict[str, Any], options: KustomizeOptions, *, file: str) 
         )
 
 
-def write(checkout: Path, file: str, options: KustomizeOptions, *, limits: DocumentLimits) -> None:
-    """Edit the kustomization at repository path `file` of `checkout` in place (see the module)."""
-    target = checkout / file
-    data = target.read_bytes()
+def edited(data: bytes, file: str, options: KustomizeOptions, *, limits: DocumentLimits) -> str:
+    """The text of kustomization `data` (repository path `file`) with `options` written in."""
     docs = load_yaml(data, source=file, limits=limits)
     doc: Any = docs[0] if docs else {}
     if not isinstance(doc, Mapping):
         raise StalledError(f"path {file!r}: a kustomization must be a mapping")
-    text = yaml.safe_dump(edit(doc, options, file=file), sort_keys=False)
+    return yaml.safe_dump(edit(doc, options, file=file), sort_keys=False)
+
+
+def write(checkout: Path, file: str, options: KustomizeOptions, *, limits: DocumentLimits) -> None:
+    """Edit the kustomization at repository path `file` of `checkout` in place (see the module)."""
+    target = checkout / file
+    text = edited(target.read_bytes(), file, options, limits=limits)
     if target.is_symlink():
         target.unlink()  # the link's target may be another file of the checkout: leave it be
     target.write_text(text)

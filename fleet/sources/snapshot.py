@@ -6,6 +6,9 @@ tree or a file, a file's bytes, a directory's names. Ids, kinds and names come f
 whole tree, listed once per commit by the mirror (:meth:`Mirror.tree`); without it (a tree too
 large to keep) many paths go to one ``git cat-file --batch-check``.
 
+:meth:`Snapshot.plain_files` reads the same paths into memory instead, for a renderer that takes
+its files in a request (krender), as long as none is a symlink.
+
 :meth:`Snapshot.extract` writes just the named paths of the commit into a fresh directory, from
 the commit's tree listing and the mirror's blobs (those a commit left alone are kept in memory,
 the others come in one ``git cat-file --batch``), or else with ``git archive COMMIT -- PATHS``
@@ -124,23 +127,35 @@ class Snapshot:
             )
         await anyio.to_thread.run_sync(_unpack, data, dest, self.where)
 
+    async def plain_files(self, paths: Iterable[str]) -> dict[str, bytes] | None:
+        """The files under `paths` of the commit (repository path -> bytes), read into memory
+        with the checks :meth:`extract` makes; None when one of them is a symlink (which only
+        a checkout on disk resolves, and :mod:`fleet.render.confine` checks) or the commit's
+        tree is too large to be listed in memory."""
+        wanted = sorted(set(paths))
+        tree = await self.mirror.tree(self.commit)
+        if tree is None or "" in wanted:
+            return None
+        contents = await self._contents(tree, wanted)
+        if any(mode == "120000" for _, mode in contents.values()):
+            return None
+        return {path: data for path, (data, _) in contents.items()}
+
     async def _extract_blobs(self, tree: Tree, wanted: list[str], dest: Path) -> None:
-        """:meth:`extract` from the commit's tree listing and the mirror's blobs (kept ones from
-        memory, the others in one git call), with the checks of the archive's members."""
+        """:meth:`extract` from the commit's tree listing and the mirror's blobs."""
+        contents = await self._contents(tree, wanted)
+        await anyio.to_thread.run_sync(_write_files, contents, dest)
+
+    async def _contents(self, tree: Tree, wanted: list[str]) -> dict[str, tuple[bytes, str]]:
+        """Every blob under `wanted` (path -> (bytes, git mode)) from the commit's tree listing
+        and the mirror's blobs (kept ones from memory, the others in one git call), checked as
+        archive members are; bounded by ``max_archive_bytes``."""
         files: dict[str, str] = {}  # path -> blob id
         for top in wanted:
             entry = tree.entries.get(top)
             if entry is None:
                 raise StalledError(f"{self.where}: cannot read {_paths(wanted)}: no path {top!r}")
-            if entry[1] == "blob":
-                files[top] = entry[0]
-                continue
-            prefix = top + "/"
-            files.update(
-                (path, oid)
-                for path, (oid, kind) in tree.entries.items()
-                if kind == "blob" and path.startswith(prefix)
-            )
+            files.update(_blobs_under(tree, top))
         try:
             data = await self.mirror.blobs(list(files.values()))
         except gitcmd.GitFailed as exc:
@@ -152,7 +167,9 @@ class Snapshot:
         contents = {
             path: (data[oid], tree.modes.get(path, "100644")) for path, oid in files.items()
         }
-        await anyio.to_thread.run_sync(_write_files, contents, dest, self.where)
+        for path, (blob, mode) in contents.items():
+            _check_member(_member(path, blob, mode), self.where)
+        return contents
 
     async def _batch(self, paths: Iterable[str]) -> dict[str, tuple[str | None, ObjectKind | None]]:
         ordered = list(dict.fromkeys(paths))
@@ -184,13 +201,37 @@ def _unpack(data: bytes, dest: Path, where: str) -> None:
         archive.extractall(dest, members=members, filter="tar")
 
 
-def _write_files(contents: dict[str, tuple[bytes, str]], dest: Path, where: str) -> None:
-    """Lay out blobs (path -> (bytes, git mode)) under `dest`, refused as archive members are."""
-    for path, (data, mode) in contents.items():
-        member = tarfile.TarInfo(path)
-        if mode == "120000":
-            member.type, member.linkname = tarfile.SYMTYPE, data.decode(errors="surrogateescape")
-        _check_member(member, where)
+def _blobs_under(tree: Tree, top: str) -> dict[str, str]:
+    """The blobs (path -> id) of `top` and below, walking its directories (not the whole tree:
+    a thousand tenants' renders each read their own few files)."""
+    oid, kind = tree.entries[top]
+    if kind == "blob":
+        return {top: oid}
+    found: dict[str, str] = {}
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        for name in tree.names.get(directory, ()):
+            path = f"{directory}/{name}"
+            child, child_kind = tree.entries[path]
+            if child_kind == "blob":
+                found[path] = child
+            else:
+                pending.append(path)
+    return found
+
+
+def _member(path: str, data: bytes, mode: str) -> tarfile.TarInfo:
+    """Blob `path` as the archive member it would be, for :func:`_check_member`."""
+    member = tarfile.TarInfo(path)
+    if mode == "120000":
+        member.type, member.linkname = tarfile.SYMTYPE, data.decode(errors="surrogateescape")
+    return member
+
+
+def _write_files(contents: dict[str, tuple[bytes, str]], dest: Path) -> None:
+    """Lay out blobs (path -> (bytes, git mode)) under `dest` (checked by :meth:`Snapshot.
+    _contents`: names that stay inside, links whose text stays inside)."""
     dest.mkdir(parents=True, exist_ok=True)
     for path, (data, mode) in sorted(contents.items()):
         target = dest / path

@@ -96,6 +96,7 @@ async def test_images_as_kustomize_edit_set_image(rig: Rig) -> None:
         "busybox:1.36",
         f"redis@{digest}",
     ]
+    assert rig.in_memory == 1  # the engine's render from the files in memory agreed
     for bad in ("nginx", "=x:1", "a=b=c"):
         with pytest.raises(StalledError, match=re.escape("spec.source.kustomize.images")):
             await rig.render(app(KustomizeOptions(images=(bad,))))

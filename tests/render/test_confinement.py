@@ -370,3 +370,47 @@ async def test_links_inside_the_tree_render(tmp_path: Path) -> None:
     got = await hub.state.desired(app, CLUSTER)
     assert got.error is None and got.rendered is not None
     assert got.rendered.objects[0]["data"]["text"] == "inside"
+
+
+# -- which kustomize renders skip the checkout ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_only_plain_text_trees_render_from_memory(tmp_path: Path) -> None:
+    """A kustomization of plain text files renders from its files in memory (no checkout);
+    one whose tree holds a link, even one that stays inside, or a file that is not UTF-8 text
+    renders from a checkout, where the links are resolved and checked; all three give what
+    the committed files say."""
+    hub, remote = Hub(tmp_path), Remote(tmp_path)
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\ndata: {k: v}\n"
+    remote.commit(
+        {
+            "base/kustomization.yaml": "resources: [cm.yaml]\n",
+            "base/cm.yaml": cm % "plain",
+            "plain/kustomization.yaml": "resources: [../base]\nnamePrefix: p-\n",
+            "linked/kustomization.yaml": "resources: [cm.yaml]\n",
+            "linked/real.yaml": cm % "linked",
+            "latin/kustomization.yaml": (
+                "configMapGenerator: [{name: latin, files: [text.bin]}]\n"
+                "generatorOptions: {disableNameSuffixHash: true}\n"
+            ),
+        }
+    )
+    remote.symlink("linked/cm.yaml", "real.yaml")
+    (remote.work / "latin" / "text.bin").write_bytes(b"caf\xe9\n")  # Latin-1, not UTF-8
+    remote.commit({}, message="a file that is not UTF-8")
+    renderer = hub.state.renderer
+
+    async def names(path: str) -> list[str]:
+        got = await hub.state.desired(
+            AppSource(name=path, repo_url=remote.url, revision="main", path=path), CLUSTER
+        )
+        assert got.error is None and got.rendered is not None, got.error
+        return [o["metadata"]["name"] for o in got.rendered.objects]
+
+    assert await names("plain") == ["p-plain"]
+    assert (renderer.renders, renderer.from_files) == (1, 1)
+    assert await names("linked") == ["linked"]
+    assert (renderer.renders, renderer.from_files) == (2, 1)
+    assert await names("latin") == ["latin"]
+    assert (renderer.renders, renderer.from_files) == (3, 1)

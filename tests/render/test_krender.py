@@ -410,3 +410,57 @@ async def test_the_renderer_uses_krender_when_it_is_built(
     if kubectl:
         named = Renderer(RenderSettings(kustomize=Path(kubectl)))
         assert (await named.version("kustomize")).startswith("kustomize kubectl ")
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every file under `root` by repository path (what the hub sends krender from a commit)."""
+    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+async def test_krender_builds_from_files_in_memory_what_it_builds_from_the_disk(
+    tmp_path: Path, krender_binary: Path
+) -> None:
+    """The files of a commit sent in the request (no checkout) give the objects, in the order,
+    that a checkout of them on disk gives, for every kustomization of the tree; the refusals of
+    the disk (a missing resource, a patch outside the kustomization's directory, a reference that
+    climbs out of the repository) are refusals in memory too, naming repository paths; a file
+    name that leaves the repository and a directory not among the files are refused; nothing of
+    the disk around the files is read."""
+    checkout = tmp_path / "repo"
+    _write(
+        checkout,
+        {
+            **TREE,
+            **TRICKY,
+            "outside.yaml": DEPLOYMENT,
+            "missing/kustomization.yaml": "resources: [nothere.yaml]\n",
+            "escape/kustomization.yaml": "resources: [../outside.yaml]\n",
+            "climb/kustomization.yaml": f"resources: [{'../' * 12}{tmp_path}/secret.yaml]\n",
+        },
+    )
+    (tmp_path / "secret.yaml").write_text(DEPLOYMENT)  # on the disk, not among the files
+    files = _files(checkout)
+    batch = Builder(batch=krender_binary, jobs=4).batch
+    assert batch is not None and await batch.takes_files()
+    limits = DocumentLimits()
+    try:
+        for path in [*BUILDS, "tricky"]:
+            on_disk = await batch.documents(checkout / path, root=checkout, limits=limits)
+            in_memory = await batch.documents_of_files(files, path, limits=limits)
+            assert in_memory == on_disk and in_memory, path
+        for path, naming in [
+            ("missing", r"'missing/nothere\.yaml' doesn't exist"),
+            ("escape", "not in or below 'escape'"),
+            ("climb", "secret.yaml' doesn't exist"),
+        ]:
+            with pytest.raises(StalledError, match="kustomize failed") as caught:
+                await batch.documents_of_files(files, path, limits=limits)
+            assert caught.match(naming), caught.value
+            assert "/repo/" not in str(caught.value)
+        with pytest.raises(StalledError, match="not a clean repository-relative path"):
+            await batch.documents_of_files({"../x/kustomization.yaml": ""}, "x", limits=limits)
+        with pytest.raises(StalledError, match="not among the request's files"):
+            await batch.documents_of_files(files, "nowhere", limits=limits)
+        assert batch.starts == 1 and batch.from_files == len(BUILDS) + 1  # the built ones
+    finally:
+        await batch.aclose()

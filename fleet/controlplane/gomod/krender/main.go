@@ -10,6 +10,14 @@
 // ignores it and answers YAML, which the client still accepts. Renders run in goroutines, at
 // most -j at a time. It exits when stdin closes, so it never outlives the hub that started it.
 //
+// A request may carry the files themselves: {"id": 1, "dir": "app", "files": {"app/
+// kustomization.yaml": "...", "base/x.yaml": "..."}}, repository-relative paths. The render then
+// reads an in-memory filesystem holding exactly those files under /repo (the disk is not read
+// at all), "dir" is relative to it, and error messages name the paths without the /repo/ prefix.
+// The client sends files that way when a commit's paths are plain files (no links), which spares
+// the hub a checkout on disk per render; `krender -features` prints "format files" (a build
+// older than a field fails on the flag or leaves the word out, and the client keeps to the disk).
+//
 // A render is what `kustomize build DIR --load-restrictor=LoadRestrictionsRootOnly` does:
 // krusty's default options (files load only from the kustomization's own directory tree, no
 // plugins, no exec or container functions, no Helm inflation), then the resources as YAML.
@@ -28,6 +36,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -38,10 +47,14 @@ import (
 )
 
 type request struct {
-	ID     int64  `json:"id"`
-	Dir    string `json:"dir"`
-	Format string `json:"format,omitempty"` // "yaml" (the default) or "json"
+	ID     int64             `json:"id"`
+	Dir    string            `json:"dir"`
+	Format string            `json:"format,omitempty"` // "yaml" (the default) or "json"
+	Files  map[string]string `json:"files,omitempty"`  // repository path -> content: render in memory
 }
+
+// memoryRoot is where a request's files are laid out in its in-memory filesystem.
+const memoryRoot = "/repo"
 
 type response struct {
 	ID      int64           `json:"id"`
@@ -59,9 +72,14 @@ var schema sync.RWMutex
 func main() {
 	jobs := flag.Int("j", runtime.NumCPU(), "renders at once")
 	version := flag.Bool("version", false, "print the kustomize API version and exit")
+	features := flag.Bool("features", false, "print the request fields this build knows and exit")
 	flag.Parse()
 	if *version {
 		fmt.Println(apiVersion())
+		return
+	}
+	if *features {
+		fmt.Println("format files")
 		return
 	}
 	out := bufio.NewWriter(os.Stdout)
@@ -113,10 +131,11 @@ func render(req request) (resp response) {
 	if req.Format != "" && req.Format != "yaml" && req.Format != "json" {
 		return response{ID: req.ID, Error: fmt.Sprintf("format %q is not yaml or json", req.Format)}
 	}
-	if !filepath.IsAbs(req.Dir) {
-		return response{ID: req.ID, Error: fmt.Sprintf("dir %q is not an absolute path", req.Dir)}
+	fSys, dir, err := filesystem(req)
+	if err != nil {
+		return response{ID: req.ID, Error: err.Error()}
 	}
-	if ownSchema(req.Dir) {
+	if ownSchema(fSys, dir) {
 		schema.Lock()
 		defer func() {
 			openapi.ResetOpenAPI()
@@ -130,9 +149,9 @@ func render(req request) (resp response) {
 	options.LoadRestrictions = types.LoadRestrictionsRootOnly
 	options.PluginConfig = types.DisabledPluginConfig()
 	options.Reorder = krusty.ReorderOptionUnspecified // as the CLI: sortOptions, else legacy
-	resources, err := krusty.MakeKustomizer(options).Run(filesys.MakeFsOnDisk(), req.Dir)
+	resources, err := krusty.MakeKustomizer(options).Run(fSys, dir)
 	if err != nil {
-		return response{ID: req.ID, Error: err.Error()}
+		return response{ID: req.ID, Error: shown(req, err.Error())}
 	}
 	if req.Format == "json" {
 		objects, err := asJSON(resources)
@@ -166,10 +185,44 @@ func asJSON(resources resmap.ResMap) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
+// filesystem is where the request's render reads and the directory it builds: the disk and an
+// absolute dir, or the request's own files in memory and dir under memoryRoot.
+func filesystem(req request) (filesys.FileSystem, string, error) {
+	if req.Files == nil {
+		if !filepath.IsAbs(req.Dir) {
+			return nil, "", fmt.Errorf("dir %q is not an absolute path", req.Dir)
+		}
+		return filesys.MakeFsOnDisk(), req.Dir, nil
+	}
+	fSys := filesys.MakeFsInMemory()
+	for name, content := range req.Files {
+		clean := filepath.Clean("/" + name)
+		if clean == "/" || clean != "/"+name {
+			return nil, "", fmt.Errorf("file %q is not a clean repository-relative path", name)
+		}
+		if err := fSys.WriteFile(memoryRoot+clean, []byte(content)); err != nil {
+			return nil, "", fmt.Errorf("cannot lay out file %q: %v", name, err)
+		}
+	}
+	dir := filepath.Join(memoryRoot, filepath.Clean("/"+req.Dir))
+	if !fSys.IsDir(dir) {
+		return nil, "", fmt.Errorf("dir %q is not among the request's files", req.Dir)
+	}
+	return fSys, dir, nil
+}
+
+// shown is an error message of a render with the in-memory root left out of the paths it names.
+func shown(req request, message string) string {
+	if req.Files == nil {
+		return message
+	}
+	return strings.ReplaceAll(message, memoryRoot+"/", "")
+}
+
 // ownSchema tells whether the kustomization in dir may set its own OpenAPI schema.
-func ownSchema(dir string) bool {
+func ownSchema(fSys filesys.FileSystem, dir string) bool {
 	for _, name := range kustomizationNames {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		data, err := fSys.ReadFile(filepath.Join(dir, name))
 		if err == nil {
 			return bytes.Contains(data, []byte("openapi"))
 		}
