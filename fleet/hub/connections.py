@@ -42,6 +42,12 @@ any entry of its identity, heard another answer meanwhile: the probe's timeout a
 the hub's own loop is busy (1,000 targets syncing at once on a loaded machine), and a server that
 answers is not hung; found silent for that, every entry had been fenced in the middle of a
 commit and its targets shown unreachable.
+
+**HTTP sessions.** The clients of all connections come from one pool
+(:class:`fleet.apply.sessions.Sessions`): entries with the same TLS identity (server, CA, client
+certificate, proxy: coarser than the identity above, which also holds the user's token) share
+one connection pool and SSL context. Fencing still concerns one entry: it cancels that entry's
+requests, whose connections are dropped, not the pool's others.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from fleet import apply, transport
+from fleet.apply import sessions as api_sessions
 from fleet.cache import SingleFlight
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, FleetError
@@ -135,6 +142,7 @@ class Connections:
         tunnels: transport.Tunnels | None = None,
         breakers: Breakers | None = None,
         probe: ProbeSettings | None = None,
+        sessions: api_sessions.Sessions | None = None,
     ) -> None:
         self._group = group
         self._limits = limits
@@ -145,6 +153,7 @@ class Connections:
         self.by_name: dict[str, Connection] = {}
         self._heard: dict[str, float] = {}  # identity -> when any of its entries last answered
         self._probes: SingleFlight[str, tuple[str, str]] = SingleFlight()  # one per identity
+        self.sessions = sessions if sessions is not None else api_sessions.Sessions()
 
     def get(self, name: str) -> Connection | None:
         return self.by_name.get(name)
@@ -238,6 +247,7 @@ class Connections:
                     base_dir=connection.file.path.parent,
                     gate=self._limits.for_cluster(name),
                     on_status=lambda status: self._on_status(name, status),
+                    sessions=self.sessions,
                 ) as cluster:
                     connection.cluster = connection.client = cluster
                     log.info(

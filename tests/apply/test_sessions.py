@@ -340,3 +340,44 @@ async def test_the_environment_proxy_is_used_once_resolved(
         assert await _who(cluster) == "fleet-kit-admin"
     assert proxy.targets
     assert set(proxy.targets) == {f"127.0.0.1:{server.port}"}
+
+
+async def test_fencing_one_entry_abandons_its_requests_only(
+    kit_clusters: list[RunningCluster],
+) -> None:
+    document = _document(kit_clusters[0])
+    pool = sessions.Sessions()
+    outcome: dict[str, str] = {}
+    watch: list[tuple[str, str]] = []
+
+    async def long_request(cluster: apply.Cluster) -> None:
+        try:
+            await cluster.request("GET", "/api/v1/namespaces", query=watch, request_timeout=20)
+        except apply.ApiError as exc:
+            outcome[cluster.name] = f"error {exc.status}: {exc.message}"
+        else:
+            outcome[cluster.name] = "answered"
+
+    async with (
+        apply.connect(document, name="fenced", sessions=pool) as fenced,
+        apply.connect(document, name="kept", sessions=pool) as kept,
+    ):
+        assert _session(fenced) is _session(kept)
+        listed = await kept.request("GET", "/api/v1/namespaces")
+        watch += [  # a request that lasts 3 s and answers nothing: no such namespace changes
+            ("watch", "1"),
+            ("resourceVersion", str(listed["metadata"]["resourceVersion"])),
+            ("fieldSelector", "metadata.name=no-such-namespace"),
+            ("timeoutSeconds", "3"),
+        ]
+        async with anyio.create_task_group() as group:
+            group.start_soon(long_request, fenced)
+            group.start_soon(long_request, kept)
+            await anyio.sleep(1.0)
+            assert fenced.fence("test: silent") == 1
+        assert outcome["fenced"].startswith("error 0:")
+        assert "abandoned" in outcome["fenced"]
+        assert outcome["kept"] == "answered"
+        assert not _session(kept).closed
+        fenced.unfence()
+        assert await _who(fenced) == await _who(kept) == "fleet-kit-admin"
