@@ -2,7 +2,8 @@
 
 Objects are plain mappings (what the apiserver sends), not generated models, so the same code
 handles built-in kinds and custom resources. Requests go through kubernetes-asyncio's ApiClient
-(its kubeconfig loading, TLS and auth) with ``call_api`` and raw responses; a status outside 2xx
+(its kubeconfig loading, TLS and auth) with ``call_api`` and raw responses, over an HTTP session
+shared by the clients of one TLS identity (:mod:`fleet.apply.sessions`); a status outside 2xx
 becomes an :class:`ApiError` that carries the status and the apiserver's message. A
 :class:`Cluster` bundles the client, its discovery cache and a concurrency limit.
 

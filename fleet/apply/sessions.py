@@ -41,10 +41,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import anyio
@@ -150,7 +149,11 @@ class _SharedRest(RESTClientObject):
     """kubernetes-asyncio's REST client over a borrowed session: ``close()`` gives it back."""
 
     def __init__(
-        self, *, shared: _Shared, configuration: Configuration, release: Callable[[_Shared], Any]
+        self,
+        *,
+        shared: _Shared,
+        configuration: Configuration,
+        release: Callable[[_Shared], Awaitable[None]],
     ) -> None:
         # RESTClientObject.__init__ is not called: it would build a session of its own
         self.pool_manager = shared.session
