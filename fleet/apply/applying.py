@@ -147,7 +147,7 @@ async def _apply_one(cluster: Cluster, target: Target, options: ApplyOptions) ->
             content_type=APPLY_PATCH,
         )
         if key.group == discovery.CRD_GROUP and key.kind == "CustomResourceDefinition":
-            await _wait_established(cluster, path, applied, options)
+            applied = await _wait_established(cluster, path, applied, options)
     except ApiError as exc:
         if exc.status == 409:
             reason = (
@@ -166,7 +166,7 @@ async def _apply_one(cluster: Cluster, target: Target, options: ApplyOptions) ->
     except TimeoutError:
         return Change(key, Outcome.FAILED, f"not Established within {options.crd_timeout}s")
     outcome = Outcome.CREATED if status == 201 else Outcome.CONFIGURED
-    return Change(key, outcome, uid=_uid(applied))
+    return Change(key, outcome, uid=_uid(applied), live=applied)
 
 
 def _quote(key: ObjectKey) -> str:
@@ -185,12 +185,14 @@ def _established(crd: Manifest) -> bool:
 
 async def _wait_established(
     cluster: Cluster, path: str, crd: Manifest, options: ApplyOptions
-) -> None:
+) -> Manifest:
+    """The CRD once Established (its group's discovery forgotten, to be asked again)."""
     with anyio.fail_after(options.crd_timeout):
         while not _established(crd):
             await anyio.sleep(options.poll_interval)
             crd = await cluster.request("GET", path)
     discovery.forget(cluster, str((crd.get("spec") or {}).get("group", "")))
+    return crd
 
 
 async def apply_objects(

@@ -11,10 +11,10 @@ sentences an operator can act on, each naming the object the way kubectl users d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from fleet.types import ObjectKey
+from fleet.types import Manifest, ObjectKey
 
 __all__ = ["NOT_SYNCED", "Change", "ChangeSet", "Outcome", "object_name"]
 
@@ -43,6 +43,9 @@ class Change:
     outcome: Outcome
     reason: str = ""
     uid: str = ""  # the object's uid after the write, when the server told it
+    live: Manifest | None = field(default=None, compare=False, repr=False)
+    """The object as the server answered the write (an apply's answer): what a read right after
+    would show, so health is judged from it without one; dropped once the sync has its result."""
 
     def __str__(self) -> str:
         return f"{self.key} {self.outcome}" + (f": {self.reason}" if self.reason else "")

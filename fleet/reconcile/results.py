@@ -11,6 +11,7 @@ and do not make the app OutOfSync. `warnings` name the annotations fleet did not
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,7 +135,8 @@ class Gathering:
         self, live: Mapping[ObjectKey, Manifest], *, written: set[ObjectKey]
     ) -> SyncResult:
         planned = _planned(self.plan, self.changes, ignored=self.ignored)
-        changes = apply.ChangeSet(tuple(sorted([*self.changes, *planned], key=lambda c: c.key)))
+        kept = [dataclasses.replace(c, live=None) if c.live else c for c in self.changes]
+        changes = apply.ChangeSet(tuple(sorted([*kept, *planned], key=lambda c: c.key)))
         targets = {s.key: s.api_version for s in self.plan.applies}
         fresh = {k: v for k, v in live.items() if k not in written}
         overall, each = await assess_health(self.cluster, targets, live=fresh)

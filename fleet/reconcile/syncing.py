@@ -22,7 +22,8 @@
 9. record the final inventory (desired + blocked + failed or unreached prunes, with uids and
    adoption), only if it changed; while a rewind's prunes are held, or the waves stopped, the
    revision recorded stays the old one (so the next attempt runs the hooks again);
-10. assess health from the live objects (re-read only those just written).
+10. assess health from the live objects: those just written as the server answered the write,
+    the rest as read before it (re-read only a written object the answer did not carry).
 
 Steps 6 to 9 give way to a newer commit (``superseded``, :mod:`fleet.reconcile.superseding`)
 unless the sync runs hooks: they stop where they wait, the sync is stopped (never in sync), the
@@ -362,8 +363,9 @@ async def sync(
     if outcome.superseded is not None:
         _stopped_by(outcome.superseded, the_plan, result, run=run)
         return await result.finish(live, written=set())  # health as read: no more requests
+    answered = {c.key: c.live for c in result.changes if c.live is not None}
     written = {c.key for c in result.changes if c.outcome is not apply.Outcome.UNCHANGED}
-    return await result.finish(live, written=written)
+    return await result.finish({**live, **answered}, written=written - answered.keys())
 
 
 async def _write(

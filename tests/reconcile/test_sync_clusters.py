@@ -261,6 +261,45 @@ async def test_deployment_goes_progressing_then_healthy(cluster: apply.Cluster) 
     await cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")
 
 
+async def test_written_objects_are_judged_from_the_answers_to_their_writes(
+    cluster: apply.Cluster,
+) -> None:
+    """Health after a write comes from the server's answer to the apply, not from a read after
+    it: a sync that changes a ConfigMap and a Deployment reads no more than one that changes
+    nothing, and judges the Deployment it just changed Progressing (its new generation not yet
+    observed), then Healthy once rolled out."""
+    namespace = unique("answer")
+    app = AppSync(name=unique("app"), namespace=namespace)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+
+    def objects(value: str) -> RenderedSet:
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
+        image = {"containers": [{"name": "c", "image": f"registry.local/app:{value}"}]}
+        return RenderedSet.of([ns, {**cm, "data": {"v": value}}, deployment("web", pod=image)])
+
+    web = ObjectKey("apps", "Deployment", namespace, "web")
+    cm = ObjectKey("", "ConfigMap", namespace, "cm")
+    first = await sync(cluster, app, objects("1"), revision="r1")
+    assert first.changes.ok, first.changes.of(Outcome.FAILED)
+    await wait_health(cluster, {web: "apps/v1"}, lambda h: h.status is Status.HEALTHY)
+
+    async def reads(rendered: RenderedSet, revision: str) -> tuple[int, Any]:
+        before = cluster.calls.copy()
+        result = await sync(cluster, app, rendered, revision=revision)
+        return (cluster.calls - before)["GET"], result
+
+    unchanged_reads, unchanged = await reads(objects("1"), "r1")
+    assert len(unchanged.changes.of(Outcome.UNCHANGED)) == 3
+    changed_reads, changed = await reads(objects("2"), "r2")
+    assert changed.changes.keys(Outcome.CONFIGURED) == {web, cm}
+    assert changed_reads == unchanged_reads, (changed_reads, unchanged_reads)
+    assert changed.object_health[web].status is Status.PROGRESSING
+    assert changed.object_health[cm].status is Status.HEALTHY
+    assert all(c.live is None for c in changed.changes.changes)  # not kept in the result
+    await wait_health(cluster, {web: "apps/v1"}, lambda h: h.status is Status.HEALTHY)
+    await cluster.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
 async def test_deployment_that_never_schedules_is_degraded(cluster: apply.Cluster) -> None:
     namespace = unique("deg")
     app = AppSync(name=unique("app"), namespace=namespace)
