@@ -14,7 +14,9 @@ default) gives each entry an app of its own (``w-<entry>``, ``destination.cluste
 
 Per level: time from hub start to every entry converged (seen by the independent watcher on the
 real apiservers), hub RSS and CPU once idle (after `--settle`), then one commit that changes every
-entry's ConfigMap, pushed with its webhook: commit-to-converged per entry.
+entry's ConfigMap, pushed with its webhook: commit-to-converged per entry, and the API requests
+the apiservers counted from the push to the last entry converged, per entry, by verb and
+resource (the kit's own components' few requests a second included).
 
     python -m bench.many_clusters --servers 4 --entries 10 100 250 500 1000
 
@@ -34,12 +36,13 @@ import argparse
 import contextlib
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from bench import figures
+from bench import apicount, figures
 from bench.hubproc import HubProcess
 from bench.rig import Rig, add_rig_arguments, fleet_yaml
 from bench.watcher import Watcher
@@ -113,6 +116,7 @@ async def one_level(
             if args.profile is None
             else hub.sampling(args.profile / f"commit-{level}.txt")
         )
+        before = {server: await apicount.scrape(rig.kubeconfigs[server]) for server in servers}
         with sampling:
             pushed = await anyio.to_thread.run_sync(rig.workload.push)
             status = await hub.webhook(rig.repo_url)
@@ -121,6 +125,10 @@ async def one_level(
             after = await watcher.wait(slots, marker.text, limit=args.limit)
         latencies = [t - pushed for t in after.values()]
         busy_rss = hub.rss_mib()
+        requests: Counter[str] = Counter()
+        for server in servers:  # the kit's own components included: a few per second each
+            delta = apicount.delta(before[server], await apicount.scrape(rig.kubeconfigs[server]))
+            requests.update(delta.by_verb())
     result = {
         "entries": level,
         "servers": len(servers),
@@ -131,6 +139,7 @@ async def one_level(
         "hub_rss_mib_per_entry": rss / level,
         "hub_idle_cpu_pct": idle_cpu,
         "commit_latency": figures.summary(latencies),
+        "commit_requests_per_entry": {k: round(n / level, 2) for k, n in requests.items()},
     }
     print(f"  E={level}: {result}", flush=True)
     return result
