@@ -28,13 +28,17 @@ class Tree:
     modes: Mapping[str, str]  # blobs that are no plain file: "100755" executable, "120000" link
 
 
-def parse_batch(out: bytes, oids: list[str]) -> dict[str, bytes]:
-    """``cat-file --batch`` output: each object's header line, its bytes and a newline."""
+def parse_batch(out: bytes, oids: list[str], *, missing_ok: bool = False) -> dict[str, bytes]:
+    """``cat-file --batch`` output: each object's header line, its bytes and a newline; an
+    object git says is missing raises, or with `missing_ok` is left out of the result."""
     found: dict[str, bytes] = {}
     at = 0
     for oid in oids:
         end = out.index(b"\n", at)
         header = out[at:end].split()
+        if len(header) == 2 and header[1] == b"missing" and missing_ok:
+            at = end + 1
+            continue
         if len(header) != 3:
             raise gitcmd.GitFailed(f"git cat-file: object {oid} is missing", stderr="missing")
         size = int(header[2])

@@ -34,7 +34,9 @@ reconcile, reads memory only. And a commit's whole tree is listed once (:meth:`M
 ``ls-tree -r``) for the last few commits, so planning a thousand apps at a new commit asks git
 for their files' kinds, ids and directory listings from memory, not a process each. Small
 blobs read by id are kept too (bounded in bytes): a kustomization that a commit left alone is
-read from memory at the next commit.
+read from memory at the next commit. Blobs not kept are read by one ``git cat-file`` for every
+caller that asks while another such read runs (:mod:`fleet.sources.coalescing`): the thousand
+tenants of a hub that starts read their kustomizations with a handful of processes, not one each.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import anyio
 
 from fleet.errors import FleetError, StalledError, TransientError
 from fleet.sources import gitcmd, pushed
+from fleet.sources.coalescing import Coalescer
 from fleet.sources.gitparse import Tree, parse_batch, parse_ls_remote, parse_tree, pick
 from fleet.sources.pushed import PushedRef
 from fleet.sources.urls import RepoId
@@ -119,6 +122,7 @@ class Mirror:
         self._trees: OrderedDict[str, Tree | None] = OrderedDict()
         self._tree_lock = anyio.Lock()
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_reads: Coalescer[str, bytes] = Coalescer(self._read_blobs)
         # commits being checked or fetched: the leader's done event and its failure, if any
         self._ensuring: dict[str, tuple[anyio.Event, list[Exception]]] = {}
         self._blob_bytes = 0
@@ -447,14 +451,23 @@ class Mirror:
                 self._blobs.move_to_end(oid)
                 found[oid] = data
         missing = [oid for oid in dict.fromkeys(oids) if oid not in found]
-        if len(missing) == 1:
-            found[missing[0]] = await self.local_git("cat-file", "blob", missing[0])
-        elif missing:
-            out = await self.local_git("cat-file", "--batch", stdin="\n".join(missing).encode())
-            found.update(parse_batch(out, missing))
-        for oid in missing:
-            self._keep(oid, found[oid])
+        if missing:
+            try:
+                read = await self._blob_reads.get(missing)
+            except KeyError as exc:
+                raise gitcmd.GitFailed(
+                    f"git cat-file: object {exc.args[0]} is missing", stderr="missing"
+                ) from None
+            for oid, data in read.items():
+                self._keep(oid, data)
+            found.update(read)
         return found
+
+    async def _read_blobs(self, oids: list[str]) -> dict[str, bytes]:
+        """The blobs of `oids` the mirror holds, with one git process (whoever asked meanwhile
+        is in `oids` too: :attr:`_blob_reads`)."""
+        out = await self.local_git("cat-file", "--batch", stdin="\n".join(oids).encode())
+        return parse_batch(out, oids, missing_ok=True)
 
     def _keep(self, oid: str, data: bytes) -> None:
         if len(data) > _MAX_KEPT_BLOB:

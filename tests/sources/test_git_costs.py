@@ -286,3 +286,49 @@ async def test_the_targets_of_a_new_commit_share_one_ancestry_check(
 
 async def _ask_into(got: list[bool], mirror: Mirror, old: str, new: str) -> None:
     got.append(await is_ancestor(mirror, old, new))
+
+
+async def test_many_tenants_at_once_read_their_files_with_a_few_git_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 clusters, each with a kustomization of its own over one base, ask for their desired
+    state at once (32 at a time, as the hub's workers do): the blobs none of them had read are
+    read with a few `cat-file --batch` processes shared by whoever asked meanwhile, not one per
+    tenant, and every tenant gets its own objects."""
+    calls = GitCalls(tmp_path, monkeypatch)
+    remote = Remote(tmp_path)
+    names = [f"t{i:03d}" for i in range(200)]
+    files = {
+        "tenants/base/kustomization.yaml": "resources: [cm.yaml]\n",
+        "tenants/base/cm.yaml": CONFIGMAP.format(name="settings", v=1),
+    }
+    for name in names:
+        files[f"tenants/{name}/kustomization.yaml"] = f"namePrefix: {name}-\nresources: [../base]\n"
+    remote.commit(files)
+    sources = Sources(SourceSettings(cache_dir=tmp_path / "cache", interval=3600.0))
+    state = DesiredState(
+        sources=sources,
+        renderer=Renderer(RenderSettings()),
+        cache=ManifestCache(CacheSettings(root=tmp_path / "render")),
+    )
+    app = AppSource(
+        name="web", repo_url=remote.url, revision="main", path="tenants/{{ cluster.name }}"
+    )
+    await sources.snapshot(remote.url, "main")  # fetched and listed before the burst
+    calls.take()
+    limit = anyio.CapacityLimiter(32)
+    got: dict[str, list[str]] = {}
+
+    async def one(name: str) -> None:
+        async with limit:
+            desired = await state.desired(app, ClusterRef(name))
+        assert desired.error is None and desired.rendered is not None, desired.error
+        got[name] = [o["metadata"]["name"] for o in desired.rendered.objects]
+
+    async with anyio.create_task_group() as group:
+        for name in names:
+            group.start_soon(one, name)
+    assert got == {name: [f"{name}-settings"] for name in names}
+    reads = [c for c in calls.take() if "cat-file" in c]
+    assert 1 <= len(reads) <= 50, reads  # 200, one per tenant, before reads were coalesced
+    assert sources.mirror(remote.url).stats.trees_listed == 1
