@@ -7,7 +7,13 @@ column, not a guess). Git holds who changed what; this file holds what reached w
 
 SQLite in WAL mode: the hub writes, ``fleet history`` reads concurrently from another process. All
 calls go through one connection guarded by a lock; async callers use :meth:`History.arecord` and
-:meth:`History.aquery`, which run the blocking work in a worker thread.
+:meth:`History.aquery`, which run the blocking work in a worker thread. Writes are behind: a
+record is appended to a list and one writer thread inserts what has gathered, one transaction a
+batch, so the event loop never waits for the disk (a commit reaching a thousand targets records
+thousands of rows within a second). A read of this process first writes what is pending, so it
+sees every row recorded before it; another process sees a row once its batch is written, a few
+milliseconds later. :meth:`History.close` writes the rest. An insert that fails (the disk full)
+loses its batch, is logged, and shows in :attr:`History.problem` until a batch is written again.
 
 :class:`HistoryStore` is what every backend offers; :func:`open_history` picks one from where the
 history lives: a path is this SQLite file, a ``postgresql://`` URL is the database that several
@@ -17,6 +23,8 @@ is needed only by those who use it).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
 from dataclasses import astuple, dataclass, fields
@@ -37,6 +45,8 @@ __all__ = [
     "open_history",
     "open_to_read",
 ]
+
+log = logging.getLogger(__name__)
 
 _URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -121,6 +131,15 @@ class EventRecord:
 
 _EVENT_COLUMNS = [f.name for f in fields(EventRecord)]
 
+_INSERT_SYNC = (
+    f"INSERT INTO syncs ({', '.join(_COLUMNS)}) "  # noqa: S608 - our columns
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608 - our columns
+    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
+)
+
 
 class HistoryStore(Protocol):
     """Where sync records and events are kept. ``record`` and ``record_event`` are called by a
@@ -190,43 +209,90 @@ def open_to_read(*, url: str, state_dir: Path) -> HistoryStore:
 
 
 class History:
-    """The SQLite file of sync records."""
+    """The SQLite file of sync records (writes behind, see the module)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection
+        self._wake = threading.Condition()  # guards _pending and _closed
+        self._pending: list[tuple[str, tuple[object, ...]]] = []  # (insert, row)
+        self._closed = False
+        self._problem = ""
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, no fsync each
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
 
+        self._writer = threading.Thread(target=self._write_behind, name="history", daemon=True)
+        self._writer.start()
+
     def close(self) -> None:
+        """Write what is pending, stop the writer, close the file."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._writer.join()
+        self.flush()
         with self._lock:
             self._db.close()
 
     @property
     def problem(self) -> str:
-        """Always empty: a local file's insert either works or raises in the subscriber."""
-        return ""
+        """Why the last batch of rows was lost (the insert's error), until one is written."""
+        return self._problem
 
     def record(self, record: SyncRecord) -> None:
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        with self._lock:
-            self._db.execute(
-                f"INSERT INTO syncs ({', '.join(_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
-                astuple(record),
-            )
+        self._queue(_INSERT_SYNC, astuple(record))
 
     def record_event(self, event: EventRecord) -> None:
-        placeholders = ", ".join("?" for _ in _EVENT_COLUMNS)
+        self._queue(_INSERT_EVENT, astuple(event))
+
+    def _queue(self, insert: str, row: tuple[object, ...]) -> None:
+        with self._wake:
+            closed = self._closed
+            if not closed:
+                self._pending.append((insert, row))
+                self._wake.notify()
+        if closed:  # a late row after close(): refused as the closed file refuses it
+            raise sqlite3.ProgrammingError("the history is closed")
+
+    def _write_behind(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return  # close() writes the rest
+            with contextlib.suppress(sqlite3.Error):  # logged and kept in problem by flush
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every row recorded so far, one transaction (the writer's work; reads call it
+        so they see every row recorded before them)."""
         with self._lock:
-            self._db.execute(
-                f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "  # noqa: S608
-                f"VALUES ({placeholders})",
-                astuple(event),
-            )
+            with self._wake:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                self._db.execute("BEGIN")
+                for insert, row in batch:
+                    self._db.execute(insert, row)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._problem = f"{len(batch)} history rows lost: {exc}"
+                log.error(  # noqa: TRY400 - the error's text says it all, not a traceback
+                    "event=history_write_failed path=%s rows=%d error=%s",
+                    self.path,
+                    len(batch),
+                    exc,
+                )
+                raise
+            self._problem = ""
 
     def events(
         self, *, app: str | None = None, cluster: str | None = None, limit: int = 100
@@ -235,6 +301,7 @@ class History:
         select = f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events"  # noqa: S608 - our columns
         sql, args = _filtered(select, app, cluster)
         sql += " ORDER BY time DESC, id DESC LIMIT ?"
+        self.flush()
         with self._lock:
             rows = self._db.execute(sql, [*args, limit]).fetchall()
         return [EventRecord(*row) for row in rows]
@@ -246,6 +313,7 @@ class History:
         select = f"SELECT {', '.join(_COLUMNS)} FROM syncs"  # noqa: S608 - our columns
         sql, args = _filtered(select, app, cluster)
         sql += " ORDER BY finished_at DESC, id DESC LIMIT ?"
+        self.flush()
         with self._lock:
             rows = self._db.execute(sql, [*args, limit]).fetchall()
         return [SyncRecord(*row) for row in rows]
