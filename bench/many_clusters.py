@@ -16,7 +16,8 @@ Per level: time from hub start to every entry converged (seen by the independent
 real apiservers), hub RSS and CPU once idle (after `--settle`), then one commit that changes every
 entry's ConfigMap, pushed with its webhook: commit-to-converged per entry, and the API requests
 the apiservers counted from the push to the last entry converged, per entry, by verb and
-resource (the kit's own components' few requests a second included).
+resource (the kit's own components' few requests a second included), and the machine's CPU
+seconds in that window by program (:mod:`bench.cpushare`: the hub, krender, the apiservers, etcd).
 
     python -m bench.many_clusters --servers 4 --entries 10 100 250 500 1000
 
@@ -24,8 +25,10 @@ resource (the kit's own components' few requests a second included).
 (``FLEET_KRENDER``: the hub's own cache directory is a fresh one per level); ``--kustomize cli``
 leaves it a ``kubectl kustomize`` process per render, for comparison.
 
-``--profile DIR`` samples the hub with py-spy for one more idle window (after the idle figures
-are taken) and from the push to the last entry converged: collapsed stacks per level in DIR.
+``--profile DIR`` samples the hub with py-spy from its start to every entry converged (so the
+converge-all figure is taken with the sampler running), for one more idle window (after the idle
+figures are taken) and from the push to the last entry converged: collapsed stacks per level in
+DIR.
 
 Writes ``bench/results/many_clusters.json`` and ``many_clusters.png``.
 """
@@ -42,7 +45,7 @@ from typing import Any
 
 import anyio
 
-from bench import apicount, figures
+from bench import apicount, cpushare, figures
 from bench.hubproc import HubProcess
 from bench.rig import Rig, add_rig_arguments, fleet_yaml
 from bench.watcher import Watcher
@@ -97,7 +100,13 @@ async def one_level(
     assert rig.remote is not None
     started = time.time()
     with hub:
-        seen = await watcher.wait(slots, f"value:v{value}", limit=args.limit)
+        starting = (
+            contextlib.nullcontext()
+            if args.profile is None
+            else hub.sampling(_profile(args.profile, f"start-{level}.txt"))
+        )
+        with starting:
+            seen = await watcher.wait(slots, f"value:v{value}", limit=args.limit)
         converge = max(seen.values()) - started
         await anyio.sleep(args.settle)
         cpu0, t0 = hub.cpu_seconds(), time.monotonic()
@@ -105,8 +114,7 @@ async def one_level(
         idle_cpu = (hub.cpu_seconds() - cpu0) / (time.monotonic() - t0) * 100
         rss = hub.rss_mib()
         if args.profile is not None:  # after the idle figures, so the sampler is not in them
-            args.profile.mkdir(parents=True, exist_ok=True)
-            with hub.sampling(args.profile / f"idle-{level}.txt"):
+            with hub.sampling(_profile(args.profile, f"idle-{level}.txt")):
                 await anyio.sleep(args.idle_window)
         marker = set_tenant_value(rig.remote.work, f"v{value + 1}")
         assert rig.workload is not None
@@ -114,15 +122,18 @@ async def one_level(
         sampling = (
             contextlib.nullcontext()
             if args.profile is None
-            else hub.sampling(args.profile / f"commit-{level}.txt")
+            else hub.sampling(_profile(args.profile, f"commit-{level}.txt"))
         )
         before = {server: await apicount.scrape(rig.kubeconfigs[server]) for server in servers}
+        assert hub.proc is not None
+        cpu_before = cpushare.snapshot(hub_pid=hub.proc.pid)
         with sampling:
             pushed = await anyio.to_thread.run_sync(rig.workload.push)
             status = await hub.webhook(rig.repo_url)
             if status not in (200, 202):
                 raise RuntimeError(f"webhook answered {status}")
             after = await watcher.wait(slots, marker.text, limit=args.limit)
+        cpu_commit = cpushare.spent(cpu_before, cpushare.snapshot(hub_pid=hub.proc.pid))
         latencies = [t - pushed for t in after.values()]
         busy_rss = hub.rss_mib()
         requests: Counter[str] = Counter()
@@ -140,9 +151,15 @@ async def one_level(
         "hub_idle_cpu_pct": idle_cpu,
         "commit_latency": figures.summary(latencies),
         "commit_requests_per_entry": {k: round(n / level, 2) for k, n in requests.items()},
+        "commit_cpu_s_by_program": cpu_commit,
     }
     print(f"  E={level}: {result}", flush=True)
     return result
+
+
+def _profile(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / name
 
 
 async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
