@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from fleet.report import History, SyncRecord
+from fleet.report.history import EventRecord
+from tests.hub.hubkit import until
 
 
 def _record(app: str, cluster: str, finished: float, **extra: Any) -> SyncRecord:
@@ -48,3 +50,52 @@ async def test_async_calls(tmp_path: Path) -> None:
     history = History(tmp_path / "h.sqlite")
     await history.arecord(_record("web", "eu", 1))
     assert [r.app for r in await history.aquery(app="web")] == ["web"]
+
+
+def _event(i: int) -> EventRecord:
+    return EventRecord(
+        time=float(i), cluster="eu", app="web", type="Synced", severity="normal", message=f"#{i}"
+    )
+
+
+def _count(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as reader:  # another connection, as `fleet history` opens
+        return int(reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+@pytest.mark.anyio
+async def test_rows_are_written_behind_and_every_reader_sees_them(tmp_path: Path) -> None:
+    """A burst of rows returns at once to the recorder (the writer thread inserts them in
+    batches); the hub's own reads see every row recorded before them, another connection sees
+    them once written, and close writes the rest."""
+    history = History(tmp_path / "h.sqlite")
+    for i in range(500):
+        history.record_event(_event(i))
+        history.record(_record("web", "eu", float(i)))
+    assert len(history.events(limit=1000)) == 500 and len(history.query(limit=1000)) == 500
+    assert _count(history.path, "events") == 500
+    history.record_event(_event(500))
+    await until(lambda: _count(history.path, "events") == 501)  # the writer, unasked
+    history.record_event(_event(501))
+    history.close()
+    assert _count(history.path, "events") == 502
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        history.record_event(_event(502))
+
+
+@pytest.mark.anyio
+async def test_a_batch_the_file_refuses_is_lost_named_and_the_next_one_written(
+    tmp_path: Path,
+) -> None:
+    history = History(tmp_path / "h.sqlite")
+    with sqlite3.connect(history.path) as other:
+        other.execute("ALTER TABLE events RENAME TO kept")
+    history.record_event(_event(1))
+    await until(lambda: "history rows lost" in history.problem)
+    assert "no such table: events" in history.problem
+    with sqlite3.connect(history.path) as other:
+        other.execute("ALTER TABLE kept RENAME TO events")
+    history.record_event(_event(2))
+    await until(lambda: history.problem == "")
+    assert [e.message for e in history.events()] == ["#2"]
+    history.close()
