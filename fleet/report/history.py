@@ -8,11 +8,12 @@ column, not a guess). Git holds who changed what; this file holds what reached w
 SQLite in WAL mode: the hub writes, ``fleet history`` reads concurrently from another process. All
 calls go through one connection guarded by a lock; async callers use :meth:`History.arecord` and
 :meth:`History.aquery`, which run the blocking work in a worker thread. Writes are behind: a
-record is appended to a list and one writer thread inserts what has gathered, one transaction a
-batch, so the event loop never waits for the disk (a commit reaching a thousand targets records
+record is appended to a list and one writer thread, woken by the first row and letting the
+others gather for :data:`GATHER` seconds, inserts them in one transaction, so the event loop
+never waits for the disk nor wakes a thread per row (a commit reaching a thousand targets records
 thousands of rows within a second). A read of this process first writes what is pending, so it
-sees every row recorded before it; another process sees a row once its batch is written, a few
-milliseconds later. :meth:`History.close` writes the rest. An insert that fails (the disk full)
+sees every row recorded before it; another process sees a row once its batch is written, some
+:data:`GATHER` seconds later. :meth:`History.close` writes the rest. An insert that fails (the disk full)
 loses its batch, is logged, and shows in :attr:`History.problem` until a batch is written again.
 
 :class:`HistoryStore` is what every backend offers; :func:`open_history` picks one from where the
@@ -27,6 +28,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Protocol
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+GATHER = 0.05  # seconds the writer lets rows gather once the first one is recorded
 
 _URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -254,7 +258,8 @@ class History:
             closed = self._closed
             if not closed:
                 self._pending.append((insert, row))
-                self._wake.notify()
+                if len(self._pending) == 1:  # the writer waits only for an empty list
+                    self._wake.notify()
         if closed:  # a late row after close(): refused as the closed file refuses it
             raise sqlite3.ProgrammingError("the history is closed")
 
@@ -265,6 +270,7 @@ class History:
                     self._wake.wait()
                 if self._closed:
                     return  # close() writes the rest
+            time.sleep(GATHER)  # let the rows of a burst gather: one transaction, one wake-up
             with contextlib.suppress(sqlite3.Error):  # logged and kept in problem by flush
                 self.flush()
 
