@@ -42,7 +42,7 @@ from fleet.hub.hub import Hub
 from fleet.hub.server import ServerSettings
 from fleet.hub.settings import HubSettings
 from fleet.report import Cell, ClusterState, SyncRecord, matrix, open_to_read
-from fleet.runtime import SchedulerSettings
+from fleet.runtime import SchedulerSettings, collector
 from fleet.settings import default_cache_dir
 from fleet.shard import options as shard_options
 from fleet.sources import Sources, SourceSettings, repo_id
@@ -315,12 +315,15 @@ def run_hub(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     stopped_by: list[str] = []
+    collector.tune()
 
     async def main() -> None:
         hub = Hub(settings)  # its clock reads the event loop's time: built inside the loop
         async with anyio.create_task_group() as group:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 port = await group.start(hub.run)
+                frozen = collector.settle()  # the imports and services, walked no more
+                log.debug("event=gc_frozen objects=%d", frozen)
                 url = f"http://{host}:{port}"
                 # scripts wait for "listening on URL" and read the port at the end of the line
                 logs.announce(log, "hub_listening", banner=f"fleet hub listening on {url}", url=url)
