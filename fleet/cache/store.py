@@ -4,10 +4,12 @@ An entry is ``<root>/<key[:2]>/<key>.json`` holding the key, the canonical objec
 digest. It is written to a temp file in the same directory and renamed into place, so a reader
 sees a whole entry or none. It is not synced to disk: after a crash an entry may be empty or
 torn, which its digest tells, and a render costs less than the fsync a thousand tenants' renders
-of one commit would each wait for. A read recomputes the digest: an entry that does not match (a torn
-disk, a hand edit) is a miss and is removed. A hit touches the file's mtime, so :meth:`gc` removes
-entries unused for longer than ``max_age`` and then the least recently used until the total size
-is under ``max_bytes``. Everything here can be rebuilt by rendering again.
+of one commit would each wait for. A read recomputes the digest: an entry that does not match
+(a torn disk, a hand edit) is a miss and is removed. A hit touches the file's mtime, so
+:meth:`gc` removes entries unused for longer than ``max_age`` and then the least recently used
+until the total size is under ``max_bytes``. Everything here can be rebuilt by rendering again.
+The keys on disk are listed once and kept in memory, so a miss (every key of a new commit) costs
+no read.
 """
 
 from __future__ import annotations
@@ -54,14 +56,17 @@ class ManifestCache:
     def __init__(self, settings: CacheSettings | None = None) -> None:
         self.settings = settings or CacheSettings()
         self.stats = CacheStats()
+        self._keys: set[str] | None = None  # the keys on disk: listed at first use, then kept
 
     def path_of(self, key: str) -> Path:
         return self.settings.root / key[:2] / f"{key}.json"
 
     async def get(self, key: str) -> RenderedSet | None:
         """The entry for `key`, or ``None`` (missing or corrupt, in which case it is removed)."""
-        found = await anyio.to_thread.run_sync(self._read, key)
+        keys = await self._known()
+        found = await anyio.to_thread.run_sync(self._read, key) if key in keys else None
         if found is None:
+            keys.discard(key)
             self.stats.misses += 1
         else:
             self.stats.hits += 1
@@ -70,11 +75,25 @@ class ManifestCache:
     async def put(self, key: str, rendered: RenderedSet) -> None:
         """Store `rendered` under `key` (atomically)."""
         await anyio.to_thread.run_sync(self._write, key, rendered)
+        (await self._known()).add(key)
         self.stats.writes += 1
 
     async def gc(self, *, now: float | None = None) -> int:
         """Remove entries by age, then by total size; the number removed."""
-        return await anyio.to_thread.run_sync(self._gc, time.time() if now is None else now)
+        removed = await anyio.to_thread.run_sync(self._gc, time.time() if now is None else now)
+        self._keys = None  # listed again at the next use
+        return removed
+
+    async def _known(self) -> set[str]:
+        """The keys of the entries on disk: a key not among them is a miss without a read (a
+        commit's new keys are all misses). Listed once, then kept by this process's own
+        writes, misses and collections; an entry another process wrote is seen after a gc."""
+        if self._keys is None:
+            self._keys = await anyio.to_thread.run_sync(self._list)
+        return self._keys
+
+    def _list(self) -> set[str]:
+        return {path.stem for path in self.settings.root.glob("*/*.json")}
 
     def _read(self, key: str) -> RenderedSet | None:
         path = self.path_of(key)

@@ -49,6 +49,34 @@ async def test_put_get_and_corrupt_entry_is_a_removed_miss(tmp_path: Path) -> No
 
 
 @pytest.mark.anyio
+async def test_a_new_cache_finds_the_entries_on_disk_and_a_miss_reads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted hub's cache lists the entries on disk once: a key among them is read, a key
+    not among them (a new commit's) is a miss without a read; an entry removed by hand is a miss
+    and is forgotten."""
+    kept, new = "ab" * 32, "cd" * 32
+    await ManifestCache(CacheSettings(root=tmp_path)).put(kept, rendered("a"))
+    cache = ManifestCache(CacheSettings(root=tmp_path))
+    reads: list[str] = []
+    read = cache._read
+
+    def counted(key: str) -> RenderedSet | None:
+        reads.append(key)
+        return read(key)
+
+    monkeypatch.setattr(cache, "_read", counted)
+    assert await cache.get(kept) == rendered("a")
+    assert await cache.get(new) is None
+    assert reads == [kept]
+    cache.path_of(kept).unlink()
+    assert await cache.get(kept) is None and await cache.get(kept) is None
+    assert reads == [kept, kept]  # read once more, then known gone
+    await cache.put(new, rendered("b"))
+    assert await cache.get(new) == rendered("b") and cache.stats.hits == 2
+
+
+@pytest.mark.anyio
 async def test_gc_by_age_then_size(tmp_path: Path) -> None:
     cache = ManifestCache(CacheSettings(root=tmp_path, max_age=500.0, max_bytes=10**6))
     now = time.time()
