@@ -89,28 +89,25 @@ async def unless_superseded(
     done: list[T] = []
     failed: list[Exception] = []
     reason: list[str] = []
-
-    async with anyio.create_task_group() as tg:
-
-        async def run() -> None:
-            try:
-                done.append(await work())
-            except Exception as exc:  # raised below, outside the group
-                failed.append(exc)
-            finally:
-                tg.cancel_scope.cancel()
+    with anyio.CancelScope() as scope:  # the work runs in this task: one task spawned, not two
 
         async def watch() -> None:
             while True:
                 why = superseded()
                 if why:
                     reason.append(why)
-                    tg.cancel_scope.cancel()
+                    scope.cancel()
                     return
                 await anyio.sleep(poll)
 
-        tg.start_soon(run)
-        tg.start_soon(watch)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:
+                done.append(await work())
+            except Exception as exc:  # raised below, outside the group
+                failed.append(exc)
+            finally:
+                tg.cancel_scope.cancel()
     if failed:
         raise failed[0]
     if done:
