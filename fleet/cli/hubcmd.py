@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -319,14 +320,16 @@ def run_hub(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         hub = Hub(settings)  # its clock reads the event loop's time: built inside the loop
+        def listening(port: int) -> None:  # before the cluster files are read
+            url = f"http://{host}:{port}"
+            # scripts wait for "listening on URL" and read the port at the end of the line
+            logs.announce(log, "hub_listening", banner=f"fleet hub listening on {url}", url=url)
+
         async with anyio.create_task_group() as group:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                port = await group.start(hub.run)
+                await group.start(functools.partial(hub.run, on_listening=listening))
                 frozen = collector.settle()  # the imports and services, walked no more
                 log.debug("event=gc_frozen objects=%d", frozen)
-                url = f"http://{host}:{port}"
-                # scripts wait for "listening on URL" and read the port at the end of the line
-                logs.announce(log, "hub_listening", banner=f"fleet hub listening on {url}", url=url)
                 async for signum in signals:
                     stopped_by.append(signal.Signals(signum).name)
                     hub.stop()

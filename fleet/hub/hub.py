@@ -167,9 +167,16 @@ class Hub:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def run(
-        self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+        self,
+        *,
+        on_listening: Callable[[int], None] | None = None,
+        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run until :meth:`stop`; reports the HTTP port once every service is ready."""
+        """Run until :meth:`stop`; reports the HTTP port once every service is ready.
+
+        The HTTP server starts before the first scan of the cluster files, and `on_listening`
+        hears its port then: webhooks and the API are answered while 10,000 kubeconfigs are
+        still being read (readiness, ``/readyz``, waits for the scan)."""
         try:
             async with (
                 Tunnels(self.tunnel_settings) as tunnels,
@@ -196,6 +203,13 @@ class Hub:
                 await group.start(self.scheduler.run)
                 if self.shards is not None:  # the membership is known before any cluster
                     await group.start(self.shards.run)
+                self.port = await group.start(
+                    functools.partial(
+                        server.serve, self, self.settings.server, routes=self._routes()
+                    )
+                )
+                if on_listening is not None:
+                    on_listening(self.port)
                 await group.start(self.registry.run)
                 if self.settings.in_cluster:
                     await self.membership.join_in_cluster()
@@ -208,11 +222,6 @@ class Hub:
                 self._supervise(group, "source-poller", self.refreshing.poll)
                 self._supervise(group, "cache-gc", self._collect_cache)
                 self._supervise(group, "tunnel-watch", self.membership.watch_tunnels)
-                self.port = await group.start(
-                    functools.partial(
-                        server.serve, self, self.settings.server, routes=self._routes()
-                    )
-                )
                 self._ready = True
                 log.info(
                     "event=hub_ready port=%d clusters=%d apps=%d",

@@ -6,6 +6,7 @@ own status. The waits are safety nets for a failing hub, not speed assertions.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import anyio
@@ -93,3 +94,28 @@ async def test_join_webhook_pushes_and_leave(
     rows = History(settings.history_path).query(app="web", limit=100)
     assert {r.cluster for r in rows} >= {first.name, second.name, "hub-third"}
     assert any(r.commit_to_applied is not None for r in rows)
+
+
+async def test_the_hub_listens_before_it_reads_the_cluster_files(
+    kit_clusters: list[RunningCluster], tmp_path: Path
+) -> None:
+    """`on_listening` hears the port before the first scan of `clusters/` (so 10,000 kubeconfigs
+    never delay webhooks); the hub is ready, and its entries known, once the scan is done."""
+    remote = Remote(tmp_path / "git")
+    remote.commit({"app/cm.yaml": configmap("listen-first", "v1")})
+    settings = hub_settings(tmp_path)
+    settings.config_path.write_text(fleet_yaml(remote.url, "listen-first"))
+    for cluster in kit_clusters[:2]:
+        drop(cluster, settings.clusters_dir)
+    hub = Hub(settings)
+    heard: list[tuple[int, int, bool]] = []
+
+    def listening(port: int) -> None:
+        heard.append((port, len(hub.registry.snapshot), hub.readiness()[0]))
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(functools.partial(hub.run, on_listening=listening))
+        assert heard == [(port, 0, False)]  # listening, nothing read yet, not ready
+        assert len(hub.registry.snapshot) == 2 and hub.readiness()[0]
+        assert await push_webhook(port, remote.url) == 200
+        hub.stop()
