@@ -147,35 +147,31 @@ class BatchKustomize:
 
     async def version(self) -> str:
         """``krender sigs.k8s.io/kustomize/api vX.Y.Z``: the kustomize the renders use."""
-        with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
-            out = await tools.run_tool(
-                [str(self.binary), "-version"],
-                cwd=Path(scratch),
-                env=tools.tool_env(Path(scratch)),
-                max_output=1 << 16,
-                name="krender",
-            )
-        return "krender " + out.decode().strip()
+        return "krender " + (await self._ask("-version")).decode().strip()
 
     async def takes_files(self) -> bool:
         """Whether this build renders files sent in the request (``krender -features`` lists
         ``files``); asked once. A build older than the flag fails on it: then no."""
         if self._takes_files is None:
-            with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
-                try:
-                    out = await tools.run_tool(
-                        [str(self.binary), "-features"],
-                        cwd=Path(scratch),
-                        env=tools.tool_env(Path(scratch)),
-                        max_output=1 << 16,
-                        name="krender",
-                    )
-                except (StalledError, TransientError):
-                    out = b""
+            try:
+                out = await self._ask("-features")
+            except (StalledError, TransientError):
+                out = b""
             self._takes_files = "files" in out.decode(errors="replace").split()
             if not self._takes_files:
                 log.info("event=krender_without_files binary=%s", self.binary)
         return self._takes_files
+
+    async def _ask(self, flag: str) -> bytes:
+        """What ``krender FLAG`` prints, run once in a scratch directory of its own."""
+        with tempfile.TemporaryDirectory(prefix="fleet-tool-") as scratch:
+            return await tools.run_tool(
+                [str(self.binary), flag],
+                cwd=Path(scratch),
+                env=tools.tool_env(Path(scratch)),
+                max_output=1 << 16,
+                name="krender",
+            )
 
     async def build(self, directory: Path, *, root: Path | None = None) -> bytes:
         """The YAML that ``kustomize build directory`` prints; errors as the CLI's would be, with

@@ -294,6 +294,13 @@ async def test_a_yaml_answer_decodes_to_the_objects_of_the_json_answer(
         await batch.aclose()
 
 
+REFUSED = {  # kustomizations every build refuses: a missing resource, a file outside the root
+    "outside.yaml": DEPLOYMENT,
+    "missing/kustomization.yaml": "resources: [nothere.yaml]\n",
+    "escape/kustomization.yaml": "resources: [../outside.yaml]\n",
+}
+
+
 async def test_krender_refuses_what_the_cli_refuses(
     tmp_path: Path, krender_binary: Path, kubectl: Path
 ) -> None:
@@ -301,14 +308,7 @@ async def test_krender_refuses_what_the_cli_refuses(
     load restrictor) fail both ways, as a StalledError; krender's message names the path in the
     repository, not the hub's checkout directory."""
     checkout = tmp_path / "repo"
-    _write(
-        checkout,
-        {
-            "outside.yaml": DEPLOYMENT,
-            "missing/kustomization.yaml": "resources: [nothere.yaml]\n",
-            "escape/kustomization.yaml": "resources: [../outside.yaml]\n",
-        },
-    )
+    _write(checkout, REFUSED)
     env = tool_env(tmp_path / "home")
     cli = Builder(binary=kubectl)
     batch = Builder(batch=krender_binary)
@@ -432,9 +432,7 @@ async def test_krender_builds_from_files_in_memory_what_it_builds_from_the_disk(
         {
             **TREE,
             **TRICKY,
-            "outside.yaml": DEPLOYMENT,
-            "missing/kustomization.yaml": "resources: [nothere.yaml]\n",
-            "escape/kustomization.yaml": "resources: [../outside.yaml]\n",
+            **REFUSED,
             "climb/kustomization.yaml": f"resources: [{'../' * 12}{tmp_path}/secret.yaml]\n",
         },
     )
