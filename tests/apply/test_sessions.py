@@ -16,7 +16,6 @@ CONNECT proxy named by ``HTTPS_PROXY``, the entry's requests go through the prox
 from __future__ import annotations
 
 import base64
-import datetime
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -27,15 +26,12 @@ import anyio
 import anyio.abc
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from fleet import apply
 from fleet.apply import sessions
 from fleet.controlplane import RunningCluster
+from tests.certkit import self_signed
 
 pytestmark = pytest.mark.anyio
 
@@ -161,29 +157,10 @@ def _with_user(document: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]
 
 def _stranger_cert() -> dict[str, str]:
     """A client certificate (and key) the kit's apiserver does not trust: self-signed."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    cert, key = self_signed("stranger")
     return {
-        "client-certificate-data": base64.b64encode(
-            cert.public_bytes(serialization.Encoding.PEM)
-        ).decode(),
-        "client-key-data": base64.b64encode(key_pem).decode(),
+        "client-certificate-data": base64.b64encode(cert).decode(),
+        "client-key-data": base64.b64encode(key).decode(),
     }
 
 
