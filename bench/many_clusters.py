@@ -103,7 +103,7 @@ async def one_level(
         starting = (
             contextlib.nullcontext()
             if args.profile is None
-            else hub.sampling(_profile(args.profile, f"start-{level}.txt"))
+            else hub.sampling(_profile(args.profile, f"start-{level}.txt"), rate=args.profile_rate)
         )
         with starting:
             seen = await watcher.wait(slots, f"value:v{value}", limit=args.limit)
@@ -114,7 +114,7 @@ async def one_level(
         idle_cpu = (hub.cpu_seconds() - cpu0) / (time.monotonic() - t0) * 100
         rss = hub.rss_mib()
         if args.profile is not None:  # after the idle figures, so the sampler is not in them
-            with hub.sampling(_profile(args.profile, f"idle-{level}.txt")):
+            with hub.sampling(_profile(args.profile, f"idle-{level}.txt"), rate=args.profile_rate):
                 await anyio.sleep(args.idle_window)
         marker = set_tenant_value(rig.remote.work, f"v{value + 1}")
         assert rig.workload is not None
@@ -122,7 +122,7 @@ async def one_level(
         sampling = (
             contextlib.nullcontext()
             if args.profile is None
-            else hub.sampling(_profile(args.profile, f"commit-{level}.txt"))
+            else hub.sampling(_profile(args.profile, f"commit-{level}.txt"), rate=args.profile_rate)
         )
         before = {server: await apicount.scrape(rig.kubeconfigs[server]) for server in servers}
         assert hub.proc is not None
@@ -223,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
         help="py-spy the hub for one more idle window and during the commit (stacks into DIR)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench/results/many_clusters.json"))
+    p.add_argument("--profile-rate", type=int, default=20, help="py-spy samples a second")
     return p
 
 
