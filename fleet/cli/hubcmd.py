@@ -320,6 +320,7 @@ def run_hub(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         hub = Hub(settings)  # its clock reads the event loop's time: built inside the loop
+
         def listening(port: int) -> None:  # before the cluster files are read
             url = f"http://{host}:{port}"
             # scripts wait for "listening on URL" and read the port at the end of the line

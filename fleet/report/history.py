@@ -13,8 +13,9 @@ others gather for :data:`GATHER` seconds, inserts them in one transaction, so th
 never waits for the disk nor wakes a thread per row (a commit reaching a thousand targets records
 thousands of rows within a second). A read of this process first writes what is pending, so it
 sees every row recorded before it; another process sees a row once its batch is written, some
-:data:`GATHER` seconds later. :meth:`History.close` writes the rest. An insert that fails (the disk full)
-loses its batch, is logged, and shows in :attr:`History.problem` until a batch is written again.
+:data:`GATHER` seconds later. :meth:`History.close` writes the rest. An insert that fails (the
+disk full) loses its batch, is logged, and shows in :attr:`History.problem` until a batch is
+written again.
 
 :class:`HistoryStore` is what every backend offers; :func:`open_history` picks one from where the
 history lives: a path is this SQLite file, a ``postgresql://`` URL is the database that several
