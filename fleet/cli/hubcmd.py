@@ -329,7 +329,7 @@ def run_hub(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as group:
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 await group.start(functools.partial(hub.run, on_listening=listening))
-                frozen = collector.settle()  # the imports and services, walked no more
+                frozen = collector.settle()  # ready: the start-up heap, walked no more
                 log.debug("event=gc_frozen objects=%d", frozen)
                 async for signum in signals:
                     stopped_by.append(signal.Signals(signum).name)

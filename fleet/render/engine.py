@@ -132,7 +132,6 @@ class Renderer:
             max_output=self.settings.max_output_bytes,
         )
         self.renders = 0  # how many renders ran (tests and metrics)
-        self.from_files = 0  # of which from files in memory (render_files)
 
     async def plan(self, reader: kustomize.TreeReader, spec: RenderSpec) -> RenderPlan:
         """Decide the renderer for `spec` at the commit `reader` reads; list what it reads."""
@@ -144,6 +143,12 @@ class Renderer:
         if kind not in self._versions:
             self._versions[kind] = await self._ask_version(kind)
         return self._versions[kind]
+
+    @property
+    def from_files(self) -> int:
+        """How many of the renders came from files in memory (:meth:`render_files`)."""
+        batch = self._kustomize.batch
+        return batch.from_files if batch is not None else 0
 
     async def renders_files(self, plan: RenderPlan) -> bool:
         """Whether `plan` may render from its files in memory (:meth:`render_files`): a plain
@@ -165,9 +170,7 @@ class Renderer:
             texts = {path: data.decode() for path, data in files.items()}
         except UnicodeDecodeError:
             return None
-        objects = await self._timed(plan, lambda: self._kustomize_files(texts, plan))
-        self.from_files += 1
-        return objects
+        return await self._timed(plan, lambda: self._kustomize_files(texts, plan))
 
     async def _kustomize_files(self, texts: dict[str, str], plan: RenderPlan) -> list[Manifest]:
         options = plan.spec.kustomize

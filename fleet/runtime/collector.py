@@ -10,9 +10,10 @@ collector took 6.7 s of the hub's CPU from start to a converged commit, its youn
 - :func:`tune`, at start: thresholds ``(10000, 20, 20)``, so young collections are rarer (the
   survivors of each are walked again at every one) and full ones much rarer; garbage in cycles
   lives a little longer, which the RSS figure did not show.
-- :func:`settle`, once the hub listens: one full collection, then :func:`gc.freeze` of what is
-  left (the imports, the config, the services), which no later collection walks again. Objects
-  made after it (entries connecting, caches filling) are collected as usual.
+- :func:`settle`, once the hub is ready: one full collection, then :func:`gc.freeze` of what is
+  left (the imports, the config, the services, the cluster files read), which no later
+  collection walks again. Objects made after it (entries connecting, caches filling) are
+  collected as usual.
 """
 
 from __future__ import annotations

@@ -130,8 +130,9 @@ class Snapshot:
     async def plain_files(self, paths: Iterable[str]) -> dict[str, bytes] | None:
         """The files under `paths` of the commit (repository path -> bytes), read into memory
         with the checks :meth:`extract` makes; None when one of them is a symlink (which only
-        a checkout on disk resolves, and :mod:`fleet.render.confine` checks) or the commit's
-        tree is too large to be listed in memory."""
+        a checkout on disk resolves, and :mod:`fleet.render.confine` checks), when the root is
+        asked (the whole repository: :meth:`extract` archives it) or the commit's tree is too
+        large to be listed in memory."""
         wanted = sorted(set(paths))
         tree = await self.mirror.tree(self.commit)
         if tree is None or "" in wanted:
