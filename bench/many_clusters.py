@@ -100,12 +100,7 @@ async def one_level(
     assert rig.remote is not None
     started = time.time()
     with hub:
-        starting = (
-            contextlib.nullcontext()
-            if args.profile is None
-            else hub.sampling(_profile(args.profile, f"start-{level}.txt"), rate=args.profile_rate)
-        )
-        with starting:
+        with _sampled(hub, args, f"start-{level}.txt"):
             seen = await watcher.wait(slots, f"value:v{value}", limit=args.limit)
         converge = max(seen.values()) - started
         await anyio.sleep(args.settle)
@@ -114,20 +109,15 @@ async def one_level(
         idle_cpu = (hub.cpu_seconds() - cpu0) / (time.monotonic() - t0) * 100
         rss = hub.rss_mib()
         if args.profile is not None:  # after the idle figures, so the sampler is not in them
-            with hub.sampling(_profile(args.profile, f"idle-{level}.txt"), rate=args.profile_rate):
+            with _sampled(hub, args, f"idle-{level}.txt"):
                 await anyio.sleep(args.idle_window)
         marker = set_tenant_value(rig.remote.work, f"v{value + 1}")
         assert rig.workload is not None
         rig.workload.commit(f"bench: every tenant to {marker.text}")
-        sampling = (
-            contextlib.nullcontext()
-            if args.profile is None
-            else hub.sampling(_profile(args.profile, f"commit-{level}.txt"), rate=args.profile_rate)
-        )
         before = {server: await apicount.scrape(rig.kubeconfigs[server]) for server in servers}
         assert hub.proc is not None
         cpu_before = cpushare.snapshot(hub_pid=hub.proc.pid)
-        with sampling:
+        with _sampled(hub, args, f"commit-{level}.txt"):
             pushed = await anyio.to_thread.run_sync(rig.workload.push)
             status = await hub.webhook(rig.repo_url)
             if status not in (200, 202):
@@ -157,9 +147,14 @@ async def one_level(
     return result
 
 
-def _profile(directory: Path, name: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / name
+def _sampled(
+    hub: HubProcess, args: argparse.Namespace, name: str
+) -> contextlib.AbstractContextManager[None]:
+    """py-spy on the hub into ``--profile``/`name` while held, or nothing without ``--profile``."""
+    if args.profile is None:
+        return contextlib.nullcontext()
+    args.profile.mkdir(parents=True, exist_ok=True)
+    return hub.sampling(args.profile / name, rate=args.profile_rate)
 
 
 async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
