@@ -25,6 +25,12 @@ seconds in that window by program (:mod:`bench.cpushare`: the hub, krender, the 
 (``FLEET_KRENDER``: the hub's own cache directory is a fresh one per level); ``--kustomize cli``
 leaves it a ``kubectl kustomize`` process per render, for comparison.
 
+``--floor`` then measures, per level and with the hub stopped, the same commit without a hub
+(:mod:`bench.entry_floor`, a process of its own): each entry's changed ConfigMap applied by one
+server-side apply, then again followed by a second apply of a record of it (fleet's inventory
+write), as many entries at once as the hub's workers, watched by the same watcher. What the hub
+takes beyond the second is its own cost; what the second takes is the machine's.
+
 ``--profile DIR`` samples the hub with py-spy from its start to every entry converged (so the
 converge-all figure is taken with the sampler running), for one more idle window (after the idle
 figures are taken) and from the push to the last entry converged: collapsed stacks per level in
@@ -37,6 +43,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from bench import apicount, cpushare, figures
 from bench.hubproc import HubProcess
@@ -130,6 +139,7 @@ async def one_level(
         for server in servers:  # the kit's own components included: a few per second each
             delta = apicount.delta(before[server], await apicount.scrape(rig.kubeconfigs[server]))
             requests.update(delta.by_verb())
+    floors = await _floors(rig, watcher, root, names, server_of, args=args) if args.floor else {}
     result = {
         "entries": level,
         "servers": len(servers),
@@ -142,9 +152,54 @@ async def one_level(
         "commit_latency": figures.summary(latencies),
         "commit_requests_per_entry": {k: round(n / level, 2) for k, n in requests.items()},
         "commit_cpu_s_by_program": cpu_commit,
+        **floors,
     }
     print(f"  E={level}: {result}", flush=True)
     return result
+
+
+async def _floors(
+    rig: Rig,
+    watcher: Watcher,
+    root: Path,
+    names: list[str],
+    server_of: dict[str, str],
+    *,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The level's commit without a hub (see the module): one write per entry, then two."""
+    slots = [(server_of[n], f"f-{n}") for n in names]
+    slots_file = root / f"floor-slots-{len(names)}.json"
+    slots_file.write_text(json.dumps(slots))
+    out: dict[str, Any] = {}
+    runs = (("prepare", "p"), ("floor_one_write", "a"), ("floor_two_writes", "b"))
+    for label, suffix in runs:
+        value = f"f{len(names)}{suffix}"
+        flags = ["--prepare"] if label == "prepare" else []
+        flags += ["--record"] if label == "floor_two_writes" else []
+        command = [sys.executable, "-m", "bench.entry_floor", "--slots", str(slots_file)]
+        command += [f"--kubeconfig={name}={path}" for name, path in rig.kubeconfigs.items()]
+        async with await anyio.open_process([*command, "--value", value, *flags]) as proc:
+            assert proc.stdin is not None and proc.stdout is not None
+            lines = BufferedByteReceiveStream(proc.stdout)
+            ready = (await lines.receive_until(b"\n", 4096)).decode()
+            if ready != "ready":
+                raise RuntimeError(f"bench.entry_floor said {ready!r}")
+            cpu_before = cpushare.snapshot(hub_pid=proc.pid)
+            started = time.time()
+            await proc.stdin.send(b"go\n")
+            seen = await watcher.wait(slots, f"value:{value}", limit=args.limit)
+            cpu = cpushare.spent(cpu_before, cpushare.snapshot(hub_pid=proc.pid))
+            said = (await lines.receive_until(b"\n", 4096)).decode()
+            await proc.wait()
+        if label == "prepare":
+            continue
+        out[label] = {
+            "latency": figures.summary([t - started for t in seen.values()]),
+            "failed": json.loads(said)["failed"],
+            "cpu_s_by_program": {("floor" if k == "hub" else k): v for k, v in cpu.items()},
+        }
+    return out
 
 
 def _sampled(
@@ -187,6 +242,9 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     }
 
 
+_FLOORS = ("floor_one_write", "floor_two_writes")
+
+
 def print_table(result: dict[str, Any]) -> None:
     rows = []
     for r in result["rows"]:
@@ -196,9 +254,11 @@ def print_table(result: dict[str, Any]) -> None:
             r["entries"], r["converge_all_s"], r["hub_rss_mib_idle"], r["hub_rss_mib_per_entry"],
             "-" if marginal is None else f"{marginal:.2f}", r["hub_idle_cpu_pct"],
             lat["p50"], lat["p99"], lat["max"],
+            *(f"{r[k]['latency']['p50']:.2f}" if k in r else "-" for k in _FLOORS),
         ])  # fmt: skip
     headers = ["entries", "converge all s", "hub RSS MiB", "MiB/entry", "marginal MiB/entry",
-               "idle CPU %", "commit p50 s", "p99 s", "max s"]  # fmt: skip
+               "idle CPU %", "commit p50 s", "p99 s", "max s",
+               "floor p50 s, 1 write", "2 writes"]  # fmt: skip
     print(figures.table(headers, rows))
 
 
@@ -219,6 +279,10 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench/results/many_clusters.json"))
     p.add_argument("--profile-rate", type=int, default=20, help="py-spy samples a second")
+    p.add_argument(
+        "--floor", action="store_true",
+        help="also the commit without a hub, per level: one write per entry, then two",
+    )  # fmt: skip
     return p
 
 
