@@ -10,6 +10,13 @@ of one commit would each wait for. A read recomputes the digest: an entry that d
 until the total size is under ``max_bytes``. Everything here can be rebuilt by rendering again.
 The keys on disk are listed once and kept in memory, so a miss (every key of a new commit) costs
 no read.
+
+Writes are batched: :meth:`ManifestCache.put` holds the entry in memory (a :meth:`get` finds it
+there at once) and the caller that finds no write under way writes, in one worker thread, every
+entry held by then, and again for those put meanwhile (a few rounds at most; what is left is
+written by the next put). A thousand tenants rendering at one commit made a thread hop each; now
+the puts that come while one batch is written share the next. An entry that cannot be written is
+logged and forgotten (a later get is a miss, a render again), never an error of the put.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from fleet.types import RenderedSet, canonical_json, digest_of
 __all__ = ["CacheSettings", "CacheStats", "ManifestCache"]
 
 log = logging.getLogger(__name__)
+
+_ROUNDS = 4  # batches one put writes at most before leaving the rest to the next put
 
 
 @dataclass(frozen=True)
@@ -57,12 +66,18 @@ class ManifestCache:
         self.settings = settings or CacheSettings()
         self.stats = CacheStats()
         self._keys: set[str] | None = None  # the keys on disk: listed at first use, then kept
+        self._held: dict[str, RenderedSet] = {}  # put, not on disk yet
+        self._writing = False  # a put is writing a batch
 
     def path_of(self, key: str) -> Path:
         return self.settings.root / key[:2] / f"{key}.json"
 
     async def get(self, key: str) -> RenderedSet | None:
         """The entry for `key`, or ``None`` (missing or corrupt, in which case it is removed)."""
+        held = self._held.get(key)
+        if held is not None:
+            self.stats.hits += 1
+            return held
         keys = await self._known()
         found = await anyio.to_thread.run_sync(self._read, key) if key in keys else None
         if found is None:
@@ -73,10 +88,44 @@ class ManifestCache:
         return found
 
     async def put(self, key: str, rendered: RenderedSet) -> None:
-        """Store `rendered` under `key` (atomically)."""
-        await anyio.to_thread.run_sync(self._write, key, rendered)
+        """Store `rendered` under `key`: readable at once, on disk once its batch is written
+        (this caller's, or the one under way; see the module)."""
         (await self._known()).add(key)
+        self._held[key] = rendered
         self.stats.writes += 1
+        if self._writing:
+            return  # the batch under way takes it on its next round
+        self._writing = True
+        try:
+            for _ in range(_ROUNDS):
+                batch = dict(self._held)
+                if not batch:
+                    break
+                with anyio.CancelScope(shield=True):  # a batch begun is seen through
+                    failed = await anyio.to_thread.run_sync(self._write_batch, batch)
+                for written, entry in batch.items():
+                    if self._held.get(written) is entry:
+                        del self._held[written]
+                for lost in failed:
+                    self._forget(lost)
+        finally:
+            self._writing = False
+
+    def _forget(self, key: str) -> None:
+        """`key` is not on disk (its write failed), unless put again since."""
+        if self._keys is not None and key not in self._held:
+            self._keys.discard(key)
+
+    def _write_batch(self, batch: dict[str, RenderedSet]) -> list[str]:
+        """Write every entry of `batch`; the keys that could not be written."""
+        failed = []
+        for key, rendered in batch.items():
+            try:
+                self._write(key, rendered)
+            except OSError as exc:
+                log.warning("event=cache_write_failed key=%s error=%s", key, exc)
+                failed.append(key)
+        return failed
 
     async def gc(self, *, now: float | None = None) -> int:
         """Remove entries by age, then by total size; the number removed."""

@@ -374,15 +374,20 @@ class Connections:
 def _with_liveness(connection: Connection, link: Reach | None) -> Reach | None:
     """The reach of `connection` once its liveness is counted in: a silent cluster is down
     (whatever its tunnel says); one answering again is recovered (once)."""
-    live = connection.liveness
-    name = connection.name
+    live = connection.liveness  # asked of every connection each round: the name only if told
     if live.state == "silent" and (link is None or link.state in ("up", "connecting")):
         return Reach(
-            cluster=name, state="down", error=live.cause, recovered=False, since=live.since
+            cluster=connection.name,
+            state="down",
+            error=live.cause,
+            recovered=False,
+            since=live.since,
         )
     if live.recovered and (link is None or link.state == "up"):
         live.recovered = False
-        return Reach(cluster=name, state="up", error="", recovered=True, since=live.since)
+        return Reach(
+            cluster=connection.name, state="up", error="", recovered=True, since=live.since
+        )
     return link
 
 

@@ -16,6 +16,10 @@ kustomizations both ways). :meth:`Builder.documents` is what the engine calls: k
 comes as JSON objects, so the YAML decode (most of a render's cost after kustomize itself) is
 skipped; the CLI's YAML is decoded as before. A batch renderer that cannot start is dropped for
 the CLI, once.
+A kustomization's references are parsed once per text (a memo of 8,192 texts of at most
+16 KiB, keyed by the file's path and bytes): at a new commit most kustomizations are the blobs
+they were, and a thousand tenants' overlays would otherwise each be decoded again to plan their
+renders.
 The CLI's command names the load restrictor ``LoadRestrictionsRootOnly`` (kustomize's default,
 stated so that no default or config can loosen it: a file a kustomization loads lies in or below
 its own directory, symlinks resolved) and never enables plugins, exec or container functions, or
@@ -26,6 +30,7 @@ are refused before the build (:mod:`fleet.render.confine`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import posixpath
@@ -102,7 +107,11 @@ async def reads(
         file = await kustomization_in(reader, directory)
         if file is None:
             continue  # a plain directory of resources
-        own = list(_references(await reader.read(file), file=file, limits=limits))
+        data = await reader.read(file)
+        if len(data) <= _MEMO_BYTES:
+            own = list(_references(data, file, limits))
+        else:
+            own = list(_each_reference(data, file=file, limits=limits))
         if directory == path:
             own += extra
         refs = [(ref, _resolve(directory, ref, file=file)) for ref in own]
@@ -232,7 +241,16 @@ class Builder:
         self.batch = None
 
 
-def _references(data: bytes, *, file: str, limits: DocumentLimits) -> Iterator[str]:
+_MEMO_BYTES = 16 * 1024  # larger kustomizations are parsed each time: the memo stays small
+
+
+@functools.lru_cache(maxsize=8192)
+def _references(data: bytes, file: str, limits: DocumentLimits) -> tuple[str, ...]:
+    """The paths a kustomization's text names (memoised: a refusal raises, and is not kept)."""
+    return tuple(_each_reference(data, file=file, limits=limits))
+
+
+def _each_reference(data: bytes, *, file: str, limits: DocumentLimits) -> Iterator[str]:
     docs = load_yaml(data, source=file, limits=limits)
     doc: Any = docs[0] if docs else {}
     if not isinstance(doc, dict):

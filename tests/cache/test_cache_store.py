@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -74,6 +75,54 @@ async def test_a_new_cache_finds_the_entries_on_disk_and_a_miss_reads_nothing(
     assert reads == [kept, kept]  # read once more, then known gone
     await cache.put(new, rendered("b"))
     assert await cache.get(new) == rendered("b") and cache.stats.hits == 2
+
+
+@pytest.mark.anyio
+async def test_puts_during_a_write_are_readable_at_once_and_written_by_its_next_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One thread hop per batch: while the first put writes, the others return at once; their
+    entries are served from memory, and are on disk when the first put returns."""
+    cache = ManifestCache(CacheSettings(root=tmp_path))
+    release, writing = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+    write_batch = cache._write_batch
+
+    def slow(batch: dict[str, RenderedSet]) -> list[str]:
+        batches.append(sorted(batch))
+        writing.set()
+        release.wait(10)
+        return write_batch(batch)
+
+    monkeypatch.setattr(cache, "_write_batch", slow)
+    first, others = "aa" * 32, [f"b{i}" * 32 for i in range(1, 4)]
+    async with anyio.create_task_group() as group:
+        group.start_soon(cache.put, first, rendered("first"))
+        await anyio.to_thread.run_sync(writing.wait, 10)
+        for i, key in enumerate(others):
+            with anyio.fail_after(1):  # never waits for the write under way
+                await cache.put(key, rendered(str(i)))
+            assert await cache.get(key) == rendered(str(i))
+            assert not cache.path_of(key).exists()
+        release.set()
+    assert batches == [[first], sorted(others)]
+    for key in [first, *others]:
+        assert cache.path_of(key).exists()
+    fresh = ManifestCache(CacheSettings(root=tmp_path))  # a restarted hub reads them from disk
+    assert await fresh.get(others[0]) == rendered("0")
+
+
+@pytest.mark.anyio
+async def test_an_entry_that_cannot_be_written_is_a_miss_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    cache = ManifestCache(CacheSettings(root=blocked))
+    key = "cd" * 32
+    await cache.put(key, rendered("a"))  # the root is a file: the write fails, the put does not
+    assert "event=cache_write_failed" in caplog.text
+    assert await cache.get(key) is None and cache.stats.misses == 1
 
 
 @pytest.mark.anyio
