@@ -30,18 +30,20 @@ tunnelled cluster is probed only while its tunnel is up (the tunnel reports it o
 
 Entries that reach one API server as one user by one route (aliases, tunnels, the entries of a
 shared app: :func:`fleet.hub.configured.identity`) share what is heard from it: an answer to any of
-them is liveness for all, so a healthy server is probed about once an interval however many
-entries reach it (at 1,000 entries on 4 servers, probes per entry had taken most of the event
-loop). The entries' probe rounds fall due together (each waits until the shared last answer is
-an interval old), so a probe that falls due is one per identity (:class:`~fleet.cache.SingleFlight`
-keyed by identity): the entries whose round comes while it is in flight take its answer, or its
-silence, as their own. When the server stops answering, no entry hears anything, and each counts
-the shared probes' misses itself and is found silent (its own client fenced, its own breaker
-tripped) as before. A probe without an answer in time is no miss when the entry's client, or
-any entry of its identity, heard another answer meanwhile: the probe's timeout also runs while
-the hub's own loop is busy (1,000 targets syncing at once on a loaded machine), and a server that
-answers is not hung; found silent for that, every entry had been fenced in the middle of a
-commit and its targets shown unreachable.
+them is liveness for all. So the probe loop is one per identity, not one per entry: each connected
+entry joins its identity's members, and the identity's loop (a task of the hub's group, started by
+the first member and ended with the last) wakes when nothing was heard from any member for an
+interval, or when a member joins (it knows nothing yet), and probes once through one member. The
+answer, or the silence, counts for every member: each is answering, or counts the miss itself and
+is found silent (its own client fenced, its own breaker tripped, its cause naming it and the
+member the probe went through). At 10,000 entries of one server an idle hub had spent most of its
+time waking one loop per entry every interval (18% of a core with no app at all). A probe without
+an answer in time is no miss when any member heard another answer meanwhile: the probe's timeout
+also runs while the hub's own loop is busy (1,000 targets syncing at once on a loaded machine), and
+a server that answers is not hung; found silent for that, every entry had been fenced in the
+middle of a commit and its targets shown unreachable. What the board must hear of (a silent
+entry, one answering again) is kept aside as it happens, so :meth:`Connections.reach` visits those
+and the tunnelled entries, not every entry each round.
 
 **HTTP sessions.** The clients of all connections come from one pool
 (:class:`fleet.apply.sessions.Sessions`): entries with the same TLS identity (server, CA, client
@@ -66,7 +68,6 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 
 from fleet import apply, transport
 from fleet.apply import sessions as api_sessions
-from fleet.cache import SingleFlight
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError, FleetError
 from fleet.hub import configured
@@ -130,6 +131,15 @@ class Reach:
     since: float = 0.0  # wall clock since when it is in this state (0: unknown)
 
 
+@dataclass
+class _Members:
+    """The connected entries of one identity, and what wakes their probe loop."""
+
+    connections: dict[str, Connection] = field(default_factory=dict)
+    joined: set[str] = field(default_factory=set)  # members that joined since the last round
+    woken: anyio.Event = field(default_factory=anyio.Event)
+
+
 class Connections:
     """The live clients, by cluster name."""
 
@@ -152,7 +162,9 @@ class Connections:
         self._probe = probe or ProbeSettings()
         self.by_name: dict[str, Connection] = {}
         self._heard: dict[str, float] = {}  # identity -> when any of its entries last answered
-        self._probes: SingleFlight[str, tuple[str, str]] = SingleFlight()  # one per identity
+        self._members: dict[str, _Members] = {}  # identity -> its connected entries
+        self._noted: set[str] = set()  # entries silent, or answering again and not yet reported
+        self._via: set[str] = set()  # connected entries reached through a tunnel
         self.sessions = sessions if sessions is not None else api_sessions.Sessions()
 
     def get(self, name: str) -> Connection | None:
@@ -187,12 +199,16 @@ class Connections:
         """Each connected tunnelled cluster's link now, and each cluster the liveness probe finds
         silent or found answering again; withholds or restores refused clients."""
         found: list[Reach] = []
-        for connection in self.by_name.values():
-            if connection.client is None:
+        for name in sorted(self._noted | self._via):
+            connection = self.by_name.get(name)
+            if connection is None or connection.client is None:
+                self._noted.discard(name)
                 continue
             now = self._link(connection)
             link = _update(connection, now) if now is not None else None
             reach = _with_liveness(connection, link)
+            if connection.liveness.state != "silent" and not connection.liveness.recovered:
+                self._noted.discard(name)  # reported: nothing more to say until it changes
             if reach is not None:
                 found.append(reach)
         return found
@@ -256,10 +272,12 @@ class Connections:
                         connection.file.server,
                         connection.via or "direct",
                     )
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(self._watch_liveness, connection, cluster)
+                    self._join(connection)
+                    try:
                         task_status.started()
                         await anyio.sleep_forever()
+                    finally:
+                        self._leave(connection)
             except (ConfigException, FleetError, OSError, ValueError, KeyError, TypeError) as exc:
                 # kubernetes-asyncio's loader raises plain errors for bad credentials data
                 connection.error = f"{connection.file.path}: cannot load credentials: {exc}"
@@ -271,66 +289,129 @@ class Connections:
                 if breaker is not None and connection.liveness.state == "silent":
                     breaker.unhold()  # no probe is left to release it
 
-    async def _watch_liveness(self, connection: Connection, cluster: apply.Cluster) -> None:
-        """The probe loop of one connection (see the module docstring); runs until cancelled.
+    def _join(self, connection: Connection) -> None:
+        """`connection` is connected: a member of its identity's probe loop (started by the
+        first), which it wakes, knowing nothing of the server yet."""
+        key = connection.identity or connection.name
+        members = self._members.get(key)
+        if members is None:
+            members = self._members[key] = _Members()
+            self._group.start_soon(self._watch_identity, key, members)
+        members.connections[connection.name] = connection
+        members.joined.add(connection.name)
+        if connection.via is not None:
+            self._via.add(connection.name)
+        members.woken.set()
+
+    def _leave(self, connection: Connection) -> None:
+        key = connection.identity or connection.name
+        members = self._members.get(key)
+        if members is None or members.connections.get(connection.name) is not connection:
+            return  # replaced meanwhile by a new connection of the same name
+        del members.connections[connection.name]
+        members.joined.discard(connection.name)
+        self._noted.discard(connection.name)
+        self._via.discard(connection.name)
+        if not members.connections:
+            del self._members[key]
+            members.woken.set()  # its loop ends
+
+    async def _watch_identity(self, key: str, members: _Members) -> None:
+        """The probe loop of one identity (see the module docstring); ends with its last member.
 
         Supervised: whatever goes wrong in one round is logged and the next round follows, so
-        nothing escapes into the connection's task group (and so the hub's).
+        nothing escapes into the hub's task group.
         """
         settings = self._probe
-        while True:
+        while self._members.get(key) is members:
             try:
-                delay = await self._probe_round(connection, cluster)
-            except Exception as exc:  # supervised: a probe failure is this cluster's state
-                log.warning("event=liveness_probe_error cluster=%s error=%s", connection.name, exc)
+                delay = await self._identity_round(key, members)
+            except Exception as exc:  # supervised: a probe failure is these clusters' state
+                names = sorted(members.connections)[:3]
+                log.warning("event=liveness_probe_error clusters=%s error=%s", names, exc)
                 delay = settings.interval
-            await anyio.sleep(delay)
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    await members.woken.wait()
+            members.woken = anyio.Event()
 
-    async def _probe_round(self, connection: Connection, cluster: apply.Cluster) -> float:
-        """Probe if it is time; how long to wait before the next round."""
+    def _probed(self, members: _Members) -> list[tuple[Connection, apply.Cluster]]:
+        """The members a probe speaks for: connected, and not behind a tunnel that is not up (the
+        tunnel reports those until it is)."""
+        found = []
+        for connection in members.connections.values():
+            client = connection.client
+            if client is None:
+                continue
+            if connection.via is not None and connection.link != "up":
+                connection.liveness.misses = 0
+                continue
+            found.append((connection, client))
+        return found
+
+    async def _identity_round(self, key: str, members: _Members) -> float:
+        """Probe for the members of `key` if it is time; how long to wait before the next round.
+
+        Members that just joined, of a server heard from within the interval, are answering at
+        once, without a probe and without a look at the others (10,000 entries joining one
+        server would otherwise make a round over all members each): the round over all of them
+        comes when the interval since the last answer heard is over.
+        """
         settings = self._probe
-        if connection.via is not None and connection.link != "up":
-            connection.liveness.misses = 0
-            return settings.interval  # the tunnel reports this cluster's reach until it is up
-        heard = max(cluster.last_answer, self._heard.get(connection.identity, -float("inf")))
-        self._heard[connection.identity] = heard
-        quiet = anyio.current_time() - heard
-        if connection.liveness.state == "answering" and quiet < settings.interval:
-            return settings.interval - quiet  # it (or its server, to another entry) answered lately
-        asked = anyio.current_time()
-        prober, cause = await self._probes.do(
-            connection.identity or connection.name, lambda: self._probe_once(connection, cluster)
-        )
-        if cause and cluster.last_answer >= asked:
-            cause = ""  # the probe's answer was late (a busy hub), but the server answered others
-        if cause and prober != connection.name:  # name this entry first, then whose probe it was
-            cause = f"cluster {connection.name} (its API server probed through {prober}): {cause}"
-        if not cause:
-            self._heard[connection.identity] = anyio.current_time()
-            self._answered(connection, cluster)
+        now = anyio.current_time()
+        joined, members.joined = members.joined, set()
+        heard = self._heard.get(key, -float("inf"))
+        if joined and now - heard < settings.interval:
+            for name in joined:
+                connection = members.connections.get(name)
+                client = connection.client if connection is not None else None
+                if connection is not None and client is not None and connection.via is None:
+                    self._answered(connection, client)
+                elif connection is not None:
+                    members.joined.add(name)  # tunnelled: the full round looks at it
+            if not members.joined:
+                return settings.interval - (now - heard)
+        probed = self._probed(members)
+        if not probed:
             return settings.interval
-        self._silent(connection, cluster, cause)
+        heard = max(heard, *(c.last_answer for _, c in probed))
+        self._heard[key] = heard
+        quiet = now - heard
+        if quiet < settings.interval and all(m.liveness.state == "answering" for m, _ in probed):
+            members.joined.clear()
+            return settings.interval - quiet  # a member answered lately: nothing to ask
+        prober, client = probed[0]
+        cause = await self._probe_once(prober, client, members)
+        answered_at = anyio.current_time()
+        retry = False
+        for connection, each in self._probed(members):  # the members now: some came or went
+            own = "" if each.last_answer >= now else cause  # answered another request
+            if own and connection is not prober:  # name this entry first, then whose probe it was
+                own = f"cluster {connection.name} (its API server probed through {prober.name}): "
+                own += cause
+            if not own:
+                self._heard[key] = answered_at
+                self._answered(connection, each)
+                continue
+            self._silent(connection, each, own)
+            retry = retry or connection.liveness.misses < settings.failures
+        members.joined.clear()
         # one slow answer is not an outage: probe again at once until `failures` in a row
-        return 0.0 if connection.liveness.misses < settings.failures else settings.interval
+        return 0.0 if retry else settings.interval
 
-    async def _probe_once(self, connection: Connection, cluster: apply.Cluster) -> tuple[str, str]:
-        """One probe through `cluster`: the entry that probed, and ``""`` when it (or any entry
-        of its identity, meanwhile) was answered, else why not."""
+    async def _probe_once(
+        self, connection: Connection, cluster: apply.Cluster, members: _Members
+    ) -> str:
+        """One probe through `cluster`: ``""`` when it (or any member of its identity,
+        meanwhile) was answered, else why not."""
         asked = anyio.current_time()
         try:
             cause = await cluster.probe(self._probe.path)
         except Exception as exc:  # a bug or an unmapped error of the client: no answer either
             cause = f"liveness probe of cluster {connection.name} failed: {exc}"
-        if cause and self._answered_since(connection.identity, asked):
+        if cause and any(c.last_answer >= asked for _, c in self._probed(members)):
             cause = ""  # late, but the server answered another entry meanwhile: not hung
-        return connection.name, cause
-
-    def _answered_since(self, identity: str, since: float) -> bool:
-        for other in self.by_name.values():
-            client = other.client
-            if other.identity == identity and client is not None and client.last_answer >= since:
-                return True
-        return False
+        return cause
 
     def _silent(self, connection: Connection, cluster: apply.Cluster, cause: str) -> None:
         live = connection.liveness
@@ -344,6 +425,7 @@ class Connections:
                 breaker.trip(cause)  # released meanwhile (a new breaker): still silent
             return
         live.state, live.since, live.cause, live.recovered = "silent", time.time(), cause, False
+        self._noted.add(connection.name)
         abandoned = cluster.fence(cause)
         if breaker is not None:
             breaker.trip(cause)
@@ -368,6 +450,7 @@ class Connections:
             breaker.release()  # a breaker left open by an earlier connection closes too
         if was == "silent":
             live.recovered = True
+            self._noted.add(connection.name)
             log.info("event=cluster_answering cluster=%s", connection.name)
 
 

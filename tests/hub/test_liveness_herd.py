@@ -1,12 +1,13 @@
-"""Entries sharing an API server probe it once per interval even when their rounds run at once.
+"""Entries sharing an API server probe it once per interval, and each is still found silent.
 
-Each entry's probe round waits until the shared last answer is an interval old, so the rounds of
-every entry of one server fall due at the same instant: before the probes were one per identity
-in flight, each of them probed then (at 1,000 entries on 4 servers, 333 probes a second, half
-the idle hub's CPU). Here the entries' real probe loops (``Connections._watch_liveness``) run
-concurrently against a stand-in server whose probe takes a little while, as a real one does;
-the probes it counts must be about one per interval for the whole identity, and when it hangs,
-every entry must still be found silent and fenced on its own.
+Before the probes were one per identity, every entry of one server probed when its round fell
+due (at 1,000 entries on 4 servers, 333 probes a second, half the idle hub's CPU); before the
+loop was one per identity, every entry's loop still woke each interval (at 10,000 entries, most
+of the idle hub). Here the identity's real loop (``Connections._watch_identity``, started by the
+first entry to join) runs against a stand-in server whose probe takes a little while, as a real
+one does: the probes it counts must be about one per interval for the whole identity, and when
+it hangs, every entry must still be found silent and fenced on its own. And a probe answered
+late is no miss while the server answers other requests.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import anyio
 import pytest
 
 from fleet import apply
-from fleet.hub.connections import Connections, ProbeSettings
+from fleet.hub.connections import Connections, ProbeSettings, _Members
 from fleet.runtime import Limits
 from fleet.runtime.clock import RealClock
-from tests.hub.test_liveness_sharing import _entry
+from tests.hub.test_liveness_sharing import _entry, joined
 
 pytestmark = pytest.mark.anyio
 
@@ -73,8 +74,7 @@ async def test_concurrent_rounds_of_one_identity_probe_once_per_interval() -> No
             probe=ProbeSettings(interval=_INTERVAL, failures=2),
         )
         for entry in entries:
-            client = cast(apply.Cluster, clients[entry.name])
-            group.start_soon(connections._watch_liveness, entry, client)
+            joined(connections, entry, clients[entry.name])
         await anyio.sleep(_WINDOW)
         healthy = len(server.probes)
         assert all(e.liveness.state == "answering" for e in entries)
@@ -112,8 +112,8 @@ async def test_a_late_probe_is_no_miss_while_the_server_answers_other_requests()
     server = _Server()
     entry = _entry("busy")
     busy = _BusyClient(entry.name, server)
-    quiet = _Client("quiet", server)  # the same server, hung: the late probe, nothing else
-    other = _entry("quiet")
+    other = _entry("quiet", server="https://127.0.0.1:6444")  # another server: its own loop
+    quiet = _Client("quiet", server)  # hung: the late probe, nothing else
     async with anyio.create_task_group() as group:
         connections = Connections(
             group=group,
@@ -121,14 +121,17 @@ async def test_a_late_probe_is_no_miss_while_the_server_answers_other_requests()
             on_status=lambda _name, _status: None,
             probe=ProbeSettings(interval=_INTERVAL, failures=2),
         )
+        for each, client in ((entry, busy), (other, quiet)):
+            each.client = cast(apply.Cluster, client)
+            connections._members[each.identity] = _Members(connections={each.name: each})
         for _ in range(3):
             busy.last_answer = -float("inf")
             connections._heard.clear()
-            await connections._probe_round(entry, cast(apply.Cluster, busy))
+            await connections._identity_round(entry.identity, connections._members[entry.identity])
         server.hung = True
         for _ in range(3):
             connections._heard.clear()
-            await connections._probe_round(other, cast(apply.Cluster, quiet))
+            await connections._identity_round(other.identity, connections._members[other.identity])
         group.cancel_scope.cancel()
     assert len(server.probes) == 6, "each round did probe"
     assert entry.liveness.state == "answering" and not busy.fenced
@@ -163,11 +166,13 @@ async def test_a_late_probe_is_no_miss_while_the_server_answers_another_entry() 
             on_status=lambda _name, _status: None,
             probe=ProbeSettings(interval=_INTERVAL, failures=2),
         )
-        connections.by_name = {late.name: late, answered.name: answered}
+        members = _Members(connections={late.name: late, answered.name: answered})
+        connections._members[late.identity] = members
         for _ in range(3):
             connections._heard.clear()
             client.last_answer = other.last_answer = -float("inf")
-            await connections._probe_round(late, cast(apply.Cluster, client))
+            await connections._identity_round(late.identity, members)
         group.cancel_scope.cancel()
     assert server.probes == ["late"] * 3
     assert late.liveness.state == "answering" and not client.fenced
+    assert answered.liveness.state == "answering" and not other.fenced
