@@ -25,27 +25,18 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from bench.floor import Clients, Target
 from fleet import apply
 from fleet.types import ObjectKey
 
 __all__ = ["EntryFloor", "main"]
 
 Slot = tuple[str, str]  # (apiserver name, namespace)
-
-
-@dataclass(frozen=True)
-class _Target:
-    key: ObjectKey
-    api_version: str
-    manifest: dict[str, Any]
-    verify: bool = False
 
 
 def _settings(namespace: str, value: str) -> dict[str, Any]:
@@ -71,25 +62,12 @@ def _record(namespace: str, value: str) -> dict[str, Any]:
     }
 
 
-class EntryFloor:
+class EntryFloor(Clients):
     """Per-entry writes over one long-lived client per apiserver (`kubeconfigs`: name -> path)."""
 
     def __init__(self, kubeconfigs: dict[str, Path], *, concurrency: int = 32) -> None:
-        self.kubeconfigs = kubeconfigs
+        super().__init__(kubeconfigs)
         self.concurrency = concurrency
-        self.clusters: dict[str, apply.Cluster] = {}
-        self._stack = AsyncExitStack()
-        self.options = apply.ApplyOptions(field_manager="bench-floor", force=True)
-
-    async def __aenter__(self) -> EntryFloor:
-        for name, path in self.kubeconfigs.items():
-            self.clusters[name] = await self._stack.enter_async_context(
-                apply.connect(path, name=name)
-            )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
 
     async def prepare(self, slots: list[Slot], value: str) -> int:
         """Each slot's namespace, its ``settings`` at `value` and its record."""
@@ -118,7 +96,7 @@ class EntryFloor:
             async with gate:
                 for manifest in objects(namespace):  # one after the other, as a sync writes
                     key = ObjectKey.of(manifest)
-                    target = _Target(key, str(manifest["apiVersion"]), manifest)
+                    target = Target(key, str(manifest["apiVersion"]), manifest)
                     changes = await apply.apply_objects(
                         self.clusters[server], [target], options=self.options
                     )

@@ -17,7 +17,7 @@ import json
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import yaml
@@ -26,11 +26,13 @@ from fleet import apply
 from fleet.types import ObjectKey
 from tests.sources.gitkit import git
 
-__all__ = ["Baseline", "Floor", "render"]
+__all__ = ["Baseline", "Clients", "Floor", "Target", "render"]
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
+    """What :func:`fleet.apply.apply_objects` needs of one object."""
+
     key: ObjectKey
     api_version: str
     manifest: dict[str, Any]
@@ -47,27 +49,27 @@ def render(directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-def _targets(objects: list[dict[str, Any]], namespace: str) -> list[_Target]:
+def _targets(objects: list[dict[str, Any]], namespace: str) -> list[Target]:
     targets = []
     for obj in objects:
         manifest = json.loads(json.dumps(obj))
         manifest.setdefault("metadata", {})["namespace"] = namespace
         key = ObjectKey.of(manifest)
-        targets.append(_Target(key, str(manifest["apiVersion"]), manifest))
+        targets.append(Target(key, str(manifest["apiVersion"]), manifest))
     return targets
 
 
-class Floor:
-    """One long-lived :class:`fleet.apply.Cluster` per cluster, as the hub keeps them."""
+class Clients:
+    """One long-lived :class:`fleet.apply.Cluster` per cluster, as the hub keeps them, and the
+    floor's field manager (forcing, as fleet does)."""
 
-    def __init__(self, kubeconfigs: dict[str, Path], *, namespace: str) -> None:
+    def __init__(self, kubeconfigs: dict[str, Path]) -> None:
         self.kubeconfigs = kubeconfigs
-        self.namespace = namespace
         self.clusters: dict[str, apply.Cluster] = {}
         self._stack = AsyncExitStack()
         self.options = apply.ApplyOptions(field_manager="bench-floor", force=True)
 
-    async def __aenter__(self) -> Floor:
+    async def __aenter__(self) -> Self:
         for name, path in self.kubeconfigs.items():
             self.clusters[name] = await self._stack.enter_async_context(
                 apply.connect(path, name=name)
@@ -76,6 +78,14 @@ class Floor:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+
+class Floor(Clients):
+    """The commit's objects applied to every cluster at once, into `namespace`."""
+
+    def __init__(self, kubeconfigs: dict[str, Path], *, namespace: str) -> None:
+        super().__init__(kubeconfigs)
+        self.namespace = namespace
 
     async def apply(self, objects: list[dict[str, Any]]) -> int:
         """Apply `objects` (pre-rendered) to every cluster concurrently; failures counted."""

@@ -18,10 +18,8 @@ import anyio
 import pytest
 
 from fleet import apply
-from fleet.hub.connections import Connections, ProbeSettings, _Members
-from fleet.runtime import Limits
-from fleet.runtime.clock import RealClock
-from tests.hub.test_liveness_sharing import _entry, joined
+from fleet.hub.connections import _Members
+from tests.hub.test_liveness_sharing import _entry, connections_in, joined
 
 pytestmark = pytest.mark.anyio
 
@@ -67,12 +65,7 @@ async def test_concurrent_rounds_of_one_identity_probe_once_per_interval() -> No
     assert len({e.identity for e in entries}) == 1, "one server, one user: one identity"
     clients = {e.name: _Client(e.name, server) for e in entries}
     async with anyio.create_task_group() as group:
-        connections = Connections(
-            group=group,
-            limits=Limits(clock=RealClock()),
-            on_status=lambda _name, _status: None,
-            probe=ProbeSettings(interval=_INTERVAL, failures=2),
-        )
+        connections = connections_in(group, interval=_INTERVAL)
         for entry in entries:
             joined(connections, entry, clients[entry.name])
         await anyio.sleep(_WINDOW)
@@ -115,12 +108,7 @@ async def test_a_late_probe_is_no_miss_while_the_server_answers_other_requests()
     other = _entry("quiet", server="https://127.0.0.1:6444")  # another server: its own loop
     quiet = _Client("quiet", server)  # hung: the late probe, nothing else
     async with anyio.create_task_group() as group:
-        connections = Connections(
-            group=group,
-            limits=Limits(clock=RealClock()),
-            on_status=lambda _name, _status: None,
-            probe=ProbeSettings(interval=_INTERVAL, failures=2),
-        )
+        connections = connections_in(group, interval=_INTERVAL)
         for each, client in ((entry, busy), (other, quiet)):
             each.client = cast(apply.Cluster, client)
             connections._members[each.identity] = _Members(connections={each.name: each})
@@ -160,12 +148,7 @@ async def test_a_late_probe_is_no_miss_while_the_server_answers_another_entry() 
     late.client = cast(apply.Cluster, client)
     answered.client = cast(apply.Cluster, other)
     async with anyio.create_task_group() as group:
-        connections = Connections(
-            group=group,
-            limits=Limits(clock=RealClock()),
-            on_status=lambda _name, _status: None,
-            probe=ProbeSettings(interval=_INTERVAL, failures=2),
-        )
+        connections = connections_in(group, interval=_INTERVAL)
         members = _Members(connections={late.name: late, answered.name: answered})
         connections._members[late.identity] = members
         for _ in range(3):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import cast
 
 import anyio
+import anyio.abc
 import pytest
 
 from fleet import apply
@@ -70,6 +71,16 @@ def _entry(name: str, *, server: str = "https://127.0.0.1:6443") -> Connection:
     return Connection(file=file, identity=configured.identity(file))
 
 
+def connections_in(group: anyio.abc.TaskGroup, *, interval: float) -> Connections:
+    """A hub's connections, probing every `interval` s, two misses to silent."""
+    return Connections(
+        group=group,
+        limits=Limits(clock=RealClock()),
+        on_status=lambda _name, _status: None,
+        probe=ProbeSettings(interval=interval, failures=2),
+    )
+
+
 def joined(connections: Connections, entry: Connection, client: object) -> None:
     """`entry` connected through `client` (a stand-in), a member of its identity's loop."""
     entry.client = entry.cluster = cast(apply.Cluster, client)
@@ -79,12 +90,7 @@ def joined(connections: Connections, entry: Connection, client: object) -> None:
 
 async def test_an_answer_to_one_entry_is_liveness_for_all_and_a_hang_for_each() -> None:
     async with anyio.create_task_group() as group:
-        connections = Connections(
-            group=group,
-            limits=Limits(clock=RealClock()),
-            on_status=lambda _name, _status: None,
-            probe=ProbeSettings(interval=3.0, failures=2),
-        )
+        connections = connections_in(group, interval=3.0)
         server = _Server()
         entries = [_entry(f"alias-{i}") for i in range(5)]
         assert len({e.identity for e in entries}) == 1, "one server, one user: one identity"
@@ -147,12 +153,7 @@ async def answering(entry: Connection) -> None:
 
 async def test_the_loop_ends_with_its_last_member_and_a_new_member_starts_another() -> None:
     async with anyio.create_task_group() as group:
-        connections = Connections(
-            group=group,
-            limits=Limits(clock=RealClock()),
-            on_status=lambda _name, _status: None,
-            probe=ProbeSettings(interval=0.2, failures=2),
-        )
+        connections = connections_in(group, interval=0.2)
         server = _Server()
         first, second = _entry("a"), _entry("b")
         joined(connections, first, _Client("a", server))
