@@ -105,18 +105,22 @@ class MetricsWriter:
         for health, gauge in children.health.items():
             gauge.set(1.0 if status.health == health else 0.0)
         children.ready.set(1.0 if status.ready else 0.0)
-        if status.last_applied_at is not None:
+        if status.last_applied_at is not None:  # no series before the first apply
+            if children.last_applied is None:
+                children.last_applied = m.target_last_applied.labels(
+                    app=status.app, cluster=status.cluster
+                )
             children.last_applied.set(status.last_applied_at)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Children:
-    """One target's labelled gauges."""
+    """One target's labelled gauges (last applied: once it has applied)."""
 
     sync: dict[str, Any]
     health: dict[str, Any]
     ready: Any
-    last_applied: Any
+    last_applied: Any = None
 
     @classmethod
     def of(cls, m: Metrics, status: TargetStatus) -> _Children:
@@ -125,7 +129,6 @@ class _Children:
             sync={s: m.target_sync.labels(status=s, **labels) for s in SYNC_STATES},
             health={h: m.target_health.labels(status=h, **labels) for h in HEALTH_ORDER},
             ready=m.target_ready.labels(**labels),
-            last_applied=m.target_last_applied.labels(**labels),
         )
 
 

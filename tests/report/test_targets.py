@@ -70,6 +70,33 @@ def test_history_and_metrics_follow_the_records(tmp_path: Path) -> None:
     history.close()
 
 
+def test_a_target_has_no_last_applied_series_before_it_applies_and_none_after_it_left() -> None:
+    """The kept label children follow the target: a failed first render makes no timestamp
+    series; a target that leaves and comes back is exported again, not into a dropped child."""
+    targets, metrics = Targets(), Metrics()
+    targets.subscribe("metrics", MetricsWriter(metrics))
+    series = 'fleet_target_last_applied_timestamp_seconds{app="web",cluster="c1"}'
+    failed, events = summarise(
+        TargetStatus("c1", "web"), Attempt(started=1, finished=2, commit="a", render_error="bad")
+    )
+    targets.commit(failed, events)
+    assert series not in metrics.export().decode()
+    applied, events = summarise(
+        failed, Attempt(started=3, finished=4, commit="a", digest="d", result=OK)
+    )
+    targets.commit(applied, events)
+    assert series in metrics.export().decode()
+    targets.forget(("c1", "web"), message="gone")
+    assert 'cluster="c1"' not in metrics.export().decode()
+    again, events = summarise(
+        TargetStatus("c1", "web"),
+        Attempt(started=5, finished=6, commit="a", digest="d", result=OK),
+    )
+    targets.commit(again, events)
+    text = metrics.export().decode()
+    assert series in text and 'fleet_target_ready{app="web",cluster="c1"} 1.0' in text
+
+
 def test_board_summary_is_green_only_when_everything_is() -> None:
     targets = Targets()
     board = Board(targets=targets)
