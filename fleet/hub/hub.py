@@ -201,6 +201,7 @@ class Hub:
                 await group.start(self.notifier.run)
                 await self.configuring.load()
                 await group.start(self.scheduler.run)
+                await group.start(self.reconciler.behind.run)
                 if self.shards is not None:  # the membership is known before any cluster
                     await group.start(self.shards.run)
                 self.port = await group.start(
@@ -235,6 +236,8 @@ class Hub:
                 self.scheduler.stop()
                 with anyio.move_on_after(self.settings.drain_timeout):
                     await self.queue.drain()
+                with anyio.move_on_after(10):  # the inventory records held (writebehind)
+                    await self.reconciler.behind.flush()
                 with anyio.move_on_after(5):  # what the last reconciles said reaches the sinks
                     await self.notifier.flush()
                 group.cancel_scope.cancel()

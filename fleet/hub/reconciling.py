@@ -40,6 +40,7 @@ from fleet.hub.settings import HubSettings
 from fleet.reconcile import summary, superseding
 from fleet.reconcile.desired import Desired, DesiredState
 from fleet.reconcile.syncing import AppSync, SyncResult, sync
+from fleet.reconcile.writebehind import WriteBehind
 from fleet.report import Metrics, Targets, TargetStatus
 from fleet.runtime import is_outage
 from fleet.sources import ancestry
@@ -82,6 +83,7 @@ class Reconciler:
     cells: Cells | None = None  # the clusters' live caches: reads, drift, the cached resync
     suspended: Callable[[Key], bool] = lambda _key: False  # an operator's suspensions
     sync_requests: dict[Key, bool] = field(default_factory=dict)  # manual syncs asked: prune?
+    behind: WriteBehind = field(default_factory=WriteBehind)  # records that only move a revision
 
     def selects(self, app: App, cluster: str) -> bool:
         """Whether `app` goes to the connected cluster named `cluster`."""
@@ -180,6 +182,7 @@ class Reconciler:
                 superseded=superseding.newer_commit(
                     lambda: mirror.refs_seen, revision=app.source.target_revision, running=commit
                 ),
+                behind=self.behind,
             )
             outcome = summary.outcome_of(result)
             committed_at = await self._commit_time(app, commit) if outcome.wrote else None

@@ -21,7 +21,10 @@
    when anything failed, the SyncFail hooks;
 9. record the final inventory (desired + blocked + failed or unreached prunes, with uids and
    adoption), only if it changed; while a rewind's prunes are held, or the waves stopped, the
-   revision recorded stays the old one (so the next attempt runs the hooks again);
+   revision recorded stays the old one (so the next attempt runs the hooks again). In the hub,
+   a record that only moves the revision (the same objects, held the same way) of an app
+   without hooks is written behind, once the commit's wave is over
+   (:mod:`fleet.reconcile.writebehind`);
 10. assess health from the live objects: those just written as the server answered the write,
     the rest as read before it (re-read only a written object the answer did not carry).
 
@@ -42,6 +45,7 @@ for the SyncFail hooks, plus the writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -57,7 +61,7 @@ from fleet.errors import StalledError
 from fleet.plan import hooks as plan_hooks
 from fleet.plan import options as object_options
 from fleet.plan import projects, waves
-from fleet.reconcile import superseding, waving
+from fleet.reconcile import superseding, waving, writebehind
 from fleet.reconcile.reading import ApiReader, Reader
 from fleet.reconcile.results import Gathering, SyncResult, assess_health
 from fleet.types import ClusterRef, ObjectKey, RenderedSet
@@ -154,7 +158,12 @@ async def _write_inventory(
     previous: apply.Inventory | None,
     revision: str,
     digest: str,
+    behind: writebehind.WriteBehind | None,
+    hold: bool = False,
 ) -> tuple[apply.Inventory, int]:
+    """Record the inventory of `entries` over `previous` unless it equals it; when only the
+    revision moves and `hold`, `behind` holds it instead. The inventory as the sync now knows it
+    and the number of writes made (0 or 1)."""
     ordered = dict(sorted(entries.items()))
     inventory = apply.Inventory(
         app=app.inventory_id,
@@ -168,6 +177,10 @@ async def _write_inventory(
         },
     )
     manager = app.apply_options(cluster.name).field_manager
+    if behind is not None and hold and writebehind.only_revision_moves(inventory, previous):
+        assert previous is not None
+        behind.hold(cluster, inventory, previous=previous, field_manager=manager)
+        return dataclasses.replace(inventory, resource_version=previous.resource_version), 0
     # shielded: a write that went out is seen through, so the client records the version it
     # replaced (Cluster.inventory_versions); cancelled mid-way, the next sync reading a lagging
     # cache would send the old version and meet a spurious InventoryConflict
@@ -175,7 +188,11 @@ async def _write_inventory(
         written = await apply.write_inventory(
             cluster, inventory, previous=previous, field_manager=manager
         )
-    return (written, 1) if written is not None else (previous or inventory, 0)
+    if written is None:
+        return previous or inventory, 0
+    if behind is not None:  # what it held for the target is older than this
+        behind.superseded(cluster.name, app.inventory_id)
+    return written, 1
 
 
 async def _rewind(
@@ -280,6 +297,7 @@ async def sync(
     descends: Descends | None = None,
     reader: Reader | None = None,
     superseded: superseding.Superseded | None = None,
+    behind: writebehind.WriteBehind | None = None,
 ) -> SyncResult:
     """Make `cluster` match `rendered` for `app` (None: the render failed); see the module.
 
@@ -288,10 +306,41 @@ async def sync(
     the inventory and live objects are read (:mod:`fleet.reconcile.reading`; default the API).
     `superseded` (:mod:`fleet.reconcile.superseding`) stops the writes once a newer commit is
     known: the result is then stopped (not in sync), what was not finished skipped.
+    `behind` (:mod:`fleet.reconcile.writebehind`, the hub's) holds an inventory record that only
+    moves the revision, to be written once the wave is over (none: written at once).
     """
+    running = behind.syncing(cluster.name, app.inventory_id) if behind else contextlib.nullcontext()
+    async with running:
+        return await _sync(
+            cluster,
+            app,
+            rendered,
+            revision=revision,
+            dry_run=dry_run,
+            descends=descends,
+            reader=reader,
+            superseded=superseded,
+            behind=behind,
+        )
+
+
+async def _sync(
+    cluster: apply.Cluster,
+    app: AppSync,
+    rendered: RenderedSet | None,
+    *,
+    revision: str,
+    dry_run: bool,
+    descends: Descends | None,
+    reader: Reader | None,
+    superseded: superseding.Superseded | None,
+    behind: writebehind.WriteBehind | None,
+) -> SyncResult:
     tracking = app.tracking(cluster.name)
     reader = reader or ApiReader()  # the cluster's live caches when the hub has them warm
     previous = await reader.inventory(cluster, app.inventory_id)
+    if behind is not None:  # with the record held for it: what the cluster is about to say
+        previous = behind.applied(cluster.name, app.inventory_id, previous)
     before = _entries(previous)
     found = _Desired()
     rewound = None
@@ -357,6 +406,8 @@ async def sync(
             before=before,
             rewound=rewound,
             reader=reader,
+            behind=behind,
+            hold=not hooks,  # whether hooks ran is said at once
         ),
         superseded=None if run_hooks and hooks else superseded,
     )
@@ -381,9 +432,12 @@ async def _write(
     before: Mapping[ObjectKey, plan.Entry],
     rewound: str | None,
     reader: Reader,
+    behind: writebehind.WriteBehind | None,
+    hold: bool,
 ) -> None:
     """Steps 6 to 9 (see the module): every write of the sync, gathered into `result`; `run`
-    keeps the changes of each wave as it ends (what a superseded sync did is known)."""
+    keeps the changes of each wave as it ends (what a superseded sync did is known). The final
+    record, when it only moves the revision, is held by `behind` if `hold`."""
     options = app.apply_options(cluster.name)
     tracking = result.tracking
     new = {s.key: s.entry or plan.Entry(s.api_version) for s in the_plan.applies}
@@ -395,6 +449,7 @@ async def _write(
             previous=previous,
             revision=previous.revision if previous else "",
             digest=previous.digest if previous else "",
+            behind=behind,
         )
         result.inventory_writes += count
     post = [w for w in order if w.phase is plan_hooks.Phase.POST_SYNC]
@@ -455,6 +510,8 @@ async def _write(
         previous=previous,
         revision=recorded,
         digest=result.digest,
+        behind=behind,
+        hold=hold,
     )
     result.inventory_writes += count
 
