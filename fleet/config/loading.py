@@ -287,13 +287,25 @@ def _assemble(sources: list[tuple[str, list[Any]]]) -> Config:
     return Config(apps=tuple(apps), projects=tuple(projects))
 
 
-def load(path: Path) -> Config:
-    """Every app of the file or directory `path`; app names must be unique across all files."""
+def read_documents(path: Path) -> list[tuple[str, list[Any]]]:
+    """The YAML documents of each config file of `path` (a file, or every ``.yaml``/``.yml``
+    file under a directory), with the file they came from; raises ConfigError naming a file
+    that cannot be read or decoded."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     else:
         files = [path]
-    return _assemble([(str(file), _read(file)) for file in files])
+    return [(str(file), _read(file)) for file in files]
+
+
+def assemble(sources: list[tuple[str, list[Any]]]) -> Config:
+    """The config of :func:`read_documents`' answer (each file checked against the schema)."""
+    return _assemble(sources)
+
+
+def load(path: Path) -> Config:
+    """Every app of the file or directory `path`; app names must be unique across all files."""
+    return _assemble(read_documents(path))
 
 
 def load_documents(text: str, origin: str) -> Config:

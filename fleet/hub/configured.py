@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fleet import yamlsafe
 from fleet.config import Config
@@ -15,7 +17,7 @@ from fleet.notify import SinkSpec, parse_notifications
 from fleet.sources import check_repo_url, repo_id
 from fleet.types import canonical_json
 
-__all__ = ["checked_sources", "identity", "notification_sinks", "repo_id_or_none"]
+__all__ = ["checked_sources", "identity", "notification_sinks", "repo_id_or_none", "sinks_in"]
 
 
 def repo_id_or_none(url: str) -> str:
@@ -55,17 +57,25 @@ def identity(cluster: ClusterFile) -> str:
 def notification_sinks(path: Path) -> tuple[SinkSpec, ...]:
     """The ``notifications:`` blocks of the config file, or of every file of a config directory."""
     files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
-    sinks: list[SinkSpec] = []
+    sources: list[tuple[str, list[Any]]] = []
     for file in files:
         try:
-            documents = yamlsafe.load_yaml(file.read_bytes(), source=str(file))
+            sources.append((str(file), yamlsafe.load_yaml(file.read_bytes(), source=str(file))))
         except (OSError, yamlsafe.YamlRefused):
             continue  # the config loader reports an unreadable or refused file
+    return sinks_in(sources, where=path)
+
+
+def sinks_in(sources: Sequence[tuple[str, Sequence[Any]]], *, where: Path) -> tuple[SinkSpec, ...]:
+    """The ``notifications:`` blocks of the YAML documents of each (file, documents), the config
+    at `where` (named when a sink is declared twice)."""
+    sinks: list[SinkSpec] = []
+    for file, documents in sources:
         for document in documents:
             if isinstance(document, dict) and "notifications" in document:
-                sinks += parse_notifications(document, where=str(file))
+                sinks += parse_notifications(document, where=file)
     names = [s.name for s in sinks]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ConfigError(f"{path}: notification sink {twice[0]!r} is declared twice")
+        raise ConfigError(f"{where}: notification sink {twice[0]!r} is declared twice")
     return tuple(sinks)

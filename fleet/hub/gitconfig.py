@@ -134,9 +134,10 @@ async def _escape(checkout: Path) -> str:
 
 def _read(target: Path) -> tuple[Config, tuple[SinkSpec, ...] | ConfigError]:
     """The config at `target` and its notification sinks (or why they are refused); blocking."""
-    config = config_loading.load(target)
+    sources = config_loading.read_documents(target)  # each file decoded once, for both
+    config = config_loading.assemble(sources)
     try:
-        return config, configured.notification_sinks(target)
+        return config, configured.sinks_in(sources, where=target)
     except ConfigError as exc:
         return config, exc
 

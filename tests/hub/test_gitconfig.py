@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
@@ -17,7 +18,6 @@ import pytest
 
 from bench.hubproc import HubProcess
 from fleet.cache import CacheSettings, ManifestCache
-from fleet.config import Config
 from fleet.config import loading as config_loading
 from fleet.controlplane import RunningCluster
 from fleet.errors import ConfigError
@@ -480,13 +480,13 @@ async def test_an_alias_bomb_in_a_config_commit_is_refused_off_the_loop(
     root = tmp_path / "git"
     ops = Remote(root, "ops")
     threads: list[str] = []
-    load = config_loading.load
+    read = config_loading.read_documents
 
-    def recording_load(path: Path) -> Config:
+    def recording_read(path: Path) -> list[tuple[str, list[Any]]]:
         threads.append(threading.current_thread().name)
-        return load(path)
+        return read(path)
 
-    monkeypatch.setattr(config_loading, "load", recording_load)
+    monkeypatch.setattr(config_loading, "read_documents", recording_read)
     with GitHttpServer(root) as server:
         url = server.url("ops.git")
         ops.commit({"fleet.yaml": _fleet_yaml("https://git.example/a.git", ("a", "a"))})
