@@ -201,7 +201,6 @@ class Hub:
                 await group.start(self.notifier.run)
                 await self.configuring.load()
                 await group.start(self.scheduler.run)
-                await group.start(self.reconciler.behind.run)
                 if self.shards is not None:  # the membership is known before any cluster
                     await group.start(self.shards.run)
                 self.port = await group.start(
@@ -222,6 +221,7 @@ class Hub:
                 )
                 self._supervise(group, "source-poller", self.refreshing.poll)
                 self._supervise(group, "cache-gc", self._collect_cache)
+                self._supervise(group, "inventory-records", self.reconciler.behind.run)
                 self._supervise(group, "tunnel-watch", self.membership.watch_tunnels)
                 self._ready = True
                 log.info(

@@ -13,10 +13,11 @@ shrinks or how an object is held changes.
 - The hub's next sync of the target sees the held record as what the cluster says
   (:meth:`applied`): a rewind is measured from the revision last applied, held or written, and a
   record equal to the held one is not held again.
-- Held records are written when none was held for ``settle`` seconds, or when the oldest is
-  ``max_age`` seconds old, whichever comes first; ``limit`` at a time, through the client that
-  made them, each fenced like every inventory write by the version it was computed from. A
-  conflict means another writer wrote after it (the next sync, another hub): dropped.
+- Held records are written once the wave is over (no sync of the hub runs, and none held a
+  record for ``settle`` seconds), or when the oldest is ``max_age`` seconds old, whichever comes
+  first; ``limit`` at a time, through the client that made them, each fenced like every
+  inventory write by the version it was computed from. A conflict means another writer wrote
+  after it (the next sync, another hub): dropped.
 - No record is written while a sync of its target runs (:meth:`syncing`, which also waits for a
   write of the target already under way): that sync takes the record over (writes its own, or
   holds a newer one), and never meets a conflict of ours.
@@ -172,12 +173,13 @@ class WriteBehind:
                 await self._wake.wait()
                 continue
             now = self._now()
-            oldest = min(h.since for h in self._held.values())
-            due = min(self._last_hold + self.settle, oldest + self.max_age)
-            due = max(due, self._last_round + self.settle)  # a round that left some: not a spin
+            aged = min(h.since for h in self._held.values()) + self.max_age
+            # the wave is over once no sync runs and none held a record for `settle` seconds
+            quiet = aged if self._busy else self._last_hold + self.settle
+            due = max(min(quiet, aged), self._last_round + self.settle)  # a round left some
             if now >= due:
                 return
-            await anyio.sleep(due - now)
+            await anyio.sleep(min(due - now, self.settle))  # a sync may end meanwhile
 
     async def _round(self, *, everything: bool = False) -> None:
         keys = [k for k in self._held if everything or k not in self._busy]

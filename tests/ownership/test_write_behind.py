@@ -174,3 +174,20 @@ async def test_an_app_with_hooks_records_each_revision_at_once(
     )
     assert second.in_sync and second.inventory_writes == 1
     assert (await on_cluster(cluster, app)).revision == B and len(behind) == 0
+
+
+async def test_records_wait_while_any_sync_of_the_hub_runs(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    behind = WriteBehind(settle=0.05, max_age=3600.0)
+    app = AppSync(name=unique("wb"), namespace=namespace)
+    await sync(cluster, app, rendered(namespace, 1), revision=A, behind=behind)
+    await sync(cluster, app, rendered(namespace, 1, data="2"), revision=B, behind=behind)
+    async with anyio.create_task_group() as group:
+        async with behind.syncing("another-cluster", "another-app"):  # the wave goes on
+            await group.start(behind.run)
+            await anyio.sleep(0.5)  # ten times `settle`: a round would have come by now
+            assert len(behind) == 1 and behind.written == 0
+        await until_written(behind, 1)  # the wave over: written
+        group.cancel_scope.cancel()
+    assert (await on_cluster(cluster, app)).revision == B
