@@ -370,7 +370,9 @@ async def test_the_hub_stops_a_sync_stuck_on_429s_when_a_newer_commit_lands_and_
                 lambda: _synced_at(rig, throttled.name, newer),
             )
             assert hub.alive()
-            hub.stop()  # before the proxy goes: its end would be a (true) silent cluster
+            # before the proxy goes (its end would be a true silent cluster), in a thread: the
+            # proxy runs on this event loop, and the hub's stop writes what it holds through it
+            await anyio.to_thread.run_sync(hub.stop)
         log = rig.log_text()
     assert "Traceback" not in log
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from bench.hubproc import metric_sum
@@ -68,7 +69,9 @@ async def test_a_cluster_answering_30_percent_429_converges_and_the_other_is_una
                 metric_sum(metrics, "fleet_api_requests_total", cluster=other.name, code="429") == 0
             )
             assert hub.alive()
-            hub.stop()  # before the proxy goes: its end would be a (true) silent cluster
+            # before the proxy goes (its end would be a true silent cluster), in a thread: the
+            # proxy runs on this event loop, and the hub's stop writes what it holds through it
+            await anyio.to_thread.run_sync(hub.stop)
             log = rig.log_text()
         print(
             f"\nproxy: {proxy.requests} requests, {proxy.throttled} answered 429; "

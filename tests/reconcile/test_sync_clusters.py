@@ -51,6 +51,19 @@ async def write_counts(cluster: apply.Cluster, resources: set[str]) -> Counter[s
     return counts
 
 
+async def namespaces_settled(cluster: apply.Cluster) -> None:
+    """Wait until no namespace of the cluster is terminating: the namespace controller deletes
+    what a terminating namespace holds, and those writes count in the cluster-wide figures of
+    :func:`write_counts` (a safety net of 120 s, not a speed limit)."""
+    with anyio.fail_after(120):
+        while True:
+            found = await cluster.request("GET", "/api/v1/namespaces")
+            phases = [(n.get("status") or {}).get("phase") for n in found.get("items") or ()]
+            if "Terminating" not in phases:
+                return
+            await anyio.sleep(0.5)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -188,6 +201,7 @@ async def test_fifty_objects_noop_prune_and_safety(cluster: apply.Cluster) -> No
     entries = {s.key: s.api_version for s in first.plan.applies}
     await wait_health(cluster, entries, lambda h: h.status is Status.HEALTHY)
 
+    await namespaces_settled(cluster)  # the namespace controller emptying another test's
     calls_before = cluster.calls.copy()
     server_before = await write_counts(cluster, RESOURCES)
     second = await sync(cluster, app, RenderedSet.of(objects), revision="r1")
