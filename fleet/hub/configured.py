@@ -1,5 +1,5 @@
 """What the hub takes from its config files beyond the apps: refused sources, notification sinks,
-and which cluster entries are one API server (pure, but for reading the config files)."""
+and which cluster entries are one API server (pure: the files are read by the config loader)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fleet import yamlsafe
 from fleet.config import Config
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError
@@ -17,7 +16,7 @@ from fleet.notify import SinkSpec, parse_notifications
 from fleet.sources import check_repo_url, repo_id
 from fleet.types import canonical_json
 
-__all__ = ["checked_sources", "identity", "notification_sinks", "repo_id_or_none", "sinks_in"]
+__all__ = ["checked_sources", "identity", "repo_id_or_none", "sinks_in"]
 
 
 def repo_id_or_none(url: str) -> str:
@@ -52,18 +51,6 @@ def identity(cluster: ClusterFile) -> str:
     route = cluster.extension.get("ssh")
     identity = canonical_json({"server": cluster.server, "user": user, "route": route})
     return hashlib.sha256(identity).hexdigest()
-
-
-def notification_sinks(path: Path) -> tuple[SinkSpec, ...]:
-    """The ``notifications:`` blocks of the config file, or of every file of a config directory."""
-    files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
-    sources: list[tuple[str, list[Any]]] = []
-    for file in files:
-        try:
-            sources.append((str(file), yamlsafe.load_yaml(file.read_bytes(), source=str(file))))
-        except (OSError, yamlsafe.YamlRefused):
-            continue  # the config loader reports an unreadable or refused file
-    return sinks_in(sources, where=path)
 
 
 def sinks_in(sources: Sequence[tuple[str, Sequence[Any]]], *, where: Path) -> tuple[SinkSpec, ...]:
