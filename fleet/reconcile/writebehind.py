@@ -128,7 +128,9 @@ class WriteBehind:
         """Hold `inventory` for `cluster`, to be written over `previous` (as read) later."""
         key = (cluster.name, inventory.app)
         now = self._now()
-        self._held[key] = _Held(cluster, inventory, previous, field_manager, since=now)
+        older = self._held.get(key)  # its age goes on: a target under steady commits still ages
+        since = older.since if older is not None else now
+        self._held[key] = _Held(cluster, inventory, previous, field_manager, since=since)
         self._last_hold = now
         self._wake.set()
 
