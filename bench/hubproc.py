@@ -8,7 +8,10 @@ the children it reaped (git, kustomize), RSS is the process's resident set.
 
 :class:`HubProcess` writes nothing but the command line and the environment (the webhook secret
 goes through ``FLEET_GITHUB_SECRET``, never argv), waits for the "listening" line, and offers the
-webhook POST and a parsed ``/metrics``. :meth:`HubProcess.sampling` runs py-spy (when installed)
+webhook POST and a parsed ``/metrics``; it returns once the hub has started too (it listens first:
+``/readyz`` says ``reading the config``, then ``starting``, until then), so a caller's first
+question meets the config, and a hub that refuses to start (a bad option it finds once it listens)
+is an error of :meth:`HubProcess.start`. :meth:`HubProcess.sampling` runs py-spy (when installed)
 on the hub for a stretch of a bench, for where its CPU goes: collapsed stacks, one line per stack.
 """
 
@@ -23,6 +26,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +36,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+
+from fleet.hub.hub import READING_CONFIG, STARTING
 
 __all__ = ["SECRET", "HubProcess"]
 
@@ -100,12 +107,30 @@ class HubProcess:
             if found:
                 self.port = int(found.group(1))
                 self.listening_s = time.monotonic() - started
+                self._wait_started(deadline)
                 return self.port
             if self._popen.poll() is not None:
                 raise RuntimeError(f"fleet run exited: see {self.log}")
             time.sleep(0.1)
         self.stop()  # never leave a hub behind
         raise TimeoutError(f"fleet run did not listen in {self.start_timeout}s: see {self.log}")
+
+    def _wait_started(self, deadline: float) -> None:
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    return  # 200: ready
+            except urllib.error.HTTPError as exc:
+                if exc.read().decode().strip() not in (READING_CONFIG, STARTING):
+                    return  # started, not ready: a config error it shows
+            except OSError:
+                pass
+            if self._popen is not None and self._popen.poll() is not None:
+                raise RuntimeError(f"fleet run exited: see {self.log}")
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"fleet run did not start in {self.start_timeout}s: see {self.log}")
 
     def alive(self) -> bool:
         """The process is still running."""

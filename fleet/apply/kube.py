@@ -41,17 +41,17 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import anyio
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from fleet.apply.sessions import Sessions
 from fleet.errors import TransientError
 from fleet.types import Manifest
+
+if TYPE_CHECKING:  # the client package is imported by connect (see fleet.apply.sharedclient)
+    from kubernetes_asyncio.client import ApiClient, Configuration
 
 __all__ = ["APPLY_PATCH", "ApiError", "Cluster", "RequestGate", "Timeouts", "connect"]
 
@@ -455,6 +455,10 @@ async def connect(
     The client's HTTP session comes from `sessions` (:mod:`fleet.apply.sessions`), shared with
     the other clients of the same TLS identity; without a pool it has a session of its own.
     """
+    from kubernetes_asyncio import config
+    from kubernetes_asyncio.client import Configuration
+    from kubernetes_asyncio.config.kube_config import KubeConfigLoader
+
     if isinstance(kubeconfig, Path):
         settings = type.__call__(Configuration)  # as kubernetes-asyncio does: no default copy
         await config.load_kube_config(config_file=str(kubeconfig), client_configuration=settings)

@@ -13,12 +13,12 @@ auth (bearer tokens, rotating in-cluster tokens, exec plugins) is not in it: the
 adds those headers to each request itself, so entries with different tokens share a pool safely.
 File contents are keyed by SHA-256, never kept as text.
 
-**The pool** (:class:`Sessions`) counts the clients of each session. :meth:`Sessions.client`
-builds an ``ApiClient`` whose REST client borrows the shared session (no session, connector or
-SSL context of its own is ever built); closing that client (``ApiClient.close()``, which closes
-``rest_client.pool_manager`` in kubernetes-asyncio) only gives its lease back, once. The session
-closes when its last client leaves; it is taken out of the pool first, so a client arriving
-meanwhile gets a new one.
+**The pool** (:class:`Sessions`) counts the clients of each session. :meth:`Sessions.client` builds
+an ``ApiClient`` whose REST client borrows the shared session (:mod:`fleet.apply.sharedclient`,
+imported then: no session, connector or SSL context of its own is ever built); closing that client
+(``ApiClient.close()``, which closes ``rest_client.pool_manager`` in kubernetes-asyncio) only gives
+its lease back, once. The session closes when its last client leaves; it is taken out of the pool
+first, so a client arriving meanwhile gets a new one.
 
 **Proxies** are resolved once, when a session is made, from the environment as ``trust_env``
 did (``HTTPS_PROXY`` / ``HTTP_PROXY``, ``NO_PROXY``, credentials in the URL or in netrc for the
@@ -38,19 +38,22 @@ cookie into another's requests.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
 from aiohttp.helpers import get_env_proxy_for_url
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.client.rest import RESTClientObject
 from yarl import URL
+
+if TYPE_CHECKING:  # the client package is imported when the first client is made
+    from kubernetes_asyncio.client import ApiClient, Configuration
 
 __all__ = ["SessionKey", "Sessions", "env_proxy", "key_of"]
 
@@ -145,44 +148,6 @@ class _Shared:
     clients: int = 0
 
 
-class _SharedRest(RESTClientObject):
-    """kubernetes-asyncio's REST client over a borrowed session: ``close()`` gives it back."""
-
-    def __init__(
-        self,
-        *,
-        shared: _Shared,
-        configuration: Configuration,
-        release: Callable[[_Shared], Awaitable[None]],
-    ) -> None:
-        # RESTClientObject.__init__ is not called: it would build a session of its own
-        self.pool_manager = shared.session
-        self.proxy = configuration.proxy or shared.proxy  # type: ignore[assignment]
-        self.proxy_headers = configuration.proxy_headers  # type: ignore[assignment]
-        self.server_hostname = configuration.tls_server_name  # type: ignore[assignment]
-        self._shared: _Shared | None = shared
-        self._release = release
-
-    async def close(self) -> None:
-        shared, self._shared = self._shared, None
-        if shared is not None:
-            await self._release(shared)
-
-
-class _SharedApiClient(ApiClient):
-    """An ``ApiClient`` whose REST client is given, not built (``ApiClient.__init__`` builds
-    one, with its own session, unconditionally); the other attributes as ``__init__`` sets them."""
-
-    def __init__(self, configuration: Configuration, rest_client: RESTClientObject) -> None:
-        self.configuration = configuration
-        self.pool_threads = 1
-        self.rest_client = rest_client
-        self.default_headers: dict[str, str] = {}
-        self.cookie = None  # type: ignore[assignment]
-        self.user_agent = "OpenAPI-Generator/33.3.0+snapshot/python"
-        self.client_side_validation = configuration.client_side_validation
-
-
 class Sessions:
     """Shared HTTP sessions by :class:`SessionKey`, each closed with its last client."""
 
@@ -207,8 +172,15 @@ class Sessions:
         if shared is None:
             shared = self._open(key, configuration)
         shared.clients += 1
-        rest = _SharedRest(shared=shared, configuration=configuration, release=self._release)
-        return _SharedApiClient(configuration, rest)
+        from fleet.apply import sharedclient  # kubernetes-asyncio's client package: see there
+
+        rest = sharedclient.SharedRest(
+            session=shared.session,
+            proxy=shared.proxy,
+            configuration=configuration,
+            release=functools.partial(self._release, shared),
+        )
+        return sharedclient.SharedApiClient(configuration, rest)
 
     def _open(self, key: SessionKey, configuration: Configuration) -> _Shared:
         connector = aiohttp.TCPConnector(

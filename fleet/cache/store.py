@@ -17,6 +17,14 @@ entry held by then, and again for those put meanwhile (a few rounds at most; wha
 written by the next put). A thousand tenants rendering at one commit made a thread hop each; now
 the puts that come while one batch is written share the next. An entry that cannot be written is
 logged and forgotten (a later get is a miss, a render again), never an error of the put.
+
+In the hub the writes wait for the end of the wave (:meth:`ManifestCache.run`, given the hub's
+:class:`~fleet.activity.Activity`): a put only holds its entry, and the writer writes what is
+held once no plan, render or sync has run for ``settle`` seconds, or ``at_most`` seconds after
+the first entry it waits for. A commit's thousand renders would otherwise have their thousand
+files written by a worker thread inside the wave, taking CPU and the interpreter's lock from the
+syncs. Held entries are read from memory meanwhile; the hub's stop writes them
+(:meth:`ManifestCache.flush`), and one that dies first loses only renders it can redo.
 """
 
 from __future__ import annotations
@@ -31,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import anyio.abc
 
+from fleet.activity import Activity
 from fleet.settings import default_cache_dir
 from fleet.types import RenderedSet, canonical_json, digest_of
 
@@ -62,12 +72,26 @@ class CacheStats:
 class ManifestCache:
     """Rendered sets by key."""
 
-    def __init__(self, settings: CacheSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: CacheSettings | None = None,
+        *,
+        activity: Activity | None = None,
+        settle: float = 1.0,
+        at_most: float = 30.0,
+    ) -> None:
         self.settings = settings or CacheSettings()
         self.stats = CacheStats()
         self._keys: set[str] | None = None  # the keys on disk: listed at first use, then kept
         self._held: dict[str, RenderedSet] = {}  # put, not on disk yet
-        self._writing = False  # a put is writing a batch
+        self._writing = False  # a put (or the writer) is writing a batch
+        self._activity = activity
+        self._settle, self._at_most = settle, at_most
+        self._writer: anyio.Event | None = None  # set by a put while run() writes for them
+
+    def __len__(self) -> int:
+        """Entries held in memory, not on disk yet."""
+        return len(self._held)
 
     def path_of(self, key: str) -> Path:
         return self.settings.root / key[:2] / f"{key}.json"
@@ -93,8 +117,40 @@ class ManifestCache:
         (await self._known()).add(key)
         self._held[key] = rendered
         self.stats.writes += 1
+        if self._writer is not None:
+            self._writer.set()  # run() writes it once the wave is over
+            return
         if self._writing:
             return  # the batch under way takes it on its next round
+        await self._write_held()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write the held entries once each wave is over (the hub's service; see the module).
+        Without an activity to wait for, the puts write themselves."""
+        activity = self._activity
+        if activity is None:
+            task_status.started()
+            await anyio.sleep_forever()
+            return
+        self._writer = anyio.Event()
+        task_status.started()
+        try:
+            while True:
+                await self._writer.wait()
+                await activity.quiet(settle=self._settle, at_most=self._at_most)
+                self._writer = anyio.Event()
+                await self._write_held()
+        finally:
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Write what is held now (the hub's stop)."""
+        if not self._writing:
+            await self._write_held()
+
+    async def _write_held(self) -> None:
         self._writing = True
         try:
             for _ in range(_ROUNDS):

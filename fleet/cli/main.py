@@ -19,19 +19,38 @@ import sys
 from collections.abc import Callable
 
 from fleet import __version__, logs
-from fleet.cli import control, demo, eventscmd, hubcmd, oneshot, schemacmd
-from fleet.controlplane import cli as kit_cli
+from fleet.cli import hubcmd
 from fleet.errors import FleetError
-from fleet.gitops import cli as gitops_cli
 
 __all__ = ["main"]
 
+Handlers = dict[str, Callable[[argparse.Namespace], int]]
 
-def _parser() -> argparse.ArgumentParser:
+_HUB: Handlers = {"run": hubcmd.run_hub, "status": hubcmd.run_status, "history": hubcmd.run_history}
+
+
+def _top() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="fleet", description="keep a fleet of Kubernetes clusters in sync with git"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def _hub_parser() -> tuple[argparse.ArgumentParser, Handlers]:
+    """Only :mod:`fleet.cli.hubcmd`'s commands: ``fleet run`` imports nothing it does not run
+    (the other commands' modules cost tenths of a second before the hub can listen)."""
+    parser, sub = _top()
+    hubcmd.add_arguments(sub)
+    return parser, dict(_HUB)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, Handlers]:
+    """Every command (what ``fleet --help`` lists)."""
+    from fleet.cli import control, demo, eventscmd, oneshot, schemacmd
+    from fleet.controlplane import cli as kit_cli
+    from fleet.gitops import cli as gitops_cli
+
+    parser, sub = _top()
     cluster = sub.add_parser("cluster", help="local Kubernetes clusters for demos, tests, bench")
     kit_cli.add_arguments(cluster)
     hubcmd.add_arguments(sub)
@@ -42,28 +61,26 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_arguments(sub)
     schemacmd.add_arguments(sub)
     sub.add_parser("version", help="print fleet's version")
-    return parser
-
-
-_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "cluster": kit_cli.run,
-    "run": hubcmd.run_hub,
-    "status": hubcmd.run_status,
-    "history": hubcmd.run_history,
-    "events": eventscmd.run_events,
-    "demo": demo.run,
-    "schema": schemacmd.run,
-    "render": oneshot.run,
-    "diff": oneshot.run,
-    "sync": lambda args: control.sync_through_hub(args) if args.url else oneshot.run(args),
-    **dict.fromkeys(control.COMMANDS, control.run),
-    **dict.fromkeys(gitops_cli.COMMANDS, gitops_cli.run),
-}
+    handlers: Handlers = {
+        "cluster": kit_cli.run,
+        **_HUB,
+        "events": eventscmd.run_events,
+        "demo": demo.run,
+        "schema": schemacmd.run,
+        "render": oneshot.run,
+        "diff": oneshot.run,
+        "sync": lambda args: control.sync_through_hub(args) if args.url else oneshot.run(args),
+        **dict.fromkeys(control.COMMANDS, control.run),
+        **dict.fromkeys(gitops_cli.COMMANDS, gitops_cli.run),
+    }
+    return parser, handlers
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = _HANDLERS.get(args.command)
+    argv = sys.argv[1:] if argv is None else argv
+    parser, handlers = _hub_parser() if argv[:1] and argv[0] in _HUB else _parser()
+    args = parser.parse_args(argv)
+    handler = handlers.get(args.command)
     try:
         if handler is not None:
             code = handler(args)

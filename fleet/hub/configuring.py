@@ -11,13 +11,17 @@ left has its targets forgotten through :class:`~fleet.report.Targets` (its objec
 clusters) and its drift watches dropped; an app that came or changed (a policy, a project, a
 source) is handed to ``on_changed``, which the hub turns into a full look at each of its targets.
 The watcher (:meth:`Configuring.watch`) waits on the feed, which a push to the config's
-repository (or a parent's) wakes at once.
+repository (or a parent's) wakes at once. :attr:`Configuring.read` is set once the first load is
+over, good or bad: the hub listens before that (a config in git may take a fetch), and what needs
+the apps (a webhook's match, the control API) waits for it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+
+import anyio
 
 from fleet.config import Config
 from fleet.hub import gitconfig
@@ -53,9 +57,16 @@ class Configuring:
         self._check_interval = check_interval
         self._on_changed = on_changed
         self.cells: Cells | None = None  # the hub's, while it runs
+        self.read = anyio.Event()  # the first load is over
 
     async def load(self) -> None:
         """Read the config (local or git, see :mod:`fleet.hub.gitconfig`); apply what changed."""
+        try:
+            await self._load()
+        finally:
+            self.read.set()
+
+    async def _load(self) -> None:
         loaded = await self._feed.load()
         self._board.config_status = self._feed.status()
         if loaded is None:

@@ -59,12 +59,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from fleet import apply, transport
 from fleet.apply import sessions as api_sessions
@@ -73,6 +71,9 @@ from fleet.errors import ConfigError, FleetError
 from fleet.hub import configured
 from fleet.report import ClusterState
 from fleet.runtime import Breakers, Limits
+
+if TYPE_CHECKING:  # the client package is imported when a cluster connects, not before listening
+    from kubernetes_asyncio.client import Configuration
 
 __all__ = ["Connection", "Connections", "Liveness", "ProbeSettings", "Reach", "show_reach"]
 
@@ -247,6 +248,8 @@ class Connections:
     async def _hold(
         self, connection: Connection, *, task_status: anyio.abc.TaskStatus[None]
     ) -> None:
+        from kubernetes_asyncio.config.config_exception import ConfigException
+
         name = connection.name
         with connection.scope:
             try:

@@ -19,7 +19,8 @@ this replica does not hold.
 
 Suspensions are an operator's intent, so they outlive the process: :class:`Suspensions` keeps
 them in ``suspended.json`` in the hub's state directory, written atomically on each change. Every
-answer is JSON; an unknown app or cluster is a 404 naming it.
+answer is JSON; an unknown app or cluster is a 404 naming it, and a call on an app before the
+hub has read its config (it listens first) a 503 that says so, with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class Suspensions:
 class Controls(Protocol):
     """What the routes need from the hub."""
 
+    def config_read(self) -> bool: ...
+
     def app_detail(self, app: str) -> dict[str, Any] | None: ...
 
     def has_cluster(self, cluster: str) -> bool: ...
@@ -119,6 +122,12 @@ def routes(hub: Controls) -> list[web.RouteDef]:
     def known_app(handler: Callable[[web.Request, str], Awaitable[web.Response]]) -> Any:
         async def guarded(request: web.Request) -> web.Response:
             app = request.match_info["app"]
+            if not hub.config_read():  # the hub listens before its config is read
+                return web.json_response(
+                    {"error": "the hub is still reading its config: retry in a moment"},
+                    status=503,
+                    headers={"Retry-After": "1"},
+                )
             if hub.app_detail(app) is None:
                 return web.json_response({"error": f"no app {app!r} in the config"}, status=404)
             return await handler(request, app)

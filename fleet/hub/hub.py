@@ -17,13 +17,15 @@ in its own module:
 - :mod:`fleet.hub.reporting`: one record per (cluster, app), written only by the reconciler's
   summary step; the board, history, metrics, log and notifier read it.
 
-Start order: notifier, config, scheduler, shards (membership known before any cluster), the
-cluster registry, the in-cluster destination, the watchers, then the server; the port is reported
-once it listens. :meth:`Hub.stop` (SIGTERM) stops taking work, lets in-flight reconciles finish
-for at most ``drain_timeout``, flushes the notifier, then cancels the rest. A SIGKILL loses
-nothing a restart does not redo: the inventory lives in the clusters, and every key is enqueued
-again on start. Every long-lived service runs supervised (:func:`~fleet.runtime.supervised`): an
-exception becomes the error of what it concerns, shown and retried, never the end of the hub.
+Start order: notifier, the server (the port is reported once it listens: webhooks and the API are
+answered from then on, a webhook's match and the control API waiting for the config), the config,
+scheduler, shards (membership known before any cluster), the cluster registry, the in-cluster
+destination, then the watchers; ready (``/readyz``) once all of them run. :meth:`Hub.stop`
+(SIGTERM) stops taking work, lets in-flight reconciles finish for at most ``drain_timeout``,
+flushes the notifier, then cancels the rest. A SIGKILL loses nothing a restart does not redo: the
+inventory lives in the clusters, and every key is enqueued again on start. Every long-lived service
+runs supervised (:func:`~fleet.runtime.supervised`): an exception becomes the error of what it
+concerns, shown and retried, never the end of the hub.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import anyio
 import anyio.abc
 from aiohttp import web
 
+from fleet.activity import Activity
 from fleet.cache import CacheSettings, ManifestCache
 from fleet.hub import control, gitconfig, reporting, server, webhooks
 from fleet.hub.cells import Cells
@@ -46,10 +49,11 @@ from fleet.hub.membership import Membership
 from fleet.hub.operating import Operations
 from fleet.hub.pushes import PushOutcome
 from fleet.hub.reconciling import Key, Reconciler, unreachable
-from fleet.hub.refreshing import Refreshing
+from fleet.hub.refreshing import PUSH_WAIT, Refreshing
 from fleet.hub.settings import HubSettings
 from fleet.hub.stats import StatsCollector
 from fleet.reconcile.desired import DesiredState
+from fleet.reconcile.writebehind import WriteBehind
 from fleet.render import Renderer, RenderSettings
 from fleet.runtime import (
     Limits,
@@ -67,6 +71,9 @@ from fleet.transport import Tunnels, TunnelSettings
 __all__ = ["Hub", "unreachable"]
 
 log = logging.getLogger(__name__)
+READING_CONFIG = "reading the config"  # /readyz until the first load is over
+STARTING = "starting"  # /readyz after it, until every service runs
+WAVE_SETTLE = 1.0  # seconds without a plan, render or sync that end a wave (fleet.activity)
 
 
 class Hub:
@@ -90,10 +97,17 @@ class Hub:
                 credentials_file=settings.credentials_file,
             )
         )
+        # a commit's wave of plans, renders and syncs: what can wait (held inventory records,
+        # the render cache's disk writes, history rows) waits for it to end
+        self.activity = Activity()
+        self.history.defer_while(lambda: self.activity.idle_for() < WAVE_SETTLE)
         self.desired = DesiredState(
             sources=self.sources,
             renderer=Renderer(RenderSettings(helm=settings.helm)),
-            cache=ManifestCache(CacheSettings(root=settings.cache_dir / "render")),
+            cache=ManifestCache(
+                CacheSettings(root=settings.cache_dir / "render"), activity=self.activity
+            ),
+            activity=self.activity,
         )
         self.config_feed = gitconfig.ConfigFeed(
             source=settings.config_source or settings.config_path,
@@ -108,7 +122,11 @@ class Hub:
         )
         self.limits = Limits(settings.limits, clock=self.clock)
         self.reconciler = Reconciler(
-            settings=settings, desired=self.desired, targets=self.targets, metrics=self.metrics
+            settings=settings,
+            desired=self.desired,
+            targets=self.targets,
+            metrics=self.metrics,
+            behind=WriteBehind(activity=self.activity),
         )
         self.suspensions = Suspensions.load(settings.state_dir / "suspended.json")
         self.reconciler.suspended = self.suspensions
@@ -154,6 +172,7 @@ class Hub:
             queue=self.queue,
             suspensions=self.suspensions,
             refresh=self.refreshing.refresh,
+            config_read=self.configuring.read.is_set,
         )
         self.registry = registry.ClusterRegistry(
             settings.clusters_dir, self.membership.changed, rescan_interval=settings.registry_rescan
@@ -199,10 +218,6 @@ class Hub:
                 self.refreshing.group = group
                 self.membership.bind(group=group, connections=connections, cells=cells)
                 await group.start(self.notifier.run)
-                await self.configuring.load()
-                await group.start(self.scheduler.run)
-                if self.shards is not None:  # the membership is known before any cluster
-                    await group.start(self.shards.run)
                 self.port = await group.start(
                     functools.partial(
                         server.serve, self, self.settings.server, routes=self._routes()
@@ -210,6 +225,10 @@ class Hub:
                 )
                 if on_listening is not None:
                     on_listening(self.port)
+                await self.configuring.load()
+                await group.start(self.scheduler.run)
+                if self.shards is not None:  # the membership is known before any cluster
+                    await group.start(self.shards.run)
                 await group.start(self.registry.run)
                 if self.settings.in_cluster:
                     await self.membership.join_in_cluster()
@@ -222,6 +241,7 @@ class Hub:
                 self._supervise(group, "source-poller", self.refreshing.poll)
                 self._supervise(group, "cache-gc", self._collect_cache)
                 self._supervise(group, "inventory-records", self.reconciler.behind.run)
+                self._supervise(group, "render-cache-writes", self.desired.cache.run)
                 self._supervise(group, "tunnel-watch", self.membership.watch_tunnels)
                 self._ready = True
                 log.info(
@@ -238,6 +258,8 @@ class Hub:
                     await self.queue.drain()
                 with anyio.move_on_after(10):  # the inventory records held (writebehind)
                     await self.reconciler.behind.flush()
+                with anyio.move_on_after(10):  # renders held in memory (fleet.cache.store)
+                    await self.desired.cache.flush()
                 with anyio.move_on_after(5):  # what the last reconciles said reaches the sinks
                     await self.notifier.flush()
                 group.cancel_scope.cancel()
@@ -271,8 +293,10 @@ class Hub:
         return [p for p in (self.history.problem, clash, *shards) if p]
 
     def readiness(self) -> tuple[bool, str]:
+        if not self.configuring.read.is_set():
+            return False, READING_CONFIG
         if not self._ready:
-            return False, "starting"
+            return False, STARTING
         if self.board.config_error and not self.reconciler.config.apps:
             return False, f"no valid config: {self.board.config_error}"
         return True, "ready"
@@ -282,6 +306,10 @@ class Hub:
     async def on_push(self, push: webhooks.Push) -> PushOutcome:
         """A verified webhook (the server's intake): list the repositories it names at once
         (the other replicas too), answer what happened (:meth:`Refreshing.refresh_now`)."""
+        with anyio.move_on_after(PUSH_WAIT):  # the hub listens before its config is read
+            await self.configuring.read.wait()
+        if not self.configuring.read.is_set():
+            return PushOutcome(starting=True)
         matched = self.refreshing.matched(push)
         if self.shards is not None:  # the owners of the other clusters refresh it too
             self.shards.announce(matched)

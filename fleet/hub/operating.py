@@ -32,6 +32,7 @@ class Operations:
     queue: WorkQueue[Key]
     suspensions: Suspensions
     refresh: Callable[[str], Awaitable[Any]]  # list one repository now
+    config_read: Callable[[], bool]  # the hub's first config load is over
 
     def app_detail(self, app: str) -> dict[str, Any] | None:
         """Every target of `app` with its record and recent events; None for an unknown app."""

@@ -5,6 +5,9 @@ coalesced with any in flight) and waits a bounded time for the answer. The outco
 happened, not what was hoped: a remote that refused the listing is ``failed`` with its error, a
 listing still running when the wait ends is ``pending`` (it goes on, and its apps are enqueued
 when it lands). Repositories are named by their normalised key, which never holds a credential.
+A push that comes while the hub is still reading its config (it listens first) waits for it, a
+bounded time, else is answered 202 ``starting``: nothing is lost, since every app is synced from
+its repository's newest commit once the config is read.
 """
 
 from __future__ import annotations
@@ -38,10 +41,14 @@ class PushOutcome:
     """Every repository a push matched; no match is an empty outcome, not an error."""
 
     repos: tuple[RepoRefresh, ...] = ()
+    starting: bool = False  # the hub was still reading its config: nothing was matched yet
 
     @property
     def http_status(self) -> int:
-        """200 when every refresh landed, 202 while one is pending, 502 when one failed."""
+        """200 when every refresh landed, 202 while one is pending (or the hub is starting),
+        502 when one failed."""
+        if self.starting:
+            return 202
         results = {r.result for r in self.repos}
         if "failed" in results:
             return 502
@@ -50,6 +57,12 @@ class PushOutcome:
         return 200
 
     def to_json(self) -> dict[str, Any]:
+        if self.starting:
+            return {
+                "matched": 0,
+                "starting": "the hub is still reading its config; once it is read, every app "
+                "is synced from its repository's newest commit, this push's included",
+            }
         return {
             "matched": len(self.repos),
             "moved": sum(r.result == "moved" for r in self.repos),

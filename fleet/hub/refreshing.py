@@ -30,11 +30,11 @@ from fleet.hub.settings import HubSettings
 from fleet.runtime import Clock, call_with_retry
 from fleet.sources import PushedRef, Sources, repo_id
 
-__all__ = ["Refreshing"]
+__all__ = ["PUSH_WAIT", "Refreshing"]
 
 log = logging.getLogger(__name__)
 
-_PUSH_WAIT = 8.0  # seconds a webhook waits for its listings before it answers "pending"
+PUSH_WAIT = 8.0  # seconds a webhook waits for its listings before it answers "pending"
 _REPO_BACKOFF_CAP = 600.0  # a failing repository is listed again at least every 10 minutes
 
 
@@ -134,7 +134,7 @@ class Refreshing:
         """A push: list each of `matched` at once, answer what happened.
 
         Each repository is listed (coalesced with a listing in flight) in the hub's task group;
-        the answer waits up to ``_PUSH_WAIT`` seconds. A listing still running then is
+        the answer waits up to ``PUSH_WAIT`` seconds. A listing still running then is
         ``pending``: it goes on and enqueues its apps when it lands.
         """
         group = self.group
@@ -148,7 +148,7 @@ class Refreshing:
 
         for key, url in matched.items():
             group.start_soon(one, key, url)
-        with anyio.move_on_after(_PUSH_WAIT):
+        with anyio.move_on_after(PUSH_WAIT):
             for event in landed.values():
                 await event.wait()
         return PushOutcome(

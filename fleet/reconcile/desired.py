@@ -26,6 +26,7 @@ from pathlib import Path
 import anyio
 
 from fleet import logs
+from fleet.activity import Activity
 from fleet.cache import ManifestCache, SingleFlight, render_key
 from fleet.errors import FleetError, StalledError
 from fleet.render import (
@@ -84,10 +85,18 @@ class Desired:
 class DesiredState:
     """The pipeline shared by every app and cluster of the hub."""
 
-    def __init__(self, *, sources: Sources, renderer: Renderer, cache: ManifestCache) -> None:
+    def __init__(
+        self,
+        *,
+        sources: Sources,
+        renderer: Renderer,
+        cache: ManifestCache,
+        activity: Activity | None = None,
+    ) -> None:
         self.sources = sources
         self.renderer = renderer
         self.cache = cache
+        self.activity = activity or Activity()  # plans and renders are a wave's work
         self._flight: SingleFlight[str, RenderedSet] = SingleFlight()
         self._plan_flight: SingleFlight[bytes, tuple[RenderPlan, str]] = SingleFlight()
         self._plans: OrderedDict[bytes, tuple[RenderPlan, str]] = OrderedDict()
@@ -154,7 +163,8 @@ class DesiredState:
                 fresh = self.renderer.renders != before
                 return result
 
-            rendered = await self._flight.do(key, lead)
+            with self.activity.working():
+                rendered = await self._flight.do(key, lead)
         return Desired(
             app.name,
             cluster.name,
@@ -177,7 +187,8 @@ class DesiredState:
             self._plans.move_to_end(memo)
             return self._plans[memo]
         # the keys of a new commit arrive together: one of them plans, the others wait for it
-        return await self._plan_flight.do(memo, lambda: self._make_plan(snapshot, spec, memo))
+        with self.activity.working():
+            return await self._plan_flight.do(memo, lambda: self._make_plan(snapshot, spec, memo))
 
     async def _make_plan(
         self, snapshot: Snapshot, spec: RenderSpec, memo: bytes

@@ -13,7 +13,8 @@ shrinks or how an object is held changes.
 - The hub's next sync of the target sees the held record as what the cluster says
   (:meth:`applied`): a rewind is measured from the revision last applied, held or written, and a
   record equal to the held one is not held again.
-- Held records are written once the wave is over (no sync of the hub runs, and none held a
+- Held records are written once the wave is over (no sync of the hub runs, no plan or render
+  of a new input either (:class:`fleet.activity.Activity`), and none of them ran or held a
   record for ``settle`` seconds), or when the oldest is ``max_age`` seconds old, whichever comes
   first; ``limit`` at a time, through the client that made them, each fenced like every
   inventory write by the version it was computed from. A conflict means another writer wrote
@@ -45,6 +46,7 @@ import anyio
 import anyio.abc
 
 from fleet import apply
+from fleet.activity import Activity
 from fleet.errors import describe
 
 __all__ = ["WriteBehind", "only_revision_moves"]
@@ -83,6 +85,7 @@ class WriteBehind:
         limit: int = 8,
         tries: int = 3,
         write_limit: float = 30.0,
+        activity: Activity | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settle = settle
@@ -91,6 +94,7 @@ class WriteBehind:
         self.write_limit = write_limit
         self._limit = anyio.CapacityLimiter(limit)
         self._now = now
+        self.activity = activity or Activity(now=now)  # the hub's plans, renders and syncs
         self._held: dict[_Key, _Held] = {}
         self._busy: dict[_Key, int] = {}  # syncs running, per target
         self._writing: dict[_Key, anyio.Event] = {}
@@ -148,7 +152,8 @@ class WriteBehind:
             await writing.wait()
         self._busy[key] = self._busy.get(key, 0) + 1
         try:
-            yield
+            with self.activity.working():
+                yield
         finally:
             self._busy[key] -= 1
             if not self._busy[key]:
@@ -176,8 +181,11 @@ class WriteBehind:
                 continue
             now = self._now()
             aged = min(h.since for h in self._held.values()) + self.max_age
-            # the wave is over once no sync runs and none held a record for `settle` seconds
-            quiet = aged if self._busy else self._last_hold + self.settle
+            # the wave is over once no work runs and none ran or held a record for `settle` s
+            if self._busy or self.activity.busy:
+                quiet = aged
+            else:
+                quiet = max(self._last_hold, now - self.activity.idle_for()) + self.settle
             due = max(min(quiet, aged), self._last_round + self.settle)  # a round left some
             if now >= due:
                 return

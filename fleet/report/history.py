@@ -17,6 +17,12 @@ sees every row recorded before it; another process sees a row once its batch is 
 disk full) loses its batch, is logged, and shows in :attr:`History.problem` until a batch is
 written again.
 
+In the hub the writer also waits out a commit's wave (:meth:`History.defer_while`, given
+whether plans, renders or syncs ran in the last second: :class:`fleet.activity.Activity`), at
+most :data:`WAVE_WAIT` seconds: a thousand targets' rows are then inserted after their syncs, not
+by a thread that takes the interpreter's lock from them. A read still writes what is pending
+first, so it misses nothing.
+
 :class:`HistoryStore` is what every backend offers; :func:`open_history` picks one from where the
 history lives: a path is this SQLite file, a ``postgresql://`` URL is the database that several
 hub replicas share (:mod:`fleet.report.history_pg`, imported only when asked for, so the driver
@@ -30,6 +36,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +59,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GATHER = 0.05  # seconds the writer lets rows gather once the first one is recorded
+WAVE_WAIT = 30.0  # seconds rows may wait for a wave of work to end (defer_while)
+_WAVE_POLL = 0.1
+
+
+def wait_out(wave: Callable[[], bool] | None, *, stop: Callable[[], bool]) -> None:
+    """Block (a writer thread) while `wave()` says the hub is in a wave of work, at most
+    :data:`WAVE_WAIT` seconds, or until `stop()`."""
+    deadline = time.monotonic() + WAVE_WAIT
+    while wave is not None and wave() and not stop() and time.monotonic() < deadline:
+        time.sleep(_WAVE_POLL)
+
 
 _URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -169,6 +187,10 @@ class HistoryStore(Protocol):
 
     def close(self) -> None: ...
 
+    def defer_while(self, wave: Callable[[], bool]) -> None:
+        """From now on, rows wait (a bounded time) while `wave()` is true (see the module)."""
+        ...
+
     @property
     def problem(self) -> str:
         """Why rows are not being kept right now, in words (for the board); empty when they are."""
@@ -224,6 +246,7 @@ class History:
         self._pending: list[tuple[str, tuple[object, ...]]] = []  # (insert, row)
         self._closed = False
         self._problem = ""
+        self._wave: Callable[[], bool] | None = None
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, no fsync each
@@ -247,6 +270,9 @@ class History:
     def problem(self) -> str:
         """Why the last batch of rows was lost (the insert's error), until one is written."""
         return self._problem
+
+    def defer_while(self, wave: Callable[[], bool]) -> None:
+        self._wave = wave
 
     def record(self, record: SyncRecord) -> None:
         self._queue(_INSERT_SYNC, astuple(record))
@@ -272,6 +298,7 @@ class History:
                 if self._closed:
                     return  # close() writes the rest
             time.sleep(GATHER)  # let the rows of a burst gather: one transaction, one wake-up
+            wait_out(self._wave, stop=lambda: self._closed)
             with contextlib.suppress(sqlite3.Error):  # logged and kept in problem by flush
                 self.flush()
 

@@ -34,7 +34,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import astuple, fields
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -47,7 +47,7 @@ from prometheus_client.registry import Collector
 
 from fleet import logs
 from fleet.errors import TransientError
-from fleet.report.history import EventRecord, SyncRecord
+from fleet.report.history import EventRecord, SyncRecord, wait_out
 
 __all__ = ["HistoryUnavailable", "PgHistory", "safe_url"]
 
@@ -141,6 +141,7 @@ class PgHistory:
         self._lock = threading.Condition()
         self._inflight = 0
         self._stopping = False
+        self._wave: Callable[[], bool] | None = None  # defer_while
         self._up = True
         self._dropped = 0
         self._failures = 0
@@ -213,6 +214,10 @@ class PgHistory:
                 self._lock.wait(left)
         return True
 
+    def defer_while(self, wave: Callable[[], bool]) -> None:
+        """Batches wait (bounded) while `wave()` is true (see :mod:`fleet.report.history`)."""
+        self._wave = wave
+
     def close(self) -> None:
         """Write what is buffered (for at most a few seconds), then stop the writer."""
         if not self.flush(_CLOSE_FLUSH):
@@ -254,6 +259,7 @@ class PgHistory:
                 batch = self._take()
                 if batch is None:
                     break
+                wait_out(self._wave, stop=lambda: self._stopping)
                 try:
                     if connection is None or connection.closed:
                         connection = _connect(self.url)

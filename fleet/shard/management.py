@@ -20,10 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config.kube_config import KubeConfigLoader
+from typing import TYPE_CHECKING, Any
 
 from fleet import yamlsafe
 from fleet.apply.kube import Cluster, Timeouts
@@ -31,6 +28,9 @@ from fleet.apply.kube import connect as connect_cluster
 from fleet.errors import ConfigError
 from fleet.shard.settings import ShardSettings
 from fleet.transport import incluster
+
+if TYPE_CHECKING:  # the client package: imported where used, after the hub listens
+    from kubernetes_asyncio.client import Configuration
 
 __all__ = ["configuration", "connect", "token_file"]
 
@@ -72,6 +72,9 @@ async def configuration(settings: ShardSettings) -> Configuration:
     document = documents[0] if len(documents) == 1 else None
     if not isinstance(document, dict):
         raise ConfigError(f"--shard-kubeconfig {path}: not a kubeconfig (expected a mapping)")
+    from kubernetes_asyncio.client import Configuration  # not before the hub listens
+    from kubernetes_asyncio.config.kube_config import KubeConfigLoader
+
     made: Configuration = type.__call__(Configuration)  # no copy of a global default
     loader = KubeConfigLoader(config_dict=document, config_base_path=str(path.parent))
     await loader.load_and_set(made)

@@ -33,14 +33,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from kubernetes_asyncio.client import ApiClient, Configuration
+from typing import TYPE_CHECKING, Any
 
 from fleet import logs
 from fleet.config.clusters import ClusterFile
 from fleet.errors import ConfigError
 from fleet.types import ClusterRef
+
+if TYPE_CHECKING:  # the client package: imported where used, after the hub listens
+    from kubernetes_asyncio.client import ApiClient, Configuration
 
 __all__ = [
     "DEFAULT_DIR",
@@ -160,6 +161,8 @@ class TokenFile:
 
 def configuration(cluster: InCluster) -> Configuration:
     """A client configuration for `cluster`: its server, its CA, its rotating token."""
+    from kubernetes_asyncio.client import Configuration  # not before the hub listens
+
     tokens = TokenFile(cluster.token_path)
     settings: Configuration = type.__call__(Configuration)  # no copy of a global default
     settings.host = cluster.server
@@ -176,6 +179,8 @@ def configuration(cluster: InCluster) -> Configuration:
 
 def api_client(cluster: InCluster) -> ApiClient:
     """An ``ApiClient`` for `cluster` (an async context manager: close it)."""
+    from kubernetes_asyncio.client import ApiClient
+
     return ApiClient(configuration=configuration(cluster))
 
 

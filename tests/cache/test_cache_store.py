@@ -1,4 +1,5 @@
-"""The manifest cache: atomic entries, verified reads, GC by age and size, single flight."""
+"""The manifest cache: atomic entries, verified reads, GC by age and size, single flight, and in
+the hub, disk writes that wait for the wave of work to end."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from fleet.activity import Activity
 from fleet.cache import CacheSettings, ManifestCache, SingleFlight, render_key
 from fleet.types import RenderedSet
 
@@ -176,3 +178,43 @@ async def test_single_flight_coalesces_and_shares_errors() -> None:
         for _ in range(3):
             tg.start_soon(failing)
     assert errors == ["boom"] * 3 and flight.runs == 2
+
+
+@pytest.mark.anyio
+async def test_in_the_hub_puts_are_held_until_the_wave_is_over(tmp_path: Path) -> None:
+    """With the hub's writer running, a put during a wave only holds its entry (read from memory);
+    the writer writes it once no work has run for `settle`; the stop's flush writes the rest."""
+    activity = Activity()
+    cache = ManifestCache(CacheSettings(root=tmp_path), activity=activity, settle=0.05)
+    async with anyio.create_task_group() as group:
+        await group.start(cache.run)
+        with activity.working():  # a sync in flight
+            await cache.put("a" * 64, rendered("a"))
+            await anyio.sleep(0.3)  # six times `settle`: a write would have come by now
+            assert not cache.path_of("a" * 64).exists() and len(cache) == 1
+            assert await cache.get("a" * 64) == rendered("a")
+        with anyio.fail_after(30):
+            while len(cache):  # noqa: ASYNC110 - no event to wait on
+                await anyio.sleep(0.02)
+        assert cache.path_of("a" * 64).exists()
+        with activity.working():  # held again, then the hub stops
+            await cache.put("b" * 64, rendered("b"))
+            await cache.flush()
+            assert cache.path_of("b" * 64).exists() and not len(cache)
+        group.cancel_scope.cancel()
+    assert await ManifestCache(CacheSettings(root=tmp_path)).get("b" * 64) == rendered("b")
+
+
+@pytest.mark.anyio
+async def test_a_wave_that_never_ends_holds_puts_at_most_at_most(tmp_path: Path) -> None:
+    activity = Activity()
+    cache = ManifestCache(CacheSettings(root=tmp_path), activity=activity, at_most=0.2)
+    async with anyio.create_task_group() as group:
+        await group.start(cache.run)
+        with activity.working():
+            await cache.put("c" * 64, rendered("c"))
+            with anyio.fail_after(30):
+                while len(cache):  # noqa: ASYNC110 - no event to wait on
+                    await anyio.sleep(0.02)
+            assert cache.path_of("c" * 64).exists()
+        group.cancel_scope.cancel()

@@ -27,7 +27,7 @@ def _quiet(action: argparse.Action) -> bool:
 
 def test_every_option_has_help_that_names_its_default() -> None:
     missing = []
-    for path, action in _actions(_parser(), ("fleet",)):
+    for path, action in _actions(_parser()[0], ("fleet",)):
         text = action.help or ""
         where = " ".join((*path, "/".join(action.option_strings) or action.dest))
         if not text.strip():
@@ -38,7 +38,7 @@ def test_every_option_has_help_that_names_its_default() -> None:
 
 
 def test_the_walk_sees_every_command() -> None:
-    commands = {path for path, _ in _actions(_parser(), ("fleet",))}
+    commands = {path for path, _ in _actions(_parser()[0], ("fleet",))}
     for command in ("run", "status", "history", "sync", "diff", "render", "rollback", "demo"):
         assert ("fleet", command) in commands
     assert ("fleet", "cluster", "up") in commands and ("fleet", "image", "set") in commands

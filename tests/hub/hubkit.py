@@ -88,6 +88,14 @@ async def values(clusters: list[RunningCluster], namespace: str) -> list[str | N
 
 
 async def push_webhook(port: int, repo_url: str, *, secret: str = SECRET) -> int:
+    status, _ = await post_webhook(port, repo_url, secret=secret)
+    return status
+
+
+async def post_webhook(
+    port: int, repo_url: str, *, secret: str = SECRET
+) -> tuple[int, dict[str, Any]]:
+    """A signed GitHub push of `repo_url`'s main: the hub's status and JSON answer."""
     body = json.dumps({"ref": "refs/heads/main", "repository": {"clone_url": repo_url}}).encode()
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     async with (
@@ -101,7 +109,8 @@ async def push_webhook(port: int, repo_url: str, *, secret: str = SECRET) -> int
             },
         ) as response,
     ):
-        return response.status
+        answer = await response.json() if response.content_type == "application/json" else {}
+        return response.status, answer
 
 
 def hub_settings(tmp_path: Path, **extra: Any) -> HubSettings:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import aiohttp
 import anyio
 import pytest
 
 from fleet.controlplane import LocalProvider, RunningCluster
+from fleet.hub import hub as hub_module
 from fleet.hub.hub import Hub
 from fleet.report import History
 from tests.hub.hubkit import (
@@ -23,6 +25,7 @@ from tests.hub.hubkit import (
     fleet_yaml,
     hub_settings,
     namespace_doc,
+    post_webhook,
     push_webhook,
     until,
     value_on,
@@ -118,4 +121,64 @@ async def test_the_hub_listens_before_it_reads_the_cluster_files(
         assert heard == [(port, 0, False)]  # listening, nothing read yet, not ready
         assert len(hub.registry.snapshot) == 2 and hub.readiness()[0]
         assert await push_webhook(port, remote.url) == 200
+        hub.stop()
+
+
+async def test_the_hub_listens_before_it_reads_its_config(
+    kit_clusters: list[RunningCluster], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server listens before the config is read (a config in git may take a fetch): a
+    webhook that comes meanwhile waits for the config and is matched against it; one that waits
+    longer than the push wait is answered 202 ``starting``, and the app still converges on the
+    pushed commit once the config is read; the control API answers 503 until then."""
+    ns = "config-later"
+    remote = Remote(tmp_path / "git")
+    remote.commit({"app/ns.yaml": namespace_doc(ns), "app/cm.yaml": configmap(ns, "v1")})
+    settings = hub_settings(tmp_path)
+    settings.config_path.write_text(fleet_yaml(remote.url, ns))
+    (cluster,) = kit_clusters[:1]
+    drop(cluster, settings.clusters_dir)
+    hub = Hub(settings)
+    gate = anyio.Event()
+    load = hub.config_feed.load
+
+    async def gated() -> object:  # the real load, once the test lets it
+        await gate.wait()
+        return await load()
+
+    monkeypatch.setattr(hub.config_feed, "load", gated)
+    monkeypatch.setattr(hub_module, "PUSH_WAIT", 0.5)
+    listening = anyio.Event()
+    ports: list[int] = []
+
+    def heard(port: int) -> None:
+        ports.append(port)
+        listening.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(hub.run, on_listening=heard))
+        await listening.wait()
+        (port,) = ports
+        status, answer = await post_webhook(port, remote.url)
+        assert (status, answer["matched"]) == (202, 0) and "still reading" in answer["starting"]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/api/apps/web") as response,
+        ):
+            assert response.status == 503 and response.headers["Retry-After"] == "1"
+        remote.commit({"app/cm.yaml": configmap(ns, "v2")})
+        monkeypatch.setattr(hub_module, "PUSH_WAIT", 60.0)
+        answered: list[tuple[int, dict[str, object]]] = []
+
+        async def push() -> None:
+            answered.append(await post_webhook(port, remote.url))
+
+        tg.start_soon(push)
+        await anyio.sleep(0.5)
+        assert not answered  # it waits for the config
+        gate.set()
+        await until(lambda: bool(answered))
+        ((status, answer),) = answered
+        assert status in (200, 202) and answer["matched"] == 1
+        await until(lambda: all_equal(values([cluster], ns), "v2"))
         hub.stop()

@@ -197,3 +197,18 @@ async def test_records_wait_while_any_sync_of_the_hub_runs(
         await until_written(behind, 1)  # the wave over: written
         group.cancel_scope.cancel()
     assert (await on_cluster(cluster, app)).revision == B
+
+
+async def test_records_wait_while_a_plan_or_render_of_the_hub_runs(
+    cluster: apply.Cluster, namespace: str
+) -> None:
+    """A commit's renders are part of its wave (fleet.activity), though no sync runs yet."""
+    behind, app = await held(cluster, namespace, count=1, max_age=3600.0)
+    async with anyio.create_task_group() as group:
+        with behind.activity.working():  # a render in flight
+            await group.start(behind.run)
+            await anyio.sleep(0.5)  # ten times `settle`
+            assert len(behind) == 1 and behind.written == 0
+        await until_written(behind, 1)
+        group.cancel_scope.cancel()
+    assert (await on_cluster(cluster, app)).revision == B

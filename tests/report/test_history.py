@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from fleet.report import History, SyncRecord
@@ -81,6 +82,29 @@ async def test_rows_are_written_behind_and_every_reader_sees_them(tmp_path: Path
     assert _count(history.path, "events") == 502
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         history.record_event(_event(502))
+
+
+@pytest.mark.anyio
+async def test_rows_wait_out_a_wave_of_work_but_a_read_still_sees_them(tmp_path: Path) -> None:
+    """defer_while: the writer leaves rows pending while the hub is in a wave (another
+    connection does not see them yet), a read of the hub writes them first, and they are
+    written unasked once the wave is over; close writes what a wave still holds."""
+    wave = True
+    history = History(tmp_path / "h.sqlite")
+    history.defer_while(lambda: wave)
+    history.record_event(_event(0))
+    await anyio.sleep(0.5)  # ten times GATHER: without the wave it would be written by now
+    assert _count(history.path, "events") == 0
+    assert len(history.events(limit=10)) == 1 and _count(history.path, "events") == 1
+    history.record_event(_event(1))
+    await anyio.sleep(0.5)
+    assert _count(history.path, "events") == 1
+    wave = False
+    await until(lambda: _count(history.path, "events") == 2)
+    wave = True
+    history.record_event(_event(2))
+    history.close()
+    assert _count(history.path, "events") == 3
 
 
 @pytest.mark.anyio
