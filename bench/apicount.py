@@ -120,6 +120,11 @@ def parse(text: str) -> Snapshot:
 
 async def scrape(kubeconfig: Path) -> Snapshot:
     """One GET of ``/metrics`` (it counts itself: one ``GET`` of no resource, in both windows)."""
+    return parse(await fetch(kubeconfig))
+
+
+async def fetch(kubeconfig: Path) -> str:
+    """The text of one GET of ``/metrics`` (parse it with :func:`parse`)."""
     async with await config.new_client_from_config(config_file=str(kubeconfig)) as api:
         api.user_agent = "fleet-bench-metrics"
         response = await api.call_api(
@@ -130,10 +135,9 @@ async def scrape(kubeconfig: Path) -> Snapshot:
             header_params={"Accept": "text/plain"},
         )
         try:
-            text = await response.text()
+            return str(await response.text())
         finally:
             response.release()
-    return parse(text)
 
 
 def delta(before: Snapshot, after: Snapshot) -> Delta:

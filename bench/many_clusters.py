@@ -132,13 +132,15 @@ async def one_level(
             if status not in (200, 202):
                 raise RuntimeError(f"webhook answered {status}")
             after = await watcher.wait(slots, marker.text, limit=args.limit)
+            # at once and together: the held inventory records are written a second after the
+            # wave (fleet.activity), and one scrape after another counted them in the window
+            ends = await _scrape_all(rig, servers)
         cpu_commit = cpushare.spent(cpu_before, cpushare.snapshot(hub_pid=hub.proc.pid))
         latencies = [t - pushed for t in after.values()]
         busy_rss = hub.rss_mib()
         requests: Counter[str] = Counter()
         for server in servers:  # the kit's own components included: a few per second each
-            delta = apicount.delta(before[server], await apicount.scrape(rig.kubeconfigs[server]))
-            requests.update(delta.by_verb())
+            requests.update(apicount.delta(before[server], ends[server]).by_verb())
     floors = await _floors(rig, watcher, root, names, server_of, args=args) if args.floor else {}
     result = {
         "entries": level,
@@ -156,6 +158,19 @@ async def one_level(
     }
     print(f"  E={level}: {result}", flush=True)
     return result
+
+
+async def _scrape_all(rig: Rig, servers: list[str]) -> dict[str, Any]:
+    """Every apiserver's request counters, fetched concurrently, parsed once all are in."""
+    texts: dict[str, str] = {}
+
+    async def one(server: str) -> None:
+        texts[server] = await apicount.fetch(rig.kubeconfigs[server])
+
+    async with anyio.create_task_group() as group:
+        for server in servers:
+            group.start_soon(one, server)
+    return {server: apicount.parse(text) for server, text in texts.items()}
 
 
 async def _floors(
