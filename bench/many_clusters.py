@@ -132,10 +132,11 @@ async def one_level(
             if status not in (200, 202):
                 raise RuntimeError(f"webhook answered {status}")
             after = await watcher.wait(slots, marker.text, limit=args.limit)
+            cpu_after = cpushare.snapshot(hub_pid=hub.proc.pid)  # the scrapes' CPU not in it
             # at once and together: the held inventory records are written a second after the
             # wave (fleet.activity), and one scrape after another counted them in the window
             ends = await _scrape_all(rig, servers)
-        cpu_commit = cpushare.spent(cpu_before, cpushare.snapshot(hub_pid=hub.proc.pid))
+        cpu_commit = cpushare.spent(cpu_before, cpu_after)
         latencies = [t - pushed for t in after.values()]
         busy_rss = hub.rss_mib()
         requests: Counter[str] = Counter()
