@@ -15,6 +15,7 @@ leaves git, unless ``deleteAdopted``). Each app belongs to a project
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,7 +238,23 @@ class Config:
     projects: tuple[Project, ...] = ()
 
     def app(self, name: str) -> App | None:
-        return next((a for a in self.apps if a.name == name), None)
+        return self._apps_by_name.get(name)
 
     def project(self, name: str) -> Project | None:
-        return next((p for p in self.projects if p.name == name), None)
+        return self._projects_by_name.get(name)
+
+    # by name, the first of a name as declared; kept in the instance's dict (it never changes),
+    # since a reconcile asks several times and 1,000 apps made a scan of each ask quadratic
+    @functools.cached_property
+    def _apps_by_name(self) -> dict[str, App]:
+        found: dict[str, App] = {}
+        for app in self.apps:
+            found.setdefault(app.name, app)
+        return found
+
+    @functools.cached_property
+    def _projects_by_name(self) -> dict[str, Project]:
+        found: dict[str, Project] = {}
+        for project in self.projects:
+            found.setdefault(project.name, project)
+        return found

@@ -24,14 +24,17 @@ for JSON and still accepts a YAML answer, which is what a krender built before t
 :func:`documents_of` decodes either.
 
 :class:`BatchKustomize` is the client. The process starts on first use, in a scratch directory of
-its own with :func:`fleet.render.tools.tool_env` (nothing of the hub's environment), its stderr
-in a file there (kustomize's warnings; the last lines explain a crash). No background task reads
-its stdout: the callers take turns as reader (whoever holds the read lock reads one answer and
-hands it to its waiter), so the client needs no task group of its own and lives as long as the
-object. A caller cancelled mid-render (its timeout, a shutdown) kills the process, since a render
-that hangs would otherwise hold one of its slots for ever; the other renders in flight then fail
-as transient and the next request starts a fresh process. A process that exits fails its renders
-the same way.
+its own with :func:`fleet.render.tools.tool_env` (nothing of the hub's environment), its stderr in
+a file there (kustomize's warnings; the last lines explain a crash). No background task reads its
+stdout: the callers take turns as reader (whoever holds the read lock reads one answer and hands it
+to its waiter), so the client needs no task group of its own and lives as long as the object.
+Writes are shared the same way: a request goes to an outbox, and the caller that finds no write
+under way lets the event loop turn once, then writes every request queued by then (and those queued
+while it writes) in one write: a commit's thousand tenants asking at once make a few pipe writes
+and wake-ups of krender, not a thousand. A caller cancelled mid-render (its timeout, a shutdown)
+kills the process, since a render that hangs would otherwise hold one of its slots for ever; the
+other renders in flight then fail as transient and the next request starts a fresh process. A
+process that exits fails its renders the same way.
 
 :func:`locate` finds a built ``krender``: ``$FLEET_KRENDER``, else the newest build in the kit's
 cache (``<cache>/controlplane/bin/krender-*/krender``), else none (the CLI is used).
@@ -54,6 +57,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -98,7 +102,8 @@ class _Worker:
     stdout: BufferedByteReceiveStream
     pending: dict[int, _Slot] = field(default_factory=dict)
     read_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    write_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    outbox: list[bytes] = field(default_factory=list)  # request lines not written yet
+    flushing: bool = False  # a caller is writing the outbox
     broken: bool = False
 
     def stderr_tail(self) -> str:
@@ -140,6 +145,7 @@ class BatchKustomize:
         self.renders = 0  # renders answered
         self.from_files = 0  # of which built from files sent in the request (in its memory)
         self.yaml_decoded = 0  # JSON asked, YAML answered and decoded (a krender before JSON)
+        self.writes = 0  # writes of requests to its stdin (a burst shares one)
         self._ids = itertools.count(1)
         self._start_lock = anyio.Lock()
         self._worker: _Worker | None = None
@@ -227,12 +233,11 @@ class BatchKustomize:
         number = next(self._ids)
         slot = _Slot()
         worker.pending[number] = slot
-        line = json.dumps({"id": number, **request}).encode() + b"\n"
-        sent = False
+        worker.outbox.append(json.dumps({"id": number, **request}).encode() + b"\n")
+        sent = True  # from here on the request may be in the pipe, whole or in part
         try:
-            async with worker.write_lock:
-                sent = True  # from here on the request may be in the pipe, whole or in part
-                await worker.process.stdin.send(line)  # type: ignore[union-attr]
+            if not worker.flushing:
+                await self._flush(worker)
             while not slot.done.is_set():
                 async with worker.read_lock:
                     if not slot.done.is_set():
@@ -258,6 +263,22 @@ class BatchKustomize:
         self.renders += 1
         return slot.answer, slot.size
 
+    async def _flush(self, worker: _Worker) -> None:
+        """Write the outbox, and what is added to it meanwhile: the requests made in one turn of
+        the event loop (a commit's thousand tenants ask together) go in one write, one wake-up
+        of krender, not one each. Shielded: the others' requests are in it."""
+        worker.flushing = True
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.lowlevel.checkpoint()  # the other callers of this turn add theirs
+                while worker.outbox and not worker.broken:
+                    data = b"".join(worker.outbox)
+                    worker.outbox.clear()
+                    await worker.process.stdin.send(data)  # type: ignore[union-attr]
+                    self.writes += 1
+        finally:
+            worker.flushing = False
+
     async def aclose(self) -> None:
         """Stop the process (it would also stop by itself once this hub exits)."""
         worker, self._worker = self._worker, None
@@ -265,6 +286,9 @@ class BatchKustomize:
             await self._discard(worker, TransientError("krender was stopped"))
 
     async def _running(self) -> _Worker:
+        worker = self._worker
+        if worker is not None and not worker.broken and worker.process.returncode is None:
+            return worker  # no lock, no turn of the loop: a burst of requests shares one write
         async with self._start_lock:
             worker = self._worker
             if worker is not None and not worker.broken and worker.process.returncode is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fleet.transport import incluster
 from fleet.transport.kubeconfig import tunneled_document
-from fleet.transport.links import LinkError, LinkRefused, LinkSettings, LinkStatus
+from fleet.transport.linkstate import LinkError, LinkRefused, LinkSettings, LinkStatus
 from fleet.transport.routes import ApiTarget, Hop, SshRoute, api_target, parse_route
 from fleet.transport.tunnels import Endpoint, Tunnels, TunnelSettings, TunnelState
 

@@ -28,17 +28,21 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
-import asyncssh
 
 from fleet.config.clusters import ClusterFile
 from fleet.errors import FleetError
-from fleet.transport.links import Link, LinkError, LinkRefused, LinkSettings, Sleep
+from fleet.transport.linkstate import LinkError, LinkRefused, LinkSettings, Sleep
 from fleet.transport.routes import ApiTarget, SshRoute, api_target, parse_route
+
+if TYPE_CHECKING:  # asyncssh (and the link, which uses it) once a tunnelled cluster joins
+    import asyncssh
+
+    from fleet.transport.links import Link
 
 __all__ = ["Endpoint", "TunnelSettings", "TunnelState", "Tunnels"]
 
@@ -202,6 +206,8 @@ class Tunnels:
         tg = self._require_tg()
         held = self._links.get(route.key)
         if held is None:
+            from fleet.transport.links import Link  # asyncssh: see fleet.transport.linkstate
+
             link = Link(route, settings=self.settings.link, sleep=self._sleep)
             held = _Held(link=link, scope=await tg.start(_scoped, link.run))
             self._links[route.key] = held
@@ -271,6 +277,8 @@ class Tunnels:
     async def _carry(
         self, client: anyio.abc.SocketStream, *, link: Link, target: ApiTarget, name: str
     ) -> None:
+        import asyncssh
+
         async with client:
             conn = await link.connection(time_limit=self.settings.accept_wait)
             if conn is None:
@@ -313,6 +321,8 @@ async def _scoped(
 
 async def _upstream(client: anyio.abc.SocketStream, writer: asyncssh.SSHWriter[bytes]) -> None:
     """Local client -> SSH channel; an EOF from the client is passed on."""
+    import asyncssh
+
     try:
         async for chunk in client:
             writer.write(chunk)
@@ -329,6 +339,8 @@ async def _downstream(
     scope: anyio.CancelScope,
 ) -> None:
     """SSH channel -> local client; when the channel ends, so does the whole connection."""
+    import asyncssh
+
     try:
         while chunk := await reader.read(_CHUNK):
             await client.send(chunk)

@@ -2,7 +2,8 @@
 of the start whatever the number of entries; imports were most of that time).
 
 kubernetes-asyncio's client package imports every API and model it has (about a second of CPU
-on a small machine): the hub imports it once a cluster connects, after it listens. The other
+on a small machine): the hub imports it once a cluster connects, after it listens; asyncssh (a
+fifth of a second) once a cluster behind a bastion joins. The other
 commands' modules are not imported for ``fleet run`` at all. Each check runs in a fresh
 interpreter, since this test process has imported everything already.
 """
@@ -36,6 +37,7 @@ def test_the_hub_listens_before_the_kubernetes_client_is_imported() -> None:
     loaded = _loaded(_PROBE)
     assert "fleet.hub.hub" in loaded and "fleet.apply.kube" in loaded
     assert not {m for m in loaded if m.startswith("kubernetes_asyncio")}
+    assert "asyncssh" not in loaded  # the SSH links' library: once a tunnelled cluster joins
     assert "fleet.apply.sharedclient" not in loaded
     others = {"fleet.cli.demo", "fleet.cli.oneshot", "fleet.cli.control", "fleet.gitops.cli"}
     assert not others & loaded

@@ -4,6 +4,7 @@ Namespaces, the guards that count the render, rewinds, and the inventory's compa
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -187,3 +188,34 @@ def test_inventory_reads_the_old_format_and_records_uids_and_adoption() -> None:
     )
     back = apply.Inventory.from_configmap("web", new.to_configmap())
     assert back.record(key) == apply.Record("u-1", adopted=True) and back.same_as(new)
+
+
+def test_same_as_is_whether_the_configmaps_would_be_equal() -> None:
+    """same_as compares what to_configmap writes, without writing it: each pair below agrees."""
+    a, b = ObjectKey("", "ConfigMap", "prod", "a"), ObjectKey("apps", "Deployment", "prod", "b")
+    base = apply.Inventory(
+        app="web",
+        entries={a: "v1", b: "apps/v1"},
+        revision="r1",
+        digest="d1",
+        records={a: apply.Record("u-1")},
+        resource_version="7",
+    )
+    variants = [
+        dataclasses.replace(base, resource_version="8"),  # not what it says
+        dataclasses.replace(base, entries={b: "apps/v1", a: "v1"}),  # another order
+        dataclasses.replace(base, records={**base.records, b: apply.Record()}),  # nothing to say
+        dataclasses.replace(
+            base, records={**base.records, ObjectKey("", "X", "", "gone"): apply.Record("u")}
+        ),
+        dataclasses.replace(base, revision="r2"),
+        dataclasses.replace(base, digest="d2"),
+        dataclasses.replace(base, entries={a: "v1"}),
+        dataclasses.replace(base, records={a: apply.Record("u-1", adopted=True)}),
+        dataclasses.replace(base, app="api"),
+        apply.Inventory.from_configmap("web", base.to_configmap()),
+    ]
+    for other in variants:
+        assert base.same_as(other) == (base.to_configmap() == other.to_configmap()), other
+    assert [base.same_as(v) for v in variants] == [True] * 4 + [False] * 5 + [True]
+    assert not base.same_as(None)

@@ -462,3 +462,35 @@ async def test_krender_builds_from_files_in_memory_what_it_builds_from_the_disk(
         assert batch.starts == 1 and batch.from_files == len(BUILDS) + 1  # the built ones
     finally:
         await batch.aclose()
+
+
+async def test_a_burst_of_renders_shares_one_write_and_each_gets_its_own_answer(
+    krender_binary: Path,
+) -> None:
+    """Fifty tenants asking in one turn of the event loop (a commit's wave): their requests go to
+    krender in a few writes, not fifty, and each answer reaches the caller who asked for it."""
+    batch = Builder(batch=krender_binary, jobs=4).batch
+    assert batch is not None and await batch.takes_files()
+    limits = DocumentLimits()
+
+    def tenant(i: int) -> dict[str, str]:
+        return {
+            f"t{i}/kustomization.yaml": "resources: [cm.yaml]\n",
+            f"t{i}/cm.yaml": f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: t{i}}}\n",
+        }
+
+    found: dict[int, list[Manifest]] = {}
+
+    async def render(i: int) -> None:
+        found[i] = await batch.documents_of_files(tenant(i), f"t{i}", limits=limits)
+
+    try:
+        await render(-1)  # the process is running: the burst does not wait for its start
+        before = batch.writes
+        async with anyio.create_task_group() as group:
+            for i in range(50):
+                group.start_soon(render, i)
+        assert all(found[i][0]["metadata"]["name"] == f"t{i}" for i in range(50))
+        assert batch.writes - before < 10, batch.writes - before
+    finally:
+        await batch.aclose()
