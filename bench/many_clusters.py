@@ -99,7 +99,6 @@ async def one_level(
         resync_interval=args.resync_interval,
         start_timeout=args.limit,
         env=env,
-        extra_args=("--event-loop", args.event_loop),
     )
     hub.root.mkdir(parents=True, exist_ok=True)
     hub.config.write_text(_config(rig.repo_url, names, layout=args.layout))
@@ -146,7 +145,6 @@ async def one_level(
     floors = await _floors(rig, watcher, root, names, server_of, args=args) if args.floor else {}
     result = {
         "entries": level,
-        "event_loop": args.event_loop,
         "servers": len(servers),
         "converge_all_s": converge,
         "hub_listening_s": hub.listening_s,
@@ -287,10 +285,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--entries", type=int, nargs="+", default=[10, 100, 250, 500, 1000])
     p.add_argument("--layout", choices=["app-per-entry", "shared-app"], default="app-per-entry")
     p.add_argument("--kustomize", choices=["krender", "cli"], default="krender")
-    p.add_argument(
-        "--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
-        help="the hub's `fleet run --event-loop` (default uvloop, the hub's own default)",
-    )  # fmt: skip
     p.add_argument("--resync-interval", type=float, default=300.0)
     p.add_argument("--settle", type=float, default=10.0)
     p.add_argument("--idle-window", type=float, default=20.0)

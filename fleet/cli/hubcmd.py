@@ -119,13 +119,6 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="reconciles running at once, fleet-wide (at most 4 per cluster; default 32)",
     )
     run.add_argument(
-        "--event-loop",
-        choices=("uvloop", "asyncio"),
-        default="uvloop",
-        help="the event loop under anyio: uvloop (libuv, its transports in Cython) or the "
-        "standard library's asyncio loop (default uvloop)",
-    )
-    run.add_argument(
         "--api-tokens",
         type=Path,
         default=None,
@@ -319,7 +312,6 @@ def run_hub(args: argparse.Namespace) -> int:
         listen=f"{host}:{port}",
         credentials=args.credentials or "",
         log_format=fmt.value,
-        event_loop=args.event_loop,
         pid=os.getpid(),
     )
     started = time.monotonic()
@@ -345,9 +337,7 @@ def run_hub(args: argparse.Namespace) -> int:
                     break
 
     try:
-        anyio.run(
-            main, backend="asyncio", backend_options={"use_uvloop": args.event_loop == "uvloop"}
-        )
+        anyio.run(main)
     except Exception as exc:  # the hub's end, whatever ended it, is one stop line
         _stopped(started, reason="error", error=exc, bug=not _expected(exc))
         return 1
