@@ -16,9 +16,9 @@ leaves git, unless ``deleteAdopted``). Each app belongs to a project
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fleet.config.projects import OPEN_DEFAULT, Project
 from fleet.types import ClusterRef
@@ -247,14 +247,23 @@ class Config:
     # since a reconcile asks several times and 1,000 apps made a scan of each ask quadratic
     @functools.cached_property
     def _apps_by_name(self) -> dict[str, App]:
-        found: dict[str, App] = {}
-        for app in self.apps:
-            found.setdefault(app.name, app)
-        return found
+        return _first_by_name(self.apps)
 
     @functools.cached_property
     def _projects_by_name(self) -> dict[str, Project]:
-        found: dict[str, Project] = {}
-        for project in self.projects:
-            found.setdefault(project.name, project)
-        return found
+        return _first_by_name(self.projects)
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def _first_by_name(items: Iterable[_N]) -> dict[str, _N]:
+    found: dict[str, _N] = {}
+    for item in items:
+        found.setdefault(item.name, item)
+    return found
