@@ -11,8 +11,9 @@ for the worker threads) from the syncs an operator is waiting for; done after it
 sync; never the no-op resync, which reads memory only) through :meth:`Activity.working`, and
 tells since when none has run. :meth:`Activity.quiet` waits until none has run for ``settle``
 seconds, or at most ``at_most`` seconds, so that what waits is bounded in time even under steady
-commits. It is plain state on the event loop; :attr:`Activity.busy` may be read from a worker
-thread (a bool read under the interpreter's lock).
+commits. It is plain state on the event loop; :attr:`Activity.busy` and
+:meth:`Activity.idle_for` may be read from a worker thread (plain reads under the interpreter's
+lock), which is how the history's writer thread asks.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Activity:
                 with anyio.move_on_after(deadline - now):
                     await self._ended.wait()
                 continue
-            idle = now - self._idle_since
+            idle = self.idle_for()
             if idle >= settle:
                 return
             await anyio.sleep(min(settle - idle, deadline - now))

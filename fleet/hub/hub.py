@@ -105,7 +105,9 @@ class Hub:
             sources=self.sources,
             renderer=Renderer(RenderSettings(helm=settings.helm)),
             cache=ManifestCache(
-                CacheSettings(root=settings.cache_dir / "render"), activity=self.activity
+                CacheSettings(root=settings.cache_dir / "render"),
+                activity=self.activity,
+                settle=WAVE_SETTLE,
             ),
             activity=self.activity,
         )
@@ -126,7 +128,7 @@ class Hub:
             desired=self.desired,
             targets=self.targets,
             metrics=self.metrics,
-            behind=WriteBehind(activity=self.activity),
+            behind=WriteBehind(activity=self.activity, settle=WAVE_SETTLE),
         )
         self.suspensions = Suspensions.load(settings.state_dir / "suspended.json")
         self.reconciler.suspended = self.suspensions
