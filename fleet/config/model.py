@@ -243,6 +243,19 @@ class Config:
     def project(self, name: str) -> Project | None:
         return self._projects_by_name.get(name)
 
+    def apps_that_may_select(self, cluster: str) -> tuple[App, ...]:
+        """The apps whose selector may choose the cluster named `cluster`, as declared: those
+        naming it and those naming no cluster (their labels and servers still to be matched).
+        An app that names clusters never selects another, so a cluster's apps are found without
+        matching every app (with an app per cluster, a scan per cluster was quadratic)."""
+        named = self._apps_naming.get(cluster, ())
+        if not named:
+            return self._apps_naming_none
+        if not self._apps_naming_none:
+            return named
+        order = {id(app): i for i, app in enumerate(self.apps)}
+        return tuple(sorted((*named, *self._apps_naming_none), key=lambda a: order[id(a)]))
+
     # by name, the first of a name as declared; kept in the instance's dict (it never changes),
     # since a reconcile asks several times and 1,000 apps made a scan of each ask quadratic
     @functools.cached_property
@@ -252,6 +265,18 @@ class Config:
     @functools.cached_property
     def _projects_by_name(self) -> dict[str, Project]:
         return _first_by_name(self.projects)
+
+    @functools.cached_property
+    def _apps_naming(self) -> dict[str, tuple[App, ...]]:
+        found: dict[str, list[App]] = {}
+        for app in self.apps:
+            for name in dict.fromkeys(app.destination.clusters.names):
+                found.setdefault(name, []).append(app)
+        return {name: tuple(apps) for name, apps in found.items()}
+
+    @functools.cached_property
+    def _apps_naming_none(self) -> tuple[App, ...]:
+        return tuple(app for app in self.apps if not app.destination.clusters.names)
 
 
 class _Named(Protocol):

@@ -237,7 +237,7 @@ class Membership:
         self._enqueue_cluster(name, full=True)
 
     def _enqueue_cluster(self, name: str, *, full: bool = False) -> None:
-        for app in self._reconciler.config.apps:
+        for app in self._reconciler.config.apps_that_may_select(name):
             if self._reconciler.selects(app, name):
                 if full:
                     self._reconciler.force_full.add((name, app.name))

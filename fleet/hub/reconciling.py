@@ -93,8 +93,15 @@ class Reconciler:
         )
 
     def targets_of(self, app: App) -> list[str]:
-        """The clusters `app` goes to, among those connected."""
-        return sorted(name for name in self.connections if self.selects(app, name))
+        """The clusters `app` goes to, among those connected (only those it names, if it names
+        any: an app per cluster entry made a match of every connection per app quadratic)."""
+        names = app.destination.clusters.names
+        candidates = dict.fromkeys(n for n in names if n in self.connections) if names else None
+        return sorted(
+            name
+            for name in (self.connections if candidates is None else candidates)
+            if self.selects(app, name)
+        )
 
     async def __call__(self, key: Key) -> float | None:
         started = time.time()

@@ -237,3 +237,29 @@ def test_a_parent_app_says_so_in_fleet_yaml_or_by_annotation(tmp_path: Path) -> 
     assert apps["monitoring"].applications and apps["guestbook"].applications
     assert not apps["webapp"].applications
     assert not loading.load(_write(tmp_path, ARGO_APP)).apps[0].applications
+
+
+def test_a_clusters_candidate_apps_are_those_naming_it_and_those_naming_none(
+    tmp_path: Path,
+) -> None:
+    text = FLEET_YAML + (
+        "  - name: eu-only\n"
+        "    source: {repoURL: file:///srv/git/eu.git, path: eu}\n"
+        "    destination: {namespace: eu, clusters: {names: [prod-eu, prod-eu]}}\n"
+        "  - name: everywhere\n"
+        "    source: {repoURL: file:///srv/git/all.git, path: all}\n"
+        "    destination: {namespace: all}\n"
+    )
+    config = loading.load(_write(tmp_path, text))
+
+    def names(cluster: str) -> list[str]:
+        return [a.name for a in config.apps_that_may_select(cluster)]
+
+    assert names("prod-eu") == ["webapp", "monitoring", "eu-only", "everywhere"], "as declared"
+    assert names("prod-us") == ["webapp", "monitoring", "everywhere"]
+    assert names("dev") == ["webapp", "everywhere"], "labels and servers are matched later"
+    # never fewer than a scan of every app would select
+    for cluster in ("prod-eu", "prod-us", "dev"):
+        ref = ClusterRef(cluster, {"env": "prod"})
+        scanned = [a.name for a in config.apps if a.destination.clusters.matches(ref)]
+        assert set(scanned) <= set(names(cluster))
