@@ -253,8 +253,8 @@ class Config:
             return self._apps_naming_none
         if not self._apps_naming_none:
             return named
-        order = {id(app): i for i, app in enumerate(self.apps)}
-        return tuple(sorted((*named, *self._apps_naming_none), key=lambda a: order[id(a)]))
+        position = self._positions
+        return tuple(sorted((*named, *self._apps_naming_none), key=lambda a: position[id(a)]))
 
     # by name, the first of a name as declared; kept in the instance's dict (it never changes),
     # since a reconcile asks several times and 1,000 apps made a scan of each ask quadratic
@@ -273,6 +273,10 @@ class Config:
             for name in dict.fromkeys(app.destination.clusters.names):
                 found.setdefault(name, []).append(app)
         return {name: tuple(apps) for name, apps in found.items()}
+
+    @functools.cached_property
+    def _positions(self) -> dict[int, int]:
+        return {id(app): i for i, app in enumerate(self.apps)}
 
     @functools.cached_property
     def _apps_naming_none(self) -> tuple[App, ...]:
